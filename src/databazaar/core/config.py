@@ -1,0 +1,48 @@
+"""Settings from the environment (prefix ``DATABAZAAR_``) with sensible defaults.
+
+``DATABASE_URL`` is also honoured without the prefix, as deployment tools set it so.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_home() -> Path:
+    return Path.home() / ".databazaar"
+
+
+class Settings(BaseSettings):
+    """Runtime configuration. Every field can be set as ``DATABAZAAR_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="DATABAZAAR_", extra="ignore")
+
+    home: Path = Field(default_factory=_default_home, description="data home folder")
+    database_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("DATABAZAAR_DATABASE_URL", "DATABASE_URL"),
+        description="SQLAlchemy URL; SQLite file under the data home when unset",
+    )
+    secret_key: str | None = Field(default=None, description="signing key for links/cookies")
+    max_upload_bytes: int = Field(default=50 * 1024 * 1024, ge=1)
+    market_fee_bps: int = Field(default=500, ge=0, le=10_000, description="fee, basis points")
+    n_jobs: int = Field(default=-1, description="default parallelism for valuation")
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            url = self.database_url
+            if url.startswith("postgresql://"):
+                url = "postgresql+psycopg://" + url[len("postgresql://") :]
+            return url
+        return f"sqlite:///{self.home / 'databazaar.db'}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (call ``get_settings.cache_clear()`` after env changes)."""
+    return Settings()
