@@ -1,0 +1,75 @@
+"""Shared language-model toolkit: corpora, tokenizers, GPT-2 models, training, generation.
+
+Everything runs offline on a CPU: a byte-level BPE tokenizer is trained from local text,
+models are real ``transformers`` GPT-2 classes built from small configs (the same loader
+reads a real checkpoint from a local folder), and generation goes through one interface
+for a local model folder or an OpenAI-compatible HTTP endpoint.
+"""
+
+from databazaar.lm.corpus import (
+    BUILTIN_DOMAINS,
+    MultiDomainCorpus,
+    build_corpus,
+    builtin_corpus,
+    chunk_text,
+    load_corpus_dir,
+    split_documents,
+)
+from databazaar.lm.data import (
+    TokenizedCorpus,
+    check_weights,
+    mixture_blocks,
+    pack_blocks,
+    tokenize_corpus,
+)
+from databazaar.lm.generate import (
+    BackendError,
+    Generation,
+    GenerationBackend,
+    LocalModelBackend,
+    OpenAICompatibleBackend,
+)
+from databazaar.lm.model import ModelConfig, build_model, count_parameters, load_model, save_model
+from databazaar.lm.tokenizer import load_tokenizer, save_tokenizer, train_bpe_tokenizer
+from databazaar.lm.train import (
+    EvalRecord,
+    TrainConfig,
+    TrainResult,
+    evaluate_domains,
+    token_losses,
+    train_lm,
+)
+
+__all__ = [
+    "BUILTIN_DOMAINS",
+    "BackendError",
+    "EvalRecord",
+    "Generation",
+    "GenerationBackend",
+    "LocalModelBackend",
+    "ModelConfig",
+    "MultiDomainCorpus",
+    "OpenAICompatibleBackend",
+    "TokenizedCorpus",
+    "TrainConfig",
+    "TrainResult",
+    "build_corpus",
+    "build_model",
+    "builtin_corpus",
+    "check_weights",
+    "chunk_text",
+    "count_parameters",
+    "evaluate_domains",
+    "load_corpus_dir",
+    "load_model",
+    "load_tokenizer",
+    "mixture_blocks",
+    "pack_blocks",
+    "save_model",
+    "save_tokenizer",
+    "split_documents",
+    "token_losses",
+    "tokenize_corpus",
+    "train_bpe_tokenizer",
+    "train_lm",
+]

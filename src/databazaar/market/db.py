@@ -1,0 +1,166 @@
+"""Engines, sessions and migrations for the market store.
+
+SQLite is the default (a file under the data home); PostgreSQL is used when
+``DATABASE_URL`` names it (driver psycopg 3).  On SQLite every connection turns on
+foreign keys, WAL and a busy timeout, and write transactions start with
+``BEGIN IMMEDIATE`` so two writers queue instead of failing when they upgrade a read lock.
+
+Migrations are Alembic scripts shipped inside the package
+(``databazaar/market/migrations``); :func:`upgrade` runs them with a configuration built
+in code, so ``databazaar db upgrade`` works from an installed wheel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from databazaar.core.errors import InvalidInput
+
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+
+
+def normalize_url(url: str) -> str:
+    """Map ``postgres://``/``postgresql://`` to the psycopg 3 driver; validate the URL."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://") :]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    try:
+        parsed = make_url(url)
+    except Exception as exc:
+        raise InvalidInput(f"invalid database URL {url!r}: {exc}") from exc
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        raise InvalidInput(
+            f"unsupported database backend {parsed.get_backend_name()!r}",
+            hint="use a sqlite:/// file or a postgresql+psycopg:// URL",
+        )
+    return url
+
+
+def _sqlite_setup(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let SQLAlchemy (not the driver) decide where transactions begin.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=30000")
+        if engine.url.database not in (None, "", ":memory:"):
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    """An engine for ``url`` with the per-backend settings described in the module doc.
+
+    Extra keyword arguments go to :func:`sqlalchemy.create_engine` (for instance
+    ``connect_args={"options": "-csearch_path=myschema"}`` on PostgreSQL).
+    """
+    url = normalize_url(url)
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        db = parsed.database
+        if db and db != ":memory:":
+            Path(db).parent.mkdir(parents=True, exist_ok=True)
+        kwargs.setdefault("connect_args", {}).setdefault("check_same_thread", False)
+        engine = create_engine(url, **kwargs)
+        _sqlite_setup(engine)
+    else:
+        kwargs.setdefault("pool_pre_ping", True)
+        kwargs.setdefault("pool_size", 10)
+        kwargs.setdefault("max_overflow", 10)
+        engine = create_engine(url, **kwargs)
+    return engine
+
+
+class Database:
+    """An engine plus read and write session factories.
+
+    ``with db.read() as s`` gives a session for queries; ``with db.write() as s`` gives
+    one inside a transaction that commits on success and rolls back on any exception.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+        writer = engine.execution_options(sqlite_begin="IMMEDIATE")
+        self._read = sessionmaker(bind=engine, expire_on_commit=False)
+        self._write = sessionmaker(bind=writer, expire_on_commit=False)
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: Any) -> Database:
+        """Build a :class:`Database` for a URL (see :func:`make_engine`)."""
+        return cls(make_engine(url, **kwargs))
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A session for reads; it is closed (and its transaction ended) on exit."""
+        with self._read() as session:
+            yield session
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """A session in one transaction: commit on success, roll back on error."""
+        with self._write() as session, session.begin():
+            yield session
+
+    def dispose(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+
+
+def alembic_config(engine: Engine | None = None, url: str | None = None) -> Any:
+    """An Alembic ``Config`` pointing at the packaged migrations.
+
+    With ``engine`` the migrations run on that engine's connection (so connection
+    options such as a PostgreSQL ``search_path`` apply); otherwise on ``url``.
+    """
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    if url is not None:
+        cfg.set_main_option("sqlalchemy.url", normalize_url(url).replace("%", "%%"))
+    if engine is not None:
+        cfg.attributes["engine"] = engine
+    return cfg
+
+
+def upgrade(engine_or_url: Engine | str, revision: str = "head") -> str:
+    """Apply migrations up to ``revision``; return the revision the store is now at."""
+    from alembic import command
+
+    engine = make_engine(engine_or_url) if isinstance(engine_or_url, str) else engine_or_url
+    cfg = alembic_config(engine=engine)
+    command.upgrade(cfg, revision)
+    return current_revision(engine) or "base"
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The Alembic revision the database is at, or ``None`` before any migration."""
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def head_revision() -> str:
+    """The newest revision shipped with this package."""
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None
+    return head

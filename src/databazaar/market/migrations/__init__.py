@@ -1,0 +1,1 @@
+"""Alembic migrations of the market store (run with ``databazaar db upgrade``)."""

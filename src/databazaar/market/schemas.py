@@ -1,0 +1,165 @@
+"""Pydantic views of market objects, returned by the library and served by the API.
+
+They are plain data (no lazy database access), so they are safe to return after the
+session that built them is closed.  Money fields end in ``_minor`` and are integers.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+
+class AccountOut(BaseModel):
+    """A market account as its owner (or an admin) sees it."""
+
+    id: int
+    username: str
+    role: str
+    balance_minor: int
+    created_at: datetime
+
+
+class TokenOut(BaseModel):
+    """A new API token; the clear token is shown only in this response."""
+
+    token: str
+    token_type: Literal["bearer"] = "bearer"
+    account: AccountOut
+
+
+class ListingOut(BaseModel):
+    """The price of a product on the market."""
+
+    price_minor: int
+    currency: str
+    active: bool
+
+
+class ColumnOut(BaseModel):
+    """One column of a version's inferred schema."""
+
+    name: str
+    type: str
+    nullable: bool
+
+
+class VersionOut(BaseModel):
+    """One version of a product: card, schema, statistics, preview and file facts."""
+
+    number: int
+    status: str
+    description: str
+    license: str
+    task: str
+    provenance: str
+    tags: list[str]
+    filename: str
+    file_format: str
+    sha256: str
+    size_bytes: int
+    n_rows: int
+    n_columns: int
+    columns: list[ColumnOut]
+    stats: dict[str, Any]
+    preview: list[dict[str, Any]]
+    created_at: datetime
+    published_at: datetime | None
+
+
+class ProductOut(BaseModel):
+    """A product with its listing, its latest visible version and its version numbers."""
+
+    slug: str
+    title: str
+    seller: str
+    created_at: datetime
+    listing: ListingOut | None
+    latest: VersionOut | None
+    versions: list[int]
+
+
+class ProductSummary(BaseModel):
+    """A catalog row: enough to choose a product."""
+
+    slug: str
+    title: str
+    seller: str
+    version: int
+    task: str
+    license: str
+    tags: list[str]
+    price_minor: int
+    currency: str
+    n_rows: int
+    n_columns: int
+    description: str
+
+
+class SearchHit(ProductSummary):
+    """A catalog row with its relevance score (higher is better)."""
+
+    score: float | None = None
+
+
+class SearchResults(BaseModel):
+    """A page of catalog results."""
+
+    total: int
+    mode: str
+    hits: list[SearchHit]
+
+
+class OrderItemOut(BaseModel):
+    """One product in an order."""
+
+    slug: str
+    version: int
+    seller_id: int
+    price_minor: int
+    fee_minor: int
+
+
+class OrderOut(BaseModel):
+    """A purchase; ``replayed`` is true when the idempotency key had been used before."""
+
+    id: int
+    buyer_id: int
+    idempotency_key: str
+    total_minor: int
+    fee_minor: int
+    txn_id: str
+    created_at: datetime
+    items: list[OrderItemOut]
+    replayed: bool = False
+
+
+class DownloadLinkOut(BaseModel):
+    """An expiring signed link to one version's file."""
+
+    url: str
+    token: str
+    expires_at: int = Field(description="unix time after which the link is refused")
+    sha256: str
+    filename: str
+
+
+class LedgerReportOut(BaseModel):
+    """The outcome of a ledger verification."""
+
+    ok: bool
+    n_rows: int
+    n_transactions: int
+    total_minor: int
+    head_seq: int
+    first_bad_seq: int | None
+    problems: list[str]
+
+
+class DepositOut(BaseModel):
+    """A deposit booked on the ledger."""
+
+    txn_id: str
+    account: AccountOut

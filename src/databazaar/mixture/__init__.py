@@ -1,0 +1,60 @@
+"""Data-mixture optimisation: choose domain weights for a pretraining budget.
+
+Implements Direct Data Optimization (DDO) and AutoScale from Kang et al., "AutoScale:
+Scale-Aware Data Mixing for Pre-Training LLMs" (arXiv 2407.20177), and the baselines
+uniform, DoReMi-style Group DRO (Xie et al., NeurIPS 2023) and RegMix (Liu et al.,
+arXiv 2407.01492). Every method returns a :class:`MixtureResult`.
+
+References:
+    Kang et al. 2024, arXiv 2407.20177 (DDO, AutoScale).
+    Xie et al. 2023, arXiv 2305.10429 (DoReMi).
+    Liu et al. 2024, arXiv 2407.01492 (RegMix).
+"""
+
+from databazaar.mixture.api import (
+    METHODS,
+    optimize_mixture,
+    prepare_data,
+    train_with_weights,
+    uniform_weights,
+)
+from databazaar.mixture.autoscale import AutoScale, plot_weights_by_budget
+from databazaar.mixture.ddo import DDO, ddo_jobs, fit_ddo, plot_ddo_fits
+from databazaar.mixture.doremi import DoReMi
+from databazaar.mixture.proxy import BACKENDS, ProxyConfig, ProxyResult, run_proxies, run_proxy
+from databazaar.mixture.regmix import RegMix
+from databazaar.mixture.result import MixtureResult
+from databazaar.mixture.scaling import (
+    PowerLaw,
+    autoscale_predict,
+    fit_power_law,
+    solve_budget_simplex,
+    surrogate_loss,
+)
+
+__all__ = [
+    "BACKENDS",
+    "DDO",
+    "METHODS",
+    "AutoScale",
+    "DoReMi",
+    "MixtureResult",
+    "PowerLaw",
+    "ProxyConfig",
+    "ProxyResult",
+    "RegMix",
+    "autoscale_predict",
+    "ddo_jobs",
+    "fit_ddo",
+    "fit_power_law",
+    "optimize_mixture",
+    "plot_ddo_fits",
+    "plot_weights_by_budget",
+    "prepare_data",
+    "run_proxies",
+    "run_proxy",
+    "solve_budget_simplex",
+    "surrogate_loss",
+    "train_with_weights",
+    "uniform_weights",
+]

@@ -1,0 +1,160 @@
+"""RegMix: regression over many tiny random-mixture runs (baseline).
+
+Liu et al., "RegMix: Data Mixture as Regression for Language Model Pre-training"
+(arXiv 2407.01492). Train many small proxy runs on mixtures drawn from a Dirichlet
+distribution centred on a prior (here: the reference weights), fit a regressor from
+mixture weights to the target loss (the average validation loss), score a large number
+of candidate mixtures drawn from the same distribution, and return the mean of the
+``top_k`` candidates with the lowest predicted loss (the paper averages the top 100).
+The paper's regressor is LightGBM; ``regressor="linear"`` (the paper's linear variant)
+or ``"gbm"`` (scikit-learn gradient boosting) are offered here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from databazaar.core.errors import InvalidInput
+from databazaar.core.progress import ProgressFn
+from databazaar.lm.data import TokenizedCorpus, check_weights
+from databazaar.mixture.proxy import ProxyConfig, _check_backend, run_proxies
+from databazaar.mixture.result import MixtureResult
+
+REGRESSORS = ("linear", "gbm")
+
+
+class RegMix:
+    """Mixture regression over ``n_runs`` random small-budget runs.
+
+    Parameters:
+        budget: tokens per proxy run (RegMix uses tiny runs).
+        n_runs: number of random mixtures trained.
+        concentration: Dirichlet concentration per unit of prior weight times ``m``
+            (1 = flat Dirichlet for a uniform prior; larger = closer to the prior).
+        prior_weights: centre of the Dirichlet (default uniform).
+        n_candidates, top_k: candidates scored by the regressor and how many best ones
+            are averaged.
+        regressor: ``"linear"`` or ``"gbm"``.
+        min_weight: floor applied to sampled mixtures so every domain keeps a block.
+
+    Attributes after ``fit``: ``weights_``, ``mixtures_`` (``[n_runs, m]``), ``losses_``,
+    ``model_`` (the fitted regressor), ``r2_loo_`` (leave-one-out R²), ``result_``.
+    """
+
+    def __init__(
+        self,
+        budget: float,
+        *,
+        n_runs: int = 16,
+        concentration: float = 1.0,
+        prior_weights: Mapping[str, float] | Sequence[float] | None = None,
+        n_candidates: int = 100_000,
+        top_k: int = 100,
+        regressor: str = "linear",
+        min_weight: float = 0.02,
+        proxy: ProxyConfig | None = None,
+        seed: int = 0,
+        backend: str = "serial",
+        n_jobs: int = 1,
+        ray_address: str | None = None,
+        progress: ProgressFn | None = None,
+    ) -> None:
+        self.budget = budget
+        self.n_runs = n_runs
+        self.concentration = concentration
+        self.prior_weights = prior_weights
+        self.n_candidates = n_candidates
+        self.top_k = top_k
+        self.regressor = regressor
+        self.min_weight = min_weight
+        self.proxy = proxy or ProxyConfig()
+        self.seed = seed
+        self.backend = backend
+        self.n_jobs = n_jobs
+        self.ray_address = ray_address
+        self.progress = progress
+
+    def _sample(self, rng: np.random.Generator, prior: np.ndarray, n: int) -> np.ndarray:
+        m = len(prior)
+        w = rng.dirichlet(self.concentration * m * prior, size=n)
+        w = np.maximum(w, self.min_weight)
+        return w / w.sum(axis=1, keepdims=True)
+
+    def _make_regressor(self):  # type: ignore[no-untyped-def]
+        if self.regressor == "linear":
+            from sklearn.linear_model import LinearRegression
+
+            return LinearRegression()
+        from sklearn.ensemble import GradientBoostingRegressor
+
+        return GradientBoostingRegressor(
+            n_estimators=200, max_depth=2, learning_rate=0.05, random_state=self.seed
+        )
+
+    def fit(self, data: TokenizedCorpus) -> RegMix:
+        """Train the random mixtures, fit the regressor and pick the predicted best."""
+        from sklearn.model_selection import LeaveOneOut, cross_val_predict
+
+        m = len(data.domains)
+        if m < 2:
+            raise InvalidInput("a mixture needs at least 2 domains")
+        if self.regressor not in REGRESSORS:
+            raise InvalidInput(
+                f"unknown regressor {self.regressor!r}", hint=f"use one of {', '.join(REGRESSORS)}"
+            )
+        if self.n_runs < m + 2:
+            raise InvalidInput(f"n_runs must be at least m + 2 = {m + 2} to fit a regression")
+        if not self.concentration > 0 or not 0 <= self.min_weight < 1 / m:
+            raise InvalidInput("concentration must be positive and min_weight in [0, 1/m)")
+        if not 1 <= self.top_k <= self.n_candidates:
+            raise InvalidInput("top_k must be between 1 and n_candidates")
+        if not np.isfinite(self.budget) or self.budget <= 0:
+            raise InvalidInput(f"budget must be a positive number of tokens, got {self.budget}")
+        _check_backend(self.backend)
+        prior = (
+            np.full(m, 1.0 / m)
+            if self.prior_weights is None
+            else check_weights(self.prior_weights, data.domains)
+        )
+        rng = np.random.default_rng(self.seed)
+        mixes = self._sample(rng, prior, self.n_runs)
+        jobs = [(f"regmix-{k}", (w * self.budget).tolist()) for k, w in enumerate(mixes)]
+        runs = run_proxies(
+            data,
+            jobs,
+            self.proxy,
+            seed=self.seed,
+            backend=self.backend,
+            n_jobs=self.n_jobs,
+            ray_address=self.ray_address,
+            progress=self.progress,
+        )
+        y = np.array([run.average for run in runs])
+        reg = self._make_regressor().fit(mixes, y)
+        loo = cross_val_predict(self._make_regressor(), mixes, y, cv=LeaveOneOut())
+        ss_tot = float(np.sum((y - y.mean()) ** 2))
+        r2 = 1.0 - float(np.sum((y - loo) ** 2)) / ss_tot if ss_tot > 0 else float("nan")
+        cand = self._sample(rng, prior, self.n_candidates)
+        pred = reg.predict(cand)
+        best = np.argsort(pred)[: self.top_k]
+        w = cand[best].mean(axis=0)
+        w = w / w.sum()
+        self.mixtures_, self.losses_, self.model_, self.r2_loo_ = mixes, y, reg, r2
+        self.runs_ = runs
+        self.weights_ = dict(zip(data.domains, w.tolist(), strict=True))
+        self.result_ = MixtureResult(
+            method="regmix",
+            weights=self.weights_,
+            budget=float(self.budget),
+            details={
+                "n_runs": self.n_runs,
+                "regressor": self.regressor,
+                "r2_loo": r2,
+                "predicted_average_loss": float(reg.predict(w[None, :])[0]),
+                "best_run_average_loss": float(y.min()),
+            },
+            runs=[run.to_dict() for run in runs],
+        )
+        return self

@@ -1,0 +1,55 @@
+"""Accounts and authentication: register, log in for a token, who am I, log out."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import APIRouter
+from pydantic import BaseModel, Field
+
+from databazaar.market.schemas import AccountOut, TokenOut
+from databazaar.server.api.common import errors
+from databazaar.server.deps import Credentials, CurrentAccount, MarketDep
+
+router = APIRouter(tags=["accounts"])
+
+
+class RegisterIn(BaseModel):
+    """A new account: username, password and role."""
+
+    username: str = Field(min_length=1, max_length=64, examples=["alice"])
+    password: str = Field(min_length=1, max_length=256, examples=["correct horse battery"])
+    role: Literal["seller", "buyer"] = "buyer"
+
+
+class LoginIn(BaseModel):
+    """Credentials exchanged for an API token."""
+
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=256)
+
+
+@router.post("/accounts", status_code=201, response_model=AccountOut,
+             responses=errors(409, 422))
+def register(body: RegisterIn, market: MarketDep) -> AccountOut:
+    """Register a seller or buyer account (admins are created with the CLI)."""
+    return market.create_account(body.username, body.password, body.role)
+
+
+@router.post("/auth/token", response_model=TokenOut, responses=errors(401, 422))
+def login(body: LoginIn, market: MarketDep) -> TokenOut:
+    """Log in with a password; returns a bearer token (shown once)."""
+    return market.login(body.username, body.password)
+
+
+@router.post("/auth/logout", status_code=204, responses=errors(401))
+def logout(account: CurrentAccount, creds: Credentials, market: MarketDep) -> None:
+    """Revoke the token used for this request."""
+    assert creds is not None
+    market.revoke_token(creds.credentials)
+
+
+@router.get("/me", response_model=AccountOut, responses=errors(401))
+def me(account: CurrentAccount, market: MarketDep) -> AccountOut:
+    """The calling account with its current balance."""
+    return market.get_account(account.id)

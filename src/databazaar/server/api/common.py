@@ -1,0 +1,27 @@
+"""Shared parameter types and error-response documentation for the API routes."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Path
+from pydantic import BaseModel
+
+MAX_ID = 2**53
+
+
+class ErrorOut(BaseModel):
+    """The body of every error response."""
+
+    error: str
+    message: str
+    hint: str | None = None
+
+
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries for the given error status codes."""
+    return {code: {"model": ErrorOut} for code in codes}
+
+
+Slug = Annotated[str, Path(min_length=1, max_length=64, description="product slug")]
+VersionNumber = Annotated[int, Path(ge=1, le=1_000_000, description="version number")]

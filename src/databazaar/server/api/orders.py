@@ -1,0 +1,50 @@
+"""Purchases: place an order (idempotent), list and read one's own orders."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query
+from pydantic import BaseModel, Field
+
+from databazaar.market.schemas import OrderOut
+from databazaar.server.api.common import MAX_ID, errors
+from databazaar.server.deps import CurrentAccount, MarketDep
+
+router = APIRouter(prefix="/orders", tags=["orders"])
+
+
+class OrderIn(BaseModel):
+    """Products to buy and a key that makes retries of this request safe."""
+
+    products: list[str] = Field(min_length=1, max_length=50, examples=[["iris-measurements"]])
+    idempotency_key: str = Field(min_length=1, max_length=128, examples=["a7f1c2d0"])
+
+
+@router.post("", status_code=201, response_model=OrderOut,
+             responses=errors(401, 402, 403, 404, 409, 422))
+def place_order(body: OrderIn, account: CurrentAccount, market: MarketDep) -> OrderOut:
+    """Buy products: debit buyer, credit sellers and fee, grant access, in one transaction.
+
+    Replaying the same ``idempotency_key`` returns the first order (``replayed: true``).
+    """
+    return market.purchase(account, body.products, body.idempotency_key)
+
+
+@router.get("", response_model=list[OrderOut], responses=errors(401, 422))
+def my_orders(
+    account: CurrentAccount,
+    market: MarketDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+) -> list[OrderOut]:
+    """The caller's orders, newest first."""
+    return market.orders_for(account, limit=limit, offset=offset)
+
+
+@router.get("/{order_id}", response_model=OrderOut, responses=errors(401, 404, 422))
+def get_order(
+    order_id: Annotated[int, Path(ge=1, le=MAX_ID)], account: CurrentAccount, market: MarketDep
+) -> OrderOut:
+    """One of the caller's orders (another account's order answers 404)."""
+    return market.get_order(account, order_id)

@@ -1,0 +1,53 @@
+"""Per-request dependencies: the market service and the calling account.
+
+Routes declare what they need (``MarketDep``, ``CurrentAccount``, ``OptionalAccount``,
+``AdminAccount``) and FastAPI resolves it for each request, so routes stay thin.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from databazaar.core.errors import Forbidden, Unauthorized
+from databazaar.market.schemas import AccountOut
+from databazaar.market.service import Market
+
+bearer = HTTPBearer(auto_error=False, description="an API token from POST /api/auth/token")
+
+
+def get_market(request: Request) -> Market:
+    """The app's :class:`Market` (created by :func:`databazaar.server.create_app`)."""
+    return request.app.state.market
+
+
+MarketDep = Annotated[Market, Depends(get_market)]
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+
+
+def optional_account(market: MarketDep, creds: Credentials) -> AccountOut | None:
+    """The authenticated account, or ``None`` when no credentials were sent."""
+    if creds is None:
+        return None
+    return market.authenticate(creds.credentials)
+
+
+def current_account(market: MarketDep, creds: Credentials) -> AccountOut:
+    """The authenticated account; 401 without valid credentials."""
+    if creds is None:
+        raise Unauthorized("authentication required", hint="send 'Authorization: Bearer <token>'")
+    return market.authenticate(creds.credentials)
+
+
+def admin_account(account: Annotated[AccountOut, Depends(current_account)]) -> AccountOut:
+    """The authenticated account if it is an admin; 403 otherwise."""
+    if account.role != "admin":
+        raise Forbidden("admin role required")
+    return account
+
+
+OptionalAccount = Annotated[AccountOut | None, Depends(optional_account)]
+CurrentAccount = Annotated[AccountOut, Depends(current_account)]
+AdminAccount = Annotated[AccountOut, Depends(admin_account)]
