@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # Set up a virtual environment with every extra and run the whole test suite.
 # Idempotent: re-running reuses .venv and only installs what changed.
+# constraints.txt pins a known-good resolution so pip never backtracks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e '.[all]'
+.venv/bin/python -m pip install -q -c constraints.txt -e '.[all]'
+if ! command -v chromium >/dev/null 2>&1; then
+  (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || echo "warning: could not install chromium; browser tests will fail" >&2
+fi
 .venv/bin/python -m pytest "$@"

@@ -1,0 +1,54 @@
+"""Data valuation: exact KNN-Shapley, Monte Carlo semivalues, Asymmetric Data Shapley,
+confidence intervals and evaluation.
+
+Pure numerics: no database, no web.  Names are imported lazily so ``import
+databazaar.valuation`` stays cheap; the public API is :data:`__all__`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from databazaar.valuation.result import ValuationResult
+
+_LAZY = {
+    # exact KNN-based values (knn.py)
+    "KNNShapley": "knn",
+    "ThresholdKNNShapley": "knn",
+    "knn_shapley": "knn",
+    "knn_regression_shapley": "knn",
+    "threshold_knn_shapley": "knn",
+    # utilities and Monte Carlo (utility.py, sampling.py, exact.py)
+    "Utility": "utility",
+    "TMCShapley": "sampling",
+    "BetaShapley": "sampling",
+    "BanzhafMSR": "sampling",
+    "LeaveOneOut": "sampling",
+    "MaxSamples": "sampling",
+    "StderrBelow": "sampling",
+    "MaxTime": "sampling",
+    "exact_shapley": "exact",
+    "exact_banzhaf": "exact",
+    "exact_semivalue": "exact",
+    # evaluation (evaluate.py)
+    "flip_labels": "evaluate",
+    "noisy_label_detection": "evaluate",
+    "point_removal_curve": "evaluate",
+    "evaluation_report": "evaluate",
+    # asymmetric data Shapley and inference (asymmetric.py, inference.py)
+    "AsymmetricShapley": "asymmetric",
+    "knn_asymmetric_shapley": "asymmetric",
+    "shapley_confidence_intervals": "inference",
+}
+
+__all__ = ["ValuationResult", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'databazaar.valuation' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"databazaar.valuation.{module}"), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,120 @@
+"""Input checks shared by every valuation method (scikit-learn style ``check_*``).
+
+All checks raise :class:`~databazaar.core.errors.InvalidInput` with a message naming the
+argument and saying how to fix it.  Features become C-contiguous float arrays; labels may
+be of any type (strings, ints, floats, pandas categoricals) and are returned as a numpy
+array.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from databazaar.core.errors import InvalidInput
+
+
+def check_features(x: Any, name: str = "x", dtype: Any = np.float64) -> np.ndarray:
+    """Return ``x`` as a 2-D C-contiguous float array with no NaN or infinity.
+
+    Accepts numpy arrays, pandas DataFrames (numeric columns only) and nested lists.
+    A 1-D input is read as one feature per row.
+    """
+    if hasattr(x, "to_numpy") and hasattr(x, "dtypes"):
+        try:
+            arr = x.to_numpy(dtype=dtype)
+        except (TypeError, ValueError) as exc:
+            raise InvalidInput(
+                f"{name} has non-numeric columns", hint="pass numeric features only"
+            ) from exc
+    else:
+        try:
+            arr = np.asarray(x, dtype=dtype)
+        except (TypeError, ValueError) as exc:
+            raise InvalidInput(f"{name} is not numeric: {exc}") from exc
+    if arr.ndim == 1:
+        arr = arr.reshape(-1, 1)
+    if arr.ndim != 2:
+        raise InvalidInput(f"{name} must be 2-D (samples x features), got shape {arr.shape}")
+    if arr.shape[0] == 0:
+        raise InvalidInput(f"{name} is empty", hint="pass at least one row")
+    if arr.shape[1] == 0:
+        raise InvalidInput(f"{name} has no feature columns")
+    if not np.isfinite(arr).all():
+        bad = np.argwhere(~np.isfinite(arr))[0]
+        raise InvalidInput(
+            f"{name} contains NaN or infinity (first at row {bad[0]}, column {bad[1]})",
+            hint="impute or drop missing values first",
+        )
+    return np.ascontiguousarray(arr)
+
+
+def check_labels(y: Any, n: int, name: str = "y", numeric: bool = False) -> np.ndarray:
+    """Return ``y`` as a 1-D array of length ``n``; ``numeric`` requires finite floats."""
+    if hasattr(y, "to_numpy"):
+        arr = y.to_numpy()
+    else:
+        arr = np.asarray(y)
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    if arr.ndim != 1:
+        raise InvalidInput(f"{name} must be 1-D, got shape {arr.shape}")
+    if arr.shape[0] != n:
+        raise InvalidInput(
+            f"{name} has {arr.shape[0]} labels but the features have {n} rows",
+            hint="features and labels must have the same length",
+        )
+    if numeric:
+        try:
+            arr = arr.astype(np.float64)
+        except (TypeError, ValueError) as exc:
+            raise InvalidInput(f"{name} must be numeric for regression: {exc}") from exc
+        if not np.isfinite(arr).all():
+            raise InvalidInput(f"{name} contains NaN or infinity")
+    else:
+        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+            raise InvalidInput(f"{name} contains NaN or infinity")
+        if arr.dtype == object and any(v is None or v != v for v in arr):  # noqa: PLR0124
+            raise InvalidInput(f"{name} contains missing labels (None or NaN)")
+    return arr
+
+
+def check_xy(x: Any, y: Any, name: str = "train", numeric_y: bool = False):  # type: ignore[no-untyped-def]
+    """Check a feature matrix and its labels together; returns ``(x, y)``."""
+    xa = check_features(x, f"x_{name}")
+    ya = check_labels(y, xa.shape[0], f"y_{name}", numeric=numeric_y)
+    return xa, ya
+
+
+def check_same_width(x_train: np.ndarray, x_test: np.ndarray) -> None:
+    if x_train.shape[1] != x_test.shape[1]:
+        raise InvalidInput(
+            f"x_train has {x_train.shape[1]} features but x_test has {x_test.shape[1]}",
+            hint="train and test must have the same feature columns",
+        )
+
+
+def check_k(k: Any) -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+        raise InvalidInput(f"k must be an integer >= 1, got {k!r}")
+    if k < 1:
+        raise InvalidInput(f"k must be >= 1, got {k}")
+    return int(k)
+
+
+def check_groups(groups: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Return ``(unique_ids, inverse)`` for one group id per point."""
+    arr = np.asarray(groups.to_numpy() if hasattr(groups, "to_numpy") else groups)
+    if arr.shape != (n,):
+        raise InvalidInput(f"groups has shape {arr.shape}, expected ({n},)")
+    uniq, inv = np.unique(arr, return_inverse=True)
+    return uniq, inv.reshape(-1)
+
+
+def check_random_state(random_state: Any) -> np.random.Generator:
+    if isinstance(random_state, np.random.Generator):
+        return random_state
+    if random_state is None or isinstance(random_state, (int, np.integer)):
+        return np.random.default_rng(random_state)
+    raise InvalidInput(f"random_state must be None, an int or a numpy Generator, got {random_state!r}")
