@@ -75,7 +75,7 @@ def check_labels(y: Any, n: int, name: str = "y", numeric: bool = False) -> np.n
     else:
         if arr.dtype.kind == "f" and not np.isfinite(arr).all():
             raise InvalidInput(f"{name} contains NaN or infinity")
-        if arr.dtype == object and any(v is None or v != v for v in arr):  # noqa: PLR0124
+        if arr.dtype == object and any(v is None or v != v for v in arr):
             raise InvalidInput(f"{name} contains missing labels (None or NaN)")
     return arr
 
@@ -117,4 +117,6 @@ def check_random_state(random_state: Any) -> np.random.Generator:
         return random_state
     if random_state is None or isinstance(random_state, (int, np.integer)):
         return np.random.default_rng(random_state)
-    raise InvalidInput(f"random_state must be None, an int or a numpy Generator, got {random_state!r}")
+    raise InvalidInput(
+        f"random_state must be None, an int or a numpy Generator, got {random_state!r}"
+    )

@@ -1,0 +1,491 @@
+"""Exact KNN-Shapley: classification, regression and threshold variants.
+
+References:
+    Jia, Dao, Wang, Hubis, Gurel, Li, Zhang, Spanos, Song (2019). *Efficient task-specific
+    data valuation for nearest neighbor algorithms.* PVLDB 12(11). Theorem 1 (unweighted
+    KNN classifier) and the regression case.
+    Wang, Zhu, Wang, Jia, Mittal (2023). *Threshold KNN-Shapley: a linear-time and
+    privacy-friendly approach to data valuation.* NeurIPS.
+
+The utility of a training subset ``S`` for one test point is a function of the labels
+of its nearest neighbours in ``S``; the value of a training point is the average of its
+exact Shapley values over the test points (linearity).  One sort per test point gives
+all values, so the cost is ``O(M N log N)`` for ``M`` test and ``N`` training points.
+
+How it runs: test points are processed in chunks.  For a chunk, squared distances up to
+a per-row constant (``|x|^2 - 2 t.x``, in float64 so the order agrees with
+scikit-learn's exact neighbours) are computed by one matrix product, ``argsort`` orders
+each row, and a compiled kernel runs the recursion and scatter-adds the values.  Chunks
+go to a thread pool (numpy's sort and the kernels release the GIL) or to Ray tasks, so
+memory stays bounded by ``chunk_size x N`` per worker whatever ``M`` is.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from databazaar.core.errors import InvalidInput
+from databazaar.valuation._validate import (
+    check_features,
+    check_groups,
+    check_k,
+    check_labels,
+    check_same_width,
+)
+from databazaar.valuation.result import ValuationResult
+
+ProgressFn = Callable[[int], None]
+
+#: Memory budget for the distance keys and sort order of one chunk, per worker.
+DEFAULT_CHUNK_BYTES = 128 * 2**20
+
+_TASKS = ("classification", "regression")
+
+
+def _resolve_jobs(n_jobs: int | None) -> int:
+    if n_jobs is None or n_jobs == 0:
+        return 1
+    if not isinstance(n_jobs, (int, np.integer)) or isinstance(n_jobs, bool):
+        raise InvalidInput(f"n_jobs must be an integer, got {n_jobs!r}")
+    cpus = os.cpu_count() or 1
+    if n_jobs < 0:
+        return max(1, cpus + 1 + int(n_jobs))
+    return int(n_jobs)
+
+
+def _chunk_rows(n_train: int, n_test: int, n_jobs: int, chunk_size: int | None) -> int:
+    if chunk_size is not None:
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)):
+            raise InvalidInput(f"chunk_size must be a positive integer, got {chunk_size!r}")
+        if chunk_size < 1:
+            raise InvalidInput(f"chunk_size must be >= 1, got {chunk_size}")
+        return int(chunk_size)
+    # keys (8 bytes) + order (8 bytes) per cell
+    by_memory = max(1, DEFAULT_CHUNK_BYTES // (16 * n_train))
+    # enough chunks to keep every worker busy and the progress bar moving
+    by_balance = max(1, -(-n_test // (8 * n_jobs)))
+    return int(min(by_memory, by_balance, 256))
+
+
+@dataclass
+class _Problem:
+    x_train: np.ndarray
+    x_test: np.ndarray
+    y_train: np.ndarray
+    y_test: np.ndarray
+    sq_train: np.ndarray
+    kind: str  # classification | regression | threshold
+    k: int = 0
+    tau2: float = 0.0
+    n_classes: int = 2
+
+    def keys(self, rows: slice) -> np.ndarray:
+        """Squared distances minus the per-row constant |t|^2, float64, in place."""
+        out = self.x_test[rows] @ self.x_train.T
+        out *= -2.0
+        out += self.sq_train
+        return out
+
+    def accumulate(self, rows: slice, acc: np.ndarray, acc2: np.ndarray) -> None:
+        from databazaar.valuation import _knn_kernels as kern
+
+        keys = self.keys(rows)
+        yte = self.y_test[rows]
+        if self.kind == "threshold":
+            keys += np.einsum("ij,ij->i", self.x_test[rows], self.x_test[rows])[:, None]
+            kern.threshold_accumulate(keys, self.y_train, yte, self.tau2, self.n_classes, acc, acc2)
+            return
+        order = np.argsort(keys, axis=1)
+        del keys
+        if self.kind == "classification":
+            kern.classification_accumulate(order, self.y_train, yte, self.k, acc, acc2)
+        else:
+            work = np.empty(self.y_train.shape[0] + 2)
+            kern.regression_accumulate(order, self.y_train, yte, self.k, acc, acc2, work)
+
+
+def _chunks(n_test: int, rows: int) -> list[slice]:
+    return [slice(s, min(s + rows, n_test)) for s in range(0, n_test, rows)]
+
+
+def _run_threads(
+    problem: _Problem, chunks: Sequence[slice], n_jobs: int, progress: ProgressFn | None
+) -> tuple[np.ndarray, np.ndarray]:
+    n = problem.x_train.shape[0]
+    if n_jobs == 1 or len(chunks) == 1:
+        acc = np.zeros(n)
+        acc2 = np.zeros(n)
+        for sl in chunks:
+            problem.accumulate(sl, acc, acc2)
+            if progress is not None:
+                progress(sl.stop - sl.start)
+        return acc, acc2
+
+    from threadpoolctl import threadpool_limits
+
+    lock = threading.Lock()
+    queue: Iterator[slice] = iter(chunks)
+    n_workers = min(n_jobs, len(chunks))
+    accs = [(np.zeros(n), np.zeros(n)) for _ in range(n_workers)]
+
+    def worker(w: int) -> None:
+        acc, acc2 = accs[w]
+        while True:
+            with lock:
+                sl = next(queue, None)
+            if sl is None:
+                return
+            problem.accumulate(sl, acc, acc2)
+            if progress is not None:
+                with lock:
+                    progress(sl.stop - sl.start)
+
+    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(n_workers) as ex:
+        for fut in [ex.submit(worker, w) for w in range(n_workers)]:
+            fut.result()
+    acc = np.sum([a for a, _ in accs], axis=0)
+    acc2 = np.sum([b for _, b in accs], axis=0)
+    return acc, acc2
+
+
+def _ray_chunk(problem: _Problem, sl: slice) -> tuple[np.ndarray, np.ndarray]:
+    n = problem.x_train.shape[0]
+    acc = np.zeros(n)
+    acc2 = np.zeros(n)
+    problem.accumulate(sl, acc, acc2)
+    return acc, acc2
+
+
+def _run_ray(
+    problem: _Problem,
+    chunks: Sequence[slice],
+    n_jobs: int,
+    ray_address: str | None,
+    progress: ProgressFn | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        import ray
+    except ImportError as exc:  # pragma: no cover - ray is in the `distributed` extra
+        raise InvalidInput(
+            "backend='ray' needs Ray", hint="pip install 'databazaar[distributed]'"
+        ) from exc
+    if not ray.is_initialized():
+        if ray_address:
+            ray.init(address=ray_address, log_to_driver=False)
+        else:
+            ray.init(num_cpus=n_jobs, include_dashboard=False, log_to_driver=False)
+    ref = ray.put(problem)
+    remote = ray.remote(_ray_chunk)
+    pending = {remote.remote(ref, sl): sl for sl in chunks}
+    n = problem.x_train.shape[0]
+    acc = np.zeros(n)
+    acc2 = np.zeros(n)
+    # sum in submission order so results do not depend on completion order
+    done: dict[Any, tuple[np.ndarray, np.ndarray]] = {}
+    waiting = list(pending)
+    while waiting:
+        ready, waiting = ray.wait(waiting, num_returns=1)
+        for r in ready:
+            done[r] = ray.get(r)
+            if progress is not None:
+                sl = pending[r]
+                progress(sl.stop - sl.start)
+    for r in pending:
+        a, b = done[r]
+        acc += a
+        acc2 += b
+    return acc, acc2
+
+
+def _encode_classes(y_train: np.ndarray, y_test: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    import pandas as pd
+
+    try:
+        codes, uniques = pd.factorize(np.concatenate([y_train, y_test]), sort=False)
+    except TypeError as exc:
+        raise InvalidInput(f"labels cannot be compared: {exc}") from exc
+    codes = codes.astype(np.int64)
+    n = y_train.shape[0]
+    return codes[:n], codes[n:], len(uniques)
+
+
+def _prepare(
+    x_train: Any, y_train: Any, x_test: Any, y_test: Any, *, numeric_y: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    xtr = check_features(x_train, "x_train")
+    ytr = check_labels(y_train, xtr.shape[0], "y_train", numeric=numeric_y)
+    if x_test is None or (hasattr(x_test, "__len__") and len(x_test) == 0):
+        raise InvalidInput("the test set is empty", hint="pass at least one test point")
+    xte = check_features(x_test, "x_test")
+    yte = check_labels(y_test, xte.shape[0], "y_test", numeric=numeric_y)
+    check_same_width(xtr, xte)
+    return xtr, ytr, xte, yte
+
+
+def _finish(
+    problem: _Problem,
+    *,
+    n_jobs: int,
+    chunk_size: int | None,
+    backend: str,
+    ray_address: str | None,
+    progress: ProgressFn | None,
+    groups: Any,
+    method: str,
+    params: dict[str, Any],
+) -> ValuationResult:
+    n_train = problem.x_train.shape[0]
+    n_test = problem.x_test.shape[0]
+    rows = _chunk_rows(n_train, n_test, n_jobs, chunk_size)
+    chunks = _chunks(n_test, rows)
+    if backend in ("threads", "joblib"):
+        acc, acc2 = _run_threads(problem, chunks, n_jobs, progress)
+    elif backend == "ray":
+        acc, acc2 = _run_ray(problem, chunks, n_jobs, ray_address, progress)
+    else:
+        raise InvalidInput(
+            f"unknown backend {backend!r}", hint="use 'threads' (default), 'joblib' or 'ray'"
+        )
+    values = acc / n_test
+    # spread of the per-test-point values: the standard error of the mean over test points
+    var = np.maximum(acc2 / n_test - values**2, 0.0)
+    stderr = np.sqrt(var / max(n_test - 1, 1)) if n_test > 1 else np.zeros(n_train)
+    counts = np.full(n_train, n_test, dtype=np.int64)
+    params = {**params, "n_train": n_train, "n_test": n_test}
+    if groups is None:
+        return ValuationResult(values, stderr, counts, method=method, params=params)
+    ids, inv = check_groups(groups, n_train)
+    gvalues = np.bincount(inv, weights=values, minlength=len(ids))
+    gcounts = np.bincount(inv, minlength=len(ids)).astype(np.int64) * n_test
+    params["group_mode"] = "sum of member values"
+    return ValuationResult(gvalues, None, gcounts, ids=ids, method=method, params=params)
+
+
+def _check_backend_args(n_jobs: int | None, backend: str) -> int:
+    if backend not in ("threads", "joblib", "ray"):
+        raise InvalidInput(
+            f"unknown backend {backend!r}", hint="use 'threads' (default), 'joblib' or 'ray'"
+        )
+    return _resolve_jobs(n_jobs)
+
+
+def knn_shapley(
+    x_train: Any,
+    y_train: Any,
+    x_test: Any,
+    y_test: Any,
+    k: int = 5,
+    *,
+    task: str = "classification",
+    groups: Any = None,
+    n_jobs: int | None = 1,
+    chunk_size: int | None = None,
+    backend: str = "threads",
+    ray_address: str | None = None,
+    progress: ProgressFn | None = None,
+) -> ValuationResult:
+    """Exact KNN-Shapley values of every training point.
+
+    Args:
+        x_train, y_train: training features (array or DataFrame) and labels of any type
+            (numeric targets for ``task="regression"``).
+        x_test, y_test: the test (validation) set the values are measured on.
+        k: number of neighbours, ``>= 1``.
+        task: ``"classification"`` (Jia et al. 2019, Theorem 1: utility is the fraction
+            of the K nearest neighbours with the test label) or ``"regression"`` (utility
+            is minus the squared error of the mean target of the K nearest neighbours).
+        groups: optional group id per training point; returns one value per group, the
+            sum of its members' values.
+        n_jobs: worker threads (``-1`` for all cores) or Ray CPUs for a local Ray.
+        chunk_size: test points per chunk; default fits ~128 MiB per worker.
+        backend: ``"threads"`` (default; ``"joblib"`` is an alias) or ``"ray"``.
+        ray_address: address of an existing Ray cluster (``backend="ray"``).
+        progress: called with the number of test points finished after each chunk.
+
+    Returns:
+        A :class:`ValuationResult` whose ``values`` average the per-test-point Shapley
+        values and whose ``stderr`` is their standard error over the test points.
+    """
+    if task not in _TASKS:
+        raise InvalidInput(f"unknown task {task!r}", hint="use 'classification' or 'regression'")
+    k = check_k(k)
+    jobs = _check_backend_args(n_jobs, backend)
+    regression = task == "regression"
+    xtr, ytr, xte, yte = _prepare(x_train, y_train, x_test, y_test, numeric_y=regression)
+    if regression:
+        ytr_enc, yte_enc = ytr.astype(np.float64), yte.astype(np.float64)
+    else:
+        ytr_enc, yte_enc, _ = _encode_classes(ytr, yte)
+    problem = _Problem(xtr, xte, ytr_enc, yte_enc, np.einsum("ij,ij->i", xtr, xtr), task, k=k)
+    return _finish(
+        problem,
+        n_jobs=jobs,
+        chunk_size=chunk_size,
+        backend=backend,
+        ray_address=ray_address,
+        progress=progress,
+        groups=groups,
+        method="knn-shapley" if not regression else "knn-shapley-regression",
+        params={"k": k, "task": task},
+    )
+
+
+def knn_regression_shapley(
+    x_train: Any, y_train: Any, x_test: Any, y_test: Any, k: int = 5, **kwargs: Any
+) -> ValuationResult:
+    """Exact KNN-Shapley for KNN regression; see :func:`knn_shapley`."""
+    return knn_shapley(x_train, y_train, x_test, y_test, k, task="regression", **kwargs)
+
+
+def threshold_knn_shapley(
+    x_train: Any,
+    y_train: Any,
+    x_test: Any,
+    y_test: Any,
+    tau: float,
+    *,
+    groups: Any = None,
+    n_jobs: int | None = 1,
+    chunk_size: int | None = None,
+    backend: str = "threads",
+    ray_address: str | None = None,
+    progress: ProgressFn | None = None,
+) -> ValuationResult:
+    """Exact Threshold KNN-Shapley (Wang et al. 2023): neighbours are all training points
+    within Euclidean distance ``tau`` of the test point; ``O(N)`` per test point, no sort.
+
+    The number of classes ``C`` (for the ``1/C`` score of an empty neighbourhood) counts
+    the distinct labels in the training and test sets together.
+    """
+    try:
+        tau_f = float(tau)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"tau must be a positive number, got {tau!r}") from exc
+    if not np.isfinite(tau_f) or tau_f <= 0:
+        raise InvalidInput(f"tau must be a positive finite number, got {tau!r}")
+    jobs = _check_backend_args(n_jobs, backend)
+    xtr, ytr, xte, yte = _prepare(x_train, y_train, x_test, y_test, numeric_y=False)
+    ytr_enc, yte_enc, n_classes = _encode_classes(ytr, yte)
+    problem = _Problem(
+        xtr,
+        xte,
+        ytr_enc,
+        yte_enc,
+        np.einsum("ij,ij->i", xtr, xtr),
+        "threshold",
+        tau2=tau_f * tau_f,
+        n_classes=max(n_classes, 1),
+    )
+    return _finish(
+        problem,
+        n_jobs=jobs,
+        chunk_size=chunk_size,
+        backend=backend,
+        ray_address=ray_address,
+        progress=progress,
+        groups=groups,
+        method="threshold-knn-shapley",
+        params={"tau": tau_f, "n_classes": n_classes},
+    )
+
+
+class KNNShapley:
+    """Estimator form of :func:`knn_shapley` (scikit-learn conventions).
+
+    >>> est = KNNShapley(k=5).fit(x_train, y_train, x_test, y_test)  # doctest: +SKIP
+    >>> est.values_[:3], est.result_.to_frame().head()                 # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        k: int = 5,
+        *,
+        task: str = "classification",
+        n_jobs: int | None = 1,
+        chunk_size: int | None = None,
+        backend: str = "threads",
+        ray_address: str | None = None,
+    ) -> None:
+        self.k = k
+        self.task = task
+        self.n_jobs = n_jobs
+        self.chunk_size = chunk_size
+        self.backend = backend
+        self.ray_address = ray_address
+
+    def fit(
+        self,
+        x_train: Any,
+        y_train: Any,
+        x_test: Any,
+        y_test: Any,
+        groups: Any = None,
+        progress: ProgressFn | None = None,
+    ) -> KNNShapley:
+        self.result_ = knn_shapley(
+            x_train,
+            y_train,
+            x_test,
+            y_test,
+            self.k,
+            task=self.task,
+            groups=groups,
+            n_jobs=self.n_jobs,
+            chunk_size=self.chunk_size,
+            backend=self.backend,
+            ray_address=self.ray_address,
+            progress=progress,
+        )
+        self.values_ = self.result_.values
+        return self
+
+
+class ThresholdKNNShapley:
+    """Estimator form of :func:`threshold_knn_shapley`."""
+
+    def __init__(
+        self,
+        tau: float,
+        *,
+        n_jobs: int | None = 1,
+        chunk_size: int | None = None,
+        backend: str = "threads",
+        ray_address: str | None = None,
+    ) -> None:
+        self.tau = tau
+        self.n_jobs = n_jobs
+        self.chunk_size = chunk_size
+        self.backend = backend
+        self.ray_address = ray_address
+
+    def fit(
+        self,
+        x_train: Any,
+        y_train: Any,
+        x_test: Any,
+        y_test: Any,
+        groups: Any = None,
+        progress: ProgressFn | None = None,
+    ) -> ThresholdKNNShapley:
+        self.result_ = threshold_knn_shapley(
+            x_train,
+            y_train,
+            x_test,
+            y_test,
+            self.tau,
+            groups=groups,
+            n_jobs=self.n_jobs,
+            chunk_size=self.chunk_size,
+            backend=self.backend,
+            ray_address=self.ray_address,
+            progress=progress,
+        )
+        self.values_ = self.result_.values
+        return self
