@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from databazaar.market.db import Database, upgrade
     from databazaar.market.service import Market
 
-__all__ = ["Database", "Market", "upgrade", "open_market"]
+__all__ = ["Database", "Market", "open_market", "upgrade"]
 
 
 def open_market(settings: Any = None, **kwargs: Any) -> Market:

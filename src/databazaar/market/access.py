@@ -37,9 +37,7 @@ MAX_LINK_TTL = 7 * 24 * 3600
 def hash_password(password: str) -> str:
     """Argon2id hash of a password (8 to 256 characters)."""
     if not isinstance(password, str) or not (MIN_PASSWORD <= len(password) <= MAX_PASSWORD):
-        raise InvalidInput(
-            f"password must be {MIN_PASSWORD} to {MAX_PASSWORD} characters long"
-        )
+        raise InvalidInput(f"password must be {MIN_PASSWORD} to {MAX_PASSWORD} characters long")
     return PASSWORD_HASHER.hash(password)
 
 

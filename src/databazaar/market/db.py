@@ -117,6 +117,23 @@ class Database:
         with self._write() as session, session.begin():
             yield session
 
+    @contextmanager
+    def snapshot(self) -> Iterator[Session]:
+        """A read session that sees one consistent snapshot for all its queries.
+
+        PostgreSQL runs it as ``REPEATABLE READ, READ ONLY``; SQLite (WAL) keeps one
+        read transaction open, which is already a snapshot.
+        """
+        if self.dialect == "postgresql":
+            engine = self.engine.execution_options(
+                isolation_level="REPEATABLE READ", postgresql_readonly=True
+            )
+            with Session(bind=engine, expire_on_commit=False) as session, session.begin():
+                yield session
+        else:
+            with self._read() as session, session.begin():
+                yield session
+
     def dispose(self) -> None:
         """Close every pooled connection."""
         self.engine.dispose()

@@ -4,7 +4,8 @@ Every movement of money is a *transaction*: a group of postings ``(account, amou
 with ``sum(amount) == 0`` (credits positive, debits negative).  Postings are appended as
 rows numbered ``seq = 1, 2, 3, ...`` and chained::
 
-    row_hash[seq] = sha256(prev_hash | seq | txn_id | account_id | amount | kind | memo | created_at)
+    row_hash[seq] = sha256(prev_hash | seq | txn_id | account_id | amount | kind | memo
+                           | created_at)
     prev_hash[seq] = row_hash[seq - 1],     prev_hash[1] = "0" * 64
 
 so changing, deleting, inserting or reordering any row changes a hash from that row on.
@@ -69,9 +70,7 @@ def lock_head(session: Session) -> LedgerHead:
     return head
 
 
-def post(
-    session: Session, postings: Sequence[Posting], *, txn_id: str | None = None
-) -> str:
+def post(session: Session, postings: Sequence[Posting], *, txn_id: str | None = None) -> str:
     """Append one balanced transaction and update the cached balances; return its id.
 
     The caller owns the database transaction; this function locks the ledger head.
@@ -183,8 +182,10 @@ def verify(session: Session, *, max_problems: int = 100) -> LedgerReport:
     account_sums: dict[int, int] = defaultdict(int)
     total = 0
     n_rows = 0
-    rows = session.execute(select(LedgerEntry).order_by(LedgerEntry.seq)).scalars()
-    for row in rows.yield_per(2000) if hasattr(rows, "yield_per") else rows:
+    rows = session.execute(
+        select(LedgerEntry).order_by(LedgerEntry.seq).execution_options(yield_per=2000)
+    ).scalars()
+    for row in rows:
         n_rows += 1
         expected_seq += 1
         if row.seq != expected_seq:
@@ -205,8 +206,10 @@ def verify(session: Session, *, max_problems: int = 100) -> LedgerReport:
         if digest != row.row_hash:
             problem(
                 LedgerProblem(
-                    row.seq, "row_hash does not match the row's contents (row was edited)",
-                    account_id=row.account_id, txn_id=row.txn_id,
+                    row.seq,
+                    "row_hash does not match the row's contents (row was edited)",
+                    account_id=row.account_id,
+                    txn_id=row.txn_id,
                 )
             )
         prev = row.row_hash
@@ -218,7 +221,9 @@ def verify(session: Session, *, max_problems: int = 100) -> LedgerReport:
     for txn, s in txn_sums.items():
         if s != 0:
             problem(
-                LedgerProblem(txn_first_seq[txn], f"transaction {txn} sums to {s}, not 0", txn_id=txn)
+                LedgerProblem(
+                    txn_first_seq[txn], f"transaction {txn} sums to {s}, not 0", txn_id=txn
+                )
             )
     if total != 0:
         problem(LedgerProblem(None, f"ledger sums to {total}, not 0"))

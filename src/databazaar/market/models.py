@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import enum
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -56,10 +56,10 @@ def utcnow() -> datetime:
 class Base(DeclarativeBase):
     """Declarative base of every market table."""
 
-    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON, list[Any]: JSON}
 
 
-class Role(str, enum.Enum):
+class Role(enum.StrEnum):
     """What an account may do: sell products, buy them, administer the market.
 
     ``system`` accounts hold the market fee and the funding source of deposits; they are
@@ -72,7 +72,7 @@ class Role(str, enum.Enum):
     system = "system"
 
 
-class VersionStatus(str, enum.Enum):
+class VersionStatus(enum.StrEnum):
     """A version is editable while ``draft`` and frozen once ``published``."""
 
     draft = "draft"
@@ -84,9 +84,7 @@ class Account(Base):
 
     __tablename__ = "accounts"
     __table_args__ = (
-        CheckConstraint(
-            "balance_minor >= 0 OR role = 'system'", name="ck_accounts_balance_nonneg"
-        ),
+        CheckConstraint("balance_minor >= 0 OR role = 'system'", name="ck_accounts_balance_nonneg"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)

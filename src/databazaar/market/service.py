@@ -288,9 +288,7 @@ class Market:
                 raise NotFound(f"account {account_id} not found")
             s.refresh(acc)
             if acc.balance_minor < amount:
-                raise PaymentError(
-                    f"balance {acc.balance_minor} is less than the payout {amount}"
-                )
+                raise PaymentError(f"balance {acc.balance_minor} is less than the payout {amount}")
             funding = self._system_account(s, FUNDING_ACCOUNT)
             txn = ledger.post(
                 s,
@@ -327,9 +325,7 @@ class Market:
 
     def _product_out(self, prod: Product, *, include_drafts: bool) -> ProductOut:
         versions = [
-            ver
-            for ver in prod.versions
-            if include_drafts or ver.status == VersionStatus.published
+            ver for ver in prod.versions if include_drafts or ver.status == VersionStatus.published
         ]
         listing = prod.listing
         return ProductOut(
@@ -558,7 +554,12 @@ class Market:
             return self._version_out(ver)
 
     def set_listing(
-        self, account: AccountOut, slug: str, price_minor: int, *, active: bool = True,
+        self,
+        account: AccountOut,
+        slug: str,
+        price_minor: int,
+        *,
+        active: bool = True,
         currency: str = "USD",
     ) -> ListingOut:
         """Put a product on sale (or change its price, or withdraw it with ``active=False``)."""
@@ -569,8 +570,10 @@ class Market:
             prod = self._load_product(s, v.check_slug(slug), lock=True)
             self._require_owner(prod, account)
             if active and not any(ver.status == VersionStatus.published for ver in prod.versions):
-                raise Conflict(f"product {slug!r} has no published version to sell",
-                               hint="publish a version first")
+                raise Conflict(
+                    f"product {slug!r} has no published version to sell",
+                    hint="publish a version first",
+                )
             if prod.listing is None:
                 prod.listing = Listing(price_minor=price, currency=currency, active=bool(active))
             else:
@@ -637,8 +640,12 @@ class Market:
         )
         stmt = (
             select(ProductVersion, Product, Listing, Account.username)
-            .join(latest, and_(latest.c.pid == ProductVersion.product_id,
-                               latest.c.num == ProductVersion.number))
+            .join(
+                latest,
+                and_(
+                    latest.c.pid == ProductVersion.product_id, latest.c.num == ProductVersion.number
+                ),
+            )
             .join(Product, Product.id == ProductVersion.product_id)
             .join(Listing, and_(Listing.product_id == Product.id, Listing.active.is_(True)))
             .join(Account, Account.id == Product.seller_id)
@@ -661,8 +668,9 @@ class Market:
         return stmt
 
     @staticmethod
-    def _hit(ver: ProductVersion, prod: Product, listing: Listing, seller: str,
-             score: float | None) -> SearchHit:
+    def _hit(
+        ver: ProductVersion, prod: Product, listing: Listing, seller: str, score: float | None
+    ) -> SearchHit:
         return SearchHit(
             slug=prod.slug,
             title=prod.title,
@@ -699,7 +707,9 @@ class Market:
         or ``hybrid`` (reciprocal rank fusion of both).  Filters apply in every mode.
         """
         if mode not in search.SEARCH_MODES:
-            raise InvalidInput(f"unknown search mode {mode!r}", hint="use fulltext, semantic or hybrid")
+            raise InvalidInput(
+                f"unknown search mode {mode!r}", hint="use fulltext, semantic or hybrid"
+            )
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
             raise InvalidInput(f"limit must be between 1 and {MAX_PAGE}")
         if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0 or offset > 10**6:
@@ -741,8 +751,10 @@ class Market:
             (r for r in rows if r[0].id in scores),
             key=lambda r: (-scores[r[0].id], r[1].slug),
         )
-        hits = [self._hit(ver, prod, lst, seller, round(scores[ver.id], 6))
-                for ver, prod, lst, seller in ranked]
+        hits = [
+            self._hit(ver, prod, lst, seller, round(scores[ver.id], 6))
+            for ver, prod, lst, seller in ranked
+        ]
         return SearchResults(total=len(hits), mode=mode, hits=hits[offset : offset + limit])
 
     # ------------------------------------------------------------------ semantic
@@ -783,8 +795,13 @@ class Market:
                     prod.title
                     + "\n"
                     + search.card_text(
-                        prod.title, ver.description, ver.task, ver.license, ver.tags,
-                        [c["name"] for c in ver.schema], ver.provenance,
+                        prod.title,
+                        ver.description,
+                        ver.task,
+                        ver.license,
+                        ver.tags,
+                        [c["name"] for c in ver.schema],
+                        ver.provenance,
                     )
                 )
             new = np.asarray(enc.encode(texts), dtype=np.float32)
@@ -852,9 +869,7 @@ class Market:
             )
         return self._order_out(s, order, replayed=True)
 
-    def purchase(
-        self, account: AccountOut, slugs: Sequence[str], idempotency_key: str
-    ) -> OrderOut:
+    def purchase(self, account: AccountOut, slugs: Sequence[str], idempotency_key: str) -> OrderOut:
         """Buy one or more products in one transaction (see the module docstring).
 
         Replaying ``idempotency_key`` with the same products returns the original order
@@ -893,9 +908,7 @@ class Market:
             hint="retry with the same idempotency key",
         ) from last_exc
 
-    def _purchase_once(
-        self, buyer_id: int, slugs: list[str], key: str, req_hash: str
-    ) -> OrderOut:
+    def _purchase_once(self, buyer_id: int, slugs: list[str], key: str, req_hash: str) -> OrderOut:
         with self.db.write() as s:
             done = self._existing_order(s, buyer_id, key, req_hash)
             if done is not None:
@@ -975,7 +988,9 @@ class Market:
             s.flush()
             return self._order_out(s, order, replayed=False)
 
-    def orders_for(self, account: AccountOut, *, limit: int = 100, offset: int = 0) -> list[OrderOut]:
+    def orders_for(
+        self, account: AccountOut, *, limit: int = 100, offset: int = 0
+    ) -> list[OrderOut]:
         """The orders an account placed, newest first."""
         if not 1 <= limit <= 1000 or offset < 0:
             raise InvalidInput("limit must be 1-1000 and offset >= 0")
@@ -993,9 +1008,7 @@ class Market:
         """One order; only its buyer and admins may read it (others get NotFound)."""
         with self.db.read() as s:
             order = s.get(Order, order_id)
-            if order is None or (
-                order.buyer_id != account.id and account.role != Role.admin.value
-            ):
+            if order is None or (order.buyer_id != account.id and account.role != Role.admin.value):
                 raise NotFound(f"order {order_id} not found")
             return self._order_out(s, order, replayed=False)
 
@@ -1006,8 +1019,9 @@ class Market:
             return self._may_download(s, account.id, account.role, prod.id, prod.seller_id)
 
     @staticmethod
-    def _may_download(s: Session, account_id: int, role: str, product_id: int,
-                      seller_id: int) -> bool:
+    def _may_download(
+        s: Session, account_id: int, role: str, product_id: int, seller_id: int
+    ) -> bool:
         if role == Role.admin.value or account_id == seller_id:
             return True
         return (
@@ -1021,7 +1035,12 @@ class Market:
 
     # ------------------------------------------------------------------ downloads
     def download_link(
-        self, account: AccountOut, slug: str, number: int | None = None, *, ttl_seconds: int = 600,
+        self,
+        account: AccountOut,
+        slug: str,
+        number: int | None = None,
+        *,
+        ttl_seconds: int = 600,
         base_url: str = "/api/downloads/",
     ) -> DownloadLinkOut:
         """An expiring signed link to a published version (the latest by default)."""
@@ -1032,9 +1051,7 @@ class Market:
                     f"you have no access to {slug!r}", hint="buy the product to download it"
                 )
             owner = account.role == Role.admin.value or account.id == prod.seller_id
-            candidates = [
-                x for x in prod.versions if owner or x.status == VersionStatus.published
-            ]
+            candidates = [x for x in prod.versions if owner or x.status == VersionStatus.published]
             if number is None:
                 if not candidates:
                     raise NotFound(f"product {slug!r} has no published version")
@@ -1072,13 +1089,13 @@ class Market:
     # ------------------------------------------------------------------ ledger
     def verify_ledger(self) -> LedgerReportOut:
         """Verify the hash chain, double entry and balances (:func:`ledger.verify`)."""
-        with self.db.read() as s:
+        with self.db.snapshot() as s:
             report = ledger.verify(s)
         return LedgerReportOut(**report.to_dict())  # type: ignore[arg-type]
 
     def ledger_report(self) -> ledger.LedgerReport:
         """The full :class:`~databazaar.market.ledger.LedgerReport`."""
-        with self.db.read() as s:
+        with self.db.snapshot() as s:
             return ledger.verify(s)
 
     def close(self) -> None:

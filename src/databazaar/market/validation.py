@@ -45,9 +45,7 @@ def check_username(value: object) -> str:
 
 def check_slug(value: object) -> str:
     """1-64 chars of lowercase letters, digits and inner hyphens."""
-    return _check(
-        value, SLUG_RE, "product slug", "use lowercase letters, digits and inner hyphens"
-    )
+    return _check(value, SLUG_RE, "product slug", "use lowercase letters, digits and inner hyphens")
 
 
 def check_tag(value: object) -> str:
@@ -65,9 +63,7 @@ def check_tags(values: Iterable[object]) -> list[str]:
 
 def check_license(value: object) -> str:
     """An SPDX-like identifier such as ``CC-BY-4.0``, ``MIT`` or ``proprietary``."""
-    return _check(
-        value, LICENSE_RE, "license", "use an SPDX identifier such as CC-BY-4.0 or MIT"
-    )
+    return _check(value, LICENSE_RE, "license", "use an SPDX identifier such as CC-BY-4.0 or MIT")
 
 
 def check_task(value: object) -> str:

@@ -1,22 +1,24 @@
 """The FastAPI application factory.
 
 :func:`create_app` builds the app around one :class:`~databazaar.market.service.Market`:
-JSON routes under ``/api`` (see :mod:`databazaar.server.api`), OpenAPI at ``/docs``, one
-exception handler mapping :class:`~databazaar.core.errors.DatabazaarError` to its HTTP
-status, and a body-size guard that refuses oversized requests with 413 before they are
-buffered.  Further route groups (HTML pages) attach with ``app.include_router``; the
-factory takes ``extra_routers`` for that.
+JSON routes under ``/api`` (see :mod:`databazaar.server.api`), OpenAPI at ``/docs``, and
+the error mapping in one place: a :class:`~databazaar.core.errors.DatabazaarError`
+answers with its ``http_status`` and ``to_dict()`` body; FastAPI's own request
+validation errors and HTTP errors (unknown route, wrong method, oversized body) answer
+with the same ``{"error", "message", "hint"}`` shape.  Request bodies larger than the
+upload limit (plus multipart overhead) are refused with 413 while they stream in.
+Further route groups (HTML pages) attach with ``extra_routers``.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
-from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from databazaar import __version__
@@ -26,37 +28,34 @@ from databazaar.market.service import Market
 
 MULTIPART_OVERHEAD = 256 * 1024
 
-
-class _BodyTooLarge(Exception):
-    pass
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_input",
+}
 
 
 class BodyLimitMiddleware:
-    """Refuse request bodies over ``max_bytes`` with 413, counting streamed chunks too."""
+    """Refuse request bodies over ``max_bytes`` with a JSON 413.
+
+    A declared ``Content-Length`` over the limit is refused before the body is read;
+    a body streamed without one is counted as it arrives and refused once it passes
+    the limit (the route's handler sees an ``HTTPException(413)``).
+    """
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
 
-    async def _reject(self, send: Send) -> None:
-        body = json.dumps(
-            {
-                "error": "payload_too_large",
-                "message": f"request body is larger than the limit of {self.max_bytes} bytes",
-            }
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+    def _message(self) -> str:
+        return f"request body is larger than the limit of {self.max_bytes} bytes"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -67,12 +66,22 @@ class BodyLimitMiddleware:
                 try:
                     declared = int(value)
                 except ValueError:
-                    declared = 0
-                if declared > self.max_bytes:
-                    await self._reject(send)
+                    declared = -1
+                if declared > self.max_bytes or declared < 0:
+                    status = 413 if declared > self.max_bytes else 400
+                    response = JSONResponse(
+                        status_code=status,
+                        content={
+                            "error": _HTTP_CODES[status],
+                            "message": self._message()
+                            if status == 413
+                            else "invalid Content-Length header",
+                        },
+                        headers={"Connection": "close"},
+                    )
+                    await response(scope, receive, send)
                     return
         received = 0
-        started = False
 
         async def limited_receive() -> Message:
             nonlocal received
@@ -80,25 +89,24 @@ class BodyLimitMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise _BodyTooLarge
+                    raise StarletteHTTPException(413, self._message())
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, limited_receive, tracking_send)
-        except _BodyTooLarge:
-            if not started:
-                await self._reject(send)
+        await self.app(scope, limited_receive, send)
 
 
-def _error_response(exc: DatabazaarError) -> JSONResponse:
+def error_response(exc: DatabazaarError) -> JSONResponse:
+    """The JSON response for a databazaar error (status from the error class)."""
     headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
     return JSONResponse(status_code=exc.http_status, content=exc.to_dict(), headers=headers)
+
+
+def _describe_validation(errors: Iterable[Any]) -> str:
+    parts = []
+    for err in list(errors)[:5]:
+        loc = ".".join(str(x) for x in err.get("loc", ()) if x != "body") or "request"
+        parts.append(f"{loc}: {err.get('msg', 'invalid value')}")
+    return "; ".join(parts) or "the request is invalid"
 
 
 def create_app(
@@ -118,31 +126,46 @@ def create_app(
     settings = settings or get_settings()
     market = market or Market.from_settings(settings)
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> Any:
-        yield
-
     app = FastAPI(
         title="databazaar market API",
         version=__version__,
         description=(
             "An open data market for AI: publish data products, search the catalog, buy "
             "access on a hash-chained ledger and download through expiring signed links. "
-            "Money is in integer minor units (cents)."
+            "Money is in integer minor units (cents). Authenticate with "
+            "`Authorization: Bearer <token>` from `POST /api/auth/token`."
         ),
-        lifespan=lifespan,
     )
     app.state.market = market
     app.state.settings = settings
 
     @app.exception_handler(DatabazaarError)
     async def _databazaar_error(_request: Request, exc: DatabazaarError) -> JSONResponse:
-        return _error_response(exc)
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse(
+            status_code=422,
+            content={
+                "error": "invalid_input",
+                "message": _describe_validation(exc.errors()),
+                "hint": "see the request schema at /docs",
+            },
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _HTTP_CODES.get(exc.status_code, "error" if exc.status_code >= 500 else "http")
+        message = str(exc.detail)
+        return JSONResponse(
+            status_code=exc.status_code,
+            content={"error": code, "message": message},
+            headers=getattr(exc, "headers", None),
+        )
 
     app.include_router(api_router, prefix="/api")
     for router in extra_routers:
         app.include_router(router)
-    app.add_middleware(
-        BodyLimitMiddleware, max_bytes=market.max_upload_bytes + MULTIPART_OVERHEAD
-    )
+    app.add_middleware(BodyLimitMiddleware, max_bytes=market.max_upload_bytes + MULTIPART_OVERHEAD)
     return app

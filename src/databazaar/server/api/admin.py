@@ -33,8 +33,12 @@ def health(market: MarketDep) -> HealthOut:
     return HealthOut(status="ok", database=market.db.dialect)
 
 
-@router.post("/admin/deposits", status_code=201, response_model=DepositOut,
-             responses=errors(401, 403, 404, 422))
+@router.post(
+    "/admin/deposits",
+    status_code=201,
+    response_model=DepositOut,
+    responses=errors(401, 403, 404, 422),
+)
 def deposit(body: DepositIn, admin: AdminAccount, market: MarketDep) -> DepositOut:
     """Credit an account from the funding account (booked on the ledger)."""
     return market.deposit(body.account_id, body.amount_minor, memo=body.memo)

@@ -29,8 +29,7 @@ class LoginIn(BaseModel):
     password: str = Field(min_length=1, max_length=256)
 
 
-@router.post("/accounts", status_code=201, response_model=AccountOut,
-             responses=errors(409, 422))
+@router.post("/accounts", status_code=201, response_model=AccountOut, responses=errors(409, 422))
 def register(body: RegisterIn, market: MarketDep) -> AccountOut:
     """Register a seller or buyer account (admins are created with the CLI)."""
     return market.create_account(body.username, body.password, body.role)

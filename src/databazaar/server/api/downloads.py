@@ -18,8 +18,9 @@ router = APIRouter(prefix="/downloads", tags=["downloads"])
     response_class=FileResponse,
     responses={200: {"description": "the file"}, **errors(403, 404, 422)},
 )
-def download(token: Annotated[str, Path(min_length=1, max_length=500)], market: MarketDep
-             ) -> FileResponse:
+def download(
+    token: Annotated[str, Path(min_length=1, max_length=500)], market: MarketDep
+) -> FileResponse:
     """Stream a file if the link is genuine, unexpired and its holder still has access."""
     path, filename, media_type = market.resolve_download(token)
     return FileResponse(path, filename=filename, media_type=media_type)

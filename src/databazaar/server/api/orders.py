@@ -21,8 +21,9 @@ class OrderIn(BaseModel):
     idempotency_key: str = Field(min_length=1, max_length=128, examples=["a7f1c2d0"])
 
 
-@router.post("", status_code=201, response_model=OrderOut,
-             responses=errors(401, 402, 403, 404, 409, 422))
+@router.post(
+    "", status_code=201, response_model=OrderOut, responses=errors(401, 402, 403, 404, 409, 422)
+)
 def place_order(body: OrderIn, account: CurrentAccount, market: MarketDep) -> OrderOut:
     """Buy products: debit buyer, credit sellers and fee, grant access, in one transaction.
 

@@ -121,17 +121,17 @@ def edit_card(
     response_model=VersionOut,
     responses=errors(401, 403, 404, 409, 422),
 )
-def publish(slug: Slug, number: VersionNumber, account: CurrentAccount, market: MarketDep
-            ) -> VersionOut:
+def publish(
+    slug: Slug, number: VersionNumber, account: CurrentAccount, market: MarketDep
+) -> VersionOut:
     """Publish a draft: it becomes searchable, buyable and immutable."""
     return market.publish(account, slug, number)
 
 
-@router.put(
-    "/{slug}/listing", response_model=ListingOut, responses=errors(401, 403, 404, 409, 422)
-)
-def set_listing(slug: Slug, body: ListingIn, account: CurrentAccount, market: MarketDep
-                ) -> ListingOut:
+@router.put("/{slug}/listing", response_model=ListingOut, responses=errors(401, 403, 404, 409, 422))
+def set_listing(
+    slug: Slug, body: ListingIn, account: CurrentAccount, market: MarketDep
+) -> ListingOut:
     """Set the price (minor units) and put the product on or off sale."""
     return market.set_listing(account, slug, body.price_minor, active=body.active)
 
@@ -141,7 +141,8 @@ def set_listing(slug: Slug, body: ListingIn, account: CurrentAccount, market: Ma
     response_model=DownloadLinkOut,
     responses=errors(401, 403, 404, 422),
 )
-def download_link(slug: Slug, body: LinkIn, account: CurrentAccount, market: MarketDep
-                  ) -> DownloadLinkOut:
+def download_link(
+    slug: Slug, body: LinkIn, account: CurrentAccount, market: MarketDep
+) -> DownloadLinkOut:
     """An expiring signed download link, for grantees, the owner and admins only."""
     return market.download_link(account, slug, body.version, ttl_seconds=body.ttl_seconds)

@@ -190,9 +190,7 @@ def upgrade() -> None:
     op.create_table(
         "order_items",
         _id(),
-        sa.Column(
-            "order_id", ID, sa.ForeignKey("orders.id", ondelete="CASCADE"), nullable=False
-        ),
+        sa.Column("order_id", ID, sa.ForeignKey("orders.id", ondelete="CASCADE"), nullable=False),
         sa.Column("product_id", ID, sa.ForeignKey("products.id"), nullable=False),
         sa.Column("version_id", ID, sa.ForeignKey("product_versions.id"), nullable=False),
         sa.Column("seller_id", ID, sa.ForeignKey("accounts.id"), nullable=False),
@@ -284,8 +282,13 @@ def upgrade() -> None:
     op.bulk_insert(
         accounts,
         [
-            {"username": name, "role": "system", "password_hash": None, "balance_minor": 0,
-             "created_at": now}
+            {
+                "username": name,
+                "role": "system",
+                "password_hash": None,
+                "balance_minor": 0,
+                "created_at": now,
+            }
             for name in ("@market-fee", "@funding")
         ],
     )
