@@ -48,6 +48,136 @@ def _console():  # type: ignore[no-untyped-def]
     return Console(stderr=False)
 
 
+# ---------------------------------------------------------------------------- value
+@app.command("value")
+def value_cmd(
+    train: Annotated[Path, typer.Argument(help="training table (.csv, .parquet or .jsonl)")],
+    target: Annotated[str, typer.Option("--target", "-t", help="label column")],
+    test: Annotated[Path, typer.Option("--test", help="test/validation table, same columns")],
+    method: Annotated[
+        str, typer.Option("--method", "-m", help="knn-shapley, knn-regression, threshold-knn, "
+                          "tmc-shapley, beta-shapley, banzhaf, loo, asymmetric-knn, "
+                          "asymmetric-mc")
+    ] = "knn-shapley",
+    k: Annotated[int, typer.Option("-k", help="neighbours for the KNN methods")] = 5,
+    tau: Annotated[
+        Optional[float], typer.Option("--tau", help="radius for threshold-knn")  # noqa: UP045
+    ] = None,
+    output: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option("--output", "-o", help="write values here (.csv or .parquet)"),
+    ] = None,
+    features: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--features", help="comma-separated feature columns (default: numeric)"),
+    ] = None,
+    groups: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--groups", help="column of group ids: one value per group"),
+    ] = None,
+    order: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--order", help="group order a,b,c for the asymmetric methods"),
+    ] = None,
+    model: Annotated[
+        str, typer.Option("--model", help="model for Monte Carlo methods: logistic, knn, "
+                          "tree, naive-bayes")
+    ] = "logistic",
+    budget: Annotated[
+        int, typer.Option("--budget", help="permutations/subsets for Monte Carlo methods")
+    ] = 200,
+    ci: Annotated[
+        Optional[float],  # noqa: UP045
+        typer.Option("--ci", help="confidence level of intervals, e.g. 0.95"),
+    ] = None,
+    n_jobs: Annotated[int, typer.Option("--n-jobs", "-j", help="workers (-1: all cores)")] = -1,
+    backend: Annotated[str, typer.Option("--backend", help="threads or ray")] = "threads",
+    seed: Annotated[int, typer.Option("--seed", help="random seed")] = 0,
+    top: Annotated[int, typer.Option("--top", help="rows shown in the summary")] = 5,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
+) -> None:
+    """Value every training row (or group) for the task defined by the test table."""
+    import time
+
+    from databazaar.core.io import read_table
+    from databazaar.core.progress import progress_bar
+    from databazaar.valuation.tabular import value_table
+
+    train_df = read_table(train)
+    test_df = read_table(test)
+    feats = [f.strip() for f in features.split(",") if f.strip()] if features else None
+    order_list = [o.strip() for o in order.split(",") if o.strip()] if order else None
+    is_mc = method in ("tmc-shapley", "beta-shapley", "banzhaf")
+    total = budget if is_mc else len(test_df)
+    start = time.perf_counter()
+    with progress_bar(f"{method}", total, quiet=quiet) as advance:
+        result, prob = value_table(
+            train_df, test_df, target, method, k=k, tau=tau, features=feats,
+            group_column=groups, order=order_list, model=model, budget=budget, ci=ci,
+            n_jobs=n_jobs, backend=backend, random_state=seed, progress=advance,
+        )
+    elapsed = time.perf_counter() - start
+    if output is not None:
+        result.save(output)
+    _print_values(result, prob, train_df, target, elapsed, output, top)
+
+
+def _print_values(result, prob, train_df, target, elapsed, output, top):  # type: ignore[no-untyped-def]
+    from rich.table import Table
+
+    console = _console()
+    unit = "groups" if prob.groups is not None else "rows"
+    console.print(
+        f"[bold]{result.method}[/bold]: {len(result)} {unit} valued on "
+        f"{prob.x_test.shape[0]} test rows with {len(prob.features)} features "
+        f"in {elapsed:.2f} s"
+    )
+    if prob.ignored:
+        console.print(f"ignored non-numeric columns: {', '.join(prob.ignored)}")
+    table = Table(title="highest and lowest values")
+    table.add_column("rank", justify="right")
+    table.add_column("group" if prob.groups is not None else "row", justify="right")
+    if prob.groups is None:
+        table.add_column(target)
+    table.add_column("value", justify="right")
+    table.add_column("stderr", justify="right")
+    if result.has_ci:
+        table.add_column(f"{result.confidence:.0%} CI", justify="right")
+    ranking = result.ranking()
+    n = len(ranking)
+    shown = list(range(min(top, n)))
+    shown += [i for i in range(max(n - top, 0), n) if i not in shown]
+    for rank in shown:
+        pos = int(ranking[rank])
+        row = [str(rank + 1), str(result.ids[pos])]
+        if prob.groups is None:
+            row.append(str(train_df[target].iloc[int(result.ids[pos])]))
+        row += [f"{result.values[pos]:.6g}", f"{result.stderr[pos]:.2g}"]
+        if result.has_ci:
+            row.append(f"[{result.ci_low[pos]:.4g}, {result.ci_high[pos]:.4g}]")
+        table.add_row(*row)
+    console.print(table)
+    console.print(
+        f"sum of values {result.values.sum():.6g}; {int((result.values < 0).sum())} negative"
+    )
+    if output is not None:
+        console.print(f"wrote {output}")
+
+
+# ----------------------------------------------------------------------------- demo
+@app.command("demo")
+def demo_cmd(
+    home: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option("--home", help="data home for the demo store (default: a temp folder)"),
+    ] = None,
+) -> None:
+    """Walk through the product: value a dataset, then run the market on SQLite."""
+    from databazaar.demo import run_demo
+
+    run_demo(home, _console().print)
+
+
 def main() -> None:
     """Entry point: run the app, turning databazaar errors into clean exits."""
     try:

@@ -1,0 +1,237 @@
+"""Value the rows of a table: the bridge from files and DataFrames to the estimators.
+
+:func:`value_table` takes a training and a test :class:`pandas.DataFrame`, the name of the
+target column and a method name, picks the feature columns, runs the method and returns
+a :class:`~databazaar.valuation.result.ValuationResult` whose ids are the training rows'
+positions (or group ids in group mode).  The CLI command ``databazaar value`` and the
+market's value-aware search call it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from databazaar.core.errors import InvalidInput
+from databazaar.valuation.result import ValuationResult
+
+#: method name -> one-line description (shown by ``databazaar value --help``)
+METHODS: dict[str, str] = {
+    "knn-shapley": "exact KNN-Shapley, classification (Jia et al. 2019)",
+    "knn-regression": "exact KNN-Shapley for KNN regression",
+    "threshold-knn": "exact Threshold KNN-Shapley (Wang et al. 2023), needs --tau",
+    "tmc-shapley": "truncated Monte Carlo Shapley over a scikit-learn model",
+    "beta-shapley": "Beta(16,1) Shapley over a scikit-learn model (Kwon & Zou 2022)",
+    "banzhaf": "Data Banzhaf with the MSR estimator (Wang & Jia 2023)",
+    "loo": "leave-one-out over a scikit-learn model",
+    "asymmetric-knn": "exact KNN Asymmetric Data Shapley, needs --groups and --order",
+    "asymmetric-mc": "Monte Carlo Asymmetric Data Shapley, needs --groups and --order",
+}
+
+MODELS = ("logistic", "knn", "tree", "naive-bayes")
+
+
+@dataclass
+class TableProblem:
+    """Features and labels taken from a training and a test table."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    features: list[str]
+    ignored: list[str] = field(default_factory=list)
+    groups: np.ndarray | None = None
+
+
+def split_table(
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    target: str,
+    *,
+    features: Sequence[str] | None = None,
+    group_column: str | None = None,
+) -> TableProblem:
+    """Pick feature columns shared by both tables and pull out the target.
+
+    Without ``features``, every numeric column of the training table except the target
+    and the group column is a feature; non-numeric ones are listed in ``ignored``.
+    """
+    for name, df in (("training", train), ("test", test)):
+        if target not in df.columns:
+            raise InvalidInput(
+                f"target column {target!r} is not in the {name} table",
+                hint=f"columns are: {', '.join(map(str, df.columns[:20]))}",
+            )
+    if group_column is not None and group_column not in train.columns:
+        raise InvalidInput(f"group column {group_column!r} is not in the training table")
+    skip = {target, group_column}
+    ignored: list[str] = []
+    if features is None:
+        cols: list[str] = []
+        for c in train.columns:
+            if c in skip:
+                continue
+            if pd.api.types.is_numeric_dtype(train[c]) and not pd.api.types.is_bool_dtype(
+                train[c]
+            ):
+                cols.append(c)
+            else:
+                ignored.append(str(c))
+    else:
+        cols = list(features)
+        unknown = [c for c in cols if c not in train.columns]
+        if unknown:
+            raise InvalidInput(f"feature columns not in the training table: {unknown}")
+    if not cols:
+        raise InvalidInput(
+            "no numeric feature columns found",
+            hint="pass --features or encode categorical columns as numbers",
+        )
+    missing = [c for c in cols if c not in test.columns]
+    if missing:
+        raise InvalidInput(f"the test table lacks feature columns {missing}")
+    from databazaar.valuation._validate import check_features
+
+    x_train = check_features(train[cols], "training features")
+    x_test = check_features(test[cols], "test features")
+    groups = train[group_column].to_numpy() if group_column else None
+    return TableProblem(
+        x_train,
+        train[target].to_numpy(),
+        x_test,
+        test[target].to_numpy(),
+        [str(c) for c in cols],
+        ignored,
+        groups,
+    )
+
+
+def make_model(name: str, k: int = 5) -> Any:
+    """A scikit-learn classifier by short name (for the Monte Carlo methods)."""
+    if name == "logistic":
+        from sklearn.linear_model import LogisticRegression
+
+        return LogisticRegression(max_iter=1000)
+    if name == "knn":
+        from sklearn.neighbors import KNeighborsClassifier
+
+        return KNeighborsClassifier(n_neighbors=k)
+    if name == "tree":
+        from sklearn.tree import DecisionTreeClassifier
+
+        return DecisionTreeClassifier(random_state=0)
+    if name == "naive-bayes":
+        from sklearn.naive_bayes import GaussianNB
+
+        return GaussianNB()
+    raise InvalidInput(f"unknown model {name!r}", hint=f"use one of {', '.join(MODELS)}")
+
+
+def value_table(
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    target: str,
+    method: str = "knn-shapley",
+    *,
+    k: int = 5,
+    tau: float | None = None,
+    features: Sequence[str] | None = None,
+    group_column: str | None = None,
+    order: Sequence[Any] | None = None,
+    model: str = "logistic",
+    budget: int = 200,
+    ci: float | None = None,
+    n_jobs: int = 1,
+    backend: str = "threads",
+    random_state: int | None = 0,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[ValuationResult, TableProblem]:
+    """Value the training rows with ``method`` (one of :data:`METHODS`)."""
+    if method not in METHODS:
+        raise InvalidInput(
+            f"unknown method {method!r}", hint=f"use one of {', '.join(METHODS)}"
+        )
+    prob = split_table(train, test, target, features=features, group_column=group_column)
+    args = (prob.x_train, prob.y_train, prob.x_test, prob.y_test)
+    mc_backend = "joblib" if backend == "threads" else backend
+    if method.startswith("asymmetric"):
+        if prob.groups is None or not order:
+            raise InvalidInput(
+                f"{method} needs the group column and the group order",
+                hint="pass --groups COL --order a,b,c",
+            )
+        from databazaar.valuation import asymmetric
+
+        if method == "asymmetric-knn":
+            result = asymmetric.knn_asymmetric_shapley(
+                *args, groups=prob.groups, order=list(order), k=k
+            )
+        else:
+            from databazaar.valuation.utility import Utility
+
+            util = Utility(make_model(model, k), *args)
+            est = asymmetric.AsymmetricShapley(
+                method="mc", n_permutations=budget, n_jobs=n_jobs, backend=mc_backend,
+                random_state=random_state,
+            )
+            result = est.fit(util, groups=prob.groups, order=list(order)).result_
+        return _with_ci(result, prob, ci, k, random_state), prob
+    if method in ("knn-shapley", "knn-regression"):
+        from databazaar.valuation.knn import knn_shapley
+
+        if ci is not None and method == "knn-shapley":
+            from databazaar.valuation.inference import knn_shapley_ci
+
+            result = knn_shapley_ci(*args, k=k, confidence=ci, random_state=random_state)
+            return result, prob
+        result = knn_shapley(
+            *args,
+            k=k,
+            task="classification" if method == "knn-shapley" else "regression",
+            groups=prob.groups,
+            n_jobs=n_jobs,
+            backend=backend,
+            progress=progress,
+        )
+        return result, prob
+    if method == "threshold-knn":
+        if tau is None:
+            raise InvalidInput("threshold-knn needs a radius", hint="pass --tau")
+        from databazaar.valuation.knn import threshold_knn_shapley
+
+        result = threshold_knn_shapley(
+            *args, tau=tau, groups=prob.groups, n_jobs=n_jobs, backend=backend, progress=progress
+        )
+        return result, prob
+    from databazaar.valuation import sampling
+    from databazaar.valuation.utility import Utility
+
+    util = Utility(make_model(model, k), *args)
+    common = {"n_jobs": n_jobs, "backend": mc_backend, "random_state": random_state}
+    if method == "loo":
+        est: Any = sampling.LeaveOneOut(n_jobs=n_jobs, backend=mc_backend)
+    else:
+        stop = sampling.MaxSamples(budget)
+        if method == "tmc-shapley":
+            est = sampling.TMCShapley(stopping=stop, **common)
+        elif method == "beta-shapley":
+            est = sampling.BetaShapley(alpha=16, beta=1, stopping=stop, **common)
+        else:
+            est = sampling.BanzhafMSR(stopping=stop, **common)
+    result = est.fit(util, groups=prob.groups, progress=progress).result_
+    return _with_ci(result, prob, ci, k, random_state), prob
+
+
+def _with_ci(
+    result: ValuationResult, prob: TableProblem, ci: float | None, k: int, seed: int | None
+) -> ValuationResult:
+    if ci is None:
+        return result
+    from databazaar.valuation.inference import shapley_confidence_intervals
+
+    return shapley_confidence_intervals(result, confidence=ci)
