@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import functools
 import secrets
 import time
 from dataclasses import dataclass
@@ -34,16 +35,30 @@ LINK_SALT = "databazaar.download.v1"
 MAX_LINK_TTL = 7 * 24 * 3600
 
 
-def hash_password(password: str) -> str:
-    """Argon2id hash of a password (8 to 256 characters)."""
+@functools.cache
+def _dummy_hash() -> str:
+    return PASSWORD_HASHER.hash("databazaar-no-such-account")
+
+
+def hash_password(password: str, hasher: PasswordHasher | None = None) -> str:
+    """Argon2id hash of a password (8 to 256 characters).
+
+    ``hasher`` overrides the cost parameters (tests use a cheap one); verification reads
+    the parameters from the stored hash, so hashes of any cost verify.
+    """
     if not isinstance(password, str) or not (MIN_PASSWORD <= len(password) <= MAX_PASSWORD):
         raise InvalidInput(f"password must be {MIN_PASSWORD} to {MAX_PASSWORD} characters long")
-    return PASSWORD_HASHER.hash(password)
+    return (hasher or PASSWORD_HASHER).hash(password)
 
 
 def check_password(stored_hash: str | None, password: str) -> bool:
     """Whether ``password`` matches ``stored_hash`` (``False`` for accounts without one)."""
     if not stored_hash or not isinstance(password, str):
+        # Spend the same time as a real check so missing accounts are not revealed.
+        try:
+            PASSWORD_HASHER.verify(_dummy_hash(), password if isinstance(password, str) else "")
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            pass
         return False
     try:
         return PASSWORD_HASHER.verify(stored_hash, password)

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from databazaar.core.errors import InvalidInput
+from databazaar.core.errors import DatabazaarError, InvalidInput
 
 PREVIEW_ROWS = 5
 TOP_VALUES = 5
@@ -53,8 +53,34 @@ def format_for(filename: str) -> str:
     return FORMATS[suffix]
 
 
+def _check_parquet_magic(path: Path) -> None:
+    size = path.stat().st_size
+    with path.open("rb") as fh:
+        head = fh.read(4)
+        fh.seek(max(size - 4, 0))
+        tail = fh.read(4)
+    if size < 12 or head != b"PAR1" or tail != b"PAR1":
+        raise InvalidInput(
+            "the file is not a Parquet file (missing the PAR1 magic bytes)",
+            hint="upload a file written by a Parquet writer, or use .csv / .jsonl",
+        )
+
+
 def read_upload(path: Path, file_format: str) -> pd.DataFrame:
-    """Parse a staged upload, turning every parser failure into :class:`InvalidInput`."""
+    """Parse a staged upload, turning every parser failure into :class:`InvalidInput`.
+
+    A server whose Parquet engine (pyarrow) cannot be imported answers Parquet uploads
+    with a :class:`DatabazaarError` (HTTP 500) that says so, not with a parse error.
+    """
+    if file_format == "parquet":
+        _check_parquet_magic(path)
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError as exc:
+            raise DatabazaarError(
+                f"Parquet uploads are unavailable on this server: {exc}",
+                hint="upload .csv or .jsonl, or repair the server's pyarrow install",
+            ) from exc
     try:
         if file_format == "csv":
             df = pd.read_csv(path, encoding="utf-8")

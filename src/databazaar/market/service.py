@@ -108,6 +108,9 @@ class Market:
     embedder:
         Optional sentence encoder for semantic search; by default MiniLM is loaded the
         first time a semantic search runs.
+    password_hasher:
+        An ``argon2.PasswordHasher`` with other cost parameters (default: argon2-cffi's
+        RFC 9106 low-memory profile).
     """
 
     def __init__(
@@ -119,6 +122,7 @@ class Market:
         fee_bps: int = 500,
         max_upload_bytes: int = 50 * 1024 * 1024,
         embedder: Any | None = None,
+        password_hasher: Any | None = None,
     ) -> None:
         if not (0 <= fee_bps <= 10_000):
             raise InvalidInput("fee_bps must be between 0 and 10000")
@@ -129,6 +133,7 @@ class Market:
         self.fee_bps = fee_bps
         self.max_upload_bytes = max_upload_bytes
         self._embedder = embedder
+        self._password_hasher = password_hasher
         self._embedder_lock = threading.Lock()
 
     @classmethod
@@ -170,7 +175,7 @@ class Market:
             ) from None
         if role == Role.system:
             raise InvalidInput("system accounts cannot be created", hint="use seller or buyer")
-        pw_hash = access.hash_password(password)
+        pw_hash = access.hash_password(password, self._password_hasher)
         try:
             with self.db.write() as s:
                 if s.scalar(select(Account.id).where(Account.username == username)) is not None:
@@ -204,7 +209,7 @@ class Market:
         """Check a password and issue an API token (the same error for any failure)."""
         with self.db.read() as s:
             acc = s.scalar(select(Account).where(Account.username == str(username)[:64]))
-            ok = acc is not None and access.check_password(acc.password_hash, password)
+        ok = access.check_password(acc.password_hash if acc is not None else None, password)
         if not ok or acc is None:
             raise Unauthorized("wrong username or password")
         return self.issue_token(acc.id, name="login", ttl=ttl)

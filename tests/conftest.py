@@ -1,0 +1,82 @@
+"""Fixtures shared by every test package.
+
+PostgreSQL
+----------
+``postgres_url`` is the URL of the test server: ``DATABAZAAR_TEST_POSTGRES_URL`` if set,
+else ``postgresql+psycopg://postgres@127.0.0.1:5432/test``.  When the server cannot be
+reached the PostgreSQL tests skip, except under ``CI=true`` where they fail: CI must run
+them.  ``postgres_schema`` gives each test a fresh, uniquely named schema (dropped
+afterwards) and the ``connect_args`` that put it first on the ``search_path``, so tests
+never see each other's tables.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+def _psycopg_url(url: str) -> str:
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """The PostgreSQL test server's URL; skips (fails under CI=true) if unreachable."""
+    url = _psycopg_url(os.environ.get("DATABAZAAR_TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL))
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url, connect_args={"connect_timeout": 5})
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:  # any driver/connection failure means "unreachable"
+        message = f"PostgreSQL test server unreachable at {url}: {str(exc).splitlines()[0]}"
+        if _in_ci():
+            pytest.fail(message + " (CI=true: PostgreSQL tests must run)", pytrace=False)
+        pytest.skip(message)
+    finally:
+        engine.dispose()
+    return url
+
+
+@dataclass
+class PostgresSchema:
+    """A throw-away schema on the test server."""
+
+    url: str
+    name: str
+    connect_args: dict[str, Any] = field(default_factory=dict)
+
+
+@pytest.fixture
+def postgres_schema(postgres_url: str) -> Iterator[PostgresSchema]:
+    """A fresh schema for one test, first on the ``search_path`` via ``connect_args``."""
+    from sqlalchemy import create_engine, text
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(postgres_url)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{name}"'))
+    try:
+        yield PostgresSchema(
+            url=postgres_url, name=name, connect_args={"options": f"-csearch_path={name}"}
+        )
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
+        admin.dispose()
