@@ -104,8 +104,14 @@ def time_opendataval(data, repeats: int):  # type: ignore[no-untyped-def]
         values = None
         for _ in range(repeats):
             proc = subprocess.run(
-                [str(ODV_PYTHON), str(HERE / "peers" / "odv_knn_shapley.py"), str(src),
-                 str(dst), "--k", str(K)],
+                [
+                    str(ODV_PYTHON),
+                    str(HERE / "peers" / "odv_knn_shapley.py"),
+                    str(src),
+                    str(dst),
+                    "--k",
+                    str(K),
+                ],
                 capture_output=True,
                 text=True,
                 timeout=1800,
@@ -263,8 +269,14 @@ def to_markdown(out: dict) -> str:
         ]
     tmc = out.get("tmc")
     if tmc and "error" not in tmc:
-        lines += ["", "## TMC-Shapley utility evaluations per second", "", "```", 
-                  json.dumps(tmc, indent=2), "```"]
+        lines += [
+            "",
+            "## TMC-Shapley utility evaluations per second",
+            "",
+            "```",
+            json.dumps(tmc, indent=2),
+            "```",
+        ]
     return "\n".join(lines) + "\n"
 
 

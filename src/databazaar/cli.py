@@ -13,11 +13,25 @@ from pathlib import Path
 from typing import Annotated, Optional  # noqa: UP035  (Typer needs Optional at runtime)
 
 import typer
+import typer.core
 
 from databazaar import __version__
 from databazaar.core.errors import DatabazaarError
 
+
+class _Group(typer.core.TyperGroup):
+    """Turns databazaar errors into a one-line message and the error's exit code."""
+
+    def invoke(self, ctx):  # type: ignore[no-untyped-def]
+        try:
+            return super().invoke(ctx)
+        except DatabazaarError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+
+
 app = typer.Typer(
+    cls=_Group,
     name="databazaar",
     help="An open data market for AI: value, price, compose, enrich and vet training data.",
     no_args_is_help=True,
@@ -55,9 +69,14 @@ def value_cmd(
     target: Annotated[str, typer.Option("--target", "-t", help="label column")],
     test: Annotated[Path, typer.Option("--test", help="test/validation table, same columns")],
     method: Annotated[
-        str, typer.Option("--method", "-m", help="knn-shapley, knn-regression, threshold-knn, "
-                          "tmc-shapley, beta-shapley, banzhaf, loo, asymmetric-knn, "
-                          "asymmetric-mc")
+        str,
+        typer.Option(
+            "--method",
+            "-m",
+            help="knn-shapley, knn-regression, threshold-knn, "
+            "tmc-shapley, beta-shapley, banzhaf, loo, asymmetric-knn, "
+            "asymmetric-mc",
+        ),
     ] = "knn-shapley",
     k: Annotated[int, typer.Option("-k", help="neighbours for the KNN methods")] = 5,
     tau: Annotated[
@@ -80,8 +99,10 @@ def value_cmd(
         typer.Option("--order", help="group order a,b,c for the asymmetric methods"),
     ] = None,
     model: Annotated[
-        str, typer.Option("--model", help="model for Monte Carlo methods: logistic, knn, "
-                          "tree, naive-bayes")
+        str,
+        typer.Option(
+            "--model", help="model for Monte Carlo methods: logistic, knn, tree, naive-bayes"
+        ),
     ] = "logistic",
     budget: Annotated[
         int, typer.Option("--budget", help="permutations/subsets for Monte Carlo methods")
@@ -112,9 +133,22 @@ def value_cmd(
     start = time.perf_counter()
     with progress_bar(f"{method}", total, quiet=quiet) as advance:
         result, prob = value_table(
-            train_df, test_df, target, method, k=k, tau=tau, features=feats,
-            group_column=groups, order=order_list, model=model, budget=budget, ci=ci,
-            n_jobs=n_jobs, backend=backend, random_state=seed, progress=advance,
+            train_df,
+            test_df,
+            target,
+            method,
+            k=k,
+            tau=tau,
+            features=feats,
+            group_column=groups,
+            order=order_list,
+            model=model,
+            budget=budget,
+            ci=ci,
+            n_jobs=n_jobs,
+            backend=backend,
+            random_state=seed,
+            progress=advance,
         )
     elapsed = time.perf_counter() - start
     if output is not None:

@@ -76,9 +76,7 @@ def split_table(
         for c in train.columns:
             if c in skip:
                 continue
-            if pd.api.types.is_numeric_dtype(train[c]) and not pd.api.types.is_bool_dtype(
-                train[c]
-            ):
+            if pd.api.types.is_numeric_dtype(train[c]) and not pd.api.types.is_bool_dtype(train[c]):
                 cols.append(c)
             else:
                 ignored.append(str(c))
@@ -153,9 +151,7 @@ def value_table(
 ) -> tuple[ValuationResult, TableProblem]:
     """Value the training rows with ``method`` (one of :data:`METHODS`)."""
     if method not in METHODS:
-        raise InvalidInput(
-            f"unknown method {method!r}", hint=f"use one of {', '.join(METHODS)}"
-        )
+        raise InvalidInput(f"unknown method {method!r}", hint=f"use one of {', '.join(METHODS)}")
     prob = split_table(train, test, target, features=features, group_column=group_column)
     args = (prob.x_train, prob.y_train, prob.x_test, prob.y_test)
     mc_backend = "joblib" if backend == "threads" else backend
@@ -176,7 +172,10 @@ def value_table(
 
             util = Utility(make_model(model, k), *args)
             est = asymmetric.AsymmetricShapley(
-                method="mc", n_permutations=budget, n_jobs=n_jobs, backend=mc_backend,
+                method="mc",
+                n_permutations=budget,
+                n_jobs=n_jobs,
+                backend=mc_backend,
                 random_state=random_state,
             )
             result = est.fit(util, groups=prob.groups, order=list(order)).result_
