@@ -198,6 +198,28 @@ def _print_values(result, prob, train_df, target, elapsed, output, top):  # type
         console.print(f"wrote {output}")
 
 
+# --------------------------------------------------------------------------- market
+def _add_market_commands() -> None:
+    from databazaar.market.cli import db_app, ledger_app
+
+    app.add_typer(db_app, name="db")
+    app.add_typer(ledger_app, name="ledger")
+
+
+_add_market_commands()
+
+
+@app.command("serve")
+def serve_cmd(
+    host: Annotated[str, typer.Option("--host", help="interface to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="TCP port")] = 8000,
+) -> None:
+    """Serve the market API (and web UI) on the data home's store (DATABAZAAR_HOME)."""
+    from databazaar.market.cli import serve
+
+    serve(host, port)
+
+
 # ----------------------------------------------------------------------------- demo
 @app.command("demo")
 def demo_cmd(

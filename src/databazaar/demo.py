@@ -44,7 +44,7 @@ def valuation_tour(say: Say, *, seed: int = 0) -> dict[str, Any]:
     say(
         f"   exact KNN-Shapley (K=5) in {took:.3f} s; flipped rows found: "
         f"AUROC {det['auroc']:.3f}, F1 of the lowest {len(flipped)} "
-        f"{det['f1_bottom_k']:.3f} (random guessing: AUROC 0.5, F1 ~0.1)"
+        f"{det['bottom_k_f1']:.3f} (random guessing: AUROC 0.5, F1 ~0.1)"
     )
     lowest = res.bottom(5)
     for pos, (idx, val) in enumerate(zip(lowest.ids, lowest.values, strict=True), 1):
@@ -67,7 +67,7 @@ def valuation_tour(say: Say, *, seed: int = 0) -> dict[str, Any]:
     return {
         "knn_seconds": took,
         "auroc": det["auroc"],
-        "f1_bottom_k": det["f1_bottom_k"],
+        "bottom_k_f1": det["bottom_k_f1"],
         "accuracy_before": before,
         "accuracy_after": after,
     }
