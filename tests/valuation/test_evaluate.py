@@ -93,6 +93,8 @@ def test_flip_labels_error_paths():
         flip_labels(np.zeros((3, 2)), 0.5)
     with pytest.raises(InvalidInput, match="missing"):
         flip_labels(np.array(["a", None, "b"], dtype=object), 0.5)
+    with pytest.raises(InvalidInput, match="mixes label types"):
+        flip_labels(np.array([1, "a", 2, "b"], dtype=object), 0.5)
     with pytest.raises(InvalidInput, match="random_state"):
         flip_labels(np.array([0, 1, 0, 1]), 0.5, random_state="seed")
 

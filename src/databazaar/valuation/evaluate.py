@@ -233,7 +233,13 @@ def flip_labels(
     if n == 0:
         raise InvalidInput("y is empty")
     arr = check_labels(arr, n, "y")
-    classes, codes = np.unique(arr, return_inverse=True)
+    try:
+        classes, codes = np.unique(arr, return_inverse=True)
+    except TypeError as exc:  # e.g. ints mixed with strings in an object array
+        raise InvalidInput(
+            f"y mixes label types that cannot be compared: {exc}",
+            hint="convert the labels to one type, e.g. y.astype(str)",
+        ) from exc
     codes = codes.reshape(-1)
     if classes.size < 2:
         raise InvalidInput(
