@@ -386,6 +386,19 @@ def test_evaluation_report_markdown_dict_and_svg():
     back = json.loads(json.dumps(d))
     assert back["curves"]["low"]["scores"] == pytest.approx([0.8, 0.8, 0.9, 0.9] + [1.0] * 7)
     assert back["detection"]["n_flipped"] == 4
+    frame = rep.curves_frame()
+    assert list(frame.columns) == [
+        "order",
+        "fraction",
+        "n_removed",
+        "score",
+        "score_std",
+        "fallback",
+    ]
+    assert len(frame) == 33 and set(frame["order"]) == {"high", "low", "random"}
+    low = frame[frame["order"] == "low"]
+    assert low["score"].tolist() == pytest.approx([0.8, 0.8, 0.9, 0.9] + [1.0] * 7)
+    assert EvaluationReport(method="m", n_points=3).curves_frame().empty
     svg = rep.plot_svg()
     assert svg.lstrip().startswith("<?xml") and "<svg" in svg and "</svg>" in svg
 

@@ -553,6 +553,32 @@ class EvaluationReport:
             "curves": {k: _jsonable(c) for k, c in self.curves.items()},
         }
 
+    def curves_frame(self) -> Any:
+        """The removal curves as one long :class:`pandas.DataFrame`.
+
+        Columns: ``order, fraction, n_removed, score, score_std, fallback``.
+        """
+        import pandas as pd
+
+        frames = [
+            pd.DataFrame(
+                {
+                    "order": c["order"],
+                    "fraction": c["fractions"],
+                    "n_removed": c["n_removed"],
+                    "score": c["scores"],
+                    "score_std": c["scores_std"],
+                    "fallback": c["fallback"],
+                }
+            )
+            for c in self.curves.values()
+        ]
+        if not frames:
+            return pd.DataFrame(
+                columns=["order", "fraction", "n_removed", "score", "score_std", "fallback"]
+            )
+        return pd.concat(frames, ignore_index=True)
+
     def to_markdown(self) -> str:
         """Markdown: a detection table and a removal-curve table with areas."""
         lines = [f"## Valuation evaluation: {self.method} (n = {self.n_points})", ""]
