@@ -36,6 +36,9 @@ _LAZY = {
     "noisy_label_detection": "evaluate",
     "point_removal_curve": "evaluate",
     "evaluation_report": "evaluate",
+    "EvaluationReport": "evaluate",
+    "two_means_split": "evaluate",
+    "value_table": "tabular",
     # asymmetric data Shapley and inference (asymmetric.py, inference.py)
     "AsymmetricShapley": "asymmetric",
     "knn_asymmetric_shapley": "asymmetric",
