@@ -302,17 +302,16 @@ def _add(
 def _stdlib_files(stdlib: Path) -> list[Path]:
     skip = {"test", "tests", "idlelib", "site-packages", "dist-packages", "lib2to3"}
     return sorted(
-        p
-        for p in stdlib.rglob("*.py")
-        if not (set(p.relative_to(stdlib).parts[:-1]) & skip)
+        p for p in stdlib.rglob("*.py") if not (set(p.relative_to(stdlib).parts[:-1]) & skip)
     )
 
 
 def _docstring_spans(tree: ast.AST) -> Iterable[tuple[ast.AST, ast.Constant]]:
     for node in ast.walk(tree):
-        if isinstance(
-            node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef
-        ) and node.body:
+        if (
+            isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+            and node.body
+        ):
             first = node.body[0]
             if (
                 isinstance(first, ast.Expr)
@@ -387,9 +386,7 @@ def _collect_man(files: Sequence[Path]) -> list[str]:
         if not text or text.startswith(".so "):  # aliases point at another page
             continue
         out.append(
-            "".join(
-                line for line in text.splitlines(keepends=True) if not line.startswith('.\\"')
-            )
+            "".join(line for line in text.splitlines(keepends=True) if not line.startswith('.\\"'))
         )
     return out
 
@@ -429,7 +426,9 @@ def builtin_corpus(
     if max_docs_per_domain < 2:
         raise InvalidInput("max_docs_per_domain must be at least 2")
     stdlib = Path(stdlib_dir) if stdlib_dir else Path(sysconfig.get_paths()["stdlib"])
-    lic_roots = [Path(p) for p in (license_dirs or ["/usr/share/common-licenses", "/usr/share/doc"])]
+    lic_roots = [
+        Path(p) for p in (license_dirs or ["/usr/share/common-licenses", "/usr/share/doc"])
+    ]
     man_root = Path(man_dir) if man_dir else Path("/usr/share/man")
     # Read a deterministic subset of files (a few per wanted document) to stay fast.
     n_files = max(50, max_docs_per_domain * 2)

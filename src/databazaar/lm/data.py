@@ -94,7 +94,9 @@ def tokenize_corpus(
     )
 
 
-def check_weights(weights: Mapping[str, float] | Sequence[float], domains: Sequence[str]) -> np.ndarray:
+def check_weights(
+    weights: Mapping[str, float] | Sequence[float], domains: Sequence[str]
+) -> np.ndarray:
     """Validate mixture weights and return them as an array aligned with ``domains``.
 
     Weights must be finite, non-negative, cover exactly the given domains (for a
@@ -137,6 +139,12 @@ def mixture_blocks(
     only after all of that domain's blocks were used.
     """
     if isinstance(quantities, Mapping):
+        unknown = sorted(set(quantities) - set(data.domains))
+        if unknown:
+            raise InvalidInput(
+                f"quantities name unknown domain(s): {', '.join(unknown)}",
+                hint=f"the corpus has {', '.join(data.domains)}",
+            )
         q = np.array([float(quantities.get(d, 0.0)) for d in data.domains])
     else:
         q = np.asarray(list(quantities), dtype=float)
@@ -146,7 +154,7 @@ def mixture_blocks(
     parts: list[np.ndarray] = []
     labels: list[np.ndarray] = []
     for i, d in enumerate(data.domains):
-        n_blocks = int(round(q[i] / data.block_size))
+        n_blocks = int(np.rint(q[i] / data.block_size))
         pool = data.train[d]
         if n_blocks == 0:
             continue

@@ -132,9 +132,7 @@ class LocalModelBackend(GenerationBackend):
             if temperature > 0:
                 kwargs.update(temperature=temperature, top_k=0, top_p=1.0)
             with torch.no_grad():
-                res = self.model.generate(
-                    inputs, attention_mask=torch.ones_like(inputs), **kwargs
-                )
+                res = self.model.generate(inputs, attention_mask=torch.ones_like(inputs), **kwargs)
             new = res.sequences[0, inputs.shape[1] :].tolist()
             lps: list[float] | None = None
             if logprobs:

@@ -38,7 +38,9 @@ def train_bpe_tokenizer(
     from transformers import PreTrainedTokenizerFast
 
     if vocab_size < 260:
-        raise InvalidInput(f"vocab_size must be at least 260 (256 bytes + specials), got {vocab_size}")
+        raise InvalidInput(
+            f"vocab_size must be at least 260 (256 bytes + specials), got {vocab_size}"
+        )
     data = [t for t in texts if isinstance(t, str) and t]
     if not data:
         raise InvalidInput("cannot train a tokenizer on an empty corpus", hint="pass some text")

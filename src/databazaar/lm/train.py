@@ -223,16 +223,12 @@ def train_lm(
         raise InvalidInput("training blocks must be a non-empty [n, block_size] array")
     n_pos = getattr(model.config, "n_positions", None)
     if n_pos is not None and blocks.shape[1] > n_pos:
-        raise InvalidInput(
-            f"blocks of {blocks.shape[1]} tokens exceed the model context ({n_pos})"
-        )
+        raise InvalidInput(f"blocks of {blocks.shape[1]} tokens exceed the model context ({n_pos})")
     set_threads(config.num_threads)
     steps = total_steps(len(blocks), config)
     order = batch_order(len(blocks), steps, config)
     optimizer = make_optimizer(model, config)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_at(s, steps, config)
-    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_at(s, steps, config))
     result = TrainResult(steps=steps, tokens=0)
     start = 0
     if resume_from is not None:
@@ -253,9 +249,7 @@ def train_lm(
         done = step + 1
         result.train_loss.append(float(loss.detach()))
         result.tokens = done * config.batch_size * block_size
-        if eval_sets and (
-            (config.eval_every and done % config.eval_every == 0) or done == steps
-        ):
+        if eval_sets and ((config.eval_every and done % config.eval_every == 0) or done == steps):
             rec = EvalRecord(
                 step=done,
                 tokens=result.tokens,
@@ -328,7 +322,10 @@ def _load_checkpoint(
     result = TrainResult(
         steps=raw["steps"],
         tokens=raw["tokens"],
-        history=[EvalRecord(step=h["step"], tokens=h["tokens"], losses=h["losses"]) for h in raw["history"]],
+        history=[
+            EvalRecord(step=h["step"], tokens=h["tokens"], losses=h["losses"])
+            for h in raw["history"]
+        ],
         train_loss=list(raw["train_loss"]),
         seconds=raw["seconds"],
     )

@@ -146,7 +146,11 @@ def train_with_weights(
         checkpoint_every=checkpoint_every,
     )
     res = train_lm(
-        model, blocks, config=cfg, eval_sets=data.limit_val(proxy.eval_blocks).val, progress=progress
+        model,
+        blocks,
+        config=cfg,
+        eval_sets=data.limit_val(proxy.eval_blocks).val,
+        progress=progress,
     )
     if output_dir is not None:
         save_model(model, output_dir, tokenizer)

@@ -70,9 +70,7 @@ class AutoScale:
         if not (np.isfinite(n1) and np.isfinite(n2)) or not 0 < n1 < n2:
             raise InvalidInput(f"budgets must satisfy 0 < N1 < N2, got {self.budgets}")
         if not np.isfinite(self.target_budget) or self.target_budget < n2:
-            raise InvalidInput(
-                f"target budget {self.target_budget} must be at least N2 = {n2:g}"
-            )
+            raise InvalidInput(f"target budget {self.target_budget} must be at least N2 = {n2:g}")
         return n1, n2
 
     def fit(self, data: TokenizedCorpus) -> AutoScale:

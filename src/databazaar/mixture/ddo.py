@@ -149,9 +149,7 @@ class DDO:
             raise InvalidInput(f"budget must be a positive number of tokens, got {self.budget}")
         if len(data.domains) < 2:
             raise InvalidInput("a mixture needs at least 2 domains")
-        if len(self.scale_factors) < 2 or any(
-            not (s > 0 and s != 1) for s in self.scale_factors
-        ):
+        if len(self.scale_factors) < 2 or any(not (s > 0 and s != 1) for s in self.scale_factors):
             raise InvalidInput("scale_factors need at least two positive factors other than 1")
         _check_backend(self.backend)
         self.proxy.validate()

@@ -92,7 +92,10 @@ class DoReMi:
         cfg: TrainConfig = replace(self.proxy.train, num_threads=self.proxy.num_threads)
         blocks, labels = mixture_blocks(data, r * self.budget, seed=self.seed)
         ref_model = build_model(
-            self.proxy.model, vocab_size=data.vocab_size, seed=self.seed, eos_token_id=data.eos_token_id
+            self.proxy.model,
+            vocab_size=data.vocab_size,
+            seed=self.seed,
+            eos_token_id=data.eos_token_id,
         )
         train_lm(ref_model, blocks, config=replace(cfg, seed=self.seed))
         ref_model.eval()
@@ -102,7 +105,10 @@ class DoReMi:
         set_threads(cfg.num_threads)
         proxy_seed = self.seed + 1
         model = build_model(
-            self.proxy.model, vocab_size=data.vocab_size, seed=proxy_seed, eos_token_id=data.eos_token_id
+            self.proxy.model,
+            vocab_size=data.vocab_size,
+            seed=proxy_seed,
+            eos_token_id=data.eos_token_id,
         )
         pcfg = replace(cfg, seed=proxy_seed)
         steps = max(1, int(np.ceil(len(blocks) * pcfg.epochs / pcfg.batch_size)))

@@ -93,7 +93,9 @@ def run_proxy(
         config.model, vocab_size=data.vocab_size, seed=seed, eos_token_id=data.eos_token_id
     )
     train_cfg = replace(config.train, seed=seed, num_threads=config.num_threads)
-    res = train_lm(model, blocks, config=train_cfg, eval_sets=data.limit_val(config.eval_blocks).val)
+    res = train_lm(
+        model, blocks, config=train_cfg, eval_sets=data.limit_val(config.eval_blocks).val
+    )
     final = res.final
     assert final is not None
     return ProxyResult(

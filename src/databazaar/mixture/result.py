@@ -117,7 +117,9 @@ class MixtureResult:
             lines.append("| budget | " + " | ".join(doms) + " |")
             lines.append("|---:|" + "---:|" * len(doms))
             for b, ws in by_budget.items():
-                lines.append(f"| {float(b):,.0f} | " + " | ".join(f"{ws[d]:.4f}" for d in doms) + " |")
+                lines.append(
+                    f"| {float(b):,.0f} | " + " | ".join(f"{ws[d]:.4f}" for d in doms) + " |"
+                )
         for key in ("predicted_average_loss", "reference_average_loss", "r2_loo", "note"):
             if key in self.details:
                 lines.append(f"\n{key.replace('_', ' ')}: {self.details[key]}")

@@ -50,15 +50,15 @@ class PowerLaw:
         return asdict(self)
 
 
-def fit_power_law(
-    x: Sequence[float], y: Sequence[float], *, max_b: float = 20.0
-) -> PowerLaw:
+def fit_power_law(x: Sequence[float], y: Sequence[float], *, max_b: float = 20.0) -> PowerLaw:
     """Least-squares fit of ``y ≈ (x + a)^(-b) + c`` with ``b in [0, max_b]``, ``a > -min(x)``.
 
-    A grid over ``(a, b)`` with the closed-form best ``c`` picks the start; a bounded
-    trust-region least-squares refines it. Three points (the DDO design: reference,
-    scaled down, scaled up) determine the law exactly when they are decreasing and
-    convex; otherwise the best non-increasing convex law is returned.
+    Variable projection: for fixed ``(a, b)`` the best ``c`` is ``mean(y - (x + a)^(-b))``,
+    so only ``(a, b)`` are searched. A log-spaced grid over ``(a + min(x), b)`` picks the
+    best few starts, each is refined by bounded trust-region least squares, and the best
+    refinement wins. Three points (the DDO design: reference, scaled down, scaled up)
+    determine the law exactly when they are decreasing and convex; otherwise the best
+    non-increasing convex law is returned (``b = 0`` gives a flat line).
     Raises :class:`InvalidInput` for fewer than 3 points, non-positive or non-finite
     ``x``, non-finite ``y``, or fewer than 3 distinct ``x``.
     """
@@ -76,39 +76,46 @@ def fit_power_law(
         raise InvalidInput("quantities x must be positive")
     if np.unique(xa).size < 3:
         raise InvalidInput("at least 3 distinct quantities are needed")
+    if not max_b > 0:
+        raise InvalidInput(f"max_b must be positive, got {max_b}")
     xmin = float(xa.min())
-    lo_a = -xmin + 1e-6 * max(1.0, xmin)
+    # a is searched through s = a + min(x) > 0 (the smallest shifted quantity)
+    s_lo, s_hi = 1e-6 * max(1.0, xmin), 1e4
+
+    def curve(s: float, b: float) -> np.ndarray:
+        return (xa - xmin + s) ** (-b)
 
     def resid(p: np.ndarray) -> np.ndarray:
-        return (xa + p[0]) ** (-p[1]) + p[2] - ya
+        g = curve(p[0], p[1])
+        return g + np.mean(ya - g) - ya
 
-    best: tuple[float, np.ndarray] | None = None
-    a_grid = np.concatenate([-xmin * np.array([0.999, 0.9, 0.5]), np.geomspace(1e-3, 1e3, 25)])
-    for a in a_grid:
-        for b in np.geomspace(1e-3, max_b, 30):
-            u = (xa + a) ** (-b)
-            c = float(np.mean(ya - u))
-            sse = float(np.sum((u + c - ya) ** 2))
-            if best is None or sse < best[0]:
-                best = (sse, np.array([a, b, c]))
-    assert best is not None
-    start = best[1]
-    start[0] = max(start[0], lo_a + 1e-9)
-    span = float(np.ptp(ya)) + 1.0
-    sol = least_squares(
-        resid,
-        start,
-        bounds=([lo_a, 0.0, float(ya.min()) - 1e3 * span], [1e4, max_b, float(ya.max()) + 1e3 * span]),
-        method="trf",
-        x_scale="jac",
-        max_nfev=5000,
-        xtol=1e-14,
-        ftol=1e-14,
-        gtol=1e-14,
-    )
-    p = sol.x if np.sum(sol.fun**2) <= best[0] else start
-    rmse = float(np.sqrt(np.mean(resid(p) ** 2)))
-    return PowerLaw(a=float(p[0]), b=float(p[1]), c=float(p[2]), rmse=rmse)
+    starts: list[tuple[float, float, float]] = []
+    for s in np.geomspace(1e-4 * max(1.0, xmin), 1e3, 36):
+        for b in np.geomspace(1e-3, max_b, 36):
+            r = resid(np.array([s, b]))
+            starts.append((float(r @ r), float(s), float(b)))
+    starts.sort()
+    flat = float(np.sum((ya - ya.mean()) ** 2))
+    best_sse, best = flat, np.array([1.0, 0.0])
+    for _, s0, b0 in starts[:6]:
+        sol = least_squares(
+            resid,
+            np.array([s0, b0]),
+            bounds=([s_lo, 0.0], [s_hi, max_b]),
+            method="trf",
+            x_scale=np.array([s0, b0]),
+            max_nfev=2000,
+            xtol=1e-15,
+            ftol=1e-15,
+            gtol=1e-15,
+        )
+        sse = float(sol.fun @ sol.fun)
+        if sse < best_sse:
+            best_sse, best = sse, sol.x
+    s, b = float(best[0]), float(best[1])
+    c = float(np.mean(ya - curve(s, b)))
+    rmse = float(np.sqrt(best_sse / xa.size))
+    return PowerLaw(a=s - xmin, b=b, c=c, rmse=rmse)
 
 
 def solve_budget_simplex(
@@ -183,7 +190,9 @@ def solve_budget_simplex(
     return w / w.sum()
 
 
-def surrogate_loss(laws: Sequence[PowerLaw], reference_weights: Sequence[float], w: np.ndarray) -> float:
+def surrogate_loss(
+    laws: Sequence[PowerLaw], reference_weights: Sequence[float], w: np.ndarray
+) -> float:
     """DDO's separable surrogate ``Σ_i f_i(w_i / r_i)`` (up to a constant)."""
     r = np.asarray(reference_weights, dtype=float)
     r = r / r.sum()
@@ -235,9 +244,7 @@ def autoscale_predict(
         raise InvalidInput("AutoScale needs positive, finite quantities for every domain")
     n1, n2 = float(a.sum()), float(b.sum())
     if not n1 < n2:
-        raise InvalidInput(
-            f"the second budget ({n2:.6g}) must be larger than the first ({n1:.6g})"
-        )
+        raise InvalidInput(f"the second budget ({n2:.6g}) must be larger than the first ({n1:.6g})")
     if target_budget is None:
         t = 1.0
     else:
