@@ -1,0 +1,712 @@
+"""The HTML pages of the market: routes that parse a request, call the market, render.
+
+Pages
+-----
+``/``                                  home: search box and the newest products
+``/catalog``                           search with filters (task, license, price, tags)
+``/products/{slug}``                   card, preview, statistics, license, price; buy/download
+``/login``, ``/signup``, ``/logout``   password login into a cookie session
+``/sell``                              seller dashboard: balance, products, earnings chart
+``/sell/new``                          create a product (step 1 of the upload flow)
+``/sell/products/{slug}``              upload versions, publish drafts, set the price
+``/purchases``                         a buyer's orders and download buttons
+``/admin``                             ledger rows, verify button, deposits
+
+Every ``POST`` form carries the session's CSRF token and is refused with 403 without it.
+Market errors become an HTML page (or the form again, with the message) with the
+error's HTTP status; an expired or missing login redirects to ``/login``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Coroutine
+from datetime import timedelta
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, FastAPI, File, Form, Path, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+from starlette.staticfiles import StaticFiles
+
+from databazaar.core.errors import DatabazaarError, Forbidden, InvalidInput, NotFound, Unauthorized
+from databazaar.market.schemas import AccountOut, ProductOut, VersionOut
+from databazaar.market.service import Market
+from databazaar.server.web import statements
+from databazaar.server.web.rendering import (
+    STATIC_DIR,
+    Renderer,
+    optional_money,
+    parse_money,
+    redirect,
+    safe_next,
+)
+from databazaar.server.web.session import SESSION_MAX_AGE, WebSession, make_serializer
+
+PAGE_SIZE = 12
+SEARCH_MODES = {"fulltext": "Keywords", "semantic": "Meaning (MiniLM)", "hybrid": "Both"}
+
+
+# ---------------------------------------------------------------------- plumbing
+def _web(request: Request) -> Any:
+    web = getattr(request.app.state, "web", None)
+    if web is None:
+        raise RuntimeError("the web pages are not mounted; call mount_web(app)")
+    return web
+
+
+def web_session(request: Request) -> WebSession:
+    """The cookie session of this request (one object per request)."""
+    sess = getattr(request.state, "web_session", None)
+    if sess is None:
+        sess = WebSession(request, _web(request).serializer)
+        request.state.web_session = sess
+    return sess
+
+
+def get_market(request: Request) -> Market:
+    return request.app.state.market
+
+
+Sess = Annotated[WebSession, Depends(web_session)]
+MarketDep = Annotated[Market, Depends(get_market)]
+Csrf = Annotated[str, Form(max_length=200)]
+SlugPath = Annotated[str, Path(min_length=1, max_length=64)]
+
+
+def render(
+    request: Request,
+    sess: WebSession,
+    template: str,
+    context: dict[str, Any] | None = None,
+    *,
+    status: int = 200,
+) -> Response:
+    return _web(request).renderer.page(request, sess, template, context, status=status)
+
+
+def error_page(request: Request, exc: DatabazaarError) -> Response:
+    """The HTML page for a market error, with the error's status code."""
+    sess = web_session(request)
+    status = exc.http_status
+    if isinstance(exc, Unauthorized) and request.method == "GET":
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        sess.flash(exc.message, "error")
+        return redirect(sess, "/login?next=" + quote(target, safe="/"))
+    return render(
+        request,
+        sess,
+        "error.html",
+        {"title": _status_title(status), "status": status, "exc": exc},
+        status=status,
+    )
+
+
+def _status_title(status: int) -> str:
+    return {
+        401: "Please log in",
+        402: "Payment needed",
+        403: "Not allowed",
+        404: "Not found",
+        405: "Not allowed",
+        409: "Conflict",
+        413: "Too large",
+        422: "Check your input",
+    }.get(status, "Something went wrong")
+
+
+class WebRoute(APIRoute):
+    """A route whose market errors and form-validation errors render as HTML pages."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def wrapped(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except DatabazaarError as exc:
+                return error_page(request, exc)
+            except RequestValidationError as exc:
+                fields = ", ".join(
+                    str(err.get("loc", ("", "?"))[-1]) for err in list(exc.errors())[:5]
+                )
+                return error_page(
+                    request,
+                    InvalidInput(
+                        f"the form has invalid or too long fields: {fields}",
+                        hint="go back, correct them and send the form again",
+                    ),
+                )
+
+        return wrapped
+
+
+router = APIRouter(route_class=WebRoute, include_in_schema=False)
+
+
+def _require_role(account: AccountOut, *roles: str) -> None:
+    if account.role != "admin" and account.role not in roles:
+        raise Forbidden(
+            f"this page is for {' or '.join(roles)} accounts",
+            hint=f"you are logged in as a {account.role}",
+        )
+
+
+def _landing(account: AccountOut) -> str:
+    return {"seller": "/sell", "buyer": "/purchases", "admin": "/admin"}.get(account.role, "/")
+
+
+# ---------------------------------------------------------------------- browse
+@router.get("/")
+def home(request: Request, sess: Sess, market: MarketDep) -> Response:
+    latest = market.search(None, limit=6)
+    return render(
+        request,
+        sess,
+        "home.html",
+        {"title": "Data for your models", "latest": latest, "modes": SEARCH_MODES},
+    )
+
+
+def _facets(market: Market) -> dict[str, list[str]]:
+    """Tasks, licenses and tags in the catalog, for the filter inputs' suggestions."""
+    listed = market.search(None, limit=100).hits
+    return {
+        "tasks": sorted({h.task for h in listed}),
+        "licenses": sorted({h.license for h in listed}),
+        "tags": sorted({t for h in listed for t in h.tags}),
+    }
+
+
+@router.get("/catalog")
+def catalog(
+    request: Request,
+    sess: Sess,
+    market: MarketDep,
+    q: Annotated[str, Query(max_length=500)] = "",
+    mode: Annotated[str, Query(max_length=16)] = "fulltext",
+    task: Annotated[str, Query(max_length=64)] = "",
+    license: Annotated[str, Query(max_length=64)] = "",
+    min_price: Annotated[str, Query(max_length=20)] = "",
+    max_price: Annotated[str, Query(max_length=20)] = "",
+    tags: Annotated[str, Query(max_length=500)] = "",
+    page: Annotated[int, Query(ge=1, le=10_000)] = 1,
+) -> Response:
+    form = {
+        "q": q,
+        "mode": mode,
+        "task": task,
+        "license": license,
+        "min_price": min_price,
+        "max_price": max_price,
+        "tags": tags,
+    }
+    ctx: dict[str, Any] = {
+        "title": "Catalog",
+        "form": form,
+        "modes": SEARCH_MODES,
+        "facets": _facets(market),
+        "results": None,
+        "page": page,
+        "page_size": PAGE_SIZE,
+    }
+    try:
+        if mode not in SEARCH_MODES:
+            raise InvalidInput(f"unknown search mode {mode!r}", hint="choose one from the list")
+        results = market.search(
+            q or None,
+            mode=mode,
+            task=task.strip() or None,
+            license=license.strip() or None,
+            min_price=optional_money(min_price, "minimum price"),
+            max_price=optional_money(max_price, "maximum price"),
+            tags=[t.strip() for t in tags.split(",") if t.strip()],
+            limit=PAGE_SIZE,
+            offset=(page - 1) * PAGE_SIZE,
+        )
+    except InvalidInput as exc:
+        return render(request, sess, "catalog.html", {**ctx, "error": exc}, status=422)
+    ctx["results"] = results
+    ctx["query_base"] = "&".join(
+        f"{k}={quote(v, safe='')}" for k, v in form.items() if v and k != "page"
+    )
+    return render(request, sess, "catalog.html", ctx)
+
+
+def _product_context(
+    market: Market, account: AccountOut | None, slug: str, version: int | None
+) -> dict[str, Any]:
+    product = market.get_product(slug, account)
+    shown: VersionOut | None = product.latest
+    if version is not None:
+        shown = market.get_version(slug, version, account)
+    owner = account is not None and (account.role == "admin" or account.username == product.seller)
+    has_access = account is not None and market.has_access(account, slug)
+    on_sale = product.listing is not None and product.listing.active
+    can_buy = (
+        account is not None
+        and account.role == "buyer"
+        and not has_access
+        and on_sale
+        and shown is not None
+    )
+    return {
+        "title": product.title,
+        "product": product,
+        "shown": shown,
+        "owner": owner,
+        "has_access": has_access,
+        "on_sale": on_sale,
+        "can_buy": can_buy,
+        "idempotency_key": uuid.uuid4().hex,
+    }
+
+
+@router.get("/products/{slug}")
+def product_page(
+    request: Request,
+    sess: Sess,
+    market: MarketDep,
+    slug: SlugPath,
+    version: Annotated[int | None, Query(ge=1, le=1_000_000)] = None,
+) -> Response:
+    ctx = _product_context(market, sess.account(), slug, version)
+    return render(request, sess, "product.html", ctx)
+
+
+@router.post("/products/{slug}/buy")
+def buy(
+    request: Request,
+    sess: Sess,
+    market: MarketDep,
+    slug: SlugPath,
+    csrf_token: Csrf = "",
+    idempotency_key: Annotated[str, Form(max_length=128)] = "",
+) -> Response:
+    sess.check_csrf(csrf_token)
+    account = sess.require_account()
+    try:
+        order = market.purchase(account, [slug], idempotency_key)
+    except DatabazaarError as exc:
+        if isinstance(exc, Unauthorized | NotFound):
+            raise
+        ctx = _product_context(market, sess.account(), slug, None)
+        return render(request, sess, "product.html", {**ctx, "error": exc}, status=exc.http_status)
+    total = order.total_minor
+    note = " (this order had already been placed; you were not charged twice)"
+    sess.flash(
+        f"Order {order.id}: you bought {slug} for {total // 100}.{total % 100:02d} USD"
+        + (note if order.replayed else "")
+        + ".",
+        "success",
+    )
+    return redirect(sess, f"/purchases#order-{order.id}")
+
+
+@router.post("/products/{slug}/download")
+def download(
+    request: Request,
+    sess: Sess,
+    market: MarketDep,
+    slug: SlugPath,
+    csrf_token: Csrf = "",
+    version: Annotated[str, Form(max_length=10)] = "",
+) -> Response:
+    sess.check_csrf(csrf_token)
+    account = sess.require_account()
+    number = None
+    if version.strip():
+        if not version.strip().isdigit():
+            raise InvalidInput("the version must be a whole number")
+        number = int(version)
+    link = market.download_link(account, slug, number, ttl_seconds=300)
+    return redirect(sess, link.url)
+
+
+# ---------------------------------------------------------------------- accounts
+@router.get("/login")
+def login_form(
+    request: Request, sess: Sess, next: Annotated[str, Query(max_length=500)] = ""
+) -> Response:
+    return render(
+        request, sess, "login.html", {"title": "Log in", "next": safe_next(next, ""), "form": {}}
+    )
+
+
+@router.post("/login")
+def login(
+    request: Request,
+    sess: Sess,
+    market: MarketDep,
+    csrf_token: Csrf = "",
+    username: Annotated[str, Form(max_length=64)] = "",
+    password: Annotated[str, Form(max_length=256)] = "",
+    next: Annotated[str, Form(max_length=500)] = "",
+) -> Response:
+    sess.check_csrf(csrf_token)
+    try:
+        token = market.login(username.strip(), password, ttl=timedelta(seconds=SESSION_MAX_AGE))
+    except DatabazaarError as exc:
+        ctx = {"title": "Log in", "next": safe_next(next, ""), "form": {"username": username}}
+        return render(request, sess, "login.html", {**ctx, "error": exc}, status=exc.http_status)
+    sess.log_in(token.token, token.account)
+    sess.flash(f"Welcome back, {token.account.username}.", "success")
+    return redirect(sess, safe_next(next, _landing(token.account)))
+
+
+@router.get("/signup")
+def signup_form(request: Request, sess: Sess) -> Response:
+    return render(request, sess, "signup.html", {"title": "Create an account", "form": {}})
+
+
+@router.post("/signup")
+def signup(
+    request: Request,
+    sess: Sess,
+    market: MarketDep,
+    csrf_token: Csrf = "",
+    username: Annotated[str, Form(max_length=64)] = "",
+    password: Annotated[str, Form(max_length=256)] = "",
+    password_again: Annotated[str, Form(max_length=256)] = "",
+    role: Annotated[str, Form(max_length=16)] = "",
+) -> Response:
+    sess.check_csrf(csrf_token)
+    form = {"username": username, "role": role}
+    try:
+        if role not in ("seller", "buyer"):
+            raise InvalidInput("choose whether you want to sell or to buy data")
+        if password != password_again:
+            raise InvalidInput("the two passwords differ", hint="type the same password twice")
+        market.create_account(username.strip(), password, role)
+        token = market.login(username.strip(), password, ttl=timedelta(seconds=SESSION_MAX_AGE))
+    except DatabazaarError as exc:
+        ctx = {"title": "Create an account", "form": form, "error": exc}
+        return render(request, sess, "signup.html", ctx, status=exc.http_status)
+    sess.log_in(token.token, token.account)
+    sess.flash(f"Welcome, {token.account.username}: your {role} account is ready.", "success")
+    return redirect(sess, _landing(token.account))
+
+
+@router.post("/logout")
+def logout(request: Request, sess: Sess, market: MarketDep, csrf_token: Csrf = "") -> Response:
+    sess.check_csrf(csrf_token)
+    token = sess.log_out()
+    if token is not None:
+        try:
+            market.revoke_token(token)
+        except Unauthorized:
+            pass  # already expired or revoked: the session is over either way
+    sess.flash("You are logged out.", "info")
+    return redirect(sess, "/")
+
+
+# ---------------------------------------------------------------------- sellers
+@router.get("/sell")
+def seller_dashboard(request: Request, sess: Sess, market: MarketDep) -> Response:
+    account = sess.require_account()
+    _require_role(account, "seller")
+    fresh = market.get_account(account.id)
+    postings = statements.account_postings(market, account.id)
+    sales = statements.seller_sales(market, account.id)
+    earned = sum(p.amount_minor for p in postings if p.kind == "sale")
+    return render(
+        request,
+        sess,
+        "sell_dashboard.html",
+        {
+            "title": "Seller dashboard",
+            "me": fresh,
+            "products": market.my_products(account),
+            "sales": sales,
+            "earned": earned,
+            "postings": postings[-20:][::-1],
+        },
+    )
+
+
+@router.get("/sell/earnings.svg")
+def earnings_chart(sess: Sess, market: MarketDep) -> Response:
+    from databazaar.server.web.charts import earnings_svg
+
+    account = sess.require_account()
+    _require_role(account, "seller")
+    points = statements.cumulative(statements.account_postings(market, account.id), ("sale",))
+    response = Response(
+        earnings_svg(points),
+        media_type="image/svg+xml",
+        headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"},
+    )
+    return sess.save(response)
+
+
+@router.get("/sell/new")
+def new_product_form(request: Request, sess: Sess) -> Response:
+    account = sess.require_account()
+    _require_role(account, "seller")
+    return render(request, sess, "sell_new.html", {"title": "New product", "form": {}})
+
+
+@router.post("/sell/new")
+def new_product(
+    request: Request,
+    sess: Sess,
+    market: MarketDep,
+    csrf_token: Csrf = "",
+    slug: Annotated[str, Form(max_length=64)] = "",
+    title: Annotated[str, Form(max_length=200)] = "",
+) -> Response:
+    sess.check_csrf(csrf_token)
+    account = sess.require_account()
+    _require_role(account, "seller")
+    try:
+        product = market.create_product(account, slug.strip(), title)
+    except DatabazaarError as exc:
+        if isinstance(exc, Unauthorized):
+            raise
+        ctx = {"title": "New product", "form": {"slug": slug, "title": title}, "error": exc}
+        return render(request, sess, "sell_new.html", ctx, status=exc.http_status)
+    sess.flash(f"Product {product.slug} created. Now upload its data.", "success")
+    return redirect(sess, f"/sell/products/{product.slug}")
+
+
+def _manage_context(market: Market, account: AccountOut, slug: str) -> dict[str, Any]:
+    product: ProductOut = market.get_product(slug, account)
+    if account.role != "admin" and product.seller != account.username:
+        raise Forbidden(f"product {slug!r} belongs to another seller")
+    versions = [market.get_version(slug, n, account) for n in product.versions][::-1]
+    listing = product.listing
+    return {
+        "title": f"Manage {product.title}",
+        "product": product,
+        "versions": versions,
+        "has_published": any(v.status == "published" for v in versions),
+        "upload": {},
+        "price_form": {
+            "price": "" if listing is None else f"{listing.price_minor / 100:.2f}",
+            "active": True if listing is None else listing.active,
+        },
+    }
+
+
+@router.get("/sell/products/{slug}")
+def manage_product(request: Request, sess: Sess, market: MarketDep, slug: SlugPath) -> Response:
+    account = sess.require_account()
+    _require_role(account, "seller")
+    return render(request, sess, "sell_manage.html", _manage_context(market, account, slug))
+
+
+@router.post("/sell/products/{slug}/versions")
+def upload_version(
+    request: Request,
+    sess: Sess,
+    market: MarketDep,
+    slug: SlugPath,
+    csrf_token: Csrf = "",
+    file: Annotated[UploadFile | None, File()] = None,
+    license: Annotated[str, Form(max_length=64)] = "",
+    task: Annotated[str, Form(max_length=64)] = "",
+    description: Annotated[str, Form(max_length=20_000)] = "",
+    provenance: Annotated[str, Form(max_length=5_000)] = "",
+    tags: Annotated[str, Form(max_length=1000)] = "",
+) -> Response:
+    sess.check_csrf(csrf_token)
+    account = sess.require_account()
+    _require_role(account, "seller")
+    upload = {
+        "license": license,
+        "task": task,
+        "description": description,
+        "provenance": provenance,
+        "tags": tags,
+    }
+    try:
+        if file is None or not file.filename:
+            raise InvalidInput("choose a file to upload", hint="a .csv, .parquet or .jsonl table")
+        card = {k: v.strip() for k, v in upload.items()}
+        version = market.add_version(account, slug, file.file, file.filename, card)
+    except DatabazaarError as exc:
+        if isinstance(exc, Unauthorized | NotFound | Forbidden):
+            raise
+        ctx = _manage_context(market, account, slug)
+        ctx.update(upload=upload, error=exc)
+        return render(request, sess, "sell_manage.html", ctx, status=exc.http_status)
+    sess.flash(
+        f"Uploaded {version.filename} as draft version {version.number}: "
+        f"{version.n_rows} rows, {version.n_columns} columns. Check it, then publish.",
+        "success",
+    )
+    return redirect(sess, f"/sell/products/{slug}#version-{version.number}")
+
+
+@router.post("/sell/products/{slug}/versions/{number}/publish")
+def publish_version(
+    request: Request,
+    sess: Sess,
+    market: MarketDep,
+    slug: SlugPath,
+    number: Annotated[int, Path(ge=1, le=1_000_000)],
+    csrf_token: Csrf = "",
+) -> Response:
+    sess.check_csrf(csrf_token)
+    account = sess.require_account()
+    _require_role(account, "seller")
+    version = market.publish(account, slug, number)
+    sess.flash(f"Version {version.number} is published: buyers can now find it.", "success")
+    return redirect(sess, f"/sell/products/{slug}")
+
+
+@router.post("/sell/products/{slug}/listing")
+def set_listing(
+    request: Request,
+    sess: Sess,
+    market: MarketDep,
+    slug: SlugPath,
+    csrf_token: Csrf = "",
+    price: Annotated[str, Form(max_length=20)] = "",
+    active: Annotated[str, Form(max_length=10)] = "",
+) -> Response:
+    sess.check_csrf(csrf_token)
+    account = sess.require_account()
+    _require_role(account, "seller")
+    on_sale = active == "on"
+    try:
+        listing = market.set_listing(account, slug, parse_money(price), active=on_sale)
+    except DatabazaarError as exc:
+        if isinstance(exc, Unauthorized | NotFound | Forbidden):
+            raise
+        ctx = _manage_context(market, account, slug)
+        ctx.update(price_form={"price": price, "active": on_sale}, error=exc)
+        return render(request, sess, "sell_manage.html", ctx, status=exc.http_status)
+    state = "on sale" if listing.active else "off sale"
+    p = listing.price_minor
+    sess.flash(f"{slug} is {state} at {p // 100}.{p % 100:02d} {listing.currency}.", "success")
+    return redirect(sess, f"/sell/products/{slug}")
+
+
+# ---------------------------------------------------------------------- buyers
+@router.get("/purchases")
+def purchases(request: Request, sess: Sess, market: MarketDep) -> Response:
+    account = sess.require_account()
+    orders = market.orders_for(account)
+    owned = sorted({item.slug for order in orders for item in order.items})
+    return render(
+        request,
+        sess,
+        "purchases.html",
+        {
+            "title": "Your purchases",
+            "me": market.get_account(account.id),
+            "orders": orders,
+            "owned": owned,
+        },
+    )
+
+
+# ---------------------------------------------------------------------- admin
+def _admin_context(market: Market) -> dict[str, Any]:
+    return {
+        "title": "Ledger",
+        "rows": statements.recent_ledger(market, limit=50),
+        "report": None,
+        "deposit": {},
+    }
+
+
+@router.get("/admin")
+def admin(request: Request, sess: Sess, market: MarketDep) -> Response:
+    account = sess.require_account()
+    _require_role(account, "admin")
+    return render(request, sess, "admin.html", _admin_context(market))
+
+
+@router.post("/admin/ledger/verify")
+def admin_verify(
+    request: Request, sess: Sess, market: MarketDep, csrf_token: Csrf = ""
+) -> Response:
+    sess.check_csrf(csrf_token)
+    account = sess.require_account()
+    _require_role(account, "admin")
+    report = market.verify_ledger()
+    ctx = {**_admin_context(market), "report": report}
+    return render(request, sess, "admin.html", ctx)
+
+
+@router.post("/admin/deposits")
+def admin_deposit(
+    request: Request,
+    sess: Sess,
+    market: MarketDep,
+    csrf_token: Csrf = "",
+    username: Annotated[str, Form(max_length=64)] = "",
+    amount: Annotated[str, Form(max_length=20)] = "",
+    memo: Annotated[str, Form(max_length=200)] = "",
+) -> Response:
+    sess.check_csrf(csrf_token)
+    account = sess.require_account()
+    _require_role(account, "admin")
+    try:
+        target = market.account_by_name(username.strip())
+        done = market.deposit(target.id, parse_money(amount, "amount"), memo=memo or "deposit")
+    except DatabazaarError as exc:
+        if isinstance(exc, Unauthorized):
+            raise
+        ctx = {
+            **_admin_context(market),
+            "deposit": {"username": username, "amount": amount, "memo": memo},
+            "error": exc,
+        }
+        return render(request, sess, "admin.html", ctx, status=exc.http_status)
+    bal = done.account.balance_minor
+    sess.flash(
+        f"Deposited to {done.account.username}; balance now {bal // 100}.{bal % 100:02d} USD.",
+        "success",
+    )
+    return redirect(sess, "/admin")
+
+
+# ---------------------------------------------------------------------- mounting
+class WebState:
+    """What the pages share per app: the renderer and the cookie signer."""
+
+    def __init__(self, secret_key: str) -> None:
+        self.renderer = Renderer()
+        self.serializer = make_serializer(secret_key)
+
+
+def mount_web(app: FastAPI) -> FastAPI:
+    """Attach the pages and ``/static`` to an app built by ``create_app`` (idempotent).
+
+    The session cookie is signed with the market's secret key (``DATABAZAAR_SECRET_KEY``,
+    else the key kept in the data home).  Unknown paths outside ``/api`` answer browsers
+    with an HTML error page; API clients keep the JSON errors.
+    """
+    if getattr(app.state, "web", None) is not None:
+        return app
+    from databazaar.market.access import load_secret_key
+
+    market: Market = app.state.market
+    settings = getattr(app.state, "settings", None)
+    secret = load_secret_key(market.home, getattr(settings, "secret_key", None))
+    app.state.web = WebState(secret)
+    app.include_router(router)
+    app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="web-static")
+
+    api_handler = app.exception_handlers.get(StarletteHTTPException)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        wants_html = "text/html" in request.headers.get("accept", "")
+        if wants_html and not request.url.path.startswith(("/api/", "/static/")):
+            err = DatabazaarError(str(exc.detail))
+            err.http_status = exc.status_code
+            return error_page(request, err)
+        if api_handler is None:
+            raise exc
+        result = api_handler(request, exc)
+        return await result if hasattr(result, "__await__") else result  # type: ignore[return-value]
+
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    return app
