@@ -45,10 +45,16 @@ def _style(ax: Any) -> None:
         ax.spines[side].set_visible(False)
 
 
-def earnings_svg(points: Sequence[tuple[datetime, int]], *, currency: str = "USD") -> str:
+def earnings_svg(
+    points: Sequence[tuple[datetime, int]],
+    *,
+    currency: str = "USD",
+    until: datetime | None = None,
+) -> str:
     """A step chart of cumulative earnings (minor units) over time, as SVG text.
 
-    With no points the chart says so instead of drawing empty axes.
+    The last total is carried on to ``until`` (for instance now) when that is later than
+    the last point.  With no points the chart says so instead of drawing empty axes.
     """
     with _LOCK:
         import matplotlib.dates as mdates
@@ -62,8 +68,12 @@ def earnings_svg(points: Sequence[tuple[datetime, int]], *, currency: str = "USD
             # Start at zero just before the first sale so the first step is visible.
             times = [times[0], *times]
             values = [0.0, *values]
+            if until is not None and until > times[-1]:
+                times.append(until)
+                values.append(values[-1])
             ax.step(times, values, where="post", color=ACCENT, linewidth=2)
-            ax.plot(times[1:], values[1:], "o", color=ACCENT, markersize=4)
+            marks = len(points)
+            ax.plot(times[1 : marks + 1], values[1 : marks + 1], "o", color=ACCENT, markersize=4)
             ax.set_ylim(bottom=0, top=max(values) * 1.15 or 1)
             # Pad the time axis so a burst of sales within seconds still has a readable
             # range: 5% of the span each side, at least half an hour.

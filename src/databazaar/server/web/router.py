@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Coroutine
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -435,7 +435,7 @@ def earnings_chart(sess: Sess, market: MarketDep) -> Response:
     _require_role(account, "seller")
     points = statements.cumulative(statements.account_postings(market, account.id), ("sale",))
     response = Response(
-        earnings_svg(points),
+        earnings_svg(points, until=datetime.now(UTC)),
         media_type="image/svg+xml",
         headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"},
     )

@@ -1,0 +1,461 @@
+"""In-process tests of the web pages: CSRF, sessions, escaping, errors, money, charts.
+
+They drive the real app (``create_app`` with the pages mounted, on a temp SQLite store)
+through Starlette's ``TestClient``; the browser suite (``test_browser.py``) repeats the
+main flows in chromium.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from databazaar.core.errors import InvalidInput
+from databazaar.server.web import router as pages_router
+from databazaar.server.web.charts import bar_svg, earnings_svg, line_svg
+from databazaar.server.web.rendering import TEMPLATES_DIR, make_env, money, parse_money, safe_next
+from databazaar.server.web.session import COOKIE_NAME, SECURE_COOKIE_NAME
+from databazaar.server.web.statements import account_postings, cumulative, seller_sales
+
+PASSWORD = "correct-horse-9"
+CSV = b"x,y,label\n1,2,a\n3,4,b\n5,6,a\n"
+EVIL = '<script>alert("x")</script>'
+
+
+def _signup(client: TestClient, csrf_of: Callable[[str], str], username: str, role: str) -> Any:
+    token = csrf_of(client.get("/signup").text)
+    response = client.post(
+        "/signup",
+        data={
+            "csrf_token": token,
+            "username": username,
+            "password": PASSWORD,
+            "password_again": PASSWORD,
+            "role": role,
+        },
+    )
+    assert response.status_code == 200, response.text
+    return response
+
+
+def _listed_product(web_app: Any, slug: str = "toy-data", price: int = 1000) -> Any:
+    market = web_app.state.market
+    seller = market.create_account(f"sel-{slug}"[:32], PASSWORD, "seller")
+    market.create_product(seller, slug, "Toy data")
+    market.add_version(
+        seller, slug, io.BytesIO(CSV), "toy.csv", {"license": "MIT", "task": "classification"}
+    )
+    market.publish(seller, slug, 1)
+    market.set_listing(seller, slug, price)
+    return seller
+
+
+# ---------------------------------------------------------------------- CSRF
+def _post_routes() -> list[str]:
+    paths = []
+    for route in pages_router.routes:
+        if "POST" in getattr(route, "methods", set()):
+            paths.append(route.path.replace("{slug}", "toy-data").replace("{number}", "1"))
+    return paths
+
+
+def test_every_form_route_is_covered() -> None:
+    assert set(_post_routes()) == {
+        "/products/toy-data/buy",
+        "/products/toy-data/download",
+        "/login",
+        "/signup",
+        "/logout",
+        "/sell/new",
+        "/sell/products/toy-data/versions",
+        "/sell/products/toy-data/versions/1/publish",
+        "/sell/products/toy-data/listing",
+        "/admin/ledger/verify",
+        "/admin/deposits",
+    }
+
+
+@pytest.mark.parametrize("path", _post_routes())
+def test_posts_without_csrf_token_are_refused(
+    client: TestClient, csrf_of: Callable[[str], str], web_app: Any, path: str
+) -> None:
+    _listed_product(web_app)
+    web_app.state.market.create_account("boss", PASSWORD, "admin")
+    token = csrf_of(client.get("/login").text)
+    client.post("/login", data={"csrf_token": token, "username": "boss", "password": PASSWORD})
+    before = web_app.state.market.verify_ledger()
+    for data in ({}, {"csrf_token": ""}, {"csrf_token": "not-the-token"}):
+        response = client.post(path, data={**data, "username": "x", "price": "1"})
+        assert response.status_code == 403, (path, response.text[:300])
+        assert response.headers["content-type"].startswith("text/html")
+        assert "security token" in response.text
+    after = web_app.state.market.verify_ledger()
+    assert after.n_rows == before.n_rows
+
+
+def test_token_of_another_session_is_refused(web_app: Any, csrf_of: Callable[[str], str]) -> None:
+    with TestClient(web_app) as alice, TestClient(web_app) as mallory:
+        _signup(alice, csrf_of, "alice", "seller")
+        foreign = csrf_of(mallory.get("/login").text)
+        response = alice.post("/sell/new", data={"csrf_token": foreign, "slug": "a", "title": "A"})
+        assert response.status_code == 403
+        assert web_app.state.market.my_products(web_app.state.market.account_by_name("alice")) == []
+
+
+# ---------------------------------------------------------------------- sessions
+def test_session_cookie_flags_over_http_and_https(web_app: Any) -> None:
+    with TestClient(web_app) as plain:
+        cookie = plain.get("/").headers["set-cookie"]
+        assert cookie.startswith(COOKIE_NAME + "=")
+        assert "HttpOnly" in cookie and "SameSite=lax" in cookie and "Path=/" in cookie
+        assert "Secure" not in cookie
+    with TestClient(web_app, base_url="https://testserver") as tls:
+        cookie = tls.get("/").headers["set-cookie"]
+        assert cookie.startswith(SECURE_COOKIE_NAME + "=")
+        assert "Secure" in cookie and "HttpOnly" in cookie
+
+
+def test_login_rotates_csrf_and_logout_revokes_the_token(
+    client: TestClient, csrf_of: Callable[[str], str], web_app: Any
+) -> None:
+    web_app.state.market.create_account("sam", PASSWORD, "seller")
+    before = csrf_of(client.get("/login").text)
+    response = client.post(
+        "/login", data={"csrf_token": before, "username": "sam", "password": PASSWORD}
+    )
+    assert response.url.path == "/sell"
+    after = csrf_of(response.text)
+    assert after != before
+    stolen = client.cookies.get(COOKIE_NAME)
+    response = client.post("/logout", data={"csrf_token": after})
+    assert "You are logged out" in response.text
+    # Replaying the old cookie does not log anyone in: the token was revoked.
+    client.cookies.clear()
+    client.cookies.set(COOKIE_NAME, stolen)
+    response = client.get("/sell", follow_redirects=False)
+    assert response.status_code == 303
+    assert response.headers["location"] == "/login?next=/sell"
+
+
+def test_tampered_cookie_is_ignored(client: TestClient, csrf_of: Callable[[str], str]) -> None:
+    _signup(client, csrf_of, "tess", "seller")
+    good = client.cookies.get(COOKIE_NAME)
+    assert good
+    client.cookies.clear()
+    client.cookies.set(COOKIE_NAME, good[:-3] + ("aaa" if not good.endswith("aaa") else "bbb"))
+    response = client.get("/sell", follow_redirects=False)
+    assert response.status_code == 303
+
+
+def test_wrong_password_and_unsafe_next(
+    client: TestClient, csrf_of: Callable[[str], str], web_app: Any
+) -> None:
+    web_app.state.market.create_account("bob", PASSWORD, "buyer")
+    token = csrf_of(client.get("/login").text)
+    response = client.post(
+        "/login", data={"csrf_token": token, "username": "bob", "password": "wrong-password"}
+    )
+    assert response.status_code == 401
+    assert "wrong username or password" in response.text
+    assert 'value="bob"' in response.text
+    response = client.post(
+        "/login",
+        data={
+            "csrf_token": token,
+            "username": "bob",
+            "password": PASSWORD,
+            "next": "//evil.example/",
+        },
+        follow_redirects=False,
+    )
+    assert response.status_code == 303
+    assert response.headers["location"] == "/purchases"
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("/sell", "/sell"),
+        ("/products/a?version=2", "/products/a?version=2"),
+        ("//evil.example", "/"),
+        ("https://evil.example/", "/"),
+        ("/\\evil.example", "/"),
+        ("javascript:alert(1)", "/"),
+        ("sell", "/"),
+        ("", "/"),
+        (None, "/"),
+    ],
+)
+def test_safe_next(raw: str | None, expected: str) -> None:
+    assert safe_next(raw) == expected
+
+
+# ---------------------------------------------------------------------- escaping
+def test_autoescape_is_on_and_no_template_opts_out() -> None:
+    env = make_env()
+    for name in env.list_templates():
+        assert env.select_autoescape(name) if callable(env.autoescape) else env.autoescape
+        source = (TEMPLATES_DIR / name).read_text()
+        assert "|safe" not in source.replace(" ", ""), name
+        assert "autoescape false" not in source, name
+        assert "Markup" not in source, name
+
+
+def test_product_card_escapes_every_field() -> None:
+    from databazaar.market.schemas import SearchHit
+
+    env = make_env()
+    hit = SearchHit(
+        slug="s",
+        title=EVIL,
+        seller="sel",
+        version=1,
+        task="classification",
+        license="MIT",
+        tags=["a"],
+        price_minor=150,
+        currency="USD",
+        n_rows=3,
+        n_columns=2,
+        description='"><img src=x onerror=alert(1)>',
+    )
+    html = env.from_string('{% import "_macros.html" as m %}{{ m.product_card(hit) }}').render(
+        hit=hit
+    )
+    assert "<script>" not in html and "<img" not in html
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in html
+    assert "&#34;&gt;&lt;img src=x onerror=alert(1)&gt;" in html
+
+
+def test_search_text_and_upload_cells_are_escaped(
+    client: TestClient, csrf_of: Callable[[str], str], web_app: Any
+) -> None:
+    response = client.get("/catalog", params={"q": EVIL})
+    assert response.status_code == 200
+    assert "<script>alert" not in response.text
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in response.text
+    market = web_app.state.market
+    seller = market.create_account("cells", PASSWORD, "seller")
+    market.create_product(seller, "cells", "Cells")
+    market.add_version(
+        seller,
+        "cells",
+        io.BytesIO(b"note,n\n" + EVIL.replace('"', "").encode() + b",1\n"),
+        "cells.csv",
+        {"license": "MIT", "task": "classification"},
+    )
+    market.publish(seller, "cells", 1)
+    page = client.get("/products/cells").text
+    assert "<script>alert(x)" not in page
+    assert "&lt;script&gt;alert(x)&lt;/script&gt;" in page
+
+
+def test_pages_send_security_headers(client: TestClient) -> None:
+    response = client.get("/")
+    csp = response.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["x-frame-options"] == "DENY"
+    css = client.get("/static/web.css")
+    assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
+    js = client.get("/static/web.js")
+    assert js.status_code == 200 and "javascript" in js.headers["content-type"]
+
+
+# ---------------------------------------------------------------------- errors
+def test_errors_render_as_pages_with_their_status(
+    client: TestClient, csrf_of: Callable[[str], str]
+) -> None:
+    response = client.get("/products/no-such-product")
+    assert response.status_code == 404
+    assert "product &#39;no-such-product&#39; not found" in response.text
+    assert client.get("/catalog", params={"min_price": "abc"}).status_code == 422
+    assert client.get("/catalog", params={"max_price": "1.234"}).status_code == 422
+    bad_mode = client.get("/catalog", params={"mode": "bogus"})
+    assert bad_mode.status_code == 422 and "unknown search mode" in bad_mode.text
+    page_404 = client.get("/no/such/page", headers={"accept": "text/html"})
+    assert page_404.status_code == 404 and page_404.headers["content-type"].startswith("text/html")
+    api_404 = client.get("/api/no/such/route")
+    assert api_404.status_code == 404 and api_404.json()["error"] == "not_found"
+    anon = client.get("/sell", follow_redirects=False)
+    assert anon.status_code == 303 and anon.headers["location"] == "/login?next=/sell"
+    _signup(client, csrf_of, "bea", "buyer")
+    assert client.get("/sell").status_code == 403
+    assert client.get("/admin").status_code == 403
+    assert client.get("/sell/earnings.svg").status_code == 403
+
+
+def test_signup_errors_keep_the_form(client: TestClient, csrf_of: Callable[[str], str]) -> None:
+    token = csrf_of(client.get("/signup").text)
+    base = {"csrf_token": token, "password": PASSWORD, "role": "seller"}
+    differ = client.post("/signup", data={**base, "username": "ok-name", "password_again": "x"})
+    assert differ.status_code == 422 and "the two passwords differ" in differ.text
+    bad = client.post("/signup", data={**base, "username": "Bad Name", "password_again": PASSWORD})
+    assert bad.status_code == 422 and "invalid username" in bad.text
+    assert 'value="Bad Name"' in bad.text
+    admin = client.post(
+        "/signup", data={**base, "role": "admin", "username": "sneaky", "password_again": PASSWORD}
+    )
+    assert admin.status_code == 422
+    _signup(client, csrf_of, "taken", "buyer")
+    token = csrf_of(client.get("/signup").text)
+    dup = client.post(
+        "/signup",
+        data={**base, "csrf_token": token, "username": "taken", "password_again": PASSWORD},
+    )
+    assert dup.status_code == 409 and "is taken" in dup.text
+
+
+# ---------------------------------------------------------------------- money flows
+def test_purchase_without_funds_is_refused_and_changes_nothing(
+    client: TestClient, csrf_of: Callable[[str], str], web_app: Any
+) -> None:
+    _listed_product(web_app)
+    _signup(client, csrf_of, "poor-buyer", "buyer")
+    page = client.get("/products/toy-data").text
+    key = re.search(r'name="idempotency_key" value="([0-9a-f]+)"', page).group(1)
+    response = client.post(
+        "/products/toy-data/buy", data={"csrf_token": csrf_of(page), "idempotency_key": key}
+    )
+    assert response.status_code == 402
+    assert "insufficient balance" in response.text
+    market = web_app.state.market
+    buyer = market.account_by_name("poor-buyer")
+    assert market.orders_for(buyer) == [] and buyer.balance_minor == 0
+    assert market.verify_ledger().ok
+
+
+def test_double_submitted_purchase_is_charged_once(
+    client: TestClient, csrf_of: Callable[[str], str], web_app: Any
+) -> None:
+    seller = _listed_product(web_app, price=1000)
+    market = web_app.state.market
+    _signup(client, csrf_of, "rich-buyer", "buyer")
+    buyer = market.account_by_name("rich-buyer")
+    market.deposit(buyer.id, 5000)
+    page = client.get("/products/toy-data").text
+    form = {
+        "csrf_token": csrf_of(page),
+        "idempotency_key": re.search(r'name="idempotency_key" value="([0-9a-f]+)"', page)[1],
+    }
+    first = client.post("/products/toy-data/buy", data=form)
+    assert first.status_code == 200 and "you bought toy-data for 10.00 USD" in first.text
+    again = client.post("/products/toy-data/buy", data=form)
+    assert "not charged twice" in again.text
+    assert market.get_account(buyer.id).balance_minor == 4000
+    assert [s.net_minor for s in seller_sales(market, seller.id)] == [950]
+    points = cumulative(account_postings(market, seller.id), ("sale",))
+    assert [p[1] for p in points] == [950]
+    # a download goes through a signed link to the file
+    response = client.post("/products/toy-data/download", data={"csrf_token": form["csrf_token"]})
+    assert response.status_code == 200 and response.content == CSV
+    assert response.url.path.startswith("/api/downloads/")
+
+
+def test_upload_errors_leave_no_version(
+    client: TestClient, csrf_of: Callable[[str], str], web_app: Any
+) -> None:
+    _signup(client, csrf_of, "up-seller", "seller")
+    token = csrf_of(client.get("/sell/new").text)
+    client.post("/sell/new", data={"csrf_token": token, "slug": "up", "title": "Up"})
+    card = {"csrf_token": token, "task": "classification", "license": "MIT"}
+    cases = [
+        (("../../etc/passwd.csv", b"a\n1\n"), "invalid file name"),
+        (("data.exe", b"MZ"), "unsupported file type"),
+        (("empty.csv", b""), "empty"),
+        (("bad.parquet", b"not parquet at all"), ""),
+    ]
+    for (name, body), message in cases:
+        response = client.post(
+            "/sell/products/up/versions", data=card, files={"file": (name, body, "text/plain")}
+        )
+        assert response.status_code in (413, 422), (name, response.status_code)
+        assert message in response.text
+        assert 'role="alert"' in response.text
+    missing = client.post("/sell/products/up/versions", data=card)
+    assert missing.status_code == 422 and "choose a file" in missing.text
+    market = web_app.state.market
+    assert market.get_product("up", market.account_by_name("up-seller")).versions == []
+    price = client.post(
+        "/sell/products/up/listing", data={"csrf_token": token, "price": "5", "active": "on"}
+    )
+    assert price.status_code == 409 and "no published version" in price.text
+
+
+def test_seller_cannot_manage_another_sellers_product(
+    client: TestClient, csrf_of: Callable[[str], str], web_app: Any
+) -> None:
+    _listed_product(web_app)
+    _signup(client, csrf_of, "other-seller", "seller")
+    assert client.get("/sell/products/toy-data").status_code == 403
+    token = csrf_of(client.get("/sell").text)
+    response = client.post(
+        "/sell/products/toy-data/listing", data={"csrf_token": token, "price": "0", "active": "on"}
+    )
+    assert response.status_code == 403
+    assert web_app.state.market.get_product("toy-data").listing.price_minor == 1000
+
+
+# ---------------------------------------------------------------------- helpers
+@pytest.mark.parametrize(
+    ("raw", "minor"),
+    [("12", 1200), ("12.5", 1250), ("$12.50", 1250), ("1,234.05", 123405), ("0", 0)],
+)
+def test_parse_money(raw: str, minor: int) -> None:
+    assert parse_money(raw) == minor
+
+
+@pytest.mark.parametrize("raw", ["", "abc", "-1", "1.234", "nan", "inf", "1e20"])
+def test_parse_money_refuses(raw: str) -> None:
+    with pytest.raises(InvalidInput):
+        parse_money(raw)
+
+
+def test_money_format() -> None:
+    assert money(0) == "0.00 USD"
+    assert money(123456789) == "1,234,567.89 USD"
+    assert money(-5) == "-0.05 USD"
+
+
+def test_charts_are_deterministic_svg() -> None:
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    points = [(t0, 950), (t0 + timedelta(days=2), 1900)]
+    svg = earnings_svg(points)
+    assert svg.lstrip().startswith("<?xml") and "<svg" in svg
+    assert svg == earnings_svg(points)
+    assert "no sales yet" in earnings_svg([])
+    bars = bar_svg(["a<b>", "c"], [0.5, -0.25], title="Values", xlabel="value")
+    assert "<b>" not in bars and "a&lt;b&gt;" in bars
+    assert "<svg" in line_svg([0, 1], {"ours": [1, 0]}, title="t", xlabel="x", ylabel="y")
+
+
+def test_demo_app_serves_the_seeded_market(tmp_path: Path) -> None:
+    from databazaar.server.web.demo import DEMO_ADMIN, build_demo_app
+
+    lines: list[str] = []
+    app, summary = build_demo_app(tmp_path, lines.append)
+    try:
+        assert summary["ledger_ok"] and lines
+        with TestClient(app) as c:
+            home = c.get("/")
+            assert "Iris flower measurements" in home.text
+            token = re.search(r'name="csrf_token" value="([^"]+)"', c.get("/login").text)[1]
+            from databazaar.market.cli import DEMO_PASSWORD
+
+            admin = c.post(
+                "/login",
+                data={"csrf_token": token, "username": DEMO_ADMIN, "password": DEMO_PASSWORD},
+            )
+            assert admin.url.path == "/admin"
+            token = re.search(r'name="csrf_token" value="([^"]+)"', admin.text)[1]
+            report = c.post("/admin/ledger/verify", data={"csrf_token": token})
+            assert "Ledger OK" in report.text
+    finally:
+        app.state.market.close()
