@@ -1,0 +1,491 @@
+r"""Confidence intervals for Data Shapley values from the U-statistics view.
+
+Reference:
+    Wu, Liu, Li, Jia, Chang (2024). *Uncertainty Quantification of Data Shapley via
+    Statistical Inference.* arXiv:2407.19373.  The paper writes Data Shapley as an
+    infinite-order U-statistic, proves asymptotic normality of its Monte Carlo
+    (incomplete U-statistic) estimator under deletion stability, and gives two variance
+    estimators, *Double Monte Carlo* and *Pick-and-Freeze*.  Only the abstract and
+    summaries of that paper were available to us; the estimators below are our own
+    derivation of those two algorithms from standard infinite-order U-statistic theory
+    (Hoeffding/Hájek projection; Mentch & Hooker 2016 for the nested estimator; Sobol's
+    pick-and-freeze for the covariance one).  See docs/asymmetric.md.
+
+Set-up.  The training set ``D = {z} ∪ {Z_1, ..., Z_{n-1}}`` with ``Z_i`` i.i.d. from ``P``,
+the test set (hence the utility ``v``) fixed.  With ``h(S) = v(S ∪ {z}) - v(S)``,
+
+.. math::
+
+    φ_n(z) = \frac1n \sum_{k=0}^{n-1} U_k, \qquad
+    U_k = \binom{n-1}{k}^{-1} \sum_{|S| = k,\ S ⊆ D∖z} h(S),
+
+a mixture of U-statistics of every order (an infinite-order U-statistic as ``n`` grows).
+Its target is the distributional value ``E_P[φ_n(z)]``.  The Hájek projection gives
+
+.. math::
+
+    φ_n(z) - E φ_n(z) ≈ \sum_{i=1}^{n-1} [r(Z_i) - E r],\qquad
+    r(x) = \frac1n \sum_k \frac{k}{n-1} E[h(S) \mid x ∈ S, |S| = k]
+         = \tfrac12\, E_{k ∝ k}\, E[h(S) \mid x ∈ S, |S| = k],
+
+so ``Var φ_n(z) ≈ (n - 1) ζ / 4`` with ``ζ = Var_x(E[h(S) | x ∈ S])`` where ``|S| = k`` is
+drawn with probability proportional to ``k`` (``k = 1..n-1``) and ``S`` is ``x`` plus a
+uniform ``(k-1)``-subset of the other points.  ``ζ`` is the variance of a conditional
+expectation, the quantity both algorithms estimate from the one observed data set:
+
+*Double Monte Carlo* (nested): ``L`` anchor points ``x_l`` drawn without replacement from
+``D ∖ z``; for each, ``M`` subsets containing it; ``ζ̂ = s²(row means) - mean(row
+variances) / M`` (the inner Monte Carlo noise removed).  ``2 L M`` utility calls.
+
+*Pick-and-Freeze*: ``B`` pairs ``(S, S')`` drawn independently given a shared, "frozen"
+random point ``x``; ``ζ̂ = `` sample covariance of ``(h(S), h(S'))`` (given ``x`` the two
+draws are independent, so their covariance is ``Var_x E[h | x]``).  ``4 B`` utility calls,
+no nesting.
+
+The interval is ``φ̂ ± z_{(1+c)/2} \sqrt{(n-1) ζ̂ / 4 + se_{MC}^2}``, where ``se_MC`` is the
+Monte Carlo standard error of a sampled estimate (0 for exact KNN-Shapley).
+
+Which to use (encoded as ``method="default"``): the nested estimator removes the inner
+noise explicitly and is the more accurate per utility call when calls are cheap enough
+to afford ``M`` inner draws per anchor, so it is the default for the exact KNN utility;
+pick-and-freeze needs no nesting and fewer calls per useful sample, so it is the default
+for model-based utilities, where every call retrains a model.  The coverage study in
+``benchmarks/ci_coverage.py`` measures both.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from databazaar.core.errors import InvalidInput
+from databazaar.valuation._validate import check_k
+from databazaar.valuation.asymmetric import check_knn_data
+from databazaar.valuation.parallel import check_backend, check_n_jobs, parallel_map
+from databazaar.valuation.result import ValuationResult
+
+__all__ = [
+    "METHODS",
+    "KNNMarginals",
+    "UtilityMarginals",
+    "knn_shapley_ci",
+    "shapley_confidence_intervals",
+    "shapley_variance",
+]
+
+#: Variance estimators; ``"default"`` resolves per utility (see the module docstring).
+METHODS = ("double_mc", "pick_and_freeze", "jackknife", "default")
+
+ProgressFn = Callable[[int], None]
+
+
+# -- marginal-contribution oracles ---------------------------------------------------------
+
+
+class UtilityMarginals:
+    """``h_z(S) = u(S ∪ {z}) - u(S)`` for any utility ``u(indices) -> float``."""
+
+    cheap = False
+
+    def __init__(self, utility: Any) -> None:
+        from databazaar.valuation.utility import players_of
+
+        if not callable(utility):
+            raise InvalidInput("utility must be callable: u(indices) -> float")
+        self.utility = utility
+        self.n = int(players_of(utility))
+
+    def draws(
+        self, z: int, anchors: np.ndarray, n_inner: int, rng: np.random.Generator
+    ) -> np.ndarray:
+        """``H[l, j] = h_z(S_lj)``, ``S_lj`` = anchor ``l`` + a size-biased random subset."""
+        n = self.n
+        out = np.empty((anchors.shape[0], n_inner))
+        others = np.setdiff1d(np.arange(n), [z])
+        for a, x in enumerate(anchors):
+            for j in range(n_inner):
+                k = _size_biased(rng.random(), n)
+                # the other members i.i.d. from D without z (a set utility keeps one copy)
+                s = np.unique(np.concatenate([[x], rng.choice(others, size=k - 1)]))
+                out[a, j] = float(self.utility(np.append(s, z))) - float(self.utility(s))
+        return out
+
+
+@dataclass
+class KNNMarginals:
+    """Fast ``h_z(S)`` for the KNN utility of Jia et al. (2019), averaged over test points.
+
+    ``order[r]`` lists training indices by distance to test point ``r`` (ties by index).
+    Each evaluation walks a row only until the ``K``-th member of ``S``.
+    """
+
+    order: np.ndarray
+    y_train: np.ndarray
+    y_test: np.ndarray
+    k: int
+    cheap = True
+
+    @property
+    def n(self) -> int:
+        return int(self.order.shape[1])
+
+    def draws(
+        self, z: int, anchors: np.ndarray, n_inner: int, rng: np.random.Generator
+    ) -> np.ndarray:
+        """``H[a, j] = h_z(S)``: anchor plus ``s - 1`` i.i.d. draws, ``P(s) ∝ s``."""
+        from databazaar.valuation import _ads_kernels as kern
+
+        seed = int(rng.integers(0, 2**31 - 1))
+        anchors = np.ascontiguousarray(anchors, dtype=np.int64)
+        return kern.knn_draws(
+            self.order, self.y_train, self.y_test, int(z), self.k, anchors, int(n_inner), seed
+        )
+
+    def projection(self, z: int, max_sizes: int = 256) -> np.ndarray:
+        """``E[h_z(S) | x ∈ S]`` for every anchor ``x`` in closed form (``P(s) ∝ s``).
+
+        The size distribution is used exactly when ``n - 1 <= max_sizes`` and otherwise
+        through ``max_sizes`` equal-probability quantile nodes.
+        """
+        from databazaar.valuation import _ads_kernels as kern
+
+        sizes, weights = size_nodes(self.n, max_sizes)
+        r = kern.knn_projection(
+            self.order, self.y_train, self.y_test, int(z), self.k, sizes, weights
+        )
+        return np.delete(r, z)
+
+    def leave_one_out(self, z: int) -> np.ndarray:
+        """Exact KNN-Shapley value of ``z`` with each other point removed (``n - 1`` values)."""
+        from databazaar.valuation import _ads_kernels as kern
+
+        out = kern.knn_leave_one_out(self.order, self.y_train, self.y_test, int(z), self.k)
+        return np.delete(out, z)
+
+
+def size_nodes(n: int, max_sizes: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Sizes ``s = 1..n-1`` with ``P(s) = 2 s / (n (n - 1))``, or quantile nodes of it."""
+    if n - 1 <= max_sizes:
+        sizes = np.arange(1, n, dtype=np.int64)
+        weights = sizes / sizes.sum()
+        return sizes, weights.astype(np.float64)
+    u = (np.arange(max_sizes) + 0.5) / max_sizes
+    sizes = np.asarray(_size_biased(u, n), dtype=np.int64)
+    return sizes, np.full(max_sizes, 1.0 / max_sizes)
+
+
+def _size_biased(u: Any, n: int) -> Any:
+    """Inverse CDF of ``P(k) = 2k / (n (n-1))`` on ``k = 1..n-1``."""
+    c = np.asarray(u, dtype=np.float64) * (n * (n - 1))
+    k = np.ceil((-1.0 + np.sqrt(1.0 + 4.0 * c)) / 2.0)
+    k = np.clip(k, 1, max(n - 1, 1)).astype(np.int64)
+    return int(k) if np.ndim(k) == 0 else k
+
+
+# -- the two variance estimators -----------------------------------------------------------
+
+
+def _zeta_double_mc(h: np.ndarray) -> float:
+    """Nested estimator: variance of anchor means minus the inner Monte Carlo noise."""
+    n_outer, n_inner = h.shape
+    if n_outer < 2 or n_inner < 2:
+        raise InvalidInput("double Monte Carlo needs at least 2 anchors and 2 inner draws")
+    means = h.mean(axis=1)
+    inner = h.var(axis=1, ddof=1).mean()
+    return float(means.var(ddof=1) - inner / n_inner)
+
+
+def _zeta_pick_freeze(h: np.ndarray) -> float:
+    """Covariance of two draws sharing one frozen point (columns 0 and 1)."""
+    if h.shape[0] < 2:
+        raise InvalidInput("pick-and-freeze needs at least 2 pairs")
+    a, b = h[:, 0], h[:, 1]
+    return float(np.sum((a - a.mean()) * (b - b.mean())) / (h.shape[0] - 1))
+
+
+def _point_variance(
+    oracle: Any,
+    method: str,
+    n_outer: int,
+    n_inner: int | None,
+    n_pairs: int,
+    task: tuple[int, Any],
+) -> tuple[float, float]:
+    """``(variance of φ_n(z) over redraws of D∖z, raw ζ̂)`` for one point."""
+    z, seed = task
+    rng = np.random.default_rng(seed)
+    n = oracle.n
+    others = np.setdiff1d(np.arange(n, dtype=np.int64), [z])
+    if method == "jackknife":
+        loo = oracle.leave_one_out(z)
+        m = loo.size
+        return float((m - 1) / m * np.sum((loo - loo.mean()) ** 2)), float("nan")
+    if method == "double_mc" and n_inner is None:
+        # both loops exact: every anchor, inner expectation in closed form (KNN only)
+        zeta = float(np.var(oracle.projection(z), ddof=1))
+    elif method == "double_mc":
+        anchors = rng.choice(others, size=min(n_outer, others.size), replace=False)
+        zeta = _zeta_double_mc(oracle.draws(z, anchors, n_inner, rng))
+    else:
+        anchors = rng.choice(others, size=n_pairs, replace=True)
+        zeta = _zeta_pick_freeze(oracle.draws(z, anchors, 2, rng))
+    return max(0.0, (n - 1) * zeta / 4.0), zeta
+
+
+def _resolve_method(method: str, cheap: bool) -> str:
+    if method not in METHODS:
+        raise InvalidInput(f"unknown CI method {method!r}", hint=f"use one of {', '.join(METHODS)}")
+    if method == "default":
+        return "double_mc" if cheap else "pick_and_freeze"
+    return method
+
+
+def _check_pos_int(x: Any, name: str, minimum: int) -> int:
+    if isinstance(x, bool) or not isinstance(x, (int, np.integer)) or x < minimum:
+        raise InvalidInput(f"{name} must be an integer >= {minimum}, got {x!r}")
+    return int(x)
+
+
+def _check_confidence(confidence: Any) -> float:
+    try:
+        c = float(confidence)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"confidence must be a number in (0, 1), got {confidence!r}") from exc
+    if not (0.0 < c < 1.0):
+        raise InvalidInput(f"confidence must lie in (0, 1), got {confidence!r}", hint="e.g. 0.95")
+    return c
+
+
+def shapley_variance(
+    oracle: Any,
+    indices: Sequence[int] | np.ndarray | None = None,
+    *,
+    method: str = "default",
+    n_outer: int = 100,
+    n_inner: int | None = None,
+    n_pairs: int = 2000,
+    random_state: Any = None,
+    n_jobs: int = 1,
+    backend: str = "joblib",
+    ray_address: str | None = None,
+) -> tuple[np.ndarray, str]:
+    """Variance of ``φ_n(z)`` over redraws of the other training points, per point.
+
+    Args:
+        oracle: :class:`KNNMarginals`, :class:`UtilityMarginals` or a utility (wrapped).
+        indices: points to estimate (default: all); the others get NaN.
+        method: ``"double_mc"``, ``"pick_and_freeze"`` or ``"default"``.
+        n_outer, n_inner: anchors and inner draws of double Monte Carlo
+            (``2 n_outer n_inner`` utility calls per point).  ``n_inner=None`` means,
+            for the KNN utility, both loops exact (every anchor, inner expectation in
+            closed form, :meth:`KNNMarginals.projection`); for other utilities 100.
+        n_pairs: pairs of pick-and-freeze (``4 n_pairs`` utility calls per point).
+        random_state, n_jobs, backend, ray_address: seeds are spawned per point, so
+            results do not depend on the backend or ``n_jobs``.
+
+    Returns:
+        ``(variance per point, resolved method)``.
+    """
+    if not isinstance(oracle, (KNNMarginals, UtilityMarginals)):
+        oracle = UtilityMarginals(oracle)
+    method = _resolve_method(method, oracle.cheap)
+    if method == "jackknife" and not isinstance(oracle, KNNMarginals):
+        raise InvalidInput(
+            "method='jackknife' needs exact leave-one-out values, available for the KNN "
+            "utility only",
+            hint="use 'double_mc' or 'pick_and_freeze' with a model utility",
+        )
+    n_outer = _check_pos_int(n_outer, "n_outer", 2)
+    if n_inner is None and not oracle.cheap:
+        n_inner = 100
+    if n_inner is not None:
+        n_inner = _check_pos_int(n_inner, "n_inner", 2)
+    n_pairs = _check_pos_int(n_pairs, "n_pairs", 2)
+    backend = check_backend(backend)
+    n_jobs = check_n_jobs(n_jobs)
+    n = oracle.n
+    if n < 3:
+        raise InvalidInput(f"confidence intervals need at least 3 training points, got {n}")
+    idx = np.arange(n) if indices is None else np.asarray(indices, dtype=np.int64).reshape(-1)
+    if idx.size and (idx.min() < 0 or idx.max() >= n):
+        raise InvalidInput(f"indices must lie in [0, {n})")
+    from databazaar.valuation.asymmetric import _seed_sequence
+
+    seeds = _seed_sequence(random_state).spawn(idx.size)
+    fn = functools.partial(_point_variance, oracle, method, n_outer, n_inner, n_pairs)
+    out = parallel_map(
+        fn,
+        list(zip(idx.tolist(), seeds, strict=True)),
+        n_jobs=n_jobs,
+        backend=backend,
+        ray_address=ray_address,
+    )
+    var = np.full(n, np.nan)
+    var[idx] = [v for v, _ in out]
+    return var, method
+
+
+def shapley_confidence_intervals(
+    result: ValuationResult,
+    utility: Any,
+    confidence: float = 0.95,
+    method: str = "default",
+    *,
+    indices: Sequence[int] | np.ndarray | None = None,
+    include_stderr: bool | None = None,
+    n_outer: int = 100,
+    n_inner: int | None = None,
+    n_pairs: int = 2000,
+    random_state: Any = None,
+    n_jobs: int = 1,
+    backend: str = "joblib",
+    ray_address: str | None = None,
+) -> ValuationResult:
+    """Add U-statistic confidence intervals to a Data Shapley result.
+
+    Args:
+        result: point-level values (exact KNN-Shapley or a Monte Carlo estimate such as
+            TMC-Shapley) of the players of ``utility``.
+        utility: the utility the values were computed with: a
+            :class:`~databazaar.valuation.utility.Utility`, any ``u(indices)`` with
+            ``n_players``, or a :class:`KNNMarginals`.
+        confidence: the interval's level.
+        method: ``"double_mc"``, ``"pick_and_freeze"`` or ``"default"`` (double Monte
+            Carlo for the cheap KNN utility, pick-and-freeze otherwise).
+        indices: points to compute intervals for (default all; others get NaN bounds).
+        include_stderr: add ``result.stderr**2`` (the Monte Carlo error of a sampled
+            estimate) to the variance; default: yes unless the method is exact KNN.
+        n_outer, n_inner, n_pairs, random_state, n_jobs, backend, ray_address: see
+            :func:`shapley_variance`.
+
+    Returns:
+        A copy of ``result`` with ``ci_low``, ``ci_high``, ``confidence`` set and
+        ``stderr`` = the standard error used for the interval.
+    """
+    from scipy.stats import norm
+
+    if not isinstance(result, ValuationResult):
+        raise InvalidInput("result must be a ValuationResult")
+    conf = _check_confidence(confidence)
+    oracle = utility if isinstance(utility, (KNNMarginals, UtilityMarginals)) else None
+    if oracle is None:
+        oracle = UtilityMarginals(utility)
+    if oracle.n != len(result):
+        raise InvalidInput(
+            f"the result has {len(result)} values but the utility has {oracle.n} players",
+            hint="pass point-level values of the same training set",
+        )
+    var, resolved = shapley_variance(
+        oracle,
+        indices,
+        method=method,
+        n_outer=n_outer,
+        n_inner=n_inner,
+        n_pairs=n_pairs,
+        random_state=random_state,
+        n_jobs=n_jobs,
+        backend=backend,
+        ray_address=ray_address,
+    )
+    if include_stderr is None:
+        include_stderr = not result.method.startswith("knn")
+    total = var + (result.stderr**2 if include_stderr else 0.0)
+    se = np.sqrt(total)
+    q = float(norm.ppf(0.5 + conf / 2.0))
+    params = {
+        **result.params,
+        "ci_method": resolved,
+        "ci_confidence": conf,
+        "ci_variance": "Hajek projection of the Shapley U-statistic over redraws of the "
+        "training data (Wu et al. 2024)" + (" + Monte Carlo stderr^2" if include_stderr else ""),
+        "ci_samples": (
+            {"n_outer": n_outer, "n_inner": n_inner}
+            if resolved == "double_mc" and n_inner is not None
+            else (
+                {"exact": "all anchors, closed-form inner expectation"}
+                if resolved == "double_mc"
+                else {"n_pairs": n_pairs}
+            )
+        ),
+    }
+    return ValuationResult(
+        values=result.values.copy(),
+        stderr=np.where(np.isnan(se), result.stderr, se),
+        counts=result.counts,
+        ids=result.ids,
+        method=result.method,
+        params=params,
+        ci_low=result.values - q * se,
+        ci_high=result.values + q * se,
+        confidence=conf,
+    )
+
+
+def knn_marginals(x_train: Any, y_train: Any, x_test: Any, y_test: Any, k: int = 5) -> KNNMarginals:
+    """Build the fast KNN marginal oracle (sorts every test row once, ties by index)."""
+    k = check_k(k)
+    xtr, ytr, xte, yte = check_knn_data(x_train, y_train, x_test, y_test)
+    x_unique, inverse = np.unique(xtr, axis=0, return_inverse=True)
+    keys = xte @ x_unique.T
+    keys *= -2.0
+    keys += np.einsum("ij,ij->i", x_unique, x_unique)
+    keys = keys[:, inverse.reshape(-1)]
+    order = np.argsort(keys, axis=1, kind="stable").astype(np.int64)
+    return KNNMarginals(order, ytr, yte, k)
+
+
+def knn_shapley_ci(
+    x_train: Any,
+    y_train: Any,
+    x_test: Any,
+    y_test: Any,
+    k: int = 5,
+    confidence: float = 0.95,
+    method: str = "default",
+    random_state: Any = None,
+    *,
+    indices: Sequence[int] | np.ndarray | None = None,
+    n_outer: int = 100,
+    n_inner: int | None = None,
+    n_pairs: int = 2000,
+    n_jobs: int = 1,
+    backend: str = "joblib",
+    ray_address: str | None = None,
+) -> ValuationResult:
+    """Exact KNN-Shapley values with U-statistic confidence intervals.
+
+    The values are exact (Jia et al. 2019, ties broken by training index); the
+    intervals describe how a value would vary if the *other training points* were
+    redrawn from the same distribution (the test set fixed).  See
+    :func:`shapley_confidence_intervals` for the arguments.
+    """
+    from databazaar.valuation.asymmetric import knn_asymmetric_shapley
+
+    res = knn_asymmetric_shapley(x_train, y_train, x_test, y_test, k=check_k(k))
+    res = ValuationResult(
+        res.values,
+        res.stderr,
+        res.counts,
+        method="knn-shapley",
+        params={key: res.params[key] for key in ("k", "n_train", "n_test", "tie_break")},
+    )
+    oracle = knn_marginals(x_train, y_train, x_test, y_test, k)
+    return shapley_confidence_intervals(
+        res,
+        oracle,
+        confidence,
+        method,
+        indices=indices,
+        include_stderr=False,
+        n_outer=n_outer,
+        n_inner=n_inner,
+        n_pairs=n_pairs,
+        random_state=random_state,
+        n_jobs=n_jobs,
+        backend=backend,
+        ray_address=ray_address,
+    )
