@@ -15,6 +15,7 @@ from databazaar.mixture.api import (
     METHODS,
     optimize_mixture,
     prepare_data,
+    proxy_runs_needed,
     train_with_weights,
     uniform_weights,
 )
@@ -51,6 +52,7 @@ __all__ = [
     "plot_ddo_fits",
     "plot_weights_by_budget",
     "prepare_data",
+    "proxy_runs_needed",
     "run_proxies",
     "run_proxy",
     "solve_budget_simplex",

@@ -65,6 +65,14 @@ def uniform_weights(domains: Sequence[str]) -> dict[str, float]:
     return {d: 1.0 / len(domains) for d in domains}
 
 
+def proxy_runs_needed(method: str, n_domains: int, *, n_scale_factors: int = 2) -> int:
+    """How many proxy trainings ``method`` runs with default options (for progress bars)."""
+    ddo = 1 + n_domains * n_scale_factors
+    return {"uniform": 0, "ddo": ddo, "autoscale": 2 * ddo, "doremi": 2, "regmix": 16}.get(
+        method, 0
+    )
+
+
 def optimize_mixture(
     data: TokenizedCorpus,
     *,
@@ -72,7 +80,7 @@ def optimize_mixture(
     budget: float,
     proxy: ProxyConfig | None = None,
     seed: int = 0,
-    backend: str = "serial",
+    backend: str = "joblib",
     n_jobs: int = 1,
     ray_address: str | None = None,
     progress: ProgressFn | None = None,

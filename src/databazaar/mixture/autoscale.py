@@ -47,7 +47,7 @@ class AutoScale:
         *,
         proxy: ProxyConfig | None = None,
         seed: int = 0,
-        backend: str = "serial",
+        backend: str = "joblib",
         n_jobs: int = 1,
         ray_address: str | None = None,
         progress: ProgressFn | None = None,

@@ -128,7 +128,7 @@ class DDO:
         bounds: tuple[float, float] = (0.2, 3.0),
         proxy: ProxyConfig | None = None,
         seed: int = 0,
-        backend: str = "serial",
+        backend: str = "joblib",
         n_jobs: int = 1,
         ray_address: str | None = None,
         progress: ProgressFn | None = None,

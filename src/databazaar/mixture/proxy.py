@@ -119,7 +119,7 @@ def run_proxies(
     config: ProxyConfig,
     *,
     seed: int = 0,
-    backend: str = "serial",
+    backend: str = "joblib",
     n_jobs: int = 1,
     ray_address: str | None = None,
     progress: ProgressFn | None = None,

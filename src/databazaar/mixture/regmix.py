@@ -56,7 +56,7 @@ class RegMix:
         min_weight: float = 0.02,
         proxy: ProxyConfig | None = None,
         seed: int = 0,
-        backend: str = "serial",
+        backend: str = "joblib",
         n_jobs: int = 1,
         ray_address: str | None = None,
         progress: ProgressFn | None = None,

@@ -1,0 +1,288 @@
+"""``databazaar mixture``: optimise domain weights for a corpus and train with them.
+
+* ``optimize CORPUS_DIR --budget TOKENS [--method ddo|autoscale|doremi|regmix|uniform]``
+  trains proxies on the corpus, writes the weights as JSON and a markdown report (and an
+  SVG of the fits for DDO/AutoScale);
+* ``train CORPUS_DIR --weights WEIGHTS.json --budget TOKENS`` trains a fresh model with
+  those weights, evaluates every domain and saves the model, tokenizer and history.
+
+``CORPUS_DIR`` is a folder as read by :func:`databazaar.lm.corpus.load_corpus_dir` (one
+sub-folder per domain, or ``DOMAIN.jsonl`` files), or the word ``builtin`` for the
+offline corpus of :func:`databazaar.lm.corpus.builtin_corpus`. The tokenizer is trained
+on the corpus' training split with the given ``--vocab-size``; it is deterministic, so
+``optimize`` and ``train`` see the same tokens.
+
+Only ``typer`` is imported at module level; the heavy modules load inside the commands.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+mixture_app = typer.Typer(
+    help="Optimise data-mixture weights (DDO, AutoScale, DoReMi, RegMix) and train with them.",
+    no_args_is_help=True,
+)
+
+
+@mixture_app.callback()
+def _mixture() -> None:
+    """Optimise data-mixture weights and train with them."""
+
+
+CorpusArg = Annotated[
+    str,
+    typer.Argument(
+        help="corpus folder (sub-folder or DOMAIN.jsonl per domain), or 'builtin'",
+        metavar="CORPUS_DIR",
+    ),
+]
+BudgetOpt = Annotated[float, typer.Option("--budget", "-b", help="training tokens")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="random seed of every run")]
+VocabOpt = Annotated[int, typer.Option("--vocab-size", help="BPE vocabulary size")]
+BlockOpt = Annotated[int, typer.Option("--block-size", help="tokens per training block")]
+LayerOpt = Annotated[int, typer.Option("--n-layer", help="GPT-2 layers")]
+EmbdOpt = Annotated[int, typer.Option("--n-embd", help="GPT-2 width")]
+HeadOpt = Annotated[int, typer.Option("--n-head", help="attention heads")]
+BatchOpt = Annotated[int, typer.Option("--batch-size", help="blocks per optimizer step")]
+LrOpt = Annotated[float, typer.Option("--lr", help="peak learning rate")]
+ThreadsOpt = Annotated[int, typer.Option("--threads", help="torch threads per run")]
+MaxDocsOpt = Annotated[
+    int, typer.Option("--max-docs", help="documents kept per domain (deterministic sample)")
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")]
+
+
+def _load_data(
+    corpus: str,
+    *,
+    vocab_size: int,
+    block_size: int,
+    max_docs: int,
+    seed: int,
+) -> tuple[Any, Any]:
+    from databazaar.core.errors import NotFound
+    from databazaar.lm.corpus import builtin_corpus, load_corpus_dir
+    from databazaar.mixture.api import prepare_data
+
+    path = Path(corpus)
+    if corpus == "builtin" and not path.exists():
+        mdc = builtin_corpus(max_docs_per_domain=max_docs, seed=seed)
+    elif not path.exists():
+        raise NotFound(
+            f"corpus folder not found: {path}",
+            hint="pass a folder with one sub-folder or DOMAIN.jsonl per domain, or 'builtin'",
+        )
+    else:
+        mdc = load_corpus_dir(path, seed=seed, max_docs_per_domain=max_docs, max_chars_per_doc=4000)
+    return prepare_data(mdc, vocab_size=vocab_size, block_size=block_size)
+
+
+def _proxy(
+    *,
+    n_layer: int,
+    n_embd: int,
+    n_head: int,
+    block_size: int,
+    batch_size: int,
+    lr: float,
+    threads: int,
+) -> Any:
+    from databazaar.lm.model import ModelConfig
+    from databazaar.lm.train import TrainConfig
+    from databazaar.mixture.proxy import ProxyConfig
+
+    return ProxyConfig(
+        model=ModelConfig(n_layer=n_layer, n_embd=n_embd, n_head=n_head, n_positions=block_size),
+        train=TrainConfig(batch_size=batch_size, lr=lr),
+        num_threads=threads,
+    )
+
+
+def _parse_budgets(text: str | None) -> tuple[float, float] | None:
+    from databazaar.core.errors import InvalidInput
+
+    if text is None:
+        return None
+    try:
+        parts = tuple(float(p) for p in text.split(","))
+    except ValueError:
+        raise InvalidInput(
+            f"--budgets must be two numbers like 50000,100000, got {text!r}"
+        ) from None
+    if len(parts) != 2:
+        raise InvalidInput(f"--budgets must be two numbers like 50000,100000, got {text!r}")
+    return parts  # type: ignore[return-value]
+
+
+@mixture_app.command("optimize")
+def optimize(
+    corpus: CorpusArg,
+    budget: BudgetOpt,
+    method: Annotated[
+        str,
+        typer.Option("--method", "-m", help="ddo, autoscale, doremi, regmix or uniform"),
+    ] = "ddo",
+    output: Annotated[Path, typer.Option("--output", "-o", help="weights JSON to write")] = Path(
+        "mixture_weights.json"
+    ),
+    report: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option("--report", help="markdown report (default: next to --output, .md)"),
+    ] = None,
+    budgets: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--budgets", help="AutoScale's two small budgets, e.g. 50000,100000"),
+    ] = None,
+    backend: Annotated[
+        str, typer.Option("--backend", help="proxy runs: joblib, serial or ray")
+    ] = "joblib",
+    n_jobs: Annotated[int, typer.Option("--n-jobs", help="parallel proxy runs")] = 1,
+    ray_address: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--ray-address", help="Ray cluster address (default: local Ray)"),
+    ] = None,
+    seed: SeedOpt = 0,
+    vocab_size: VocabOpt = 1024,
+    block_size: BlockOpt = 64,
+    n_layer: LayerOpt = 2,
+    n_embd: EmbdOpt = 64,
+    n_head: HeadOpt = 4,
+    batch_size: BatchOpt = 16,
+    lr: LrOpt = 3e-3,
+    threads: ThreadsOpt = 1,
+    max_docs: MaxDocsOpt = 400,
+    quiet: QuietOpt = False,
+) -> None:
+    """Find domain weights for training BUDGET tokens; write weights JSON and a report."""
+    from databazaar.core.errors import InvalidInput
+    from databazaar.core.progress import progress_bar
+    from databazaar.mixture.api import METHODS, optimize_mixture, proxy_runs_needed
+
+    if method not in METHODS:
+        raise InvalidInput(f"unknown method {method!r}", hint=f"use one of {', '.join(METHODS)}")
+    _, data = _load_data(
+        corpus, vocab_size=vocab_size, block_size=block_size, max_docs=max_docs, seed=seed
+    )
+    proxy = _proxy(
+        n_layer=n_layer,
+        n_embd=n_embd,
+        n_head=n_head,
+        block_size=block_size,
+        batch_size=batch_size,
+        lr=lr,
+        threads=threads,
+    )
+    total = proxy_runs_needed(method, len(data.domains))
+    with progress_bar(f"{method} proxy runs", total, quiet=quiet) as advance:
+        result = optimize_mixture(
+            data,
+            method=method,
+            budget=budget,
+            proxy=proxy,
+            seed=seed,
+            backend=backend,
+            n_jobs=n_jobs,
+            ray_address=ray_address,
+            budgets=_parse_budgets(budgets),
+            progress=advance,
+        )
+    result.save(output)
+    report_path = report or output.with_suffix(".md")
+    text = result.to_markdown()
+    if method in ("ddo", "autoscale"):
+        from databazaar.mixture.autoscale import plot_weights_by_budget
+        from databazaar.mixture.ddo import plot_ddo_fits
+
+        svg = output.with_suffix(".svg")
+        if method == "ddo":
+            plot_ddo_fits(result, svg)
+        else:
+            plot_weights_by_budget(result, svg)
+        text += f"\n![{method}]({svg.name})\n"
+    report_path.parent.mkdir(parents=True, exist_ok=True)
+    report_path.write_text(text)
+    for d, w in result.weights.items():
+        typer.echo(f"{d}\t{w:.4f}")
+    typer.echo(f"wrote {output} and {report_path}")
+
+
+@mixture_app.command("train")
+def train(
+    corpus: CorpusArg,
+    budget: BudgetOpt,
+    weights: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option("--weights", "-w", help="weights JSON (from optimize); default uniform"),
+    ] = None,
+    output_dir: Annotated[
+        Path, typer.Option("--output-dir", "-o", help="folder for the model and history")
+    ] = Path("mixture_model"),
+    eval_every: Annotated[
+        Optional[int],  # noqa: UP045
+        typer.Option("--eval-every", help="evaluate every N steps (default: at the end)"),
+    ] = None,
+    checkpoint_every: Annotated[
+        Optional[int],  # noqa: UP045
+        typer.Option("--checkpoint-every", help="save a checkpoint every N steps"),
+    ] = None,
+    seed: SeedOpt = 0,
+    vocab_size: VocabOpt = 1024,
+    block_size: BlockOpt = 64,
+    n_layer: LayerOpt = 2,
+    n_embd: EmbdOpt = 64,
+    n_head: HeadOpt = 4,
+    batch_size: BatchOpt = 16,
+    lr: LrOpt = 3e-3,
+    threads: ThreadsOpt = 1,
+    max_docs: MaxDocsOpt = 400,
+    quiet: QuietOpt = False,
+) -> None:
+    """Train a fresh GPT-2 model on BUDGET tokens mixed by the given weights."""
+    from databazaar.core.progress import progress_bar
+    from databazaar.lm.train import total_steps
+    from databazaar.mixture.api import train_with_weights, uniform_weights
+    from databazaar.mixture.result import MixtureResult
+
+    tokenizer, data = _load_data(
+        corpus, vocab_size=vocab_size, block_size=block_size, max_docs=max_docs, seed=seed
+    )
+    w = MixtureResult.load(weights).weights if weights else uniform_weights(data.domains)
+    proxy = _proxy(
+        n_layer=n_layer,
+        n_embd=n_embd,
+        n_head=n_head,
+        block_size=block_size,
+        batch_size=batch_size,
+        lr=lr,
+        threads=threads,
+    )
+    n_blocks = max(1, round(budget / block_size))
+    steps = total_steps(n_blocks, proxy.train)
+    with progress_bar("training", steps, quiet=quiet) as advance:
+        _, res = train_with_weights(
+            data,
+            w,
+            budget=budget,
+            proxy=proxy,
+            seed=seed,
+            eval_every=eval_every,
+            checkpoint_dir=output_dir / "checkpoints" if checkpoint_every else None,
+            checkpoint_every=checkpoint_every,
+            progress=advance,
+            tokenizer=tokenizer,
+            output_dir=output_dir,
+        )
+    (output_dir / "history.json").write_text(
+        json.dumps({"weights": w, "budget": budget, **res.to_dict()}, indent=1)
+    )
+    final = res.final
+    if final is not None:
+        for d, loss in final.losses.items():
+            typer.echo(f"{d}\t{loss:.4f}")
+        typer.echo(f"average\t{final.average:.4f}")
+    typer.echo(f"trained {res.steps} steps; wrote {output_dir}")
