@@ -154,6 +154,9 @@ def scale_run(n: int, m: int) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+LOAD_AT_START = os.getloadavg()[0]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small sizes, no scale run")
@@ -202,6 +205,8 @@ def main() -> None:
             "python": platform.python_version(),
             "numpy": np.__version__,
             "date": time.strftime("%Y-%m-%d"),
+            "load_average_at_start": LOAD_AT_START,
+            "load_average_at_end": os.getloadavg()[0],
         },
         "k": K,
         "rows": rows,
@@ -240,7 +245,9 @@ def to_markdown(out: dict) -> str:
         "# Exact KNN-Shapley: databazaar vs pyDVL 0.10 vs OpenDataVal 1.3",
         "",
         f"K={out['k']}, make_classification (3 classes), d=32; best of repeated runs; "
-        f"{out['machine']['cpus']} CPUs; {out['machine']['date']}.",
+        f"{out['machine']['cpus']} CPUs; {out['machine']['date']}; 1-min load average "
+        f"{out['machine']['load_average_at_start']:.1f} at start, "
+        f"{out['machine']['load_average_at_end']:.1f} at end (other work shared the cores).",
         "",
         "| N | M | ours 1 thr (s) | ours 2 thr (s) | pyDVL 1 job (s) | pyDVL 2 jobs (s) | "
         "OpenDataVal (s) | speedup vs pyDVL | speedup vs ODV | max abs diff pyDVL | "
