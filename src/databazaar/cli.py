@@ -204,6 +204,9 @@ def _add_market_commands() -> None:
 
     app.add_typer(db_app, name="db")
     app.add_typer(ledger_app, name="ledger")
+    from databazaar.mixture.cli import mixture_app
+
+    app.add_typer(mixture_app, name="mixture")
 
 
 _add_market_commands()
