@@ -344,6 +344,17 @@ def check_knn_data(
     return xtr, ytr_c, xte, yte_c
 
 
+def _blas_limit(backend: str, n_jobs: int) -> Any:
+    """One BLAS thread per worker thread, so threads do not oversubscribe the cores."""
+    import contextlib
+
+    if backend == "threading" and n_jobs != 1:
+        from threadpoolctl import threadpool_limits
+
+        return threadpool_limits(limits=1, user_api="blas")
+    return contextlib.nullcontext()
+
+
 def _chunk_rows(n_train: int, chunk_size: int | None) -> int:
     if chunk_size is not None:
         if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)):
@@ -422,13 +433,16 @@ def knn_asymmetric_shapley(
     fn = functools.partial(_knn_chunk, problem)
     # results come back in chunk order whatever the backend, so sums are reproducible
     batch = max(1, 4 * max(n_jobs, 1)) if progress is not None else len(chunks)
-    for start in range(0, len(chunks), batch):
-        part = chunks[start : start + batch]
-        for a, b in parallel_map(fn, part, n_jobs=n_jobs, backend=backend, ray_address=ray_address):
-            acc += a
-            acc2 += b
-        if progress is not None:
-            progress(sum(c.stop - c.start for c in part))
+    with _blas_limit(backend, n_jobs):
+        for start in range(0, len(chunks), batch):
+            part = chunks[start : start + batch]
+            for a, b in parallel_map(
+                fn, part, n_jobs=n_jobs, backend=backend, ray_address=ray_address
+            ):
+                acc += a
+                acc2 += b
+            if progress is not None:
+                progress(sum(c.stop - c.start for c in part))
     values = acc / m
     var = np.maximum(acc2 / m - values**2, 0.0)
     stderr = np.sqrt(var / (m - 1)) if m > 1 else np.zeros(n)
