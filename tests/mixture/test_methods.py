@@ -231,9 +231,9 @@ def test_regmix_regression(mix_data, proxy) -> None:  # type: ignore[no-untyped-
     pred = rm.model_.predict(w[None, :])[0]
     assert pred <= float(np.mean(rm.model_.predict(rm.mixtures_))) + 1e-9
     assert np.isfinite(rm.r2_loo_) and rm.r2_loo_ <= 1.0
-    gbm = RegMix(
-        BUDGET / 2, n_runs=6, n_candidates=500, top_k=5, regressor="gbm", proxy=proxy
-    ).fit(data)
+    gbm = RegMix(BUDGET / 2, n_runs=6, n_candidates=500, top_k=5, regressor="gbm", proxy=proxy).fit(
+        data
+    )
     assert sum(gbm.weights_.values()) == pytest.approx(1.0)
 
 
@@ -276,13 +276,14 @@ def test_optimize_mixture_dispatches_every_method(mix_data, proxy) -> None:  # t
 def test_train_with_weights_saves_a_loadable_model(mix_data, proxy, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     tok, data = mix_data
     w = {"code": 0.5, "boiler": 0.25, "prose": 0.25}
-    model, res = train_with_weights(
+    _model, res = train_with_weights(
         data, w, budget=BUDGET, proxy=proxy, eval_every=2, tokenizer=tok, output_dir=tmp_path
     )
     assert [h.step for h in res.history] == [2, 4, 6]
     assert set(res.final.losses) == set(data.domains)  # type: ignore[union-attr]
     loaded, ltok = load_model(tmp_path)
     assert ltok is not None and len(ltok) == len(tok)
+    assert loaded.config.n_embd == proxy.model.n_embd
     with pytest.raises(InvalidInput, match="sum to 1"):
         train_with_weights(data, {"code": 0.5, "boiler": 0.5, "prose": 0.5}, budget=BUDGET)
     with pytest.raises(InvalidInput, match="missing"):
