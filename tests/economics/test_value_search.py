@@ -73,6 +73,7 @@ def test_single_product_value(planted: dict[str, pd.DataFrame]) -> None:
     assert bad.value < 0
 
 
+@pytest.mark.slow
 def test_text_columns_use_minilm() -> None:
     pos = [
         "a wonderful, delightful product, works great",
