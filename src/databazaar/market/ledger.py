@@ -123,6 +123,7 @@ class LedgerProblem:
     message: str
     account_id: int | None = None
     txn_id: str | None = None
+    chain: bool = False
 
     def __str__(self) -> str:
         where = f"ledger row seq={self.seq}" if self.seq is not None else "ledger"
@@ -142,7 +143,15 @@ class LedgerReport:
 
     @property
     def first_bad_seq(self) -> int | None:
-        """The ``seq`` of the first row named by a problem, if any."""
+        """The first row that breaks the hash chain, else the first row named at all.
+
+        A row edited in place breaks its own hash; the transaction it belongs to then
+        also fails to balance, but that problem names the transaction's first row, so
+        chain problems take precedence.
+        """
+        chain = [p.seq for p in self.problems if p.seq is not None and p.chain]
+        if chain:
+            return min(chain)
         seqs = [p.seq for p in self.problems if p.seq is not None]
         return min(seqs) if seqs else None
 
@@ -189,10 +198,16 @@ def verify(session: Session, *, max_problems: int = 100) -> LedgerReport:
         n_rows += 1
         expected_seq += 1
         if row.seq != expected_seq:
-            problem(LedgerProblem(row.seq, f"sequence gap: expected seq={expected_seq}"))
+            problem(
+                LedgerProblem(row.seq, f"sequence gap: expected seq={expected_seq}", chain=True)
+            )
             expected_seq = row.seq
         if row.prev_hash != prev:
-            problem(LedgerProblem(row.seq, "prev_hash does not match the previous row's hash"))
+            problem(
+                LedgerProblem(
+                    row.seq, "prev_hash does not match the previous row's hash", chain=True
+                )
+            )
         digest = row_digest(
             row.prev_hash,
             row.seq,
@@ -210,6 +225,7 @@ def verify(session: Session, *, max_problems: int = 100) -> LedgerReport:
                     "row_hash does not match the row's contents (row was edited)",
                     account_id=row.account_id,
                     txn_id=row.txn_id,
+                    chain=True,
                 )
             )
         prev = row.row_hash
