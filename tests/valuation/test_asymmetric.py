@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -363,3 +364,42 @@ def test_resolve_group_order_members():
     assert go.rank.tolist() == [1, 2, 1, 0]
     assert [m.tolist() for m in go.members] == [[3], [0, 2], [1]]
     assert go.offsets.tolist() == [0, 1, 3, 4]
+
+
+# -- Ray ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def local_ray() -> Iterator[object]:
+    ray = pytest.importorskip("ray")
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    if started:
+        ray.shutdown()
+
+
+@pytest.mark.slow
+def test_ray_matches_joblib(local_ray):  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(8)
+    x, y = rng.normal(size=(120, 3)), rng.integers(0, 3, 120)
+    xt, yt = rng.normal(size=(45, 3)), rng.integers(0, 3, 45)
+    groups = rng.choice(["a", "b", "c"], size=120)
+    kw = {"groups": groups, "order": ["c", "a", "b"], "k": 4, "chunk_size": 10}
+    ref = knn_asymmetric_shapley(x, y, xt, yt, **kw)
+    on_ray = knn_asymmetric_shapley(x, y, xt, yt, **kw, backend="ray", n_jobs=2)
+    np.testing.assert_array_equal(on_ray.values, ref.values)
+    np.testing.assert_array_equal(on_ray.stderr, ref.stderr)
+
+    # MC-ADS: a self-contained utility (Ray workers cannot import this test module)
+    weights = np.array([1.0, 2.0, 0.5, 3.0, 0.0, 1.5, 0.7, 0.2])
+    game = GameUtility(lambda s: float(np.sqrt(weights[list(s)].sum())), 8)
+    mkw = {"groups": [0, 0, 1, 1, 1, 2, 2, 2], "order": [2, 0, 1], "n_permutations": 30}
+    a = mc_asymmetric_shapley(game, **mkw, random_state=5)
+    b = mc_asymmetric_shapley(game, **mkw, random_state=5, backend="ray", n_jobs=2)
+    np.testing.assert_array_equal(a.values, b.values)
+    np.testing.assert_array_equal(a.stderr, b.stderr)
+    est = AsymmetricShapley(method="mc", n_permutations=30, random_state=5, backend="ray", n_jobs=2)
+    fitted = est.fit(game, groups=mkw["groups"], order=mkw["order"])
+    np.testing.assert_array_equal(fitted.result_.values, a.values)

@@ -366,7 +366,7 @@ def shapley_confidence_intervals(
         A copy of ``result`` with ``ci_low``, ``ci_high``, ``confidence`` set and
         ``stderr`` = the standard error used for the interval.
     """
-    from scipy.stats import norm
+    from scipy.special import ndtri
 
     if not isinstance(result, ValuationResult):
         raise InvalidInput("result must be a ValuationResult")
@@ -395,7 +395,7 @@ def shapley_confidence_intervals(
         include_stderr = not result.method.startswith("knn")
     total = var + (result.stderr**2 if include_stderr else 0.0)
     se = np.sqrt(total)
-    q = float(norm.ppf(0.5 + conf / 2.0))
+    q = float(ndtri(0.5 + conf / 2.0))
     params = {
         **result.params,
         "ci_method": resolved,
