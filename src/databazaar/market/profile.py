@@ -9,6 +9,8 @@ All values are JSON-safe (NaN and infinities become ``null``).
 
 from __future__ import annotations
 
+import codecs
+import csv
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,12 +68,65 @@ def _check_parquet_magic(path: Path) -> None:
         )
 
 
+def _check_utf8_text(path: Path, file_format: str) -> None:
+    """Refuse NUL bytes and invalid UTF-8 in a text format (CSV, JSONL)."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="strict")
+    offset = 0
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 16), b""):
+            nul = chunk.find(b"\x00")
+            if nul >= 0:
+                raise InvalidInput(
+                    f"the file is binary, not {file_format} text (NUL byte at offset "
+                    f"{offset + nul})",
+                    hint=f"upload UTF-8 {file_format} text",
+                )
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as exc:
+                raise InvalidInput(
+                    f"the file could not be parsed as {file_format}: invalid UTF-8 at byte "
+                    f"{offset + exc.start}",
+                    hint="save the file as UTF-8",
+                ) from None
+            offset += len(chunk)
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            raise InvalidInput(
+                f"the file could not be parsed as {file_format}: truncated UTF-8 at the end",
+                hint="save the file as UTF-8",
+            ) from None
+
+
+def _check_csv_header(path: Path) -> None:
+    """Refuse duplicate or empty column names (pandas would silently rename them)."""
+    with path.open(encoding="utf-8", newline="") as fh:
+        try:
+            header = next(csv.reader(fh), [])
+        except csv.Error as exc:
+            raise InvalidInput(f"the file could not be parsed as csv: {exc}") from None
+    names = [h.strip() for h in header]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise InvalidInput(
+            f"column names are not unique: {', '.join(map(repr, dupes[:5]))}",
+            hint="give every column its own name",
+        )
+    if names and any(not n for n in names):
+        raise InvalidInput("the table has columns without a header", hint="name every column")
+
+
 def read_upload(path: Path, file_format: str) -> pd.DataFrame:
     """Parse a staged upload, turning every parser failure into :class:`InvalidInput`.
 
     A server whose Parquet engine (pyarrow) cannot be imported answers Parquet uploads
     with a :class:`DatabazaarError` (HTTP 500) that says so, not with a parse error.
     """
+    if file_format in ("csv", "jsonl"):
+        _check_utf8_text(path, file_format)
+    if file_format == "csv":
+        _check_csv_header(path)
     if file_format == "parquet":
         _check_parquet_magic(path)
         try:
