@@ -253,7 +253,8 @@ def _group_result(
     values: np.ndarray, order: GroupOrder, counts: np.ndarray | None, method: str, params: dict
 ) -> ValuationResult:
     gvals = np.array([values[m].sum() for m in order.members])
-    gcounts = None if counts is None else np.array([counts[m].sum() for m in order.members])
+    # every member of a group has the same sample count (test points or permutations)
+    gcounts = None if counts is None else np.array([counts[m].max() for m in order.members])
     ids = np.empty(order.n_groups, dtype=object)
     ids[:] = [_json_scalar(g) for g in order.ids]
     return ValuationResult(
@@ -488,20 +489,19 @@ def _mc_block(
     task: tuple[np.random.SeedSequence, int],
 ) -> tuple[np.ndarray, np.ndarray]:
     """Sum and sum of squares of marginals over ``n_perm`` order-consistent permutations."""
+    from databazaar.valuation.sampling import permutation_marginals
+
     seed, n_perm = task
     rng = np.random.default_rng(seed)
     n = int(sum(m.size for m in members))
     s1 = np.zeros(n)
     s2 = np.zeros(n)
     for _ in range(n_perm):
+        # a uniform draw from Π_σ: shuffle every group, concatenate the groups in order
         perm = np.concatenate([rng.permutation(m) for m in members])
-        prev = empty_value
-        for j in range(n):
-            cur = float(utility(perm[: j + 1]))
-            d = cur - prev
-            s1[perm[j]] += d
-            s2[perm[j]] += d * d
-            prev = cur
+        marg = permutation_marginals(utility, perm, u_start=empty_value)
+        s1[perm] += marg
+        s2[perm] += marg * marg
     return s1, s2
 
 
