@@ -20,14 +20,11 @@ error's HTTP status; an expired or missing login redirects to ``/login``.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, FastAPI, File, Form, Path, Query, Request, UploadFile
-from fastapi.exceptions import RequestValidationError
-from fastapi.routing import APIRoute
+from fastapi import APIRouter, FastAPI, File, Form, Path, Query, Request, UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
@@ -36,6 +33,17 @@ from databazaar.core.errors import DatabazaarError, Forbidden, InvalidInput, Not
 from databazaar.market.schemas import AccountOut, ProductOut, VersionOut
 from databazaar.market.service import Market
 from databazaar.server.web import statements
+from databazaar.server.web.base import (
+    Csrf,
+    MarketDep,
+    Sess,
+    SlugPath,
+    WebRoute,
+    error_page,
+    landing,
+    render,
+    require_role,
+)
 from databazaar.server.web.rendering import (
     STATIC_DIR,
     Renderer,
@@ -44,119 +52,13 @@ from databazaar.server.web.rendering import (
     redirect,
     safe_next,
 )
-from databazaar.server.web.session import SESSION_MAX_AGE, WebSession, make_serializer
+from databazaar.server.web.session import SESSION_MAX_AGE, make_serializer
 
 PAGE_SIZE = 12
 SEARCH_MODES = {"fulltext": "Keywords", "semantic": "Meaning (MiniLM)", "hybrid": "Both"}
 
 
-# ---------------------------------------------------------------------- plumbing
-def _web(request: Request) -> Any:
-    web = getattr(request.app.state, "web", None)
-    if web is None:
-        raise RuntimeError("the web pages are not mounted; call mount_web(app)")
-    return web
-
-
-def web_session(request: Request) -> WebSession:
-    """The cookie session of this request (one object per request)."""
-    sess = getattr(request.state, "web_session", None)
-    if sess is None:
-        sess = WebSession(request, _web(request).serializer)
-        request.state.web_session = sess
-    return sess
-
-
-def get_market(request: Request) -> Market:
-    return request.app.state.market
-
-
-Sess = Annotated[WebSession, Depends(web_session)]
-MarketDep = Annotated[Market, Depends(get_market)]
-Csrf = Annotated[str, Form(max_length=200)]
-SlugPath = Annotated[str, Path(min_length=1, max_length=64)]
-
-
-def render(
-    request: Request,
-    sess: WebSession,
-    template: str,
-    context: dict[str, Any] | None = None,
-    *,
-    status: int = 200,
-) -> Response:
-    return _web(request).renderer.page(request, sess, template, context, status=status)
-
-
-def error_page(request: Request, exc: DatabazaarError) -> Response:
-    """The HTML page for a market error, with the error's status code."""
-    sess = web_session(request)
-    status = exc.http_status
-    if isinstance(exc, Unauthorized) and request.method == "GET":
-        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        sess.flash(exc.message, "error")
-        return redirect(sess, "/login?next=" + quote(target, safe="/"))
-    return render(
-        request,
-        sess,
-        "error.html",
-        {"title": _status_title(status), "status": status, "exc": exc},
-        status=status,
-    )
-
-
-def _status_title(status: int) -> str:
-    return {
-        401: "Please log in",
-        402: "Payment needed",
-        403: "Not allowed",
-        404: "Not found",
-        405: "Not allowed",
-        409: "Conflict",
-        413: "Too large",
-        422: "Check your input",
-    }.get(status, "Something went wrong")
-
-
-class WebRoute(APIRoute):
-    """A route whose market errors and form-validation errors render as HTML pages."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def wrapped(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except DatabazaarError as exc:
-                return error_page(request, exc)
-            except RequestValidationError as exc:
-                fields = ", ".join(
-                    str(err.get("loc", ("", "?"))[-1]) for err in list(exc.errors())[:5]
-                )
-                return error_page(
-                    request,
-                    InvalidInput(
-                        f"the form has invalid or too long fields: {fields}",
-                        hint="go back, correct them and send the form again",
-                    ),
-                )
-
-        return wrapped
-
-
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
-
-
-def _require_role(account: AccountOut, *roles: str) -> None:
-    if account.role != "admin" and account.role not in roles:
-        raise Forbidden(
-            f"this page is for {' or '.join(roles)} accounts",
-            hint=f"you are logged in as a {account.role}",
-        )
-
-
-def _landing(account: AccountOut) -> str:
-    return {"seller": "/sell", "buyer": "/purchases", "admin": "/admin"}.get(account.role, "/")
 
 
 # ---------------------------------------------------------------------- browse
@@ -354,7 +256,7 @@ def login(
         return render(request, sess, "login.html", {**ctx, "error": exc}, status=exc.http_status)
     sess.log_in(token.token, token.account)
     sess.flash(f"Welcome back, {token.account.username}.", "success")
-    return redirect(sess, safe_next(next, _landing(token.account)))
+    return redirect(sess, safe_next(next, landing(token.account)))
 
 
 @router.get("/signup")
@@ -387,7 +289,7 @@ def signup(
         return render(request, sess, "signup.html", ctx, status=exc.http_status)
     sess.log_in(token.token, token.account)
     sess.flash(f"Welcome, {token.account.username}: your {role} account is ready.", "success")
-    return redirect(sess, _landing(token.account))
+    return redirect(sess, landing(token.account))
 
 
 @router.post("/logout")
@@ -407,7 +309,7 @@ def logout(request: Request, sess: Sess, market: MarketDep, csrf_token: Csrf = "
 @router.get("/sell")
 def seller_dashboard(request: Request, sess: Sess, market: MarketDep) -> Response:
     account = sess.require_account()
-    _require_role(account, "seller")
+    require_role(account, "seller")
     fresh = market.get_account(account.id)
     postings = statements.account_postings(market, account.id)
     sales = statements.seller_sales(market, account.id)
@@ -432,7 +334,7 @@ def earnings_chart(sess: Sess, market: MarketDep) -> Response:
     from databazaar.server.web.charts import earnings_svg
 
     account = sess.require_account()
-    _require_role(account, "seller")
+    require_role(account, "seller")
     points = statements.cumulative(statements.account_postings(market, account.id), ("sale",))
     response = Response(
         earnings_svg(points, until=datetime.now(UTC)),
@@ -445,7 +347,7 @@ def earnings_chart(sess: Sess, market: MarketDep) -> Response:
 @router.get("/sell/new")
 def new_product_form(request: Request, sess: Sess) -> Response:
     account = sess.require_account()
-    _require_role(account, "seller")
+    require_role(account, "seller")
     return render(request, sess, "sell_new.html", {"title": "New product", "form": {}})
 
 
@@ -460,7 +362,7 @@ def new_product(
 ) -> Response:
     sess.check_csrf(csrf_token)
     account = sess.require_account()
-    _require_role(account, "seller")
+    require_role(account, "seller")
     try:
         product = market.create_product(account, slug.strip(), title)
     except DatabazaarError as exc:
@@ -494,7 +396,7 @@ def _manage_context(market: Market, account: AccountOut, slug: str) -> dict[str,
 @router.get("/sell/products/{slug}")
 def manage_product(request: Request, sess: Sess, market: MarketDep, slug: SlugPath) -> Response:
     account = sess.require_account()
-    _require_role(account, "seller")
+    require_role(account, "seller")
     return render(request, sess, "sell_manage.html", _manage_context(market, account, slug))
 
 
@@ -514,7 +416,7 @@ def upload_version(
 ) -> Response:
     sess.check_csrf(csrf_token)
     account = sess.require_account()
-    _require_role(account, "seller")
+    require_role(account, "seller")
     upload = {
         "license": license,
         "task": task,
@@ -552,7 +454,7 @@ def publish_version(
 ) -> Response:
     sess.check_csrf(csrf_token)
     account = sess.require_account()
-    _require_role(account, "seller")
+    require_role(account, "seller")
     version = market.publish(account, slug, number)
     sess.flash(f"Version {version.number} is published: buyers can now find it.", "success")
     return redirect(sess, f"/sell/products/{slug}")
@@ -570,7 +472,7 @@ def set_listing(
 ) -> Response:
     sess.check_csrf(csrf_token)
     account = sess.require_account()
-    _require_role(account, "seller")
+    require_role(account, "seller")
     on_sale = active == "on"
     try:
         listing = market.set_listing(account, slug, parse_money(price), active=on_sale)
@@ -618,7 +520,7 @@ def _admin_context(market: Market) -> dict[str, Any]:
 @router.get("/admin")
 def admin(request: Request, sess: Sess, market: MarketDep) -> Response:
     account = sess.require_account()
-    _require_role(account, "admin")
+    require_role(account, "admin")
     return render(request, sess, "admin.html", _admin_context(market))
 
 
@@ -628,7 +530,7 @@ def admin_verify(
 ) -> Response:
     sess.check_csrf(csrf_token)
     account = sess.require_account()
-    _require_role(account, "admin")
+    require_role(account, "admin")
     report = market.verify_ledger()
     ctx = {**_admin_context(market), "report": report}
     return render(request, sess, "admin.html", ctx)
@@ -646,7 +548,7 @@ def admin_deposit(
 ) -> Response:
     sess.check_csrf(csrf_token)
     account = sess.require_account()
-    _require_role(account, "admin")
+    require_role(account, "admin")
     try:
         target = market.account_by_name(username.strip())
         done = market.deposit(target.id, parse_money(amount, "amount"), memo=memo or "deposit")
