@@ -163,7 +163,7 @@ def run_economics_demo(home: Path, say: Callable[[str], None]) -> dict[str, Any]
         }
         quote = econ.quote("iris-field-coop", request)
         say(
-            f"value-based quote for 'iris-field-coop': 20% of measured value "
+            f"value-based quote for 'iris-field-coop': 20% of its value alone "
             f"{quote.details['value_low']:.3f} (CI lower bound) x 200.00 USD = "
             f"{quote.price_minor / 100:.2f} USD"
         )
