@@ -262,19 +262,24 @@ def knn_projection(order, y_train, y_test, z, k, sizes, weights):  # pragma: no 
     than ``z`` and ``G_τ(q) = P(Bin(s - 1, q / (n - 1)) >= τ)``.  With the anchor at
     ``p``, ``z`` enters the top ``K`` with probability ``1 - G_{K - [p <= b]}(b)`` and the
     evicted ``K``-th member sits at ``q > b`` with probability ``G(q) - G(q - 1)``, where
-    ``G`` uses threshold ``K - 1`` from ``p`` on and ``K`` before.  Prefix and suffix sums
-    give every anchor in ``O(1)``: ``O(|sizes| n K)`` per test row.
+    ``G`` uses threshold ``K - 1`` from ``p`` on and ``K`` before.  Anchors at ``p <= b``
+    share one value; past the position where both ``G`` have reached 1 all anchors share
+    another; only the positions in between are evaluated one by one (prefix and suffix
+    sums), so a size costs ``O(K (q_sat - b))`` rather than ``O(K n)``.
     """
     m, n = order.shape
     nq = n - 1
     r = np.zeros(n)
     pts = np.empty(nq, dtype=np.int64)
     lab = np.empty(nq + 2)
-    gk = np.empty(nq + 1)  # G_K(q), q = 0..nq
+    gk = np.empty(nq + 1)  # G_K(q)
     gk1 = np.empty(nq + 1)  # G_{K-1}(q)
-    pre = np.empty(nq + 2)  # prefix of c_q (G_K(q) - G_K(q-1)) over q = b+1..
-    suf = np.empty(nq + 2)  # suffix of c_q (G_{K-1}(q) - G_{K-1}(q-1))
+    pre = np.empty(nq + 2)  # pre[q] = sum_{b < q' <= q} c_q' (G_K(q') - G_K(q' - 1))
+    suf = np.empty(nq + 2)  # suf[q] = sum_{q' >= q} c_q' (G_{K-1}(q') - G_{K-1}(q' - 1))
+    diff = np.zeros(nq + 2)  # range additions over anchor positions 1..nq
+    acc = np.zeros(nq + 2)  # individual anchor values
     tmp = np.empty(2)
+    one = 1.0 - 1e-15
     for row in range(m):
         yt = y_test[row]
         cz = 1.0 if y_train[z] == yt else 0.0
@@ -288,27 +293,43 @@ def knn_projection(order, y_train, y_test, z, k, sizes, weights):  # pragma: no 
                 pts[c] = i
                 lab[c + 1] = 1.0 if y_train[i] == yt else 0.0
                 c += 1
+        diff[:] = 0.0
+        acc[:] = 0.0
         for si in range(sizes.shape[0]):
             s = sizes[si]
             w = weights[si] / (k * m)
-            for q in range(nq + 1):
-                _binom_sf2(s - 1, q / nq, k, tmp)
-                gk[q] = tmp[0]
-                gk1[q] = tmp[1]
+            _binom_sf2(s - 1, b / nq, k, tmp)
+            gk[b] = tmp[0]
+            gk1[b] = tmp[1]
+            # positions b+1..qmax until both G have saturated at 1
+            qmax = b
+            while qmax < nq and (gk[qmax] < one or gk1[qmax] < one):
+                qmax += 1
+                _binom_sf2(s - 1, qmax / nq, k, tmp)
+                gk[qmax] = tmp[0]
+                gk1[qmax] = tmp[1]
             pre[b] = 0.0
-            for q in range(b + 1, nq + 1):
+            for q in range(b + 1, qmax + 1):
                 pre[q] = pre[q - 1] + lab[q] * (gk[q] - gk[q - 1])
-            suf[nq + 1] = 0.0
-            for q in range(nq, b, -1):
+            suf[qmax + 1] = 0.0
+            for q in range(qmax, b, -1):
                 suf[q] = suf[q + 1] + lab[q] * (gk1[q] - gk1[q - 1])
             early = cz * (1.0 - gk1[b]) - suf[b + 1]
             enter_late = cz * (1.0 - gk[b])
-            for q in range(1, nq + 1):
-                if q <= b:
-                    val = early
-                else:
-                    val = enter_late - (pre[q - 1] + lab[q] * (gk1[q] - gk[q - 1]) + suf[q + 1])
-                r[pts[q - 1]] += w * val
+            if b >= 1:
+                diff[1] += w * early
+                diff[b + 1] -= w * early
+            for q in range(b + 1, qmax + 1):
+                evict = pre[q - 1] + lab[q] * (gk1[q] - gk[q - 1]) + suf[q + 1]
+                acc[q] += w * (enter_late - evict)
+            if qmax < nq:
+                tail = enter_late - pre[qmax]
+                diff[qmax + 1] += w * tail
+                diff[nq + 1] -= w * tail
+        run = 0.0
+        for q in range(1, nq + 1):
+            run += diff[q]
+            r[pts[q - 1]] += run + acc[q]
     return r
 
 

@@ -145,7 +145,7 @@ class KNNMarginals:
             self.order, self.y_train, self.y_test, int(z), self.k, anchors, int(n_inner), seed
         )
 
-    def projection(self, z: int, max_sizes: int = 128) -> np.ndarray:
+    def projection(self, z: int, max_sizes: int = 512) -> np.ndarray:
         """``E[h_z(S) | x ∈ S]`` for every anchor ``x`` in closed form (``P(s) ∝ s``).
 
         The size distribution is used exactly when ``n - 1 <= max_sizes`` and otherwise
@@ -167,7 +167,7 @@ class KNNMarginals:
         return np.delete(out, z)
 
 
-def size_nodes(n: int, max_sizes: int = 128) -> tuple[np.ndarray, np.ndarray]:
+def size_nodes(n: int, max_sizes: int = 512) -> tuple[np.ndarray, np.ndarray]:
     """Sizes ``s = 1..n-1`` with ``P(s) = 2 s / (n (n - 1))``, or quantile nodes of it."""
     if n - 1 <= max_sizes:
         sizes = np.arange(1, n, dtype=np.int64)
