@@ -3,8 +3,10 @@
 from fastapi import APIRouter
 
 from databazaar.server.api import admin, auth, catalog, downloads, orders, products
+from databazaar.server.api.common import errors
 
-api_router = APIRouter()
+# Every route may refuse a malformed request (400) or invalid parameters (422).
+api_router = APIRouter(responses=errors(400, 422))
 api_router.include_router(auth.router)
 api_router.include_router(catalog.router)
 api_router.include_router(products.router)

@@ -59,7 +59,7 @@ def my_products(account: CurrentAccount, market: MarketDep) -> list[ProductOut]:
     return market.my_products(account)
 
 
-@router.get("/{slug}", response_model=ProductOut, responses=errors(404, 422))
+@router.get("/{slug}", response_model=ProductOut, responses=errors(401, 404, 422))
 def get_product(slug: Slug, market: MarketDep, account: OptionalAccount) -> ProductOut:
     """A product's card; its owner also sees draft versions."""
     return market.get_product(slug, account)
@@ -95,7 +95,7 @@ def upload_version(
     return market.add_version(account, slug, file.file, file.filename, card)
 
 
-@router.get("/{slug}/versions/{number}", response_model=VersionOut, responses=errors(404, 422))
+@router.get("/{slug}/versions/{number}", response_model=VersionOut, responses=errors(401, 404, 422))
 def get_version(
     slug: Slug, number: VersionNumber, market: MarketDep, account: OptionalAccount
 ) -> VersionOut:

@@ -19,7 +19,6 @@ error's HTTP status; an expired or missing login redirects to ``/login``.
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -30,7 +29,7 @@ from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
 
 from databazaar.core.errors import DatabazaarError, Forbidden, InvalidInput, NotFound, Unauthorized
-from databazaar.market.schemas import AccountOut, ProductOut, VersionOut
+from databazaar.market.schemas import AccountOut, ProductOut
 from databazaar.market.service import Market
 from databazaar.server.web import statements
 from databazaar.server.web.base import (
@@ -44,6 +43,8 @@ from databazaar.server.web.base import (
     render,
     require_role,
 )
+from databazaar.server.web.economics import manage_extras, product_context
+from databazaar.server.web.economics import router as econ_router
 from databazaar.server.web.rendering import (
     STATIC_DIR,
     Renderer,
@@ -138,35 +139,6 @@ def catalog(
     return render(request, sess, "catalog.html", ctx)
 
 
-def _product_context(
-    market: Market, account: AccountOut | None, slug: str, version: int | None
-) -> dict[str, Any]:
-    product = market.get_product(slug, account)
-    shown: VersionOut | None = product.latest
-    if version is not None:
-        shown = market.get_version(slug, version, account)
-    owner = account is not None and (account.role == "admin" or account.username == product.seller)
-    has_access = account is not None and market.has_access(account, slug)
-    on_sale = product.listing is not None and product.listing.active
-    can_buy = (
-        account is not None
-        and account.role == "buyer"
-        and not has_access
-        and on_sale
-        and shown is not None
-    )
-    return {
-        "title": product.title,
-        "product": product,
-        "shown": shown,
-        "owner": owner,
-        "has_access": has_access,
-        "on_sale": on_sale,
-        "can_buy": can_buy,
-        "idempotency_key": uuid.uuid4().hex,
-    }
-
-
 @router.get("/products/{slug}")
 def product_page(
     request: Request,
@@ -175,37 +147,8 @@ def product_page(
     slug: SlugPath,
     version: Annotated[int | None, Query(ge=1, le=1_000_000)] = None,
 ) -> Response:
-    ctx = _product_context(market, sess.account(), slug, version)
+    ctx = product_context(request, market, sess.account(), slug, version)
     return render(request, sess, "product.html", ctx)
-
-
-@router.post("/products/{slug}/buy")
-def buy(
-    request: Request,
-    sess: Sess,
-    market: MarketDep,
-    slug: SlugPath,
-    csrf_token: Csrf = "",
-    idempotency_key: Annotated[str, Form(max_length=128)] = "",
-) -> Response:
-    sess.check_csrf(csrf_token)
-    account = sess.require_account()
-    try:
-        order = market.purchase(account, [slug], idempotency_key)
-    except DatabazaarError as exc:
-        if isinstance(exc, Unauthorized | NotFound):
-            raise
-        ctx = _product_context(market, sess.account(), slug, None)
-        return render(request, sess, "product.html", {**ctx, "error": exc}, status=exc.http_status)
-    total = order.total_minor
-    note = " (this order had already been placed; you were not charged twice)"
-    sess.flash(
-        f"Order {order.id}: you bought {slug} for {total // 100}.{total % 100:02d} USD"
-        + (note if order.replayed else "")
-        + ".",
-        "success",
-    )
-    return redirect(sess, f"/purchases#order-{order.id}")
 
 
 @router.post("/products/{slug}/download")
@@ -374,17 +317,22 @@ def new_product(
     return redirect(sess, f"/sell/products/{product.slug}")
 
 
-def _manage_context(market: Market, account: AccountOut, slug: str) -> dict[str, Any]:
+def manage_context(
+    request: Request, market: Market, account: AccountOut, slug: str
+) -> dict[str, Any]:
+    """The seller's manage page: versions, upload form, price and pricing mechanism."""
     product: ProductOut = market.get_product(slug, account)
     if account.role != "admin" and product.seller != account.username:
         raise Forbidden(f"product {slug!r} belongs to another seller")
     versions = [market.get_version(slug, n, account) for n in product.versions][::-1]
     listing = product.listing
+    has_published = any(v.status == "published" for v in versions)
     return {
+        **(manage_extras(request, slug) if has_published else {"mechanism": None}),
         "title": f"Manage {product.title}",
         "product": product,
         "versions": versions,
-        "has_published": any(v.status == "published" for v in versions),
+        "has_published": has_published,
         "upload": {},
         "price_form": {
             "price": "" if listing is None else f"{listing.price_minor / 100:.2f}",
@@ -397,7 +345,7 @@ def _manage_context(market: Market, account: AccountOut, slug: str) -> dict[str,
 def manage_product(request: Request, sess: Sess, market: MarketDep, slug: SlugPath) -> Response:
     account = sess.require_account()
     require_role(account, "seller")
-    return render(request, sess, "sell_manage.html", _manage_context(market, account, slug))
+    return render(request, sess, "sell_manage.html", manage_context(request, market, account, slug))
 
 
 @router.post("/sell/products/{slug}/versions")
@@ -432,7 +380,7 @@ def upload_version(
     except DatabazaarError as exc:
         if isinstance(exc, Unauthorized | NotFound | Forbidden):
             raise
-        ctx = _manage_context(market, account, slug)
+        ctx = manage_context(request, market, account, slug)
         ctx.update(upload=upload, error=exc)
         return render(request, sess, "sell_manage.html", ctx, status=exc.http_status)
     sess.flash(
@@ -479,7 +427,7 @@ def set_listing(
     except DatabazaarError as exc:
         if isinstance(exc, Unauthorized | NotFound | Forbidden):
             raise
-        ctx = _manage_context(market, account, slug)
+        ctx = manage_context(request, market, account, slug)
         ctx.update(price_form={"price": price, "active": on_sale}, error=exc)
         return render(request, sess, "sell_manage.html", ctx, status=exc.http_status)
     state = "on sale" if listing.active else "off sale"
@@ -493,7 +441,9 @@ def set_listing(
 def purchases(request: Request, sess: Sess, market: MarketDep) -> Response:
     account = sess.require_account()
     orders = market.orders_for(account)
-    owned = sorted({item.slug for order in orders for item in order.items})
+    bought = sorted({item.slug for order in orders for item in order.items})
+    # Query answers and models are delivered on their sale page, not as file access.
+    owned = [slug for slug in bought if market.has_access(account, slug)]
     return render(
         request,
         sess,
@@ -567,6 +517,9 @@ def admin_deposit(
         "success",
     )
     return redirect(sess, "/admin")
+
+
+router.include_router(econ_router)
 
 
 # ---------------------------------------------------------------------- mounting

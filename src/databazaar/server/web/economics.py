@@ -1,0 +1,544 @@
+"""Pages of the market economics: value-aware search, value reports, pricing, sales.
+
+Every handler calls :class:`databazaar.market.econ_service.Economics` (the same object
+the JSON routes under ``/api/econ`` use, kept on the app) and renders the answer:
+
+``/value-search``                     a buyer uploads a validation set; products on sale
+                                       are ranked by KNN-Shapley value for it, with
+                                       intervals, a value chart and point-removal curves
+``/products/{slug}/buy``               buy under the product's mechanism (posted price,
+                                       share of measured value, noisy model, query answer)
+``/products/{slug}/bid``               a sealed bid when the product is auctioned
+``/sales/{id}``                        what a sale delivered (file, query answer, model)
+``/sell/products/{slug}/pricing``      the seller chooses the pricing mechanism
+``/sell/products/{slug}/auction/close`` the seller clears an auction
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import tempfile
+import uuid
+from pathlib import Path as FsPath
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Form, Path, Query, Request, UploadFile
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
+from starlette.datastructures import UploadFile as StarletteUpload
+from starlette.responses import Response
+
+from databazaar.core.errors import (
+    Conflict,
+    DatabazaarError,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    PayloadTooLarge,
+    Unauthorized,
+)
+from databazaar.market.schemas import AccountOut, VersionOut
+from databazaar.market.service import Market
+from databazaar.server.web.base import (
+    Csrf,
+    MarketDep,
+    Sess,
+    SlugPath,
+    WebRoute,
+    render,
+    require_role,
+    web_session,
+)
+from databazaar.server.web.rendering import parse_money, redirect
+
+router = APIRouter(route_class=WebRoute, include_in_schema=False)
+
+MAX_VALIDATION_BYTES = 5 * 1024 * 1024
+MAX_VALIDATION_ROWS = 5000
+CHUNK = 1 << 16
+
+#: name -> (label, what the buyer gets and pays, an example configuration)
+MECHANISMS: dict[str, tuple[str, str, dict[str, Any]]] = {
+    "posted": (
+        "Posted price",
+        "Buyers pay the listed price for the whole dataset.",
+        {"price_minor": 1250},
+    ),
+    "value": (
+        "Share of measured value",
+        "Buyers upload a validation set; they pay a share of the value the data has for "
+        "their task (at least the floor, at most the cap).",
+        {"share_bps": 2000, "floor_minor": 100, "cap_minor": 50000},
+    ),
+    "query": (
+        "Query-based (pay per selection)",
+        "Buyers choose values of the priced columns and buy the matching rows; the price "
+        "is arbitrage-free (Koutris et al.).",
+        {"price_points": {"city": {"Oslo": 300, "Lisbon": 200}}},
+    ),
+    "model": (
+        "Noisy models (model-based)",
+        "Buyers buy a model trained on the data with a chosen noise variance; less noise "
+        "costs more along an arbitrage-free price curve (Chen, Koutris, Kumar).",
+        {
+            "curve": [[0.01, 5000], [0.1, 1500], [1.0, 400]],
+            "label_column": "label",
+            "task": "classification",
+        },
+    ),
+    "auction": (
+        "Sealed-bid auction",
+        "Buyers place sealed bids; when you close the auction the winners pay the "
+        "second price (at least the reserve) for a licence.",
+        {"reserve_minor": 1000, "units": 1},
+    ),
+}
+
+
+# ---------------------------------------------------------------------- helpers
+def economics(request: Request) -> Any:
+    """The app's :class:`Economics` (shared with the JSON routes)."""
+    from databazaar.server.api.economics import get_economics
+
+    return get_economics(request, request.app.state.market)
+
+
+def svg_data_uri(svg: str) -> str:
+    """An SVG as a ``data:`` URI for an ``<img>`` (where SVG cannot run scripts)."""
+    return "data:image/svg+xml;base64," + base64.b64encode(svg.encode("utf-8")).decode("ascii")
+
+
+def read_table(upload: Any, what: str = "the validation set") -> Any:
+    """A small uploaded table (CSV, Parquet or JSONL) as a DataFrame.
+
+    The bytes are copied to a temporary file (at most :data:`MAX_VALIDATION_BYTES`) and
+    parsed by the market's own reader, so the same formats and checks apply as for
+    products; the file is deleted afterwards.
+    """
+    from databazaar.market.profile import format_for, read_upload
+
+    if upload is None or not isinstance(upload, StarletteUpload) or not upload.filename:
+        raise InvalidInput(f"choose a file with {what}", hint="a .csv, .parquet or .jsonl table")
+    fmt = format_for(upload.filename)
+    fd, name = tempfile.mkstemp(suffix="." + fmt)
+    path = FsPath(name)
+    try:
+        size = 0
+        with os.fdopen(fd, "wb") as out:
+            while chunk := upload.file.read(CHUNK):
+                size += len(chunk)
+                if size > MAX_VALIDATION_BYTES:
+                    raise PayloadTooLarge(
+                        f"{what} is larger than {MAX_VALIDATION_BYTES // (1024 * 1024)} MB",
+                        hint="a few hundred labelled rows are enough",
+                    )
+                out.write(chunk)
+        if size == 0:
+            raise InvalidInput(f"the file with {what} is empty")
+        frame = read_upload(path, fmt)
+    finally:
+        path.unlink(missing_ok=True)
+    if len(frame) > MAX_VALIDATION_ROWS:
+        raise InvalidInput(f"{what} has {len(frame)} rows; at most {MAX_VALIDATION_ROWS}")
+    return frame
+
+
+def _mechanism_view(econ: Any, slug: str) -> dict[str, Any] | None:
+    try:
+        mech = econ.mechanism_for(slug)
+    except Conflict:
+        return None  # not on sale and no mechanism chosen
+    label, about, _example = MECHANISMS.get(mech.name, (mech.name, "", {}))
+    view: dict[str, Any] = {
+        "name": mech.name,
+        "label": label,
+        "about": about,
+        "config": mech.config(),
+        "config_json": json.dumps(mech.config(), indent=2, sort_keys=True),
+    }
+    if mech.name == "posted":
+        view["price_minor"] = mech.price_minor
+    elif mech.name == "model":
+        view["curve"] = [(float(var), int(price)) for var, price in mech.curve.config()]
+        view["label_column"] = mech.label_column
+    elif mech.name == "query":
+        view["columns"] = [
+            (col, [(i, val, price) for i, (val, price) in enumerate(points)])
+            for col, points in mech.config()["price_points"].items()
+        ]
+    elif mech.name == "value":
+        view.update(mech.config())
+    elif mech.name == "auction":
+        view.update(mech.config())
+    return view
+
+
+def _valuation_view(econ: Any, slug: str) -> dict[str, Any] | None:
+    from databazaar.server.web.charts import bar_svg
+
+    try:
+        stored = econ.valuation(slug)
+    except NotFound:
+        return None
+    rec = stored["valuation"]
+    groups = [str(g) for g in rec.get("groups", [])]
+    values = [float(x) for x in rec.get("values", [])]
+    lows, highs = rec.get("ci_low"), rec.get("ci_high")
+    errors = None
+    if lows is not None and highs is not None:
+        errors = [max((h - lo) / 2, 0.0) for lo, h in zip(lows, highs, strict=True)]
+    rows = [
+        {
+            "group": g,
+            "value": val,
+            "ci": None if lows is None else (float(lows[i]), float(highs[i])),
+        }
+        for i, (g, val) in enumerate(zip(groups, values, strict=True))
+    ]
+    chart = bar_svg(
+        groups,
+        values,
+        errors=errors,
+        title=f"Contribution of each group ({rec.get('method', 'shapley')})",
+        xlabel="value on the reference task",
+    )
+    return {
+        "id": stored["valuation_id"],
+        "digest": stored["digest"],
+        "method": rec.get("method", ""),
+        "rows": rows,
+        "chart": svg_data_uri(chart),
+    }
+
+
+def product_context(
+    request: Request, market: Market, account: AccountOut | None, slug: str, version: int | None
+) -> dict[str, Any]:
+    """Everything the product page shows: card, access, pricing, value report."""
+    product = market.get_product(slug, account)
+    shown: VersionOut | None = product.latest
+    if version is not None:
+        shown = market.get_version(slug, version, account)
+    owner = account is not None and (account.role == "admin" or account.username == product.seller)
+    has_access = account is not None and market.has_access(account, slug)
+    on_sale = product.listing is not None and product.listing.active
+    econ = economics(request)
+    mechanism = _mechanism_view(econ, slug) if on_sale else None
+    can_buy = (
+        account is not None
+        and account.role == "buyer"
+        and not has_access
+        and on_sale
+        and shown is not None
+    )
+    splits = []
+    if owner:
+        try:
+            splits = econ.splits(account, slug)
+        except (Forbidden, NotFound):
+            splits = []
+    return {
+        "title": product.title,
+        "product": product,
+        "shown": shown,
+        "owner": owner,
+        "has_access": has_access,
+        "on_sale": on_sale,
+        "can_buy": can_buy,
+        "mechanism": mechanism,
+        "valuation": _valuation_view(econ, slug),
+        "splits": splits,
+        "idempotency_key": uuid.uuid4().hex,
+    }
+
+
+def _form_text(form: FormData, name: str, max_len: int = 200) -> str:
+    value = form.get(name, "")
+    if not isinstance(value, str):
+        raise InvalidInput(f"the field {name} must be text")
+    if len(value) > max_len:
+        raise InvalidInput(f"the field {name} is too long (at most {max_len} characters)")
+    return value.strip()
+
+
+def _buy_request(form: FormData, mechanism: dict[str, Any]) -> dict[str, Any] | None:
+    """The mechanism's purchase request from the product page's buy form."""
+    name = mechanism["name"]
+    if name == "posted":
+        return None
+    if name == "value":
+        frame = read_table(form.get("validation"))
+        label = _form_text(form, "label_column")
+        if not label:
+            raise InvalidInput("name the label column of your validation set")
+        worth = parse_money(_form_text(form, "worth", 20), "worth of a perfect model")
+        return {
+            "validation": json.loads(frame.to_json(orient="records")),
+            "label_column": label,
+            "worth_minor": worth,
+        }
+    if name == "model":
+        raw = _form_text(form, "variance", 40)
+        choices = {f"{var:g}": var for var, _price in mechanism["curve"]}
+        if raw not in choices:
+            raise InvalidInput("choose one of the offered noise levels")
+        return {"variance": choices[raw]}
+    if name == "query":
+        where: dict[str, list[Any]] = {}
+        for col, points in mechanism["columns"]:
+            picked = form.getlist(f"where:{col}")
+            values = []
+            for raw in picked:
+                if not isinstance(raw, str) or not raw.isdigit() or int(raw) >= len(points):
+                    raise InvalidInput(f"unknown value chosen for column {col!r}")
+                values.append(points[int(raw)][1])
+            if values:
+                where[col] = values
+        return {"query": {"where": where}}
+    raise Conflict(
+        f"this product is sold by {mechanism['label'].lower()}", hint="place a bid instead"
+    )
+
+
+# ---------------------------------------------------------------------- buying
+@router.post("/products/{slug}/buy")
+async def buy(request: Request, slug: SlugPath) -> Response:
+    sess = web_session(request)
+    market: Market = request.app.state.market
+    form = await request.form()
+    try:
+        sess.check_csrf(form.get("csrf_token"))
+        account = await run_in_threadpool(sess.require_account)
+        econ = economics(request)
+        mechanism = await run_in_threadpool(_mechanism_view, econ, slug)
+        if mechanism is None:
+            raise Conflict(f"product {slug!r} is not on sale")
+        key = _form_text(form, "idempotency_key", 128)
+        buy_request = await run_in_threadpool(_buy_request, form, mechanism)
+        sale = await run_in_threadpool(econ.buy, account, slug, buy_request, key)
+    except DatabazaarError as exc:
+        if isinstance(exc, Unauthorized | NotFound) or exc.code == "csrf_failed":
+            raise
+        ctx = await run_in_threadpool(product_context, request, market, sess.account(), slug, None)
+        return render(request, sess, "product.html", {**ctx, "error": exc}, status=exc.http_status)
+    finally:
+        await form.close()
+    total = sale["order"]["total_minor"]
+    note = " (this order had already been placed; you were not charged twice)"
+    sess.flash(
+        f"Order {sale['order']['id']}: you bought {slug} for "
+        f"{total // 100}.{total % 100:02d} USD ({sale['mechanism']})"
+        + (note if sale["replayed"] else "")
+        + ".",
+        "success",
+    )
+    return redirect(sess, f"/sales/{sale['sale_id']}")
+
+
+@router.post("/products/{slug}/bid")
+def bid(
+    request: Request,
+    sess: Sess,
+    market: MarketDep,
+    slug: SlugPath,
+    csrf_token: Csrf = "",
+    amount: Annotated[str, Form(max_length=20)] = "",
+) -> Response:
+    sess.check_csrf(csrf_token)
+    account = sess.require_account()
+    econ = economics(request)
+    try:
+        placed = econ.place_bid(account, slug, parse_money(amount, "bid"))
+    except DatabazaarError as exc:
+        if isinstance(exc, Unauthorized):
+            raise
+        ctx = product_context(request, market, account, slug, None)
+        return render(request, sess, "product.html", {**ctx, "error": exc}, status=exc.http_status)
+    amt = placed["amount_minor"]
+    sess.flash(
+        f"Your sealed bid of {amt // 100}.{amt % 100:02d} USD is in. You pay at most your bid "
+        "if you win when the seller closes the auction.",
+        "success",
+    )
+    return redirect(sess, f"/products/{slug}")
+
+
+@router.get("/sales/{sale_id}")
+def sale_page(
+    request: Request,
+    sess: Sess,
+    sale_id: Annotated[int, Path(ge=1, le=2**53)],
+) -> Response:
+    account = sess.require_account()
+    sale = economics(request).sale(account, sale_id)
+    return render(
+        request,
+        sess,
+        "sale.html",
+        {
+            "title": f"Sale {sale_id}",
+            "sale": sale,
+            "model_json": json.dumps(sale["deliverable"].get("model"), indent=2)
+            if sale["deliverable"].get("kind") == "model"
+            else None,
+        },
+    )
+
+
+# ---------------------------------------------------------------------- value search
+def _value_form(products: str = "") -> dict[str, Any]:
+    return {"label_column": "", "task": "", "k": "5", "products": products}
+
+
+@router.get("/value-search")
+def value_search_form(
+    request: Request,
+    sess: Sess,
+    products: Annotated[str, Query(max_length=2000)] = "",
+) -> Response:
+    sess.require_account()
+    return render(
+        request,
+        sess,
+        "value_search.html",
+        {"title": "Value-aware search", "form": _value_form(products), "report": None},
+    )
+
+
+@router.post("/value-search")
+def value_search(
+    request: Request,
+    sess: Sess,
+    csrf_token: Csrf = "",
+    validation: Annotated[UploadFile | None, File()] = None,
+    label_column: Annotated[str, Form(max_length=200)] = "",
+    task: Annotated[str, Form(max_length=64)] = "",
+    k: Annotated[str, Form(max_length=4)] = "5",
+    products: Annotated[str, Form(max_length=2000)] = "",
+) -> Response:
+    from databazaar.server.web.charts import bar_svg
+
+    sess.check_csrf(csrf_token)
+    sess.require_account()
+    form = {"label_column": label_column, "task": task, "k": k, "products": products}
+    try:
+        if not label_column.strip():
+            raise InvalidInput("name the label column of your validation set")
+        if not k.strip().isdigit() or not 1 <= int(k) <= 100:
+            raise InvalidInput("k must be a whole number from 1 to 100")
+        slugs = [s.strip() for s in products.split(",") if s.strip()] or None
+        frame = read_table(validation)
+        report, skipped = economics(request).rank(
+            frame,
+            label_column.strip(),
+            slugs,
+            task=task.strip() or None,
+            k=int(k),
+            confidence=0.95,
+            curves=True,
+        )
+    except DatabazaarError as exc:
+        if isinstance(exc, Unauthorized):
+            raise
+        ctx = {"title": "Value-aware search", "form": form, "report": None, "error": exc}
+        return render(request, sess, "value_search.html", ctx, status=exc.http_status)
+    values_chart = bar_svg(
+        [p.slug for p in report.products],
+        [p.value for p in report.products],
+        errors=[
+            max((p.ci_high - p.ci_low) / 2, 0.0) if p.ci_low is not None else 0.0
+            for p in report.products
+        ],
+        title="Value of each product for your task (95% interval)",
+        xlabel="KNN-Shapley value (gain over chance)",
+    )
+    return render(
+        request,
+        sess,
+        "value_search.html",
+        {
+            "title": "Value-aware search",
+            "form": form,
+            "report": report,
+            "skipped": skipped,
+            "values_chart": svg_data_uri(values_chart),
+            "curve_chart": svg_data_uri(report.removal_curve_svg()) if report.curves else None,
+        },
+    )
+
+
+# ---------------------------------------------------------------------- sellers
+def manage_extras(request: Request, slug: str) -> dict[str, Any]:
+    """The pricing part of the seller's manage page."""
+    econ = economics(request)
+    return {
+        "mechanism": _mechanism_view(econ, slug),
+        "mechanisms": MECHANISMS,
+        "examples": {k: json.dumps(v[2]) for k, v in MECHANISMS.items()},
+        "pricing_form": {},
+    }
+
+
+@router.post("/sell/products/{slug}/pricing")
+def set_pricing(
+    request: Request,
+    sess: Sess,
+    market: MarketDep,
+    slug: SlugPath,
+    csrf_token: Csrf = "",
+    mechanism: Annotated[str, Form(max_length=16)] = "",
+    config: Annotated[str, Form(max_length=100_000)] = "",
+) -> Response:
+    from databazaar.server.web.router import manage_context
+
+    sess.check_csrf(csrf_token)
+    account = sess.require_account()
+    require_role(account, "seller")
+    econ = economics(request)
+    try:
+        if mechanism not in MECHANISMS:
+            raise InvalidInput("choose a pricing mechanism from the list")
+        try:
+            parsed = json.loads(config) if config.strip() else {}
+        except json.JSONDecodeError as exc:
+            raise InvalidInput(
+                f"the configuration is not valid JSON: {exc.msg} (line {exc.lineno})",
+                hint="start from the example shown for the mechanism",
+            ) from None
+        if not isinstance(parsed, dict):
+            raise InvalidInput("the configuration must be a JSON object { ... }")
+        if mechanism == "auction":
+            reserve = parsed.get("reserve_minor", 0)
+            units = parsed.get("units", 1)
+            if set(parsed) - {"reserve_minor", "units"}:
+                raise InvalidInput("an auction takes reserve_minor and units only")
+            econ.open_auction(account, slug, reserve, units)
+        else:
+            econ.set_pricing(account, slug, mechanism, parsed)
+    except DatabazaarError as exc:
+        if isinstance(exc, Unauthorized | NotFound | Forbidden):
+            raise
+        ctx = manage_context(request, market, account, slug)
+        ctx.update(error=exc, pricing_form={"mechanism": mechanism, "config": config})
+        return render(request, sess, "sell_manage.html", ctx, status=exc.http_status)
+    label = MECHANISMS[mechanism][0]
+    sess.flash(f"{slug} is now sold by {label.lower()}.", "success")
+    return redirect(sess, f"/sell/products/{slug}#pricing-title")
+
+
+@router.post("/sell/products/{slug}/auction/close")
+def close_auction(request: Request, sess: Sess, slug: SlugPath, csrf_token: Csrf = "") -> Response:
+    sess.check_csrf(csrf_token)
+    account = sess.require_account()
+    require_role(account, "seller")
+    result = economics(request).close_auction(account, slug)
+    outcome = result["outcome"]
+    price = int(outcome.get("price_minor", 0))
+    sess.flash(
+        f"Auction closed: {len(result['sales'])} licence(s) sold at "
+        f"{price // 100}.{price % 100:02d} USD each.",
+        "success",
+    )
+    return redirect(sess, f"/sell/products/{slug}")
