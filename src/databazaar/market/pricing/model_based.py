@@ -1,7 +1,8 @@
 r"""Model-based pricing: sell noise-perturbed versions of the optimal model.
 
 Reference: Chen, Koutris, Kumar (2019). *Towards model-based pricing for machine
-learning in a data marketplace.* SIGMOD, Sections 3-5.
+learning in a data marketplace.* SIGMOD (the arbitrage-freeness characterisation
+for Gaussian noise and the price-error curves).
 
 Mechanism.  The market trains the optimal model :math:`\theta^*` on the product (here a
 ridge regression or an L2 logistic regression on standardised features) and sells
@@ -12,7 +13,7 @@ better model, so the price-error curve trades accuracy for money.
 Arbitrage.  From :math:`k` purchases with variances :math:`\delta_1..\delta_k` a buyer
 gets, by inverse-variance averaging, an unbiased model with variance
 :math:`(\sum_i 1/\delta_i)^{-1}`, and from any model a worse one by adding noise.  Chen
-et al. (Thm. 5.1 / 5.3) show :math:`p` is arbitrage-free iff, writing the price as a
+et al. show :math:`p` is arbitrage-free iff, writing the price as a
 function of the *precision* :math:`x = 1/\delta`, :math:`q(x) = p(1/x)`:
 
 1. :math:`q` is non-decreasing (:math:`p` non-increasing in :math:`\delta`), and
@@ -143,7 +144,7 @@ def check_model_price_arbitrage(
     *,
     max_purchases: int = 4,
 ) -> ModelArbitrage | None:
-    r"""Search a price function of noise variance for arbitrage (Chen et al. 2019, §5).
+    r"""Search a price function of noise variance for arbitrage (Chen et al. 2019).
 
     Checks on the grid ``variances``: (1) monotonicity, a less noisy model priced below
     a noisier one (buy it and add noise); (2) combinations, any multiset of at most

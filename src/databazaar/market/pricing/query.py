@@ -23,7 +23,8 @@ Price.  The paper's arbitrage-free price is the cost of the cheapest determining
 
 .. math::  \pi(Q) = \min_{X\ \mathrm{priced}} \sum_{x \in S_X \cap \mathrm{dom}(X)} p_X(x).
 
-It is *arbitrage-free* (Koutris et al., Def. 2.3 and Thm. 2.5): if :math:`Q_1..Q_k`
+It is *arbitrage-free* (Koutris et al., the arbitrage-freeness of the cheapest
+determining set): if :math:`Q_1..Q_k`
 determine :math:`Q` then :math:`\pi(Q) \le \sum_i \pi(Q_i)`, because the union of the
 cheapest sets of the :math:`Q_i` determines :math:`Q` (determinacy is transitive).  It is
 *discount-free* when the price points themselves admit no arbitrage; :func:`QueryPricing.
@@ -375,7 +376,7 @@ def find_query_arbitrage(
 
     For every candidate target :math:`Q`, look for a bundle of at most ``max_bundle``
     other candidates that determines :math:`Q` (:func:`determines`) and costs strictly
-    less than :math:`\\pi(Q)` (Koutris et al. 2015, Def. 2.3).  Returns the first witness
+    less than :math:`\\pi(Q)` (Koutris et al. 2015, arbitrage-freeness).  Returns the first witness
     found (the target with the largest saving is searched first), or ``None``.
 
     Args:
