@@ -221,3 +221,96 @@ def test_version_and_fast_help() -> None:
         timeout=60,
     )
     assert proc.stdout.strip() == "[]"
+
+
+def test_value_asymmetric_knn_credits_groups_in_order(tables: dict[str, Path]) -> None:
+    dest = tables["dir"] / "ads.csv"
+    res = runner.invoke(
+        app,
+        [
+            "value",
+            str(tables["train_csv"]),
+            "-t",
+            "grade",
+            "--test",
+            str(tables["test_csv"]),
+            "-m",
+            "asymmetric-knn",
+            "--groups",
+            "seller",
+            "--order",
+            "core,acme,bolt",
+            "-o",
+            str(dest),
+            "-q",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert "group values (in order): core=" in res.output
+    saved = ValuationResult.load(dest)
+    assert len(saved) == 120
+    # efficiency: the values add up to the same total as KNN-Shapley's
+    assert saved.values.sum() == pytest.approx(_expected(tables).sum(), abs=1e-12)
+    res = runner.invoke(
+        app,
+        [
+            "value",
+            str(tables["train_csv"]),
+            "-t",
+            "grade",
+            "--test",
+            str(tables["test_csv"]),
+            "-m",
+            "asymmetric-knn",
+            "--groups",
+            "seller",
+            "--order",
+            "core,acme,zeta",
+            "-q",
+        ],
+    )
+    assert res.exit_code == 2 and "zeta" in res.output
+
+
+def test_value_with_confidence_intervals(tables: dict[str, Path]) -> None:
+    dest = tables["dir"] / "ci.parquet"
+    res = runner.invoke(
+        app,
+        [
+            "value",
+            str(tables["train_csv"]),
+            "-t",
+            "grade",
+            "--test",
+            str(tables["test_csv"]),
+            "--ci",
+            "0.9",
+            "-o",
+            str(dest),
+            "-q",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert "90% CI" in res.output
+    saved = ValuationResult.load(dest)
+    assert saved.confidence == 0.9
+    np.testing.assert_allclose(saved.values, _expected(tables), atol=1e-12)
+    assert np.all(saved.ci_low <= saved.values) and np.all(saved.values <= saved.ci_high)
+    assert np.all(saved.ci_high - saved.ci_low > 0)
+    res = runner.invoke(
+        app,
+        [
+            "value",
+            str(tables["train_csv"]),
+            "-t",
+            "grade",
+            "--test",
+            str(tables["test_csv"]),
+            "--ci",
+            "0.9",
+            "-m",
+            "banzhaf",
+            "-q",
+        ],
+    )
+    assert res.exit_code == 2 and "not available for banzhaf" in res.output

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional  # noqa: UP035  (Typer needs Optional at runtime)
+from typing import Annotated, Optional
 
 import typer
 import typer.core
@@ -128,7 +128,7 @@ def value_cmd(
     test_df = read_table(test)
     feats = [f.strip() for f in features.split(",") if f.strip()] if features else None
     order_list = [o.strip() for o in order.split(",") if o.strip()] if order else None
-    is_mc = method in ("tmc-shapley", "beta-shapley", "banzhaf")
+    is_mc = method in ("tmc-shapley", "beta-shapley", "banzhaf", "asymmetric-mc")
     total = budget if is_mc else len(test_df)
     start = time.perf_counter()
     with progress_bar(f"{method}", total, quiet=quiet) as advance:
@@ -154,6 +154,17 @@ def value_cmd(
     if output is not None:
         result.save(output)
     _print_values(result, prob, train_df, target, elapsed, output, top)
+    if method.startswith("asymmetric") and groups:
+        totals = (
+            result.to_frame()
+            .assign(group=train_df[groups].to_numpy()[result.ids])
+            .groupby("group", sort=False)["value"]
+            .sum()
+        )
+        ordered = [(g, totals.get(g, 0.0)) for g in order_list or []]
+        _console().print(
+            "group values (in order): " + ", ".join(f"{g}={v:.6g}" for g, v in ordered)
+        )
 
 
 def _print_values(result, prob, train_df, target, elapsed, output, top):  # type: ignore[no-untyped-def]

@@ -34,6 +34,10 @@ METHODS: dict[str, str] = {
 
 MODELS = ("logistic", "knn", "tree", "naive-bayes")
 
+#: methods whose values are Data Shapley values, for which ``--ci`` gives U-statistic
+#: confidence intervals (Wu et al. 2024)
+CI_METHODS = ("knn-shapley", "tmc-shapley")
+
 
 @dataclass
 class TableProblem:
@@ -155,6 +159,11 @@ def value_table(
     prob = split_table(train, test, target, features=features, group_column=group_column)
     args = (prob.x_train, prob.y_train, prob.x_test, prob.y_test)
     mc_backend = "joblib" if backend == "threads" else backend
+    if ci is not None and method not in CI_METHODS:
+        raise InvalidInput(
+            f"confidence intervals are not available for {method}",
+            hint=f"--ci works with {', '.join(CI_METHODS)}",
+        )
     if method.startswith("asymmetric"):
         if prob.groups is None or not order:
             raise InvalidInput(
@@ -163,9 +172,16 @@ def value_table(
             )
         from databazaar.valuation import asymmetric
 
+        groups, prob.groups = prob.groups, None  # values are per row; groups give the order
         if method == "asymmetric-knn":
             result = asymmetric.knn_asymmetric_shapley(
-                *args, groups=prob.groups, order=list(order), k=k
+                *args,
+                groups=groups,
+                order=list(order),
+                k=k,
+                n_jobs=n_jobs,
+                backend="joblib" if backend == "threads" else backend,
+                progress=progress,
             )
         else:
             from databazaar.valuation.utility import Utility
@@ -177,16 +193,26 @@ def value_table(
                 n_jobs=n_jobs,
                 backend=mc_backend,
                 random_state=random_state,
+                progress=progress,
             )
-            result = est.fit(util, groups=prob.groups, order=list(order)).result_
-        return _with_ci(result, prob, ci, k, random_state), prob
+            result = est.fit(util, groups=groups, order=list(order)).result_
+        return result, prob
     if method in ("knn-shapley", "knn-regression"):
         from databazaar.valuation.knn import knn_shapley
 
-        if ci is not None and method == "knn-shapley":
+        if ci is not None:
+            if prob.groups is not None:
+                raise InvalidInput("--ci gives intervals per row; drop --groups to use it")
             from databazaar.valuation.inference import knn_shapley_ci
 
-            result = knn_shapley_ci(*args, k=k, confidence=ci, random_state=random_state)
+            result = knn_shapley_ci(
+                *args,
+                k=k,
+                confidence=ci,
+                random_state=random_state,
+                n_jobs=n_jobs,
+                backend=mc_backend,
+            )
             return result, prob
         result = knn_shapley(
             *args,
@@ -223,14 +249,17 @@ def value_table(
         else:
             est = sampling.BanzhafMSR(stopping=stop, **common)
     result = est.fit(util, groups=prob.groups, progress=progress).result_
-    return _with_ci(result, prob, ci, k, random_state), prob
+    if ci is not None:
+        if prob.groups is not None:
+            raise InvalidInput("--ci gives intervals per row; drop --groups to use it")
+        from databazaar.valuation.inference import shapley_confidence_intervals
 
-
-def _with_ci(
-    result: ValuationResult, prob: TableProblem, ci: float | None, k: int, seed: int | None
-) -> ValuationResult:
-    if ci is None:
-        return result
-    from databazaar.valuation.inference import shapley_confidence_intervals
-
-    return shapley_confidence_intervals(result, confidence=ci)
+        result = shapley_confidence_intervals(
+            result,
+            util,
+            confidence=ci,
+            random_state=random_state,
+            n_jobs=n_jobs,
+            backend=mc_backend,
+        )
+    return result, prob
