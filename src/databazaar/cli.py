@@ -218,6 +218,9 @@ def _add_market_commands() -> None:
     from databazaar.mixture.cli import mixture_app
 
     app.add_typer(mixture_app, name="mixture")
+    from databazaar.market.econ_cli import econ_app
+
+    app.add_typer(econ_app, name="econ")
 
 
 _add_market_commands()
@@ -241,11 +244,24 @@ def demo_cmd(
         Optional[Path],  # noqa: UP045
         typer.Option("--home", help="data home for the demo store (default: a temp folder)"),
     ] = None,
+    serve: Annotated[
+        bool, typer.Option("--serve", help="after the tour, serve the demo market's web UI")
+    ] = False,
+    host: Annotated[str, typer.Option("--host", help="interface for --serve")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="port for --serve")] = 8000,
 ) -> None:
     """Walk through the product: value a dataset, then run the market on SQLite."""
     from databazaar.demo import run_demo
 
-    run_demo(home, _console().print)
+    say = _console().print
+    if serve:
+        import tempfile
+
+        from databazaar.server.web.demo import serve_demo
+
+        serve_demo(home or Path(tempfile.mkdtemp(prefix="databazaar-demo-")), host, port, say)
+        return
+    run_demo(home, say)
 
 
 def main() -> None:

@@ -4,7 +4,9 @@
    KNN-Shapley finds the flipped rows, Data Banzhaf (MSR) over a logistic regression
    agrees, and removing the lowest-valued rows improves test accuracy.
 2. Market: a fresh SQLite store under the data home; sellers list products, a buyer
-   buys one, and the ledger verifies (when the market package is present).
+   buys one, a replayed purchase is a no-op, and the ledger verifies.
+3. Economics: the buyer ranks products by their KNN-Shapley value for its task, buys
+   one under value-based pricing, and the revenue splits by Data Shapley.
 """
 
 from __future__ import annotations
@@ -85,4 +87,8 @@ def run_demo(home: Path | None, say: Say) -> dict[str, Any]:
     home.mkdir(parents=True, exist_ok=True)
     say(f"[bold]2. Market[/bold]: a fresh SQLite store in {home}")
     out["market"] = run_market_demo(home, lambda line: say(f"   {line}"))
+    from databazaar.market.econ_demo import run_economics_demo
+
+    say("[bold]3. Market economics[/bold]: value-aware search, pricing, revenue split")
+    out["economics"] = run_economics_demo(home, lambda line: say(f"   {line}"))
     return out
