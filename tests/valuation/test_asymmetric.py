@@ -403,3 +403,9 @@ def test_ray_matches_joblib(local_ray):  # type: ignore[no-untyped-def]
     est = AsymmetricShapley(method="mc", n_permutations=30, random_state=5, backend="ray", n_jobs=2)
     fitted = est.fit(game, groups=mkw["groups"], order=mkw["order"])
     np.testing.assert_array_equal(fitted.result_.values, a.values)
+
+
+def test_estimator_params_roundtrip():
+    est = AsymmetricShapley(k=3).set_params(method="mc", n_permutations=10)
+    assert est.get_params()["k"] == 3 and est.method == "mc"
+    assert "n_permutations=10" in repr(est)

@@ -81,6 +81,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from sklearn.base import BaseEstimator
 
 from databazaar.core.errors import InvalidInput
 from databazaar.valuation._validate import (
@@ -617,8 +618,8 @@ def mc_asymmetric_shapley(
 # -- estimator ----------------------------------------------------------------------------
 
 
-class AsymmetricShapley:
-    """Asymmetric Data Shapley, scikit-learn style.
+class AsymmetricShapley(BaseEstimator):
+    """Asymmetric Data Shapley, scikit-learn style (``get_params``/``set_params`` work).
 
     ``method="knn"``: ``fit(x_train, y_train, x_test, y_test, groups=..., order=...)``
     computes exact KNN-ADS.  ``method="mc"``: ``fit(utility, groups=..., order=...)`` runs

@@ -45,12 +45,19 @@ no nesting.
 The interval is ``φ̂ ± z_{(1+c)/2} \sqrt{(n-1) ζ̂ / 4 + se_{MC}^2}``, where ``se_MC`` is the
 Monte Carlo standard error of a sampled estimate (0 for exact KNN-Shapley).
 
-Which to use (encoded as ``method="default"``): the nested estimator removes the inner
-noise explicitly and is the more accurate per utility call when calls are cheap enough
-to afford ``M`` inner draws per anchor, so it is the default for the exact KNN utility;
-pick-and-freeze needs no nesting and fewer calls per useful sample, so it is the default
-for model-based utilities, where every call retrains a model.  The coverage study in
-``benchmarks/ci_coverage.py`` measures both.
+Which to use (``method="default"`` = double Monte Carlo).  We could not read the
+paper's own recommendation (only its abstract says it gives one).  Our analysis and
+coverage study favour the nested estimator: the pick-and-freeze covariance has variance
+of order ``Var(h)^2 / B`` while ``Var(h) >> ζ`` for data values, so it needs far more
+utility calls for the same precision; the nested estimator removes the inner noise
+explicitly, and for the KNN utility both its loops are exact.  Deviation from a naive
+reading: the other members of each subset are drawn *with replacement* from
+``D ∖ z`` (i.i.d. from the empirical distribution); drawing them without replacement
+shrinks the projection by about ``(n - 1 - s) / (n - 2)`` (exact for a linear kernel),
+which halved ``ζ̂`` in our tests.  The Hájek term is only the first-order part of the
+variance, so the intervals are slightly too narrow for the non-smooth KNN utility (see
+``benchmarks/results/ci_coverage.md``); ``method="jackknife"`` (exact leave-one-out
+values, KNN only; not from the paper) is a conservative-on-average alternative.
 """
 
 from __future__ import annotations
@@ -240,7 +247,7 @@ def _resolve_method(method: str, cheap: bool) -> str:
     if method not in METHODS:
         raise InvalidInput(f"unknown CI method {method!r}", hint=f"use one of {', '.join(METHODS)}")
     if method == "default":
-        return "double_mc" if cheap else "pick_and_freeze"
+        return "double_mc"
     return method
 
 
@@ -278,7 +285,8 @@ def shapley_variance(
     Args:
         oracle: :class:`KNNMarginals`, :class:`UtilityMarginals` or a utility (wrapped).
         indices: points to estimate (default: all); the others get NaN.
-        method: ``"double_mc"``, ``"pick_and_freeze"`` or ``"default"``.
+        method: ``"double_mc"``, ``"pick_and_freeze"``, ``"jackknife"`` (KNN only) or
+            ``"default"`` (double Monte Carlo).
         n_outer, n_inner: anchors and inner draws of double Monte Carlo
             (``2 n_outer n_inner`` utility calls per point).  ``n_inner=None`` means,
             for the KNN utility, both loops exact (every anchor, inner expectation in
@@ -354,8 +362,8 @@ def shapley_confidence_intervals(
             :class:`~databazaar.valuation.utility.Utility`, any ``u(indices)`` with
             ``n_players``, or a :class:`KNNMarginals`.
         confidence: the interval's level.
-        method: ``"double_mc"``, ``"pick_and_freeze"`` or ``"default"`` (double Monte
-            Carlo for the cheap KNN utility, pick-and-freeze otherwise).
+        method: ``"double_mc"`` (the default), ``"pick_and_freeze"``, ``"jackknife"``
+            (KNN only) or ``"default"``.
         indices: points to compute intervals for (default all; others get NaN bounds).
         include_stderr: add ``result.stderr**2`` (the Monte Carlo error of a sampled
             estimate) to the variance; default: yes unless the method is exact KNN.
@@ -461,7 +469,10 @@ def knn_shapley_ci(
     The values are exact (Jia et al. 2019, ties broken by training index); the
     intervals describe how a value would vary if the *other training points* were
     redrawn from the same distribution (the test set fixed).  See
-    :func:`shapley_confidence_intervals` for the arguments.
+    :func:`shapley_confidence_intervals` for the arguments.  Cost per point: ``O(M N)``
+    to scan the sorted rows plus ``O(M K Σ_s q_s)`` for the closed-form projection
+    (``q_s`` = positions before the binomial tails saturate), so intervals for *all*
+    points cost ``O(M N²)``: pass ``indices`` for large ``N``.
     """
     from databazaar.valuation.asymmetric import knn_asymmetric_shapley
 
