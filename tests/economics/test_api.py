@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from fastapi import APIRouter
 from fastapi.testclient import TestClient
@@ -130,3 +131,41 @@ def test_http_flow(client: TestClient, market: Market, list_table: ListFn) -> No
     assert client.get("/api/econ/products/flipped/valuation").status_code == 404
     assert client.get("/api/econ/products/flipped/splits", headers=sell).json() == []
     assert market.verify_ledger().ok
+
+
+@pytest.mark.parametrize("store", ["sqlite"], indirect=True)
+def test_http_bundle_and_splits(client: TestClient, market: Market, list_table: ListFn) -> None:
+    owner = _auth(market, "coop", "seller")
+    _auth(market, "ann", "seller")
+    bob = _auth(market, "bob", "seller")
+    buy = _auth(market, "bea", "buyer", 100_000)
+    frame = pd.concat(
+        [task_frame(0, 100).assign(src="ann"), task_frame(100, 100, flip=True).assign(src="bob")]
+    )
+    list_table(market.account_by_name("coop"), "coop-data", frame, price=2000)
+    body = {
+        "group_column": "src",
+        "label_column": "label",
+        "contributors": {"ann": "ann", "bob": "bob"},
+        "reference": task_frame(2000, 40).to_dict(orient="records"),
+    }
+    r = client.put("/api/econ/products/coop-data/bundle", headers=bob, json=body)
+    assert r.status_code == 403
+    r = client.put(
+        "/api/econ/products/coop-data/bundle", headers=owner, json={**body, "method": "lottery"}
+    )
+    assert r.status_code == 422 and "unknown allocation method" in r.json()["message"]
+    r = client.put("/api/econ/products/coop-data/bundle", headers=owner, json=body)
+    assert r.status_code == 200, r.text
+    assert (
+        client.get("/api/econ/products/coop-data/valuation").json()["digest"] == r.json()["digest"]
+    )
+    r = client.post(
+        "/api/econ/products/coop-data/purchase", headers=buy, json={"idempotency_key": "b1"}
+    )
+    assert r.status_code == 201
+    shares = {s["group"]: s["amount_minor"] for s in r.json()["splits"][0]["shares"]}
+    assert shares == {"ann": 1900, "bob": 0}  # bob's flipped labels hurt the task
+    got = client.get("/api/econ/products/coop-data/splits", headers=bob).json()
+    assert got[0]["shares"] == r.json()["splits"][0]["shares"]
+    assert client.get("/api/econ/products/coop-data/splits", headers=buy).status_code == 403

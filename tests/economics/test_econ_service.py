@@ -16,7 +16,7 @@ from databazaar.core.errors import (
     NotFound,
     PaymentError,
 )
-from databazaar.market.econ_models import EconDpBudget, EconDpRelease, EconSale
+from databazaar.market.econ_models import EconDpBudget, EconDpRelease, EconSale, EconSplit
 from databazaar.market.econ_service import Economics, sale_postings
 from databazaar.market.models import Grant, LedgerEntry
 from databazaar.market.pricing import NoisyLinearModel
@@ -361,3 +361,48 @@ def test_rank_catalog_by_value(
     assert report.products[0].price_minor == 3000
     with pytest.raises(NotFound, match="no product on sale"):
         econ.rank(task_frame(0, 10).to_dict(orient="records"), "nonexistent")
+
+
+def test_sale_postings_hook_splits_a_bundle(
+    econ: Economics, market: Market, seller: AccountOut, list_table: ListFn
+) -> None:
+    """What Market.purchase books once it calls the hook: per-contributor credits."""
+    ann = market.create_account("ann", PASSWORD, "seller")
+    bob = market.create_account("bob", PASSWORD, "seller")
+    frame = pd.concat([task_frame(0, 80).assign(src="a"), task_frame(100, 80).assign(src="b")])
+    list_table(seller, "duo", frame)
+    reg = econ.register_bundle(
+        seller,
+        "duo",
+        group_column="src",
+        label_column="label",
+        contributors={"a": "ann", "b": "bob"},
+        reference=task_frame(2000, 40),
+        method="exact",
+        k=3,
+    )
+    with market.db.write() as s:
+        pid = econ._product(s, "duo").id
+        postings = sale_postings(s, None, [(pid, seller.id, 1001)], "order 7", "txn-7")
+        assert sum(p.amount_minor for p in postings) == 1001
+        assert {p.account_id for p in postings} == {ann.id, bob.id}
+        assert all(
+            p.kind == "sale" and f"valuation {reg['valuation_id']}" in p.memo for p in postings
+        )
+        (row,) = s.scalars(select(EconSplit).where(EconSplit.txn_id == "txn-7")).all()
+        assert row.total_minor == 1001 and row.valuation_id == reg["valuation_id"]
+        s.rollback()
+
+
+def test_auction_without_eligible_bids(
+    econ: Economics, market: Market, seller: AccountOut, buyer: AccountOut, list_table: ListFn
+) -> None:
+    list_table(seller, "niche", task_frame(0, 20))
+    econ.open_auction(seller, "niche", reserve_minor=5000, units=2)
+    econ.place_bid(buyer, "niche", 4000)
+    out = econ.close_auction(seller, "niche")
+    assert out["outcome"]["winners"] == [] and out["sales"] == []
+    assert not market.has_access(buyer, "niche")
+    with pytest.raises(InvalidInput, match="units"):
+        econ.open_auction(seller, "niche", reserve_minor=1, units=0)
+    econ.open_auction(seller, "niche", reserve_minor=1)  # a new auction after the close
