@@ -13,9 +13,12 @@ state change) and show that a product name holding ``<script>`` renders as text.
 
 from __future__ import annotations
 
+import io
+import json
 import re
 from typing import Any
 
+import numpy as np
 import pytest
 from sqlalchemy import update
 
@@ -158,9 +161,13 @@ def test_seller_buyer_admin_flow(live_server: Any, browser: Any, screenshot: Any
     assert "Oslo" in table.inner_text()
     screenshot(buyer, "product")
 
+    assert buyer.get_by_test_id("mechanism").inner_text() == "Posted price"
     buyer.get_by_role("button", name="Buy for 12.50 USD").click()
-    assert buyer.url.split("#")[0].endswith("/purchases")
+    assert re.search(r"/sales/\d+$", buyer.url)
     assert "you bought city-weather for 12.50 USD" in _flash(buyer)
+    assert buyer.get_by_test_id("sale-total").inner_text() == "12.50 USD"
+    screenshot(buyer, "sale")
+    buyer.get_by_role("link", name="All your purchases").click()
     assert buyer.get_by_test_id("balance").inner_text() == "37.50 USD"
     assert buyer.get_by_test_id("order-total").first.inner_text() == "12.50 USD"
     screenshot(buyer, "purchases")
@@ -211,7 +218,7 @@ def test_seller_buyer_admin_flow(live_server: Any, browser: Any, screenshot: Any
     pages = [
         (anon, ["/", "/catalog?q=weather", "/products/city-weather", "/login", "/signup"]),
         (seller_ctx, ["/sell", "/sell/products/city-weather"]),
-        (buyer_ctx, ["/purchases"]),
+        (buyer_ctx, ["/purchases", "/value-search"]),
         (admin_ctx, ["/admin"]),
     ]
     names = {
@@ -223,6 +230,7 @@ def test_seller_buyer_admin_flow(live_server: Any, browser: Any, screenshot: Any
         "/sell": "sell-dashboard",
         "/sell/products/city-weather": "sell-manage",
         "/purchases": "purchases",
+        "/value-search": "value-search-form",
         "/admin": "admin-ledger",
     }
     for ctx, paths in pages:
@@ -352,3 +360,84 @@ def test_keyboard_reaches_skip_link_and_search(
     page.wait_for_url(re.compile(r"/catalog\?"))
     assert page.get_by_test_id("result-count").inner_text().startswith("0 products")
     ctx.close()
+
+
+def _sensor_csv(n: int, seed: int, *, flip: bool = False) -> bytes:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 2))
+    y = (x[:, 0] + 0.5 * x[:, 1] > 0).astype(int)
+    if flip:
+        y = 1 - y
+    rows = [f"{a:.3f},{b:.3f},{'on' if c else 'off'}" for (a, b), c in zip(x, y, strict=True)]
+    return ("temp,vibration,label\n" + "\n".join(rows) + "\n").encode()
+
+
+def test_value_search_pricing_choice_and_model_purchase(
+    live_server: Any, browser: Any, screenshot: Any
+) -> None:
+    base = live_server.url
+    market = live_server.market
+    seller = market.create_account("val-seller", PASSWORD, "seller")
+    for slug, seed, flip in (("sensor-matching", 1, False), ("sensor-flipped", 2, True)):
+        market.create_product(seller, slug, slug.replace("-", " ").title())
+        market.add_version(
+            seller,
+            slug,
+            io.BytesIO(_sensor_csv(60, seed, flip=flip)),
+            "sensors.csv",
+            {"license": "MIT", "task": "classification", "tags": ["sensors"]},
+        )
+        market.publish(seller, slug, 1)
+        market.set_listing(seller, slug, 900)
+    buyer = market.create_account("val-buyer", PASSWORD, "buyer")
+    market.deposit(buyer.id, 10_000)
+
+    # ---- the seller chooses noisy-model pricing in the browser
+    sctx = browser.new_context(viewport=DESKTOP)
+    page = sctx.new_page()
+    _login(page, base, "val-seller")
+    page.goto(base + "/sell/products/sensor-matching")
+    assert page.get_by_test_id("current-mechanism").inner_text() == "Posted price"
+    page.get_by_label("Mechanism").select_option("model")
+    curve = {"curve": [[0.01, 4000], [0.1, 1500], [1.0, 500]], "label_column": "label"}
+    page.get_by_label("Configuration (JSON; money in cents)").fill(json.dumps(curve))
+    page.get_by_role("button", name="Use this mechanism").click()
+    assert "sensor-matching is now sold by noisy models" in _flash(page)
+    assert page.get_by_test_id("current-mechanism").inner_text() == "Noisy models (model-based)"
+    page.get_by_label("Configuration (JSON; money in cents)").fill("{not json")
+    page.get_by_role("button", name="Use this mechanism").click()
+    assert "not valid JSON" in page.locator("#form-error").inner_text()
+    screenshot(page, "sell-pricing")
+
+    # ---- the buyer ranks products by value for an uploaded validation set
+    bctx = browser.new_context(viewport=DESKTOP)
+    page = bctx.new_page()
+    _login(page, base, "val-buyer")
+    page.get_by_role("link", name="Value search").click()
+    page.get_by_label("Validation set").set_input_files(
+        files=[{"name": "mine.csv", "mimeType": "text/csv", "buffer": _sensor_csv(30, 3)}]
+    )
+    page.get_by_label("Label column").fill("label")
+    page.get_by_label("Only products for task").fill("classification")
+    page.get_by_role("button", name="Rank by value").click()
+    assert "valued on your 30 validation rows" in page.get_by_test_id("report-summary").inner_text()
+    ranked = page.get_by_test_id("ranking").locator("tbody th").all_inner_texts()
+    assert ranked[0] == "sensor-matching" and ranked[-1] == "sensor-flipped"
+    for img in page.locator("figure.chart img").all():
+        assert img.evaluate("i => i.complete && i.naturalWidth > 0")
+    assert page.locator("figure.chart img").count() == 2
+    screenshot(page, "value-search")
+
+    # ---- ... opens the best product and buys a noisy model of it
+    page.get_by_test_id("ranking").get_by_role("link", name="sensor-matching").click()
+    assert page.get_by_test_id("mechanism").inner_text() == "Noisy models (model-based)"
+    page.get_by_label("variance 0.1: 15.00 USD").check()
+    page.get_by_role("button", name="Buy the model").click()
+    assert re.search(r"/sales/\d+$", page.url)
+    assert page.get_by_test_id("sale-total").inner_text() == "15.00 USD"
+    assert '"coef"' in page.get_by_test_id("model").inner_text()
+    screenshot(page, "sale-model")
+    assert market.get_account(buyer.id).balance_minor == 10_000 - 1500
+    assert market.verify_ledger().ok
+    sctx.close()
+    bctx.close()

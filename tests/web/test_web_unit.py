@@ -8,6 +8,7 @@ main flows in chromium.
 from __future__ import annotations
 
 import io
+import json
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -59,9 +60,11 @@ def _listed_product(web_app: Any, slug: str = "toy-data", price: int = 1000) -> 
 
 # ---------------------------------------------------------------------- CSRF
 def _post_routes() -> list[str]:
+    from databazaar.server.web.economics import router as econ_router
+
     paths = []
-    for route in pages_router.routes:
-        if "POST" in getattr(route, "methods", set()):
+    for route in [*pages_router.routes, *econ_router.routes]:
+        if "POST" in (getattr(route, "methods", None) or set()):
             paths.append(route.path.replace("{slug}", "toy-data").replace("{number}", "1"))
     return paths
 
@@ -79,6 +82,10 @@ def test_every_form_route_is_covered() -> None:
         "/sell/products/toy-data/listing",
         "/admin/ledger/verify",
         "/admin/deposits",
+        "/products/toy-data/bid",
+        "/value-search",
+        "/sell/products/toy-data/pricing",
+        "/sell/products/toy-data/auction/close",
     }
 
 
@@ -459,3 +466,212 @@ def test_demo_app_serves_the_seeded_market(tmp_path: Path) -> None:
             assert "Ledger OK" in report.text
     finally:
         app.state.market.close()
+
+
+# ---------------------------------------------------------------------- economics
+def _labelled_csv(n: int, seed: int, *, flip: bool = False) -> bytes:
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 2))
+    y = (x[:, 0] > 0).astype(int)
+    if flip:
+        y = 1 - y
+    rows = [f"{a:.3f},{b:.3f},{'p' if c else 'q'}" for (a, b), c in zip(x, y, strict=True)]
+    return ("f1,f2,label\n" + "\n".join(rows) + "\n").encode()
+
+
+def _econ_market(web_app: Any) -> tuple[Any, Any]:
+    market = web_app.state.market
+    seller = market.create_account("econ-seller", PASSWORD, "seller")
+    for slug, seed, flip in (("near", 1, False), ("flip", 2, True)):
+        market.create_product(seller, slug, slug.title())
+        market.add_version(
+            seller,
+            slug,
+            io.BytesIO(_labelled_csv(40, seed, flip=flip)),
+            "t.csv",
+            {"license": "MIT", "task": "classification"},
+        )
+        market.publish(seller, slug, 1)
+        market.set_listing(seller, slug, 700)
+    buyer = market.create_account("econ-buyer", PASSWORD, "buyer")
+    market.deposit(buyer.id, 50_000)
+    return seller, buyer
+
+
+def _login(client: TestClient, csrf_of: Callable[[str], str], username: str) -> str:
+    token = csrf_of(client.get("/login").text)
+    page = client.post(
+        "/login", data={"csrf_token": token, "username": username, "password": PASSWORD}
+    )
+    return csrf_of(page.text)
+
+
+def test_value_search_ranks_and_reports_errors(
+    client: TestClient, csrf_of: Callable[[str], str], web_app: Any
+) -> None:
+    _econ_market(web_app)
+    assert client.get("/value-search", follow_redirects=False).status_code == 303
+    token = _login(client, csrf_of, "econ-buyer")
+    files = {"validation": ("v.csv", _labelled_csv(24, 3), "text/csv")}
+    page = client.post(
+        "/value-search", data={"csrf_token": token, "label_column": "label"}, files=files
+    )
+    assert page.status_code == 200
+    ranked = re.findall(r'<th scope="row"><a href="/products/([a-z-]+)"', page.text)
+    assert ranked == ["near", "flip"]
+    assert page.text.count('src="data:image/svg+xml;base64,') == 2
+    only = client.post(
+        "/value-search",
+        data={"csrf_token": token, "label_column": "label", "products": "near"},
+        files=files,
+    )
+    assert re.findall(r'<th scope="row"><a href="/products/([a-z-]+)"', only.text) == ["near"]
+    missing = client.post(
+        "/value-search", data={"csrf_token": token, "label_column": "nope"}, files=files
+    )
+    assert missing.status_code in (404, 422) and 'role="alert"' in missing.text
+    bad_file = client.post(
+        "/value-search",
+        data={"csrf_token": token, "label_column": "label"},
+        files={"validation": ("v.exe", b"MZ", "application/octet-stream")},
+    )
+    assert bad_file.status_code == 422 and "unsupported file type" in bad_file.text
+    no_file = client.post("/value-search", data={"csrf_token": token, "label_column": "label"})
+    assert no_file.status_code == 422 and "choose a file" in no_file.text
+    bad_k = client.post(
+        "/value-search", data={"csrf_token": token, "label_column": "label", "k": "0"}, files=files
+    )
+    assert bad_k.status_code == 422
+
+
+def test_pricing_choice_and_purchases_under_each_mechanism(
+    web_app: Any, csrf_of: Callable[[str], str]
+) -> None:
+    _seller, buyer = _econ_market(web_app)
+    market = web_app.state.market
+    with TestClient(web_app) as s, TestClient(web_app) as b:
+        st = _login(s, csrf_of, "econ-seller")
+        query = {"price_points": {"label": {"p": 300, "q": 200}}}
+        r = s.post(
+            "/sell/products/flip/pricing",
+            data={"csrf_token": st, "mechanism": "query", "config": json.dumps(query)},
+        )
+        assert r.status_code == 200 and "now sold by query-based" in r.text
+        bad = s.post(
+            "/sell/products/flip/pricing",
+            data={"csrf_token": st, "mechanism": "bogus", "config": "{}"},
+        )
+        assert bad.status_code == 422 and "choose a pricing mechanism" in bad.text
+        worse = s.post(
+            "/sell/products/near/pricing",
+            data={"csrf_token": st, "mechanism": "model", "config": '{"curve": []}'},
+        )
+        assert worse.status_code == 422
+        value = {"share_bps": 5000, "floor_minor": 100, "cap_minor": 4000}
+        s.post(
+            "/sell/products/near/pricing",
+            data={"csrf_token": st, "mechanism": "value", "config": json.dumps(value)},
+        )
+
+        bt = _login(b, csrf_of, "econ-buyer")
+        page = b.get("/products/flip").text
+        assert "Buy the selected rows" in page and 'name="where:label"' in page
+        key = re.search(r'name="idempotency_key" value="([0-9a-f]+)"', page)[1]
+        sale = b.post(
+            "/products/flip/buy",
+            data={"csrf_token": bt, "idempotency_key": key, "where:label": "0"},
+        )
+        assert sale.status_code == 200 and 'data-testid="answer"' in sale.text
+        assert "3.00 USD" in sale.text  # the price point of label = p
+        forged = b.post(
+            "/products/flip/buy",
+            data={"csrf_token": bt, "idempotency_key": key + "x", "where:label": "9"},
+        )
+        assert forged.status_code == 422 and "unknown value" in forged.text
+
+        page = b.get("/products/near").text
+        assert "Measure the value and buy" in page
+        key = re.search(r'name="idempotency_key" value="([0-9a-f]+)"', page)[1]
+        sale = b.post(
+            "/products/near/buy",
+            data={"csrf_token": bt, "idempotency_key": key, "label_column": "label", "worth": "20"},
+            files={"validation": ("v.csv", _labelled_csv(24, 3), "text/csv")},
+        )
+        assert sale.status_code == 200, sale.text[:500]
+        assert "you bought near for" in sale.text and "(value)" in sale.text
+        assert b.get("/products/near").text.count("You have bought this product.") == 1
+    report = market.verify_ledger()
+    assert report.ok
+    assert market.get_account(buyer.id).balance_minor < 50_000 - 300
+
+
+def test_auction_bid_and_close(web_app: Any, csrf_of: Callable[[str], str]) -> None:
+    _seller, buyer = _econ_market(web_app)
+    market = web_app.state.market
+    with TestClient(web_app) as s, TestClient(web_app) as b:
+        st = _login(s, csrf_of, "econ-seller")
+        r = s.post(
+            "/sell/products/near/pricing",
+            data={
+                "csrf_token": st,
+                "mechanism": "auction",
+                "config": '{"reserve_minor": 500, "units": 1}',
+            },
+        )
+        assert "now sold by sealed-bid auction" in r.text
+        assert "Close the auction" in r.text
+        bt = _login(b, csrf_of, "econ-buyer")
+        page = b.get("/products/near").text
+        assert "Place sealed bid" in page
+        low = b.post("/products/near/bid", data={"csrf_token": bt, "amount": "abc"})
+        assert low.status_code == 422
+        ok = b.post("/products/near/bid", data={"csrf_token": bt, "amount": "12"})
+        assert "Your sealed bid of 12.00 USD is in" in ok.text
+        closed = s.post("/sell/products/near/auction/close", data={"csrf_token": st})
+        assert "Auction closed: 1 licence(s) sold at 5.00 USD each" in closed.text
+    assert market.get_account(buyer.id).balance_minor == 50_000 - 500
+    assert market.has_access(buyer, "near")
+
+
+def test_bundle_value_report_on_the_product_page(
+    client: TestClient, web_app: Any, csrf_of: Callable[[str], str]
+) -> None:
+    from databazaar.server.web.economics import economics as econ_of
+
+    market = web_app.state.market
+    owner = market.create_account("bundler", PASSWORD, "seller")
+    market.create_account("helper", PASSWORD, "seller")
+    rows = [
+        line.decode() + ("," + ("a" if i % 2 else "b"))
+        for i, line in enumerate(_labelled_csv(40, 4).splitlines()[1:])
+    ]
+    body = ("f1,f2,label,source\n" + "\n".join(rows) + "\n").encode()
+    market.create_product(owner, "bundle", "Bundle")
+    market.add_version(
+        owner, "bundle", io.BytesIO(body), "b.csv", {"license": "MIT", "task": "classification"}
+    )
+    market.publish(owner, "bundle", 1)
+    market.set_listing(owner, "bundle", 1000)
+
+    class _Req:
+        app = web_app
+
+    econ = econ_of(_Req())  # type: ignore[arg-type]
+    reference = [
+        {"f1": float(r.split(",")[0]), "f2": float(r.split(",")[1]), "label": r.split(",")[2]}
+        for r in _labelled_csv(20, 5).decode().splitlines()[1:]
+    ]
+    econ.register_bundle(
+        owner,
+        "bundle",
+        group_column="source",
+        label_column="label",
+        contributors={"a": "bundler", "b": "helper"},
+        reference=reference,
+    )
+    page = client.get("/products/bundle").text
+    assert "Value report: who contributed what" in page
+    assert 'data-testid="valuation"' in page
+    assert 'src="data:image/svg+xml;base64,' in page
