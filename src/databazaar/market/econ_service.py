@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import threading
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -207,9 +208,15 @@ class Economics:
     def __init__(self, market: Market, *, random_state: Any = None, embedder: Any = None) -> None:
         self.market = market
         self._rng = np.random.default_rng(random_state)
+        self._rng_lock = threading.Lock()
         self._embedder = embedder
 
     # ------------------------------------------------------------------ helpers
+    def _seed(self) -> int:
+        """A fresh seed from the service's generator (thread-safe)."""
+        with self._rng_lock:
+            return int(self._rng.integers(0, 2**31 - 1))
+
     @staticmethod
     def _product(s: Session, slug: str, *, lock: bool = False) -> Product:
         stmt = select(Product).where(Product.slug == v.check_slug(slug))
@@ -395,7 +402,7 @@ class Economics:
                 data[feats].to_numpy(dtype=np.float64), data[mech.label_column].to_numpy(), feats
             )
             variance = q.details["variance"]
-            payload = seller.release(variance, self._rng)
+            payload = seller.release(variance, self._seed())
             err = seller.expected_error(
                 variance,
                 data[feats].to_numpy(dtype=np.float64),
@@ -952,7 +959,7 @@ class Economics:
             PrivacyAccountant(s).budget(prod.id)
             ver = self._published(s, prod)
         frame = self._read_version(ver)
-        seed = random_state if random_state is not None else int(self._rng.integers(0, 2**31 - 1))
+        seed = random_state if random_state is not None else self._seed()
         with self.market.db.write() as s:
             prod = self._product(s, slug)
             return PrivacyAccountant(s).spend(

@@ -248,7 +248,8 @@ class QueryPricing(PricingMechanism):
             if extra:
                 raise InvalidInput(
                     f"column {col!r} has values without a price: {sorted(extra, key=repr)[:5]}",
-                    hint="price every value of each priced column",
+                    hint="price every value of each priced column (JSON object keys are "
+                    "strings: price numbers with [[value, price], ...])",
                 )
             if frame[col].isna().any():
                 raise InvalidInput(f"priced column {col!r} has missing values")
