@@ -19,6 +19,12 @@ from databazaar.valuation import ValuationResult, knn_shapley
 runner = CliRunner()
 
 
+def run_value(tables: dict[str, Path], *args: str):  # type: ignore[no-untyped-def]
+    """``databazaar value train.csv -t grade --test test.csv ARGS`` via the Typer app."""
+    base = ["value", str(tables["train_csv"]), "-t", "grade", "--test", str(tables["test_csv"])]
+    return runner.invoke(app, [*base, *args])
+
+
 @pytest.fixture(scope="module")
 def tables(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     from sklearn.datasets import load_wine
@@ -91,22 +97,7 @@ def test_value_writes_the_same_numbers_as_the_library(
 
 def test_value_group_mode(tables: dict[str, Path]) -> None:
     dest = tables["dir"] / "groups.csv"
-    res = runner.invoke(
-        app,
-        [
-            "value",
-            str(tables["train_csv"]),
-            "-t",
-            "grade",
-            "--test",
-            str(tables["test_csv"]),
-            "--groups",
-            "seller",
-            "-o",
-            str(dest),
-            "-q",
-        ],
-    )
+    res = run_value(tables, "--groups", "seller", "-o", str(dest), "-q")
     assert res.exit_code == 0, res.output
     saved = ValuationResult.load(dest)
     assert sorted(saved.ids.tolist()) == ["acme", "bolt", "core"]
@@ -116,27 +107,19 @@ def test_value_group_mode(tables: dict[str, Path]) -> None:
 def test_value_monte_carlo_method(tables: dict[str, Path]) -> None:
     pytest.importorskip("databazaar.valuation.sampling")
     dest = tables["dir"] / "banzhaf.csv"
-    res = runner.invoke(
-        app,
-        [
-            "value",
-            str(tables["train_csv"]),
-            "-t",
-            "grade",
-            "--test",
-            str(tables["test_csv"]),
-            "--method",
-            "banzhaf",
-            "--budget",
-            "40",
-            "--model",
-            "naive-bayes",
-            "-o",
-            str(dest),
-            "-q",
-            "-j",
-            "1",
-        ],
+    res = run_value(
+        tables,
+        "--method",
+        "banzhaf",
+        "--budget",
+        "40",
+        "--model",
+        "naive-bayes",
+        "-o",
+        str(dest),
+        "-q",
+        "-j",
+        "1",
     )
     assert res.exit_code == 0, res.output
     assert len(ValuationResult.load(dest)) == 120
@@ -225,25 +208,17 @@ def test_version_and_fast_help() -> None:
 
 def test_value_asymmetric_knn_credits_groups_in_order(tables: dict[str, Path]) -> None:
     dest = tables["dir"] / "ads.csv"
-    res = runner.invoke(
-        app,
-        [
-            "value",
-            str(tables["train_csv"]),
-            "-t",
-            "grade",
-            "--test",
-            str(tables["test_csv"]),
-            "-m",
-            "asymmetric-knn",
-            "--groups",
-            "seller",
-            "--order",
-            "core,acme,bolt",
-            "-o",
-            str(dest),
-            "-q",
-        ],
+    res = run_value(
+        tables,
+        "-m",
+        "asymmetric-knn",
+        "--groups",
+        "seller",
+        "--order",
+        "core,acme,bolt",
+        "-o",
+        str(dest),
+        "-q",
     )
     assert res.exit_code == 0, res.output
     assert "group values (in order): core=" in res.output
@@ -251,45 +226,15 @@ def test_value_asymmetric_knn_credits_groups_in_order(tables: dict[str, Path]) -
     assert len(saved) == 120
     # efficiency: the values add up to the same total as KNN-Shapley's
     assert saved.values.sum() == pytest.approx(_expected(tables).sum(), abs=1e-12)
-    res = runner.invoke(
-        app,
-        [
-            "value",
-            str(tables["train_csv"]),
-            "-t",
-            "grade",
-            "--test",
-            str(tables["test_csv"]),
-            "-m",
-            "asymmetric-knn",
-            "--groups",
-            "seller",
-            "--order",
-            "core,acme,zeta",
-            "-q",
-        ],
+    res = run_value(
+        tables, "-m", "asymmetric-knn", "--groups", "seller", "--order", "core,acme,zeta", "-q"
     )
     assert res.exit_code == 2 and "zeta" in res.output
 
 
 def test_value_with_confidence_intervals(tables: dict[str, Path]) -> None:
     dest = tables["dir"] / "ci.parquet"
-    res = runner.invoke(
-        app,
-        [
-            "value",
-            str(tables["train_csv"]),
-            "-t",
-            "grade",
-            "--test",
-            str(tables["test_csv"]),
-            "--ci",
-            "0.9",
-            "-o",
-            str(dest),
-            "-q",
-        ],
-    )
+    res = run_value(tables, "--ci", "0.9", "-o", str(dest), "-q")
     assert res.exit_code == 0, res.output
     assert "90% CI" in res.output
     saved = ValuationResult.load(dest)
@@ -297,20 +242,5 @@ def test_value_with_confidence_intervals(tables: dict[str, Path]) -> None:
     np.testing.assert_allclose(saved.values, _expected(tables), atol=1e-12)
     assert np.all(saved.ci_low <= saved.values) and np.all(saved.values <= saved.ci_high)
     assert np.all(saved.ci_high - saved.ci_low > 0)
-    res = runner.invoke(
-        app,
-        [
-            "value",
-            str(tables["train_csv"]),
-            "-t",
-            "grade",
-            "--test",
-            str(tables["test_csv"]),
-            "--ci",
-            "0.9",
-            "-m",
-            "banzhaf",
-            "-q",
-        ],
-    )
+    res = run_value(tables, "--ci", "0.9", "-m", "banzhaf", "-q")
     assert res.exit_code == 2 and "not available for banzhaf" in res.output

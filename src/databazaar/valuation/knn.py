@@ -396,96 +396,73 @@ def threshold_knn_shapley(
     )
 
 
-class KNNShapley:
+class _KNNEstimator:
+    """Shared scikit-learn-style wrapper: parameters in ``__init__``, work in ``fit``."""
+
+    def __init__(
+        self,
+        *,
+        n_jobs: int | None = 1,
+        chunk_size: int | None = None,
+        backend: str = "threads",
+        ray_address: str | None = None,
+    ) -> None:
+        self.n_jobs = n_jobs
+        self.chunk_size = chunk_size
+        self.backend = backend
+        self.ray_address = ray_address
+
+    def _compute(self, *data: Any, **kwargs: Any) -> ValuationResult:
+        raise NotImplementedError
+
+    def fit(
+        self,
+        x_train: Any,
+        y_train: Any,
+        x_test: Any,
+        y_test: Any,
+        groups: Any = None,
+        progress: ProgressFn | None = None,
+    ):  # type: ignore[no-untyped-def]
+        """Value the training points on the test set; sets ``result_`` and ``values_``."""
+        self.result_ = self._compute(
+            x_train,
+            y_train,
+            x_test,
+            y_test,
+            groups=groups,
+            n_jobs=self.n_jobs,
+            chunk_size=self.chunk_size,
+            backend=self.backend,
+            ray_address=self.ray_address,
+            progress=progress,
+        )
+        self.values_ = self.result_.values
+        return self
+
+
+class KNNShapley(_KNNEstimator):
     """Estimator form of :func:`knn_shapley` (scikit-learn conventions).
 
     >>> est = KNNShapley(k=5).fit(x_train, y_train, x_test, y_test)  # doctest: +SKIP
     >>> est.values_[:3], est.result_.to_frame().head()                 # doctest: +SKIP
     """
 
-    def __init__(
-        self,
-        k: int = 5,
-        *,
-        task: str = "classification",
-        n_jobs: int | None = 1,
-        chunk_size: int | None = None,
-        backend: str = "threads",
-        ray_address: str | None = None,
-    ) -> None:
+    def __init__(self, k: int = 5, *, task: str = "classification", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.k = k
         self.task = task
-        self.n_jobs = n_jobs
-        self.chunk_size = chunk_size
-        self.backend = backend
-        self.ray_address = ray_address
 
-    def fit(
-        self,
-        x_train: Any,
-        y_train: Any,
-        x_test: Any,
-        y_test: Any,
-        groups: Any = None,
-        progress: ProgressFn | None = None,
-    ) -> KNNShapley:
-        self.result_ = knn_shapley(
-            x_train,
-            y_train,
-            x_test,
-            y_test,
-            self.k,
-            task=self.task,
-            groups=groups,
-            n_jobs=self.n_jobs,
-            chunk_size=self.chunk_size,
-            backend=self.backend,
-            ray_address=self.ray_address,
-            progress=progress,
-        )
-        self.values_ = self.result_.values
-        return self
+    def _compute(self, *data: Any, **kwargs: Any) -> ValuationResult:
+        return knn_shapley(*data, self.k, task=self.task, **kwargs)
 
 
-class ThresholdKNNShapley:
+class ThresholdKNNShapley(_KNNEstimator):
     """Estimator form of :func:`threshold_knn_shapley`."""
 
-    def __init__(
-        self,
-        tau: float,
-        *,
-        n_jobs: int | None = 1,
-        chunk_size: int | None = None,
-        backend: str = "threads",
-        ray_address: str | None = None,
-    ) -> None:
+    def __init__(self, tau: float, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.tau = tau
-        self.n_jobs = n_jobs
-        self.chunk_size = chunk_size
-        self.backend = backend
-        self.ray_address = ray_address
 
-    def fit(
-        self,
-        x_train: Any,
-        y_train: Any,
-        x_test: Any,
-        y_test: Any,
-        groups: Any = None,
-        progress: ProgressFn | None = None,
-    ) -> ThresholdKNNShapley:
-        self.result_ = threshold_knn_shapley(
-            x_train,
-            y_train,
-            x_test,
-            y_test,
-            self.tau,
-            groups=groups,
-            n_jobs=self.n_jobs,
-            chunk_size=self.chunk_size,
-            backend=self.backend,
-            ray_address=self.ray_address,
-            progress=progress,
-        )
-        self.values_ = self.result_.values
-        return self
+    def _compute(self, *data: Any, **kwargs: Any) -> ValuationResult:
+        return threshold_knn_shapley(*data, self.tau, **kwargs)
