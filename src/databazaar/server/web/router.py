@@ -12,6 +12,10 @@ Pages
 ``/purchases``                         a buyer's orders and download buttons
 ``/admin``                             ledger rows, verify button, deposits
 
+The economics pages (value-aware search, buying under a pricing mechanism, auctions,
+sales, pricing choice) live in :mod:`databazaar.server.web.economics` and are included
+in :data:`router`.
+
 Every ``POST`` form carries the session's CSRF token and is refused with 403 without it.
 Market errors become an HTML page (or the form again, with the message) with the
 error's HTTP status; an expired or missing login redirects to ``/login``.
