@@ -28,7 +28,7 @@ from typing import Any, BinaryIO
 import numpy as np
 from sqlalchemy import and_, func, select
 from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, defer, selectinload
 
 from databazaar.core.config import Settings
 from databazaar.core.errors import (
@@ -654,7 +654,12 @@ class Market:
             .join(Product, Product.id == ProductVersion.product_id)
             .join(Listing, and_(Listing.product_id == Product.id, Listing.active.is_(True)))
             .join(Account, Account.id == Product.seller_id)
-            .options(selectinload(ProductVersion.tag_rows))
+            .options(
+                selectinload(ProductVersion.tag_rows),
+                # a catalog row never shows these large JSON columns
+                defer(ProductVersion.stats),
+                defer(ProductVersion.preview),
+            )
         )
         if task is not None:
             stmt = stmt.where(ProductVersion.task == v.check_task(task))
@@ -727,13 +732,14 @@ class Market:
         )
         with self.db.read() as s:
             if query is None:
+                total = s.scalar(select(func.count()).select_from(stmt.subquery())) or 0
                 rows = s.execute(
                     stmt.order_by(ProductVersion.published_at.desc(), Product.slug)
+                    .limit(limit)
+                    .offset(offset)
                 ).all()
                 hits = [self._hit(ver, prod, lst, seller, None) for ver, prod, lst, seller in rows]
-                return SearchResults(
-                    total=len(hits), mode="browse", hits=hits[offset : offset + limit]
-                )
+                return SearchResults(total=total, mode="browse", hits=hits)
             scores: dict[int, float] = {}
             if mode == "fulltext":
                 scores = search.fulltext_scores(s, query)
