@@ -65,6 +65,37 @@ def _flash(page: Any) -> str:
     return page.locator(".flashes").inner_text()
 
 
+A11Y_CHECK = """() => {
+  const problems = [];
+  const named = (el) => (el.getAttribute('aria-label') || el.textContent || '').trim().length > 0;
+  for (const el of document.querySelectorAll('input, select, textarea')) {
+    if (el.type === 'hidden') continue;
+    if (!(el.labels && el.labels.length) && !el.getAttribute('aria-label')) {
+      problems.push('unlabelled ' + el.tagName + ' ' + (el.name || el.id));
+    }
+  }
+  for (const el of document.querySelectorAll('img')) {
+    if (!(el.getAttribute('alt') || '').trim()) problems.push('img without alt');
+  }
+  for (const el of document.querySelectorAll('button, a[href]')) {
+    if (!named(el)) problems.push('unnamed ' + el.tagName);
+  }
+  const h1 = document.querySelectorAll('h1').length;
+  if (h1 !== 1) problems.push('h1 count ' + h1);
+  if (!document.querySelector('main#main')) problems.push('no main landmark');
+  if (!document.querySelector('nav[aria-label]')) problems.push('no labelled nav');
+  const ids = [...document.querySelectorAll('[id]')].map((e) => e.id);
+  const dup = ids.filter((id, i) => ids.indexOf(id) !== i);
+  if (dup.length) problems.push('duplicate ids ' + dup.join(','));
+  return problems;
+}"""
+
+
+def _a11y_problems(page: Any) -> list[str]:
+    """Missing labels, alt texts, names, landmarks and duplicate ids on the page."""
+    return list(page.evaluate(A11Y_CHECK))
+
+
 def _no_horizontal_scroll(page: Any) -> bool:
     return bool(page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1"))
 
@@ -239,6 +270,7 @@ def test_seller_buyer_admin_flow(live_server: Any, browser: Any, screenshot: Any
         for path in paths:
             phone.goto(base + path)
             assert _no_horizontal_scroll(phone), f"{path} scrolls sideways at phone width"
+            assert _a11y_problems(phone) == [], path
             menu = phone.get_by_role("button", name="Menu")
             assert menu.is_visible()
             assert not phone.locator("#site-nav").is_visible()
@@ -407,6 +439,7 @@ def test_value_search_pricing_choice_and_model_purchase(
     page.get_by_label("Configuration (JSON; money in cents)").fill("{not json")
     page.get_by_role("button", name="Use this mechanism").click()
     assert "not valid JSON" in page.locator("#form-error").inner_text()
+    assert _a11y_problems(page) == []
     screenshot(page, "sell-pricing")
 
     # ---- the buyer ranks products by value for an uploaded validation set
@@ -426,6 +459,7 @@ def test_value_search_pricing_choice_and_model_purchase(
     for img in page.locator("figure.chart img").all():
         assert img.evaluate("i => i.complete && i.naturalWidth > 0")
     assert page.locator("figure.chart img").count() == 2
+    assert _a11y_problems(page) == []
     screenshot(page, "value-search")
 
     # ---- ... opens the best product and buys a noisy model of it
