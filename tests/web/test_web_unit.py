@@ -675,3 +675,14 @@ def test_bundle_value_report_on_the_product_page(
     assert "Value report: who contributed what" in page
     assert 'data-testid="valuation"' in page
     assert 'src="data:image/svg+xml;base64,' in page
+
+
+def test_mount_web_is_idempotent(web_app: Any) -> None:
+    from databazaar.server.web import mount_web
+
+    before = len(web_app.router.routes)
+    assert mount_web(web_app) is web_app
+    assert len(web_app.router.routes) == before
+    with TestClient(web_app) as c:
+        assert c.get("/").status_code == 200
+        assert c.get("/api/health").json()["status"] == "ok"

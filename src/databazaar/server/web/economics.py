@@ -156,7 +156,7 @@ def _mechanism_view(econ: Any, slug: str) -> dict[str, Any] | None:
         "label": label,
         "about": about,
         "config": mech.config(),
-        "config_json": json.dumps(mech.config(), indent=2, sort_keys=True),
+        "config_json": json.dumps(mech.config(), sort_keys=True),
     }
     if mech.name == "posted":
         view["price_minor"] = mech.price_minor
