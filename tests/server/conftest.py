@@ -6,12 +6,17 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from apihelpers import PASSWORD, Api, build_market  # type: ignore[import-not-found]
 from fastapi.testclient import TestClient
+
+# The helpers module sits next to this file; make it importable under any import mode.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from apihelpers import PASSWORD, Api, build_market  # type: ignore[import-not-found]
 
 from databazaar.core.config import Settings
 from databazaar.market.db import Database

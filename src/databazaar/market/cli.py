@@ -136,7 +136,9 @@ def ledger_verify(
 
 
 def serve(host: str = "127.0.0.1", port: int = 8000, *, log_level: str = "info") -> None:
-    """Serve the market API (OpenAPI at ``/docs``) with uvicorn until interrupted.
+    """Serve the market API (OpenAPI at ``/docs``) and the web pages with uvicorn.
+
+    Runs until interrupted.
 
     The store comes from the settings: ``DATABASE_URL`` if set, else the SQLite file in
     ``DATABAZAAR_HOME``; it is migrated on start.
@@ -145,7 +147,14 @@ def serve(host: str = "127.0.0.1", port: int = 8000, *, log_level: str = "info")
 
     from databazaar.server.app import create_app
 
-    uvicorn.run(create_app(), host=host, port=port, log_level=log_level)
+    app = create_app()
+    try:  # the web pages are optional: serve the JSON API alone without them
+        from databazaar.server.web import mount_web
+    except ImportError:
+        pass
+    else:
+        mount_web(app)
+    uvicorn.run(app, host=host, port=port, log_level=log_level)
 
 
 DEMO_SELLERS = ("ada-labs", "bayes-data")
