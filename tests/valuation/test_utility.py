@@ -283,3 +283,25 @@ def test_group_utility_maps_groups_to_points() -> None:
         GroupUtility(GameUtility(f, 5), [1, 2])
     with pytest.raises(InvalidInput, match="out of range"):
         g([3])
+
+
+def test_blas_limit_is_process_wide_reference_counted_and_restored(utility_factory) -> None:  # type: ignore[no-untyped-def]
+    from threadpoolctl import threadpool_info
+
+    from databazaar.valuation.sampling import MaxSamples, TMCShapley
+    from databazaar.valuation.utility import blas_limit
+
+    def blas_threads() -> list[int]:
+        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+    before = blas_threads()
+    with blas_limit(1):
+        assert set(blas_threads()) <= {1}
+        with blas_limit(1):
+            pass
+        assert set(blas_threads()) <= {1}  # the inner exit does not restore
+    assert blas_threads() == before
+    # concurrent fits on threads enter and leave the limit in any interleaving
+    est = TMCShapley(0.0, stopping=MaxSamples(6), n_jobs=2, backend="threading", batch_size=1)
+    est.fit(utility_factory())
+    assert blas_threads() == before

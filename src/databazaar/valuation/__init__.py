@@ -31,6 +31,12 @@ _LAZY = {
     "exact_shapley": "exact",
     "exact_banzhaf": "exact",
     "exact_semivalue": "exact",
+    "exact_loo": "exact",
+    "exact_beta_shapley": "exact",
+    "beta_shapley_weight": "exact",
+    "GameUtility": "utility",
+    "GroupUtility": "utility",
+    "StoppingCriterion": "sampling",
     # evaluation (evaluate.py)
     "flip_labels": "evaluate",
     "noisy_label_detection": "evaluate",

@@ -100,7 +100,7 @@ from databazaar.valuation.parallel import (
     parallel_map,
 )
 from databazaar.valuation.result import ValuationResult
-from databazaar.valuation.utility import GroupUtility, players_of
+from databazaar.valuation.utility import GroupUtility, blas_limit, blas_threads_of, players_of
 
 __all__ = [
     "BanzhafMSR",
@@ -457,6 +457,10 @@ class _PermutationJob:
     max_positions: int | None
 
     def __call__(self, task: tuple[int, int]) -> tuple[np.ndarray, Counters]:
+        with blas_limit(blas_threads_of(self.game)):
+            return self._run(task)
+
+    def _run(self, task: tuple[int, int]) -> tuple[np.ndarray, Counters]:
         start, stop = task
         before = _counters(self.game)
         rows = np.full((stop - start, self.n), np.nan)
@@ -488,6 +492,10 @@ class _SubsetJob:
     entropy: int
 
     def __call__(self, task: tuple[int, int]) -> tuple[tuple[np.ndarray, np.ndarray], Counters]:
+        with blas_limit(blas_threads_of(self.game)):
+            return self._run(task)
+
+    def _run(self, task: tuple[int, int]) -> tuple[tuple[np.ndarray, np.ndarray], Counters]:
         start, stop = task
         before = _counters(self.game)
         masks = np.empty((stop - start, self.n), dtype=bool)
@@ -646,12 +654,18 @@ def estimate_permutation_values(
     Returns:
         :class:`MonteCarloStats` with per-player mean, stderr and sample counts.
     """
+    _check_criterion(stopping)
+    check_backend(backend)
+    check_n_jobs(n_jobs)
+    if batch_size is not None and not _is_pos_int(batch_size):
+        raise InvalidInput(f"batch_size must be an integer >= 1 or None, got {batch_size!r}")
     n = players_of(game)
     entropy = seed_entropy(random_state)
     if batch_size is None:
         batch_size = max(1, math.ceil(64 / max(n, 1)))
-    u_empty = float(game(np.empty(0, dtype=np.int64)))
-    u_total = float(game(np.arange(n)))
+    with blas_limit(blas_threads_of(game)):
+        u_empty = float(game(np.empty(0, dtype=np.int64)))
+        u_total = float(game(np.arange(n)))
     job = _PermutationJob(
         game=game,
         n=n,
@@ -1065,6 +1079,10 @@ class _LooJob:
     n: int
 
     def __call__(self, players: np.ndarray) -> tuple[np.ndarray, Counters]:
+        with blas_limit(blas_threads_of(self.game)):
+            return self._run(players)
+
+    def _run(self, players: np.ndarray) -> tuple[np.ndarray, Counters]:
         before = _counters(self.game)
         everyone = np.arange(self.n)
         out = np.array([float(self.game(np.delete(everyone, int(i)))) for i in players])
@@ -1091,7 +1109,8 @@ class LeaveOneOut(_Valuation):
         self, game: Any, ids: np.ndarray | None, progress: ProgressFn | None
     ) -> ValuationResult:
         n = players_of(game)
-        total = float(game(np.arange(n)))
+        with blas_limit(blas_threads_of(game)):
+            total = float(game(np.arange(n)))
         workers = effective_n_jobs(self.n_jobs, self.backend)
         chunks = [c for c in np.array_split(np.arange(n), max(1, min(n, 4 * workers))) if c.size]
         before = _counters(game)

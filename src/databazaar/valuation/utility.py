@@ -35,7 +35,8 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -50,6 +51,8 @@ __all__ = [
     "SetFunction",
     "Utility",
     "as_indices",
+    "blas_limit",
+    "blas_threads_of",
     "players_of",
 ]
 
@@ -300,9 +303,7 @@ class Utility(_CachedSetFunction):
         return self.default_score
 
     def _evaluate(self, idx: np.ndarray) -> float:
-        if self.blas_threads is None:
-            return self._fit_and_score(idx)
-        with _blas_limit(self.blas_threads):
+        with blas_limit(self.blas_threads):
             return self._fit_and_score(idx)
 
     def _fit_and_score(self, idx: np.ndarray) -> float:
@@ -380,16 +381,49 @@ class GameUtility(_CachedSetFunction):
 
 
 _CONTROLLER: Any = None
+_LIMIT_LOCK = threading.Lock()
+_LIMIT_DEPTH = 0
+_LIMITER: Any = None
 
 
-def _blas_limit(n_threads: int) -> Any:
-    """A cheap context limiting BLAS/OpenMP pools (controller built once per process)."""
-    global _CONTROLLER
-    if _CONTROLLER is None:
-        from threadpoolctl import ThreadpoolController
+@contextmanager
+def blas_limit(n_threads: int | None) -> Iterator[None]:
+    """Limit BLAS/OpenMP thread pools to ``n_threads`` while inside (``None``: no-op).
 
-        _CONTROLLER = ThreadpoolController()
-    return _CONTROLLER.limit(limits=n_threads)
+    Thread pools are process-wide, so the limit is reference-counted: the first context
+    to enter sets it, the last to leave restores the original sizes, and nested or
+    concurrent contexts (threads backend) cost only a lock.  While a limit is active a
+    different ``n_threads`` does not change it.  The samplers enter it once per batch
+    so that per-evaluation contexts are nearly free.
+    """
+    global _CONTROLLER, _LIMIT_DEPTH, _LIMITER
+    if n_threads is None:
+        yield
+        return
+    with _LIMIT_LOCK:
+        if _LIMIT_DEPTH == 0:
+            if _CONTROLLER is None:
+                from threadpoolctl import ThreadpoolController
+
+                _CONTROLLER = ThreadpoolController()
+            _LIMITER = _CONTROLLER.limit(limits=n_threads)
+        _LIMIT_DEPTH += 1
+    try:
+        yield
+    finally:
+        with _LIMIT_LOCK:
+            _LIMIT_DEPTH -= 1
+            if _LIMIT_DEPTH == 0 and _LIMITER is not None:
+                _LIMITER.restore_original_limits()
+                _LIMITER = None
+
+
+def blas_threads_of(utility: Any) -> int | None:
+    """The ``blas_threads`` setting of a utility (looking through :class:`GroupUtility`)."""
+    inner = getattr(utility, "utility", None)
+    if inner is not None and not hasattr(utility, "blas_threads"):
+        return blas_threads_of(inner)
+    return getattr(utility, "blas_threads", None)
 
 
 def _resolve_scorer(scorer: Any) -> tuple[Scorer, bool]:
