@@ -82,12 +82,22 @@ def post(session: Session, postings: Sequence[Posting], *, txn_id: str | None = 
     if total != 0:
         raise InvalidInput(f"ledger transaction does not balance (sum = {total})")
     txn = txn_id or str(uuid.uuid4())
-    head = lock_head(session)
-    seq, prev = head.last_seq, head.last_hash
-    created = datetime.now(UTC).isoformat(timespec="microseconds")
     for p in postings:
         if isinstance(p.amount_minor, bool) or not isinstance(p.amount_minor, int):
             raise InvalidInput("ledger amounts must be integers (minor units)")
+    head = lock_head(session)
+    # Lock the touched accounts in ascending id order (after the head): every writer
+    # takes its locks in the same order, so concurrent postings cannot deadlock.
+    ids = sorted({p.account_id for p in postings})
+    found = session.scalars(
+        select(Account.id).where(Account.id.in_(ids)).order_by(Account.id).with_for_update()
+    ).all()
+    if len(found) != len(ids):
+        missing = sorted(set(ids) - set(found))
+        raise InvalidInput(f"ledger posting to unknown account(s) {missing}")
+    seq, prev = head.last_seq, head.last_hash
+    created = datetime.now(UTC).isoformat(timespec="microseconds")
+    for p in postings:
         seq += 1
         digest = row_digest(prev, seq, txn, p.account_id, p.amount_minor, p.kind, p.memo, created)
         session.add(

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 import threading
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -914,6 +916,7 @@ class Market:
                     return done
             except OperationalError as exc:  # deadlock / serialization / busy: retry
                 last_exc = exc
+                time.sleep(random.uniform(0, 0.02 * 2**_attempt))
         raise Conflict(
             "the purchase could not be completed because of concurrent updates",
             hint="retry with the same idempotency key",
