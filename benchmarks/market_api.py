@@ -256,6 +256,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "python": platform.python_version(),
             "platform": platform.platform(),
             "cpus": os.cpu_count(),
+            "load_average_1_5_15_at_end": [round(x, 2) for x in os.getloadavg()],
         },
         "backends": backends,
     }
@@ -267,7 +268,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"{args.products} listed products; uvicorn (1 worker) on 127.0.0.1; "
         f"{args.concurrency} concurrent keep-alive httpx clients in a closed loop, "
         f"{args.requests} measured requests per scenario after {args.warmup} warm-up "
-        f"requests; {os.cpu_count()} CPUs shared with the load generator and other work; "
+        f"requests; {os.cpu_count()} CPUs shared with the load generator and other work "
+        f"(load average {os.getloadavg()[0]:.1f} at the end); "
         f"Python {platform.python_version()}. Produced by `benchmarks/market_api.py`.",
         "",
         "| backend | scenario | req/s | p50 ms | p90 ms | p99 ms | max ms | errors |",
