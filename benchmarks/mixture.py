@@ -7,8 +7,9 @@ Setting (a CPU-sized version of Kang et al., "AutoScale", arXiv 2407.20177, §5)
   held-out validation split per domain;
 * model: a tiny GPT-2 (``transformers.GPT2LMHeadModel``) trained from scratch, the same
   size for every proxy and every final run (the paper's "same model, smaller data");
-* target budget ``T`` tokens = ``steps * batch_size * block_size`` (one pass, no
-  repetition at uniform weights);
+* target budget ``T`` training tokens, seen for ``--epochs`` passes (the paper's
+  recipe trains its proxies and final models for 3 epochs), so every run at ``T`` takes
+  ``steps = T * epochs / (batch_size * block_size)`` optimizer steps;
 * weights: uniform; DoReMi-style Group DRO at ``T`` (reference = uniform); RegMix with
   16 random mixtures at ``T/8``; DDO at ``T`` (1 + 2m proxies, factors 1/3 and 3);
   AutoScale = DDO at ``T/4`` and ``T/2``, extrapolated to ``T`` by
@@ -75,10 +76,10 @@ def _final_run(
     weights: dict[str, float],
     seed: int,
     proxy: ProxyConfig,
+    budget: float,
     steps: int,
     eval_every: int,
 ) -> dict[str, Any]:
-    budget = steps * proxy.train.batch_size * data.block_size
     cfg = replace(proxy, train=replace(proxy.train, max_steps=steps))
     t0 = time.perf_counter()
     _, res = train_with_weights(
@@ -96,7 +97,10 @@ def _final_run(
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=256, help="optimizer steps at the target")
+    ap.add_argument(
+        "--budget", type=float, default=86_016, help="target budget: training tokens (unique)"
+    )
+    ap.add_argument("--epochs", type=float, default=3.0, help="passes over the mixture")
     ap.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (>= 3)")
     ap.add_argument("--n-jobs", type=int, default=2, help="parallel training processes")
     ap.add_argument("--max-docs", type=int, default=300, help="documents per domain")
@@ -105,29 +109,30 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--n-layer", type=int, default=2)
     ap.add_argument("--n-embd", type=int, default=64)
-    ap.add_argument("--lr", type=float, default=1e-2)
+    ap.add_argument("--lr", type=float, default=5e-3)
     ap.add_argument("--eval-points", type=int, default=16)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
     ap.add_argument("--quick", action="store_true", help="tiny smoke-test sizes")
     args = ap.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
     if args.quick:
-        args.steps, args.max_docs, seeds = 32, 60, seeds[:2]
+        args.budget, args.max_docs, seeds = 8192.0, 60, seeds[:2]
     t_start = time.perf_counter()
 
     corpus = builtin_corpus(max_docs_per_domain=args.max_docs, seed=0)
     _, data = prepare_data(corpus, vocab_size=args.vocab_size, block_size=args.block_size)
-    data = data.limit_val(32)
+    data = data.limit_val(64)
     m = len(data.domains)
     proxy = ProxyConfig(
         model=ModelConfig(
             n_layer=args.n_layer, n_embd=args.n_embd, n_head=4, n_positions=args.block_size
         ),
-        train=TrainConfig(batch_size=args.batch_size, lr=args.lr),
-        eval_blocks=32,
+        train=TrainConfig(batch_size=args.batch_size, lr=args.lr, epochs=args.epochs),
+        eval_blocks=64,
         num_threads=1,
     )
-    target = float(args.steps * args.batch_size * args.block_size)
+    target = float(args.budget)
+    steps = max(1, round(target * args.epochs / (args.batch_size * args.block_size)))
     par = {"backend": "joblib", "n_jobs": args.n_jobs}
     timings: dict[str, float] = {}
     found: dict[str, Any] = {}
@@ -161,19 +166,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for k in METHOD_ORDER:
         print(f"  {k:10s}", {d: round(w, 3) for d, w in found[k]["weights"].items()}, flush=True)
 
-    eval_every = max(1, args.steps // args.eval_points)
+    eval_every = max(1, steps // args.eval_points)
     jobs = [(k, s) for k in METHOD_ORDER for s in seeds]
     t0 = time.perf_counter()
     if args.n_jobs > 1:
         from joblib import Parallel, delayed
 
         runs = Parallel(n_jobs=args.n_jobs, backend="loky")(
-            delayed(_final_run)(data, k, found[k]["weights"], s, proxy, args.steps, eval_every)
+            delayed(_final_run)(data, k, found[k]["weights"], s, proxy, target, steps, eval_every)
             for k, s in jobs
         )
     else:
         runs = [
-            _final_run(data, k, found[k]["weights"], s, proxy, args.steps, eval_every)
+            _final_run(data, k, found[k]["weights"], s, proxy, target, steps, eval_every)
             for k, s in jobs
         ]
     timings["final_runs"] = time.perf_counter() - t0
@@ -181,11 +186,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     curves: dict[str, dict[str, Any]] = {}
     for k in METHOD_ORDER:
         mine = [r for r in runs if r["method"] == k]
-        steps = np.array(mine[0]["steps"])
+        st = np.array(mine[0]["steps"])
         avg = np.mean([r["average"] for r in mine], axis=0)
         per_domain = {d: float(np.mean([r["losses"][-1][d] for r in mine])) for d in data.domains}
         curves[k] = {
-            "steps": steps.tolist(),
+            "steps": st.tolist(),
             "mean_average_loss": avg.tolist(),
             "per_seed_final": [r["average"][-1] for r in mine],
             "final_per_domain": per_domain,
@@ -224,7 +229,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "train_tokens": data.train_tokens(),
             "val_blocks_per_domain": {d: len(v) for d, v in data.val.items()},
             "target_budget_tokens": target,
-            "steps": args.steps,
+            "steps": steps,
+            "epochs": args.epochs,
             "eval_every": eval_every,
             "autoscale_budgets": [target / 4, target / 2],
             "regmix_budget": target / 8,
@@ -266,7 +272,8 @@ def render_markdown(out: dict[str, Any]) -> str:
     lines = [
         "# Data-mixture benchmark (built-in corpus, tiny GPT-2)",
         "",
-        f"Target budget {setup['target_budget_tokens']:,.0f} tokens = {setup['steps']} steps; "
+        f"Target budget {setup['target_budget_tokens']:,.0f} tokens, {setup['epochs']:g} epochs "
+        f"= {setup['steps']} steps; "
         f"seeds {out['seeds']}; model {setup['model']['n_layer']} layers x "
         f"{setup['model']['n_embd']} wide, vocab {setup['vocab_size']}, "
         f"block {setup['block_size']}; evaluation every {setup['eval_every']} steps on "

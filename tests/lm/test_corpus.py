@@ -188,6 +188,12 @@ def test_tokenize_and_mixture_blocks(tiny_lm: dict) -> None:
     assert {tuple(b) for b in many} == uniq
     again, _ = mixture_blocks(data, {"code": 24, "prose": 40}, seed=0)
     assert np.array_equal(again, blocks)
+    # nested data: more of one domain extends its blocks, the other domain is unchanged
+    more, more_lab = mixture_blocks(data, {"code": 48, "prose": 40}, seed=0)
+    code3 = {tuple(b) for b in blocks[labels == 0]}
+    code6 = {tuple(b) for b in more[more_lab == 0]}
+    assert code3 <= code6 and int((more_lab == 0).sum()) == 6
+    assert sorted(map(tuple, more[more_lab == 1])) == sorted(map(tuple, blocks[labels == 1]))
     with pytest.raises(InvalidInput, match="unknown domain"):
         mixture_blocks(data, {"poetry": 8})
     with pytest.raises(InvalidInput, match="non-negative"):

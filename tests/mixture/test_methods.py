@@ -281,6 +281,11 @@ def test_train_with_weights_saves_a_loadable_model(mix_data, proxy, tmp_path: Pa
     )
     assert [h.step for h in res.history] == [2, 4, 6]
     assert set(res.final.losses) == set(data.domains)  # type: ignore[union-attr]
+    # data_seed fixes the data sample; seed alone changes init and order
+    _, same_data = train_with_weights(data, w, budget=BUDGET, proxy=proxy, seed=1, data_seed=0)
+    _, again = train_with_weights(data, w, budget=BUDGET, proxy=proxy, seed=1, data_seed=0)
+    assert same_data.train_loss == again.train_loss
+    assert same_data.train_loss != res.train_loss
     loaded, ltok = load_model(tmp_path)
     assert ltok is not None and len(ltok) == len(tok)
     assert loaded.config.n_embd == proxy.model.n_embd

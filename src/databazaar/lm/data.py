@@ -135,8 +135,10 @@ def mixture_blocks(
     """Draw a training set with ``quantities[i]`` tokens from domain ``i``.
 
     Returns ``(blocks, domain_index)``, shuffled together. Blocks of a domain are taken in
-    a seeded random order without replacement, starting a new random pass (repetition)
-    only after all of that domain's blocks were used.
+    a random order fixed by ``(seed, domain position)`` without replacement, starting a
+    new random pass (repetition) only after all of that domain's blocks were used. For one
+    seed, a larger quantity of a domain is a superset of a smaller one, whatever the other
+    domains' quantities (common random numbers for proxy runs).
     """
     if isinstance(quantities, Mapping):
         unknown = sorted(set(quantities) - set(data.domains))
@@ -150,7 +152,6 @@ def mixture_blocks(
         q = np.asarray(list(quantities), dtype=float)
     if q.shape != (len(data.domains),) or not np.all(np.isfinite(q)) or np.any(q < 0):
         raise InvalidInput("quantities must be one finite non-negative token count per domain")
-    rng = np.random.default_rng(seed)
     parts: list[np.ndarray] = []
     labels: list[np.ndarray] = []
     for i, d in enumerate(data.domains):
@@ -158,13 +159,16 @@ def mixture_blocks(
         pool = data.train[d]
         if n_blocks == 0:
             continue
+        # one generator per domain: a larger quantity extends the same order (nested sets)
+        dom_rng = np.random.default_rng([seed, i])
         passes = -(-n_blocks // len(pool))
-        order = np.concatenate([rng.permutation(len(pool)) for _ in range(passes)])[:n_blocks]
+        order = np.concatenate([dom_rng.permutation(len(pool)) for _ in range(passes)])
+        order = order[:n_blocks]
         parts.append(pool[order])
         labels.append(np.full(n_blocks, i, dtype=np.int64))
     if not parts:
         raise InvalidInput("the mixture is empty: the budget buys no full block")
     blocks = np.concatenate(parts)
     lab = np.concatenate(labels)
-    perm = rng.permutation(len(blocks))
+    perm = np.random.default_rng([seed, len(data.domains)]).permutation(len(blocks))
     return blocks[perm], lab[perm]

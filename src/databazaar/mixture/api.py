@@ -124,6 +124,7 @@ def train_with_weights(
     budget: float,
     proxy: ProxyConfig | None = None,
     seed: int = 0,
+    data_seed: int | None = None,
     eval_every: int | None = None,
     checkpoint_dir: str | Path | None = None,
     checkpoint_every: int | None = None,
@@ -133,6 +134,10 @@ def train_with_weights(
 ) -> tuple[PreTrainedModel, TrainResult]:
     """Train a fresh model on ``budget`` tokens mixed by ``weights``; evaluate per domain.
 
+    ``seed`` fixes the initialisation and the batch order; ``data_seed`` (default:
+    ``seed``) picks which blocks of each domain are used. Blocks are taken from one fixed
+    permutation per domain, so for one ``data_seed`` a larger quantity is a superset of a
+    smaller one (the proxies of DDO share their data the same way).
     Raises :class:`InvalidInput` for weights that are negative, do not sum to one or do
     not match the corpus domains. With ``output_dir`` the model (and tokenizer) is saved.
     """
@@ -141,7 +146,7 @@ def train_with_weights(
         raise InvalidInput(f"budget must be a positive number of tokens, got {budget}")
     proxy = proxy or ProxyConfig()
     proxy.validate()
-    blocks, _ = mixture_blocks(data, w * budget, seed=seed)
+    blocks, _ = mixture_blocks(data, w * budget, seed=seed if data_seed is None else data_seed)
     model = build_model(
         proxy.model, vocab_size=data.vocab_size, seed=seed, eos_token_id=data.eos_token_id
     )
