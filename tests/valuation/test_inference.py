@@ -227,6 +227,9 @@ def test_errors():
         shapley_confidence_intervals(ValuationResult(np.zeros(5)), u)
     with pytest.raises(InvalidInput, match="ValuationResult"):
         shapley_confidence_intervals(np.zeros(8), u)  # type: ignore[arg-type]
+    ads = ValuationResult(np.zeros(8), method="knn-asymmetric-shapley")
+    with pytest.raises(InvalidInput, match="point-level Data Shapley"):
+        shapley_confidence_intervals(ads, u)
     with pytest.raises(InvalidInput, match="n_pairs"):
         shapley_confidence_intervals(res, u, method="pick_and_freeze", n_pairs=1)
     with pytest.raises(InvalidInput, match="n_inner"):

@@ -378,6 +378,12 @@ def shapley_confidence_intervals(
 
     if not isinstance(result, ValuationResult):
         raise InvalidInput("result must be a ValuationResult")
+    if "asymmetric" in result.method or "group_mode" in result.params:
+        raise InvalidInput(
+            f"confidence intervals are derived for point-level Data Shapley values, not for "
+            f"{result.method!r} results",
+            hint="pass a knn-shapley or Monte Carlo Data Shapley result of single points",
+        )
     conf = _check_confidence(confidence)
     oracle = utility if isinstance(utility, (KNNMarginals, UtilityMarginals)) else None
     if oracle is None:
