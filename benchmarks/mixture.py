@@ -15,7 +15,9 @@ Setting (a CPU-sized version of Kang et al., "AutoScale", arXiv 2407.20177, §5)
   AutoScale = DDO at ``T/4`` and ``T/2``, extrapolated to ``T`` by
   ``N* = N2* ⊙ (N2* ⊘ N1*)^t`` (t solved so the quantities sum to ``T``);
 * evaluation: every method trains ``steps`` steps with every seed in ``--seeds`` (same
-  seeds for all); the per-domain validation losses are averaged over domains and then
+  seeds for all; a seed sets the initialisation and the batch order, while the data
+  sample of each domain is the one the mixture search saw, ``data_seed=0``); the
+  per-domain validation losses are averaged over domains and then
   over seeds; "steps to reach" is the first step (linear interpolation between
   evaluations) at which a method's mean curve is at or below uniform's final mean loss.
 
@@ -83,7 +85,7 @@ def _final_run(
     cfg = replace(proxy, train=replace(proxy.train, max_steps=steps))
     t0 = time.perf_counter()
     _, res = train_with_weights(
-        data, weights, budget=budget, proxy=cfg, seed=seed, eval_every=eval_every
+        data, weights, budget=budget, proxy=cfg, seed=seed, data_seed=0, eval_every=eval_every
     )
     return {
         "method": method,
