@@ -62,11 +62,13 @@ def row_digest(
 def lock_head(session: Session) -> LedgerHead:
     """Lock and return the ledger head (``FOR UPDATE``; SQLite relies on BEGIN IMMEDIATE)."""
     head = session.execute(
-        select(LedgerHead).where(LedgerHead.id == 1).with_for_update()
+        select(LedgerHead)
+        .where(LedgerHead.id == 1)
+        .with_for_update()
+        .execution_options(populate_existing=True)  # the locked row's current values
     ).scalar_one_or_none()
     if head is None:
         raise InvalidInput("the ledger is not initialised", hint="run `databazaar db upgrade`")
-    session.refresh(head)
     return head
 
 

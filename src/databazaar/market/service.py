@@ -931,24 +931,45 @@ class Market:
             done = self._existing_order(s, buyer_id, key, req_hash)
             if done is not None:
                 return done
-            buyer = s.get(Account, buyer_id, with_for_update=True)
+            buyer = s.get(Account, buyer_id, with_for_update=True, populate_existing=True)
             if buyer is None:
                 raise NotFound(f"account {buyer_id} not found")
-            s.refresh(buyer)
+            # One query for the basket's products, one for their listings and versions
+            # (without the large JSON columns), one for the buyer's existing grants.
+            products = {
+                p.slug: p
+                for p in s.scalars(
+                    select(Product)
+                    .where(Product.slug.in_(slugs))
+                    .options(
+                        selectinload(Product.listing),
+                        selectinload(Product.versions).options(
+                            defer(ProductVersion.schema),
+                            defer(ProductVersion.stats),
+                            defer(ProductVersion.preview),
+                        ),
+                    )
+                )
+            }
+            granted = set(
+                s.scalars(
+                    select(Grant.product_id).where(
+                        Grant.account_id == buyer_id,
+                        Grant.product_id.in_([p.id for p in products.values()]),
+                    )
+                )
+            )
             lines: list[tuple[Product, ProductVersion, Listing]] = []
             for slug in slugs:
-                prod = self._load_product(s, slug)
+                prod = products.get(slug)
+                if prod is None:
+                    raise NotFound(f"product {slug!r} not found")
                 published = [x for x in prod.versions if x.status == VersionStatus.published]
                 if not published or prod.listing is None or not prod.listing.active:
                     raise Conflict(f"product {slug!r} is not on sale")
                 if prod.seller_id == buyer_id:
                     raise Conflict(f"product {slug!r} is your own")
-                has = s.scalar(
-                    select(Grant.id).where(
-                        Grant.account_id == buyer_id, Grant.product_id == prod.id
-                    )
-                )
-                if has is not None:
+                if prod.id in granted:
                     raise Conflict(
                         f"you already have access to {slug!r}", hint="download it instead"
                     )
