@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from databazaar.market.cli import run_market_demo
 
@@ -66,3 +67,64 @@ def test_serve_runs_the_api_on_the_sqlite_default(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_db_upgrade_follows_database_url_and_home(tmp_path: Path, monkeypatch) -> None:
+    """Without --url the store comes from the settings: DATABAZAAR_HOME, else DATABASE_URL."""
+    from typer.testing import CliRunner
+
+    from databazaar.core.config import get_settings
+    from databazaar.market.cli import db_app
+    from databazaar.market.db import head_revision
+
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.delenv("DATABAZAAR_DATABASE_URL", raising=False)
+    monkeypatch.setenv("DATABAZAAR_HOME", str(tmp_path))
+    get_settings.cache_clear()
+    try:
+        res = CliRunner().invoke(db_app, ["upgrade"])
+        assert res.exit_code == 0, res.output
+        assert f"sqlite:///{tmp_path / 'databazaar.db'} is at revision {head_revision()}" in (
+            res.output
+        )
+        assert (tmp_path / "databazaar.db").is_file()
+    finally:
+        get_settings.cache_clear()
+
+
+@pytest.mark.postgres
+def test_db_upgrade_on_postgres_from_database_url(postgres_schema, monkeypatch) -> None:
+    from urllib.parse import quote
+
+    from typer.testing import CliRunner
+
+    from databazaar.core.config import get_settings
+    from databazaar.market.cli import db_app
+    from databazaar.market.db import head_revision
+
+    # a plain postgresql:// URL, as deployment tools set it, is mapped to psycopg 3
+    plain = postgres_schema.url.replace("postgresql+psycopg://", "postgresql://")
+    url = f"{plain}?options={quote('-csearch_path=' + postgres_schema.name)}"
+    monkeypatch.delenv("DATABAZAAR_DATABASE_URL", raising=False)
+    monkeypatch.setenv("DATABASE_URL", url)
+    get_settings.cache_clear()
+    try:
+        res = CliRunner().invoke(db_app, ["upgrade"])
+        assert res.exit_code == 0, res.output
+        assert "postgresql+psycopg://" in res.output and head_revision() in res.output
+    finally:
+        get_settings.cache_clear()
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(postgres_schema.url)
+    with engine.connect() as conn:
+        names = (
+            conn.execute(
+                text("SELECT table_name FROM information_schema.tables WHERE table_schema = :s"),
+                {"s": postgres_schema.name},
+            )
+            .scalars()
+            .all()
+        )
+    engine.dispose()
+    assert {"accounts", "ledger_entries", "search_docs", "alembic_version"} <= set(names)
