@@ -8,9 +8,10 @@ What it does
 2. Starts the real server (``databazaar.market.cli.serve``, i.e. uvicorn with one
    worker) in a subprocess on a free port of 127.0.0.1.
 3. For each read scenario (browse the catalog, full-text search, product page), runs a
-   bounded closed-loop load: ``--concurrency`` clients share ``--requests`` requests
-   (each client sends its next request when the previous answer arrived), after
-   ``--warmup`` unmeasured requests.
+   bounded closed-loop load for each level of ``--concurrency`` (default ``1,16``):
+   that many clients share ``--requests`` requests (each client sends its next request
+   when the previous answer arrived), after ``--warmup`` unmeasured requests.  With one
+   client the latency is the service time; with 16 it includes queueing.
 4. Records throughput (requests per second of wall time) and p50/p90/p99/max latency
    to ``benchmarks/results/market_api.json`` and ``.md``.
 
@@ -179,14 +180,17 @@ def bench_backend(url: str | None, home: Path, args: argparse.Namespace) -> dict
             f"/api/products/{rng.choice(slugs)}" for _ in range(64)
         ],
     }
-    results = {}
+    results: dict[str, Any] = {}
     try:
         for name, paths in scenarios.items():
-            results[name] = asyncio.run(
-                run_load(f"http://127.0.0.1:{port}", paths, args.requests,
-                         args.concurrency, args.warmup)
-            )  # fmt: skip
-            print(f"{name}: {results[name]}", flush=True)
+            for conc in args.concurrency:
+                key = f"{name} @ {conc} clients"
+                results[key] = asyncio.run(
+                    run_load(f"http://127.0.0.1:{port}", paths, args.requests, conc,
+                             args.warmup)
+                )  # fmt: skip
+                results[key]["concurrency"] = conc
+                print(f"{key}: {results[key]}", flush=True)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -222,7 +226,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--products", type=int, default=200)
     ap.add_argument("--requests", type=int, default=2000, help="measured requests per scenario")
-    ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument(
+        "--concurrency",
+        type=lambda text: [int(x) for x in text.split(",")],
+        default=[1, 16],
+        help="comma-separated numbers of concurrent clients",
+    )
     ap.add_argument("--warmup", type=int, default=50)
     ap.add_argument(
         "--postgres-url",
@@ -266,19 +275,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "# Market API: catalog read throughput and latency",
         "",
         f"{args.products} listed products; uvicorn (1 worker) on 127.0.0.1; "
-        f"{args.concurrency} concurrent keep-alive httpx clients in a closed loop, "
+        f"{' and '.join(map(str, args.concurrency))} concurrent keep-alive httpx clients "
+        "in a closed loop, "
         f"{args.requests} measured requests per scenario after {args.warmup} warm-up "
         f"requests; {os.cpu_count()} CPUs shared with the load generator and other work "
         f"(load average {os.getloadavg()[0]:.1f} at the end); "
         f"Python {platform.python_version()}. Produced by `benchmarks/market_api.py`.",
         "",
-        "| backend | scenario | req/s | p50 ms | p90 ms | p99 ms | max ms | errors |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| backend | scenario | clients | req/s | p50 ms | p90 ms | p99 ms | max ms | errors |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for backend, data in backends.items():
         for name, r in data["results"].items():
+            scenario = name.rsplit(" @ ", 1)[0]
             lines.append(
-                f"| {backend} | `{name}` | {r['throughput_rps']} | {r['p50_ms']} | "
+                f"| {backend} | `{scenario}` | {r['concurrency']} | {r['throughput_rps']} | "
+                f"{r['p50_ms']} | "
                 f"{r['p90_ms']} | {r['p99_ms']} | {r['max_ms']} | {r['errors']} |"
             )
     lines.append("")
