@@ -8,7 +8,7 @@ Setting (a CPU-sized version of Kang et al., "AutoScale", arXiv 2407.20177, §5)
 * model: a tiny GPT-2 (``transformers.GPT2LMHeadModel``) trained from scratch, the same
   size for every proxy and every final run (the paper's "same model, smaller data");
 * target budget ``T`` training tokens, seen for ``--epochs`` passes (the paper's
-  recipe trains its proxies and final models for 3 epochs), so every run at ``T`` takes
+  recipe trains for 3 epochs; we use 4 by default), so every run at ``T`` takes
   ``steps = T * epochs / (batch_size * block_size)`` optimizer steps;
 * weights: uniform; DoReMi-style Group DRO at ``T`` (reference = uniform); RegMix with
   16 random mixtures at ``T/8``; DDO at ``T`` (1 + 2m proxies, factors 1/3 and 3);
@@ -100,18 +100,18 @@ def _final_run(
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
-        "--budget", type=float, default=86_016, help="target budget: training tokens (unique)"
+        "--budget", type=float, default=49_152, help="target budget: training tokens (unique)"
     )
-    ap.add_argument("--epochs", type=float, default=3.0, help="passes over the mixture")
+    ap.add_argument("--epochs", type=float, default=4.0, help="passes over the mixture")
     ap.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (>= 3)")
     ap.add_argument("--n-jobs", type=int, default=2, help="parallel training processes")
     ap.add_argument("--max-docs", type=int, default=300, help="documents per domain")
     ap.add_argument("--vocab-size", type=int, default=512)
     ap.add_argument("--block-size", type=int, default=64)
-    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--n-layer", type=int, default=2)
-    ap.add_argument("--n-embd", type=int, default=64)
-    ap.add_argument("--lr", type=float, default=5e-3)
+    ap.add_argument("--n-embd", type=int, default=128)
+    ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--eval-points", type=int, default=16)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
     ap.add_argument("--quick", action="store_true", help="tiny smoke-test sizes")

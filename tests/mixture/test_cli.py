@@ -95,10 +95,11 @@ def test_optimize_uniform_and_train_default_weights(corpus_dir: Path, tmp_path: 
         {"boiler": 1 / 3, "code": 1 / 3, "prose": 1 / 3}
     )
     res = runner.invoke(
-        mixture_app, ["train", str(corpus_dir), "-b", "384", "-o", str(tmp_path / "m"), *SMALL]
+        mixture_app,
+        ["train", str(corpus_dir), "-b", "384", "-o", str(tmp_path / "m"), "--epochs", "2", *SMALL],
     )
     assert res.exit_code == 0, res.output
-    assert "trained 3 steps" in res.output
+    assert "trained 6 steps" in res.output  # 24 blocks / batch 8 = 3 steps per epoch
 
 
 def test_cli_errors(corpus_dir: Path, tmp_path: Path) -> None:

@@ -50,6 +50,9 @@ EmbdOpt = Annotated[int, typer.Option("--n-embd", help="GPT-2 width")]
 HeadOpt = Annotated[int, typer.Option("--n-head", help="attention heads")]
 BatchOpt = Annotated[int, typer.Option("--batch-size", help="blocks per optimizer step")]
 LrOpt = Annotated[float, typer.Option("--lr", help="peak learning rate")]
+EpochsOpt = Annotated[
+    float, typer.Option("--epochs", help="passes over each run's data (the paper uses 3)")
+]
 ThreadsOpt = Annotated[int, typer.Option("--threads", help="torch threads per run")]
 MaxDocsOpt = Annotated[
     int, typer.Option("--max-docs", help="documents kept per domain (deterministic sample)")
@@ -90,6 +93,7 @@ def _proxy(
     block_size: int,
     batch_size: int,
     lr: float,
+    epochs: float,
     threads: int,
 ) -> Any:
     from databazaar.lm.model import ModelConfig
@@ -98,7 +102,7 @@ def _proxy(
 
     return ProxyConfig(
         model=ModelConfig(n_layer=n_layer, n_embd=n_embd, n_head=n_head, n_positions=block_size),
-        train=TrainConfig(batch_size=batch_size, lr=lr),
+        train=TrainConfig(batch_size=batch_size, lr=lr, epochs=epochs),
         num_threads=threads,
     )
 
@@ -154,6 +158,7 @@ def optimize(
     n_head: HeadOpt = 4,
     batch_size: BatchOpt = 16,
     lr: LrOpt = 3e-3,
+    epochs: EpochsOpt = 1.0,
     threads: ThreadsOpt = 1,
     max_docs: MaxDocsOpt = 400,
     quiet: QuietOpt = False,
@@ -175,6 +180,7 @@ def optimize(
         block_size=block_size,
         batch_size=batch_size,
         lr=lr,
+        epochs=epochs,
         threads=threads,
     )
     total = proxy_runs_needed(method, len(data.domains))
@@ -238,6 +244,7 @@ def train(
     n_head: HeadOpt = 4,
     batch_size: BatchOpt = 16,
     lr: LrOpt = 3e-3,
+    epochs: EpochsOpt = 1.0,
     threads: ThreadsOpt = 1,
     max_docs: MaxDocsOpt = 400,
     quiet: QuietOpt = False,
@@ -259,6 +266,7 @@ def train(
         block_size=block_size,
         batch_size=batch_size,
         lr=lr,
+        epochs=epochs,
         threads=threads,
     )
     n_blocks = max(1, round(budget / block_size))
