@@ -36,7 +36,9 @@ class RegMix:
         prior_weights: centre of the Dirichlet (default uniform).
         n_candidates, top_k: candidates scored by the regressor and how many best ones
             are averaged.
-        regressor: ``"linear"`` or ``"gbm"``.
+        regressor: ``"gbm"`` (default, gradient-boosted trees standing in for the
+            paper's LightGBM) or ``"linear"`` (which always favours a corner of the
+            simplex, so the top-k average lands near one domain).
         min_weight: floor applied to sampled mixtures so every domain keeps a block.
 
     Attributes after ``fit``: ``weights_``, ``mixtures_`` (``[n_runs, m]``), ``losses_``,
@@ -52,7 +54,7 @@ class RegMix:
         prior_weights: Mapping[str, float] | Sequence[float] | None = None,
         n_candidates: int = 100_000,
         top_k: int = 100,
-        regressor: str = "linear",
+        regressor: str = "gbm",
         min_weight: float = 0.02,
         proxy: ProxyConfig | None = None,
         seed: int = 0,
