@@ -119,7 +119,11 @@ def test_ddo_end_to_end(ddo_fit, mix_data, tmp_path: Path) -> None:  # type: ign
 
 
 def test_ddo_is_deterministic_and_joblib_matches_serial(ddo_fit, mix_data, proxy) -> None:  # type: ignore[no-untyped-def]
-    again = DDO(BUDGET, proxy=proxy, seed=0, backend="joblib", n_jobs=2).fit(mix_data[1])
+    ticks: list[int] = []
+    again = DDO(BUDGET, proxy=proxy, seed=0, backend="joblib", n_jobs=2, progress=ticks.append).fit(
+        mix_data[1]
+    )
+    assert ticks == [1] * 7
     for a, b in zip(ddo_fit.runs_, again.runs_, strict=True):
         assert a.tag == b.tag
         assert a.average == pytest.approx(b.average, abs=1e-6)

@@ -145,13 +145,16 @@ def run_proxies(
     if backend == "joblib":
         from joblib import Parallel, delayed
 
-        results = Parallel(n_jobs=n_jobs, backend="loky")(
+        stream = Parallel(n_jobs=n_jobs, backend="loky", return_as="generator")(
             delayed(run_proxy)(data, q, config, seed=seed, tag=tag, keep_history=keep_history)
             for tag, q in jobs
         )
-        if progress is not None:
-            progress(len(jobs))
-        return list(results)
+        results = []
+        for res in stream:  # in job order, as they finish
+            results.append(res)
+            if progress is not None:
+                progress(1)
+        return results
     return _run_ray(data, jobs, config, seed, n_jobs, ray_address, progress, keep_history)
 
 
