@@ -169,6 +169,12 @@ def test_autoscale_end_to_end(mix_data, proxy, tmp_path: Path) -> None:  # type:
         assert auto.quantities_[d] == pytest.approx(q2[i] * (q2[i] / q1[i]) ** auto.t_)
     assert list(auto.weights_by_budget_) == [BUDGET / 2, BUDGET, 4 * BUDGET]
     assert auto.predict(4 * BUDGET) == pytest.approx(auto.weights_)
+    one = autoscale_predict(q1, q2)
+    assert auto.path_[0]["budget"] == pytest.approx(one["budget"])
+    assert [auto.path_[0]["weights"][d] for d in data.domains] == pytest.approx(
+        one["weights"].tolist()
+    )
+    assert [p["t"] for p in auto.path_] == [1, 2, 3, 4]
     assert auto.result_.method == "autoscale" and len(auto.result_.runs) == 14
     svg = plot_weights_by_budget(auto.result_, tmp_path / "w.svg")
     assert "<svg" in svg.read_text()

@@ -37,7 +37,9 @@ class AutoScale:
 
     Attributes after ``fit``: ``ddo_`` (the two fitted DDO objects), ``weights_``
     (domain -> predicted weight at the target), ``weights_by_budget_`` (budget -> domain
-    weights for N1, N2 and the target), ``t_`` (extrapolation steps), ``result_``.
+    weights for N1, N2 and the target), ``t_`` (extrapolation steps to the target),
+    ``path_`` (predicted weights after 1-4 whole steps of the rule, with their budgets),
+    ``result_``.
     """
 
     def __init__(
@@ -103,6 +105,18 @@ class AutoScale:
             float(self.budgets[1]): self.ddo_[1].weights_,
             float(self.target_budget): self.weights_,
         }
+        # the geometric path of the rule: whole steps t = 1..4 beyond N2 (paper's example)
+        ratio = q2 / q1
+        self.path_ = []
+        for t in (1, 2, 3, 4):
+            q = q2 * ratio**t
+            self.path_.append(
+                {
+                    "t": t,
+                    "budget": float(q.sum()),
+                    "weights": dict(zip(domains, (q / q.sum()).tolist(), strict=True)),
+                }
+            )
         self.result_ = MixtureResult(
             method="autoscale",
             weights=self.weights_,
@@ -111,6 +125,7 @@ class AutoScale:
                 "budgets": [float(b) for b in self.budgets],
                 "t": self.t_,
                 "weights_by_budget": {str(k): v for k, v in self.weights_by_budget_.items()},
+                "path": self.path_,
                 "ddo": [d.result_.to_dict() for d in self.ddo_],
             },
             runs=[r.to_dict() for d in self.ddo_ for r in d.runs_],
