@@ -178,7 +178,8 @@ def test_autoscale_end_to_end(mix_data, proxy, tmp_path: Path) -> None:  # type:
     assert auto.result_.method == "autoscale" and len(auto.result_.runs) == 14
     svg = plot_weights_by_budget(auto.result_, tmp_path / "w.svg")
     assert "<svg" in svg.read_text()
-    assert "Weights per budget" in auto.result_.to_markdown()
+    report = auto.result_.to_markdown()
+    assert "Weights per budget" in report and "AutoScale path" in report
 
 
 @pytest.mark.parametrize(

@@ -120,6 +120,22 @@ class MixtureResult:
                 lines.append(
                     f"| {float(b):,.0f} | " + " | ".join(f"{ws[d]:.4f}" for d in doms) + " |"
                 )
+        path = self.details.get("path")
+        if path:
+            doms = self.domains
+            lines += [
+                "",
+                "AutoScale path, N2* ⊙ (N2*/N1*)^t for whole steps t:",
+                "",
+                "| t | budget | " + " | ".join(doms) + " |",
+                "|---:|---:|" + "---:|" * len(doms),
+            ]
+            for p in path:
+                lines.append(
+                    f"| {p['t']} | {p['budget']:,.0f} | "
+                    + " | ".join(f"{p['weights'][d]:.4f}" for d in doms)
+                    + " |"
+                )
         for key in ("predicted_average_loss", "reference_average_loss", "r2_loo", "note"):
             if key in self.details:
                 lines.append(f"\n{key.replace('_', ' ')}: {self.details[key]}")
