@@ -87,6 +87,11 @@ def test_local_backend_errors(local: LocalModelBackend, tiny_lm: dict) -> None:
         local.generate(["x"], max_new_tokens=0)
     with pytest.raises(InvalidInput, match="temperature"):
         local.generate(["x"], temperature=-1)
+    with pytest.raises(InvalidInput, match="below the model context"):
+        local.generate(["x"], max_new_tokens=32)
+    # a long prompt is cut to its last tokens so prompt + new tokens fit the context
+    long = local.generate(["word " * 200], max_new_tokens=4)[0]
+    assert 1 <= len(long.tokens) <= 4
     with pytest.raises(InvalidInput, match="model_dir or model"):
         LocalModelBackend()
     with pytest.raises(InvalidInput, match="tokenizer is needed"):

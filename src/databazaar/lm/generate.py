@@ -113,6 +113,11 @@ class LocalModelBackend(GenerationBackend):
         tok = self.tokenizer
         eos = tok.eos_token_id
         limit = getattr(self.model.config, "n_positions", None)
+        if limit is not None and max_new_tokens >= limit:
+            raise InvalidInput(
+                f"max_new_tokens ({max_new_tokens}) must be below the model context ({limit})",
+                hint="ask for fewer tokens",
+            )
         out: list[Generation] = []
         for i, prompt in enumerate(prompts):
             ids = tok(prompt, add_special_tokens=False)["input_ids"] or [eos]
