@@ -238,3 +238,27 @@ def test_bad_tokens_and_headers(api: Api, world: dict) -> None:
         assert r.json()["error"] in ("unauthorized", "forbidden")
     r = c.post("/api/auth/token", json={"username": "seller-one", "password": "wrong-pass"})
     _refused(r, 401, "wrong username or password")
+
+
+def test_nul_and_control_characters_never_reach_the_database(api: Api, world: dict) -> None:
+    """PostgreSQL rejects NUL in text; every input path must refuse it first (no 5xx)."""
+    c = api.client
+    before = store_state(api.market)
+    for mode in ("fulltext", "semantic", "hybrid"):
+        _refused(c.get("/api/catalog", params={"q": "rain\x00fall", "mode": mode}), 422,
+                 "control characters")  # fmt: skip
+    r = c.post("/api/auth/token", json={"username": "seller\x00one", "password": "x" * 10})
+    _refused(r, 401, "wrong username or password")
+    r = c.get("/api/me", headers={"Authorization": "Bearer dbz_0123456789abcd\x00f_secret"})
+    _refused(r, 401, "malformed API token")
+    for params in ({"tag": "a\x00"}, {"license": "MIT\x00"}, {"task": "t\x00"}):
+        assert c.get("/api/catalog", params=params).status_code == 422
+    r = c.post("/api/orders", json={"products": ["own\x00ed"], "idempotency_key": "k\x00"},
+               headers=world["buyer"])  # fmt: skip
+    assert r.status_code == 422
+    r = c.post("/api/products", json={"slug": "fine", "title": "bad\x00title"},
+               headers=world["s1"])  # fmt: skip
+    _refused(r, 422, "control characters")
+    _refused(_upload(api, world["s1"], "ok.csv", table_csv(), description="x\x00y"), 422,
+             "control characters")  # fmt: skip
+    assert store_state(api.market) == before

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import functools
+import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -29,6 +30,8 @@ from databazaar.market.models import Role
 PASSWORD_HASHER = PasswordHasher()
 TOKEN_HASHER = PasswordHasher(time_cost=1, memory_cost=8 * 1024, parallelism=1)
 TOKEN_PREFIX = "dbz_"
+_LOOKUP_RE = re.compile(r"[0-9a-f]{16}")
+_SECRET_RE = re.compile(r"[A-Za-z0-9_-]{1,100}")
 MIN_PASSWORD = 8
 MAX_PASSWORD = 256
 LINK_SALT = "databazaar.download.v1"
@@ -92,7 +95,7 @@ def split_token(token: str) -> tuple[str, str]:
         raise Unauthorized("malformed API token", hint="send 'Authorization: Bearer dbz_...'")
     body = token[len(TOKEN_PREFIX) :]
     lookup, sep, secret = body.partition("_")
-    if not sep or len(lookup) != 16 or not secret or len(secret) > 100:
+    if not sep or not _LOOKUP_RE.fullmatch(lookup) or not _SECRET_RE.fullmatch(secret):
         raise Unauthorized("malformed API token", hint="send 'Authorization: Bearer dbz_...'")
     return lookup, secret
 

@@ -32,6 +32,7 @@ MAX_QUERY_CHARS = 500
 MAX_QUERY_TERMS = 16
 RRF_K = 60
 _WORD_RE = re.compile(r"\w+", re.UNICODE)
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 SEARCH_MODES = ("fulltext", "semantic", "hybrid")
 
@@ -47,6 +48,10 @@ def check_query(q: str | None) -> str | None:
     q = q.strip()
     if not q:
         return None
+    if _CONTROL_RE.search(q):
+        raise InvalidInput(
+            "the search query contains control characters", hint="search with plain text"
+        )
     if len(q) > MAX_QUERY_CHARS:
         raise InvalidInput(f"search query too long ({len(q)} > {MAX_QUERY_CHARS} characters)")
     return q

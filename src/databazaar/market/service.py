@@ -209,8 +209,10 @@ class Market:
         self, username: str, password: str, *, ttl: timedelta | None = DEFAULT_TOKEN_TTL
     ) -> TokenOut:
         """Check a password and issue an API token (the same error for any failure)."""
-        with self.db.read() as s:
-            acc = s.scalar(select(Account).where(Account.username == str(username)[:64]))
+        acc = None
+        if isinstance(username, str) and v.USERNAME_RE.fullmatch(username):
+            with self.db.read() as s:
+                acc = s.scalar(select(Account).where(Account.username == username))
         ok = access.check_password(acc.password_hash if acc is not None else None, password)
         if not ok or acc is None:
             raise Unauthorized("wrong username or password")
