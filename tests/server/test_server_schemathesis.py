@@ -1,7 +1,8 @@
 """Property-based API testing: schemathesis generates requests from our OpenAPI schema.
 
 Every operation is called with generated valid and invalid data, anonymously and as a
-logged-in buyer, against the real app over a seeded SQLite store.  The API must never
+logged-in buyer, against the real app over a seeded store on SQLite and on PostgreSQL
+(where a NUL character in text would otherwise surface as a database error).  The API must never
 answer 5xx, and every response must match the documented status codes and schemas.
 Examples per operation are bounded so the run stays well under two minutes.
 """
@@ -29,12 +30,27 @@ from databazaar.server.app import create_app
 _STATE: dict[str, object] = {}
 
 
-@pytest.fixture(scope="module")
-def api_schema(tmp_path_factory: pytest.TempPathFactory):
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+def api_schema(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """The app's OpenAPI schema over a seeded store (SQLite, or a fresh PostgreSQL schema)."""
     import io
+    import uuid
+
+    from sqlalchemy import create_engine, text
 
     home: Path = tmp_path_factory.mktemp("schemathesis")
-    db = Database.from_url(f"sqlite:///{home / 'st.db'}")
+    pg_schema = None
+    if request.param == "sqlite":
+        db = Database.from_url(f"sqlite:///{home / 'st.db'}")
+    else:
+        pg_url = request.getfixturevalue("postgres_url")
+        pg_schema = f"st_{uuid.uuid4().hex[:10]}"
+        admin = create_engine(pg_url)
+        with admin.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{pg_schema}"'))
+        db = Database.from_url(pg_url, connect_args={"options": f"-csearch_path={pg_schema}"})
     market = build_market(db, home)
     seller = market.create_account("seller-st", PASSWORD, "seller")
     buyer = market.create_account("buyer-st", PASSWORD, "buyer")
@@ -49,6 +65,10 @@ def api_schema(tmp_path_factory: pytest.TempPathFactory):
     app = create_app(Settings(home=home), market=market)
     yield schemathesis.openapi.from_asgi("/openapi.json", app)
     db.dispose()
+    if pg_schema is not None:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{pg_schema}" CASCADE'))
+        admin.dispose()
 
 
 CHECKS = [not_a_server_error, status_code_conformance, response_schema_conformance]
