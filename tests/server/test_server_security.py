@@ -142,6 +142,7 @@ BAD_UPLOADS = [
     ("dupe.csv", b"a,a\n1,2\n", "not unique"),
     ("broken.jsonl", b'{"a": 1}\n{"a": \n', "could not be parsed"),
     ("fake.parquet", b"a,b\n1,2\n", "not a Parquet file"),
+    ("nul-name.jsonl", b'{"a\\u0000b": 1}\n', "control characters"),
     ("payload.exe", b"MZ\x90\x00", "unsupported file type"),
     ("noext", b"a\n1\n", "unsupported file type"),
 ]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import codecs
 import csv
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ import pandas as pd
 
 from databazaar.core.errors import DatabazaarError, InvalidInput
 
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 PREVIEW_ROWS = 5
 TOP_VALUES = 5
 MAX_COLUMNS = 2000
@@ -154,6 +156,10 @@ def read_upload(path: Path, file_format: str) -> pd.DataFrame:
     if df.shape[1] > MAX_COLUMNS:
         raise InvalidInput(f"the table has {df.shape[1]} columns; at most {MAX_COLUMNS}")
     names = [str(c) for c in df.columns]
+    if any(_CONTROL_RE.search(n) for n in names):
+        raise InvalidInput(
+            "a column name contains control characters", hint="use plain-text column names"
+        )
     if len(set(names)) != len(names):
         raise InvalidInput("column names are not unique")
     if any(n.startswith("Unnamed: ") for n in names):
@@ -183,7 +189,7 @@ def _json_value(value: Any) -> Any:
             return None
     except (TypeError, ValueError):
         pass
-    text = str(value)
+    text = _CONTROL_RE.sub("\ufffd", str(value))  # NUL & co. are not storable everywhere
     return text if len(text) <= 200 else text[:197] + "..."
 
 
