@@ -198,7 +198,11 @@ class Market:
             return self._account_out(acc)
 
     def account_by_name(self, username: str) -> AccountOut:
-        """An account by username."""
+        """An account by username (system accounts are named ``@market-fee``, ``@funding``)."""
+        if not isinstance(username, str) or not (
+            v.USERNAME_RE.fullmatch(username) or username in (FEE_ACCOUNT, FUNDING_ACCOUNT)
+        ):
+            raise NotFound(f"account {username!r} not found")
         with self.db.read() as s:
             acc = s.scalar(select(Account).where(Account.username == username))
             if acc is None:
