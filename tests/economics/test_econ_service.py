@@ -406,3 +406,35 @@ def test_auction_without_eligible_bids(
     with pytest.raises(InvalidInput, match="units"):
         econ.open_auction(seller, "niche", reserve_minor=1, units=0)
     econ.open_auction(seller, "niche", reserve_minor=1)  # a new auction after the close
+
+
+def test_market_purchase_of_a_bundle_pays_contributors_by_value(
+    econ: Economics, market: Market, seller: AccountOut, buyer: AccountOut, list_table: ListFn
+) -> None:
+    """The plain purchase path (API, web, CLI) splits a bundle's seller side by value."""
+    ann = market.create_account("ann2", PASSWORD, "seller")
+    bob = market.create_account("bob2", PASSWORD, "seller")
+    noise = task_frame(300, 80).assign(src="b")
+    noise["label"] = np.random.default_rng(0).permutation(noise["label"].to_numpy())
+    frame = pd.concat([task_frame(0, 80).assign(src="a"), noise])
+    list_table(seller, "pair", frame, price=2000)
+    econ.register_bundle(
+        seller,
+        "pair",
+        group_column="src",
+        label_column="label",
+        contributors={"a": "ann2", "b": "bob2"},
+        reference=task_frame(2000, 40),
+        method="exact",
+        k=3,
+    )
+    order = market.purchase(buyer, ["pair"], "pair-1")
+    fee = order.fee_minor
+    with market.db.read() as s:
+        credits: dict[int, int] = {}
+        for row in s.scalars(select(LedgerEntry).where(LedgerEntry.kind == "sale")):
+            credits[row.account_id] = credits.get(row.account_id, 0) + row.amount_minor
+    assert sum(credits.values()) == 2000 - fee
+    assert credits.get(ann.id, 0) > credits.get(bob.id, 0)
+    assert seller.id not in credits  # the listing seller is paid only as a contributor
+    assert market.verify_ledger().ok

@@ -998,7 +998,6 @@ class Market:
             )
             s.add(order)
             s.flush()
-            seller_credit: dict[int, int] = {}
             for (prod, ver, lst), fee in zip(lines, fees, strict=True):
                 s.add(
                     OrderItem(
@@ -1011,17 +1010,23 @@ class Market:
                     )
                 )
                 s.add(Grant(account_id=buyer_id, product_id=prod.id, order_id=order.id))
-                seller_credit[prod.seller_id] = (
-                    seller_credit.get(prod.seller_id, 0) + lst.price_minor - fee
-                )
             if total > 0:
                 memo = f"order {order.id}"
                 postings = [ledger.Posting(buyer_id, -total, "purchase", memo)]
-                postings += [
-                    ledger.Posting(sid, amt, "sale", memo)
-                    for sid, amt in sorted(seller_credit.items())
-                    if amt
-                ]
+                # the seller side: a bundle of several sellers' data splits by its latest
+                # valuation (issue 6); a plain product credits its seller
+                from databazaar.market.econ_service import sale_postings
+
+                postings += sale_postings(
+                    s,
+                    order.id,
+                    [
+                        (prod.id, prod.seller_id, lst.price_minor - fee)
+                        for (prod, _ver, lst), fee in zip(lines, fees, strict=True)
+                    ],
+                    memo,
+                    txn_id,
+                )
                 if sum(fees):
                     fee_acc = self._system_account(s, FEE_ACCOUNT)
                     postings.append(ledger.Posting(fee_acc.id, sum(fees), "fee", memo))
