@@ -28,4 +28,3 @@ def test_demo_command_end_to_end(tmp_path: Path) -> None:
     assert "1. Valuation" in text and "2. Market" in text and "3. Market economics" in text
     assert "ledger verify: OK" in text
     assert (tmp_path / "market-demo" / "databazaar.db").is_file()
-

@@ -159,9 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give DATA and OUT (or --self-test)")
     with np.load(args.data, allow_pickle=False) as d:
         arrays = [d[name] for name in ("x_train", "y_train", "x_test", "y_test")]
-    values, seconds, meta = run(
-        *arrays, k=args.k, batch_size=args.batch_size, threads=args.threads
-    )
+    values, seconds, meta = run(*arrays, k=args.k, batch_size=args.batch_size, threads=args.threads)
     np.savez(args.out, values=values, seconds=seconds, **meta)
     print(f"opendataval knn-shapley: n={len(values)} m={len(arrays[2])} k={args.k} {seconds:.3f}s")
     return 0

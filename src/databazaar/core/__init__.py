@@ -8,8 +8,8 @@ from databazaar.core.errors import (
     Forbidden,
     InvalidInput,
     NotFound,
-    PaymentError,
     PayloadTooLarge,
+    PaymentError,
     Unauthorized,
 )
 

@@ -19,7 +19,9 @@ def _noop(_: int) -> None:
 
 
 @contextmanager
-def progress_bar(description: str, total: int | None, *, quiet: bool = False) -> Iterator[ProgressFn]:
+def progress_bar(
+    description: str, total: int | None, *, quiet: bool = False
+) -> Iterator[ProgressFn]:
     """Yield an ``advance(n)`` callable driving a Rich bar (a no-op when disabled)."""
     if quiet or not sys.stderr.isatty():
         yield _noop

@@ -165,7 +165,9 @@ class ValuationResult:
             schema_meta[_META_KEY] = meta.encode()
             pq.write_table(table.replace_schema_metadata(schema_meta), p)
         else:
-            raise InvalidInput(f"cannot save valuation results as {fmt}", hint="use .csv or .parquet")
+            raise InvalidInput(
+                f"cannot save valuation results as {fmt}", hint="use .csv or .parquet"
+            )
         return p
 
     @classmethod
