@@ -116,7 +116,7 @@ def main() -> None:
     ap.add_argument("--n-jobs", type=int, default=2)
     args = ap.parse_args()
     ns = [50, 100] if args.quick else [50, 100, 200, 400]
-    r_truth, r_ci, n_pairs = (200, 20, 2000) if args.quick else (1000, 150, 5000)
+    r_truth, r_ci, n_pairs = (200, 20, 2000) if args.quick else (1000, 300, 5000)
     t0 = time.perf_counter()
     cells = Parallel(n_jobs=args.n_jobs)(
         delayed(run_cell)(t, n, r_truth, r_ci, n_pairs) for n in ns for t in range(len(TARGETS))
