@@ -409,3 +409,14 @@ def test_estimator_params_roundtrip():
     est = AsymmetricShapley(k=3).set_params(method="mc", n_permutations=10)
     assert est.get_params()["k"] == 3 and est.method == "mc"
     assert "n_permutations=10" in repr(est)
+
+
+def test_sorted_order_breaks_ties_by_index():
+    from databazaar.valuation.asymmetric import distinct_rows, sorted_order
+
+    keys = np.array([[3.0, 1.0, 3.0, 1.0, 0.5], [5.0, 4.0, 3.0, 2.0, 1.0]])
+    np.testing.assert_array_equal(sorted_order(keys), [[4, 1, 3, 0, 2], [4, 3, 2, 1, 0]])
+    x = np.array([[1.0, 2.0], [0.0, 0.0], [1.0, 2.0]])
+    xu, inv = distinct_rows(x)
+    np.testing.assert_array_equal(xu[inv], x)
+    assert distinct_rows(x[:2])[1] is None

@@ -275,8 +275,8 @@ def _group_result(
 class _KNNProblem:
     """Everything a worker needs for a chunk of test points (picklable)."""
 
-    x_unique: np.ndarray  # distinct training rows
-    inverse: np.ndarray  # training row -> distinct row
+    x_unique: np.ndarray  # distinct training rows (all rows when there are no duplicates)
+    inverse: np.ndarray | None  # training row -> distinct row, None without duplicates
     sq_unique: np.ndarray
     x_test: np.ndarray
     y_train: np.ndarray  # int64 codes
@@ -291,14 +291,15 @@ class _KNNProblem:
         keys = self.x_test[rows] @ self.x_unique.T
         keys *= -2.0
         keys += self.sq_unique
-        # duplicated training rows share one column, so their distances tie exactly
-        keys = keys[:, self.inverse]
-        return np.argsort(keys, axis=1, kind="stable").astype(np.int64, copy=False)
+        if self.inverse is not None:
+            # duplicated training rows share one column, so their distances tie exactly
+            keys = keys[:, self.inverse]
+        return sorted_order(keys)
 
     def run(self, rows: slice) -> tuple[np.ndarray, np.ndarray]:
         from databazaar.valuation import _ads_kernels as kern
 
-        n = self.inverse.shape[0]
+        n = self.rank.shape[0]
         acc = np.zeros(n)
         acc2 = np.zeros(n)
         kern.ads_accumulate(
@@ -317,6 +318,28 @@ class _KNNProblem:
 
 def _knn_chunk(problem: _KNNProblem, rows: slice) -> tuple[np.ndarray, np.ndarray]:
     return problem.run(rows)
+
+
+def distinct_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(distinct rows, inverse)``, or ``(x, None)`` when no row is repeated."""
+    x_unique, inverse = np.unique(x, axis=0, return_inverse=True)
+    if x_unique.shape[0] == x.shape[0]:
+        return x, None
+    return np.ascontiguousarray(x_unique), inverse.reshape(-1).astype(np.int64)
+
+
+def sorted_order(keys: np.ndarray) -> np.ndarray:
+    """Row-wise argsort of ``keys`` with ties broken by column index.
+
+    A quicksort first; rows that contain equal keys are sorted again stably (ties are
+    rare in continuous data, so most rows keep the cheaper sort).
+    """
+    order = np.argsort(keys, axis=1)
+    sk = np.take_along_axis(keys, order, axis=1)
+    tied = np.flatnonzero((sk[:, 1:] == sk[:, :-1]).any(axis=1))
+    if tied.size:
+        order[tied] = np.argsort(keys[tied], axis=1, kind="stable")
+    return order.astype(np.int64, copy=False)
 
 
 def encode_labels(y_train: np.ndarray, y_test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -414,11 +437,10 @@ def knn_asymmetric_shapley(
     xtr, ytr, xte, yte = check_knn_data(x_train, y_train, x_test, y_test)
     n, m = xtr.shape[0], xte.shape[0]
     go = resolve_group_order(groups, order, n)
-    x_unique, inverse = np.unique(xtr, axis=0, return_inverse=True)
-    x_unique = np.ascontiguousarray(x_unique)
+    x_unique, inverse = distinct_rows(xtr)
     problem = _KNNProblem(
         x_unique,
-        inverse.reshape(-1).astype(np.int64),
+        inverse,
         np.einsum("ij,ij->i", x_unique, x_unique),
         xte,
         ytr,

@@ -72,7 +72,7 @@ import numpy as np
 
 from databazaar.core.errors import InvalidInput
 from databazaar.valuation._validate import check_k
-from databazaar.valuation.asymmetric import check_knn_data
+from databazaar.valuation.asymmetric import check_knn_data, distinct_rows, sorted_order
 from databazaar.valuation.parallel import check_backend, check_n_jobs, parallel_map
 from databazaar.valuation.result import ValuationResult
 
@@ -444,12 +444,13 @@ def knn_marginals(x_train: Any, y_train: Any, x_test: Any, y_test: Any, k: int =
     """Build the fast KNN marginal oracle (sorts every test row once, ties by index)."""
     k = check_k(k)
     xtr, ytr, xte, yte = check_knn_data(x_train, y_train, x_test, y_test)
-    x_unique, inverse = np.unique(xtr, axis=0, return_inverse=True)
+    x_unique, inverse = distinct_rows(xtr)
     keys = xte @ x_unique.T
     keys *= -2.0
     keys += np.einsum("ij,ij->i", x_unique, x_unique)
-    keys = keys[:, inverse.reshape(-1)]
-    order = np.argsort(keys, axis=1, kind="stable").astype(np.int64)
+    if inverse is not None:
+        keys = keys[:, inverse]
+    order = sorted_order(keys)
     return KNNMarginals(order, ytr, yte, k)
 
 
