@@ -199,9 +199,7 @@ def main() -> None:
         "| Hájek share of true variance | " + " | ".join(f"{hajek[str(n)]:.2f}" for n in ns) + " |"
     )
     lines.append(
-        "| coverage with the true sd | "
-        + " | ".join(f"{oracle[str(n)]:.3f}" for n in ns)
-        + " |"
+        "| coverage with the true sd | " + " | ".join(f"{oracle[str(n)]:.3f}" for n in ns) + " |"
     )
     lines += [
         "",

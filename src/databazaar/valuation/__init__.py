@@ -49,6 +49,8 @@ _LAZY = {
     "AsymmetricShapley": "asymmetric",
     "knn_asymmetric_shapley": "asymmetric",
     "shapley_confidence_intervals": "inference",
+    "knn_shapley_ci": "inference",
+    "mc_asymmetric_shapley": "asymmetric",
 }
 
 __all__ = ["ValuationResult", *_LAZY]
