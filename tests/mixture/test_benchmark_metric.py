@@ -71,3 +71,5 @@ def test_report_states_the_verdict_honestly(bench) -> None:  # type: ignore[no-u
     text = bench.render_markdown(out)
     assert "Acceptance holds: ddo reaches uniform's final loss in 50% of the steps" in text
     assert "Fastest method: ddo (50%)" in text
+    assert "- autoscale does not: it needs 90% of uniform's steps." in text
+    assert "- ddo: 1 of 3 seeds reach uniform's final loss within 75%" in text
