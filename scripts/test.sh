@@ -10,4 +10,6 @@ python3 -m venv .venv
 if ! command -v chromium >/dev/null 2>&1; then
   (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || echo "warning: could not install chromium; browser tests will fail" >&2
 fi
+# the Ray paths run on a local 2-CPU Ray in the suite
+export DATABAZAAR_TEST_RAY="${DATABAZAAR_TEST_RAY:-1}"
 .venv/bin/python -m pytest "$@"
