@@ -363,24 +363,38 @@ def test_rank_catalog_by_value(
         econ.rank(task_frame(0, 10).to_dict(orient="records"), "nonexistent")
 
 
-def test_sale_postings_hook_splits_a_bundle(
-    econ: Economics, market: Market, seller: AccountOut, list_table: ListFn
-) -> None:
-    """What Market.purchase books once it calls the hook: per-contributor credits."""
-    ann = market.create_account("ann", PASSWORD, "seller")
-    bob = market.create_account("bob", PASSWORD, "seller")
-    frame = pd.concat([task_frame(0, 80).assign(src="a"), task_frame(100, 80).assign(src="b")])
-    list_table(seller, "duo", frame)
+def _two_seller_bundle(  # type: ignore[no-untyped-def]
+    econ: Economics,
+    market: Market,
+    seller: AccountOut,
+    list_table: ListFn,
+    slug: str,
+    frame: pd.DataFrame,
+    price: int = 1000,
+):
+    """List ``frame`` (groups ``src`` a/b) as a bundle of two new sellers; exact KNN split."""
+    ann = market.create_account(f"ann-{slug}", PASSWORD, "seller")
+    bob = market.create_account(f"bob-{slug}", PASSWORD, "seller")
+    list_table(seller, slug, frame, price=price)
     reg = econ.register_bundle(
         seller,
-        "duo",
+        slug,
         group_column="src",
         label_column="label",
-        contributors={"a": "ann", "b": "bob"},
+        contributors={"a": ann.username, "b": bob.username},
         reference=task_frame(2000, 40),
         method="exact",
         k=3,
     )
+    return ann, bob, reg
+
+
+def test_sale_postings_hook_splits_a_bundle(
+    econ: Economics, market: Market, seller: AccountOut, list_table: ListFn
+) -> None:
+    """What Market.purchase books once it calls the hook: per-contributor credits."""
+    frame = pd.concat([task_frame(0, 80).assign(src="a"), task_frame(100, 80).assign(src="b")])
+    ann, bob, reg = _two_seller_bundle(econ, market, seller, list_table, "duo", frame)
     with market.db.write() as s:
         pid = econ._product(s, "duo").id
         postings = sale_postings(s, None, [(pid, seller.id, 1001)], "order 7", "txn-7")
@@ -412,22 +426,10 @@ def test_market_purchase_of_a_bundle_pays_contributors_by_value(
     econ: Economics, market: Market, seller: AccountOut, buyer: AccountOut, list_table: ListFn
 ) -> None:
     """The plain purchase path (API, web, CLI) splits a bundle's seller side by value."""
-    ann = market.create_account("ann2", PASSWORD, "seller")
-    bob = market.create_account("bob2", PASSWORD, "seller")
     noise = task_frame(300, 80).assign(src="b")
     noise["label"] = np.random.default_rng(0).permutation(noise["label"].to_numpy())
     frame = pd.concat([task_frame(0, 80).assign(src="a"), noise])
-    list_table(seller, "pair", frame, price=2000)
-    econ.register_bundle(
-        seller,
-        "pair",
-        group_column="src",
-        label_column="label",
-        contributors={"a": "ann2", "b": "bob2"},
-        reference=task_frame(2000, 40),
-        method="exact",
-        k=3,
-    )
+    ann, bob, _ = _two_seller_bundle(econ, market, seller, list_table, "pair", frame, 2000)
     order = market.purchase(buyer, ["pair"], "pair-1")
     fee = order.fee_minor
     with market.db.read() as s:
