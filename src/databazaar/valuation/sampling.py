@@ -779,6 +779,23 @@ class _Valuation(BaseEstimator):
             raise NotFittedError(f"{type(self).__name__} is not fitted yet; call fit(utility)")
         return result
 
+    def _set_sampling_params(
+        self,
+        stopping: StoppingCriterion | None,
+        n_jobs: int,
+        backend: str,
+        random_state: Any,
+        batch_size: int | None,
+        ray_address: str | None,
+    ) -> None:
+        """Store the constructor arguments shared by the sampling estimators as given."""
+        self.stopping = stopping
+        self.n_jobs = n_jobs
+        self.backend = backend
+        self.random_state = random_state
+        self.batch_size = batch_size
+        self.ray_address = ray_address
+
     def _common_checks(self) -> tuple[StoppingCriterion, int | None]:
         stopping = self.stopping if self.stopping is not None else self._default_stopping()
         _check_criterion(stopping)
@@ -789,6 +806,31 @@ class _Valuation(BaseEstimator):
 
     def _default_stopping(self) -> StoppingCriterion:
         return MaxSamples(100)
+
+    def _permutation_stats(
+        self,
+        game: Any,
+        stopping: StoppingCriterion,
+        batch_size: int | None,
+        progress: ProgressFn | None,
+        **options: Any,
+    ) -> MonteCarloStats:
+        """:func:`estimate_permutation_values` with this estimator's sampling settings.
+
+        ``stopping`` and ``batch_size`` as returned by :meth:`_common_checks`; ``options``
+        are the estimator-specific keyword arguments (truncation, weights, ...).
+        """
+        return estimate_permutation_values(
+            game,
+            stopping=stopping,
+            random_state=self.random_state,
+            n_jobs=self.n_jobs,
+            backend=self.backend,
+            ray_address=self.ray_address,
+            batch_size=batch_size,
+            progress=progress,
+            **options,
+        )
 
     def _params(self, stopping: StoppingCriterion, extra: dict[str, Any]) -> dict[str, Any]:
         rs = self.random_state
@@ -876,29 +918,15 @@ class TMCShapley(_Valuation):
     ) -> None:
         self.truncation_tol = truncation_tol
         self.truncation_patience = truncation_patience
-        self.stopping = stopping
-        self.n_jobs = n_jobs
-        self.backend = backend
-        self.random_state = random_state
-        self.batch_size = batch_size
-        self.ray_address = ray_address
+        self._set_sampling_params(stopping, n_jobs, backend, random_state, batch_size, ray_address)
 
     def _fit(
         self, game: Any, ids: np.ndarray | None, progress: ProgressFn | None
     ) -> ValuationResult:
         tol, patience = _check_truncation(self.truncation_tol, self.truncation_patience)
         stopping, batch_size = self._common_checks()
-        stats = estimate_permutation_values(
-            game,
-            stopping=stopping,
-            random_state=self.random_state,
-            truncation_tol=tol,
-            truncation_patience=patience,
-            n_jobs=self.n_jobs,
-            backend=self.backend,
-            ray_address=self.ray_address,
-            batch_size=batch_size,
-            progress=progress,
+        stats = self._permutation_stats(
+            game, stopping, batch_size, progress, truncation_tol=tol, truncation_patience=patience
         )
         params = self._params(stopping, {"truncation_tol": tol, "truncation_patience": patience})
         return _result_from_stats(stats, ids, self._method, params)
@@ -945,12 +973,7 @@ class BetaShapley(_Valuation):
         self.weight_tol = weight_tol
         self.truncation_tol = truncation_tol
         self.truncation_patience = truncation_patience
-        self.stopping = stopping
-        self.n_jobs = n_jobs
-        self.backend = backend
-        self.random_state = random_state
-        self.batch_size = batch_size
-        self.ray_address = ray_address
+        self._set_sampling_params(stopping, n_jobs, backend, random_state, batch_size, ray_address)
 
     def _fit(
         self, game: Any, ids: np.ndarray | None, progress: ProgressFn | None
@@ -968,19 +991,15 @@ class BetaShapley(_Valuation):
             suffix_max = np.maximum.accumulate(weights[::-1])[::-1]
             above = np.flatnonzero(suffix_max >= wt)
             max_positions = int(above[-1] + 1) if above.size else 0
-        stats = estimate_permutation_values(
+        stats = self._permutation_stats(
             game,
-            stopping=stopping,
-            random_state=self.random_state,
+            stopping,
+            batch_size,
+            progress,
             weights=weights,
             truncation_tol=tol,
             truncation_patience=patience,
             max_positions=max_positions,
-            n_jobs=self.n_jobs,
-            backend=self.backend,
-            ray_address=self.ray_address,
-            batch_size=batch_size,
-            progress=progress,
         )
         params = self._params(
             stopping,
@@ -1018,12 +1037,7 @@ class BanzhafMSR(_Valuation):
         batch_size: int | None = None,
         ray_address: str | None = None,
     ) -> None:
-        self.stopping = stopping
-        self.n_jobs = n_jobs
-        self.backend = backend
-        self.random_state = random_state
-        self.batch_size = batch_size
-        self.ray_address = ray_address
+        self._set_sampling_params(stopping, n_jobs, backend, random_state, batch_size, ray_address)
 
     def _default_stopping(self) -> StoppingCriterion:
         return MaxSamples(1000)
