@@ -318,16 +318,20 @@ class MaxTime(StoppingCriterion):
         return f"MaxTime({self.seconds:g})"
 
 
-class _Or(StoppingCriterion):
+class _Combined(StoppingCriterion):
+    """Two criteria joined by ``|`` or ``&``."""
+
     def __init__(self, a: StoppingCriterion, b: StoppingCriterion) -> None:
         self.a, self.b = a, b
-
-    def __call__(self, state: SamplingState) -> bool:
-        return self.a(state) or self.b(state)
 
     def reset(self) -> None:
         self.a.reset()
         self.b.reset()
+
+
+class _Or(_Combined):
+    def __call__(self, state: SamplingState) -> bool:
+        return self.a(state) or self.b(state)
 
     def max_samples(self) -> float:
         return min(self.a.max_samples(), self.b.max_samples())
@@ -336,16 +340,9 @@ class _Or(StoppingCriterion):
         return f"({self.a!r} | {self.b!r})"
 
 
-class _And(StoppingCriterion):
-    def __init__(self, a: StoppingCriterion, b: StoppingCriterion) -> None:
-        self.a, self.b = a, b
-
+class _And(_Combined):
     def __call__(self, state: SamplingState) -> bool:
         return self.a(state) and self.b(state)
-
-    def reset(self) -> None:
-        self.a.reset()
-        self.b.reset()
 
     def max_samples(self) -> float:
         return max(self.a.max_samples(), self.b.max_samples())
