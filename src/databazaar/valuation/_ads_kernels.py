@@ -125,32 +125,10 @@ def knn_marginal(order, y_train, y_test, z, mask, k):  # pragma: no cover - jit
 
     ``mask[i]`` marks the members of ``S`` (``z`` must not be one).  Each row walks its
     sorted order only until the ``K``-th member of ``S``: ``z`` enters the top ``K`` iff
-    it comes first, and then evicts that member (nothing when ``|S| < K``).
+    it comes first, and then evicts that member (nothing when ``|S| < K``).  A set is the
+    multiset with multiplicities 0/1, so this is :func:`knn_marginal_counts` on ``mask``.
     """
-    m, n = order.shape
-    total = 0.0
-    for r in range(m):
-        seen = 0
-        z_seen = False
-        evict = -1
-        for p in range(n):
-            i = order[r, p]
-            if i == z:
-                z_seen = True
-            elif mask[i]:
-                seen += 1
-                if seen == k:
-                    evict = i
-                    break
-        if not z_seen:
-            continue
-        yt = y_test[r]
-        cz = 1.0 if y_train[z] == yt else 0.0
-        if evict >= 0:
-            total += cz - (1.0 if y_train[evict] == yt else 0.0)
-        else:
-            total += cz
-    return total / (k * m)
+    return knn_marginal_counts(order, y_train, y_test, z, mask, k)
 
 
 @njit(nogil=True, cache=True)
