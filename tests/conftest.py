@@ -8,6 +8,12 @@ reached the PostgreSQL tests skip, except under ``CI=true`` where they fail: CI 
 them.  ``postgres_schema`` gives each test a fresh, uniquely named schema (dropped
 afterwards) and the ``connect_args`` that put it first on the ``search_path``, so tests
 never see each other's tables.
+
+Market store
+------------
+``store`` is a freshly migrated market database, parametrized over SQLite (a file under
+``tmp_path``) and PostgreSQL (a ``postgres_schema``; those cases carry the ``postgres``
+marker); the market and economics tests build on it.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -80,3 +87,23 @@ def postgres_schema(postgres_url: str) -> Iterator[PostgresSchema]:
         with admin.begin() as conn:
             conn.execute(text(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
         admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    """A freshly migrated market store on SQLite (a file) or PostgreSQL (a fresh schema).
+
+    The PostgreSQL case carries the ``postgres`` marker and uses ``postgres_schema``.
+    """
+    from databazaar.market.db import Database, upgrade
+
+    if request.param == "sqlite":
+        db = Database.from_url(f"sqlite:///{tmp_path / 'market.db'}")
+    else:
+        schema = request.getfixturevalue("postgres_schema")
+        db = Database.from_url(schema.url, connect_args=schema.connect_args)
+    upgrade(db.engine)
+    try:
+        yield db
+    finally:
+        db.dispose()

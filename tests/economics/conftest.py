@@ -4,7 +4,7 @@ sellers, buyers and a helper that lists a product from a DataFrame."""
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -13,27 +13,13 @@ import pytest
 from argon2 import PasswordHasher
 from sklearn.datasets import make_classification
 
-from databazaar.market.db import Database, upgrade
+from databazaar.market.db import Database
 from databazaar.market.econ_service import Economics
 from databazaar.market.schemas import AccountOut
 from databazaar.market.service import Market
 
 PASSWORD = "correct-horse-9"
 FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    if request.param == "sqlite":
-        db = Database.from_url(f"sqlite:///{tmp_path / 'market.db'}")
-    else:
-        schema = request.getfixturevalue("postgres_schema")
-        db = Database.from_url(schema.url, connect_args=schema.connect_args)
-    upgrade(db.engine)
-    try:
-        yield db
-    finally:
-        db.dispose()
 
 
 @pytest.fixture

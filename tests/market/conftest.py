@@ -1,15 +1,15 @@
 """Market fixtures: the same store on SQLite and on the real PostgreSQL server.
 
-``store`` is parametrized over both backends (PostgreSQL cases carry the ``postgres``
-marker and use a fresh schema each); ``market`` wraps it in a :class:`Market` with a
-small upload limit; ``seller``/``buyer`` are ready accounts and ``listed`` a factory that
-uploads, publishes and prices a product.
+``store`` (from ``tests/conftest.py``) is parametrized over both backends (PostgreSQL
+cases carry the ``postgres`` marker and use a fresh schema each); ``market`` wraps it in
+a :class:`Market` with a small upload limit; ``seller``/``buyer`` are ready accounts and
+``listed`` a factory that uploads, publishes and prices a product.
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ import pytest
 from argon2 import PasswordHasher
 from sqlalchemy import func, select
 
-from databazaar.market.db import Database, upgrade
+from databazaar.market.db import Database
 from databazaar.market.schemas import AccountOut
 from databazaar.market.service import Market
 
@@ -26,21 +26,6 @@ PASSWORD = "correct-horse-9"
 UPLOAD_LIMIT = 64 * 1024
 # Real Argon2id, with cheap cost parameters so account creation does not dominate tests.
 FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    """A freshly migrated store on SQLite (a file) or PostgreSQL (a fresh schema)."""
-    if request.param == "sqlite":
-        db = Database.from_url(f"sqlite:///{tmp_path / 'market.db'}")
-    else:
-        schema = request.getfixturevalue("postgres_schema")
-        db = Database.from_url(schema.url, connect_args=schema.connect_args)
-    upgrade(db.engine)
-    try:
-        yield db
-    finally:
-        db.dispose()
 
 
 @pytest.fixture
