@@ -95,6 +95,42 @@ def check_same_width(x_train: np.ndarray, x_test: np.ndarray) -> None:
         )
 
 
+def check_train_test(
+    x_train: Any, y_train: Any, x_test: Any, y_test: Any, *, numeric_y: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Check a training and a non-empty test set with the same feature columns."""
+    xtr = check_features(x_train, "x_train")
+    ytr = check_labels(y_train, xtr.shape[0], "y_train", numeric=numeric_y)
+    if x_test is None or (hasattr(x_test, "__len__") and len(x_test) == 0):
+        raise InvalidInput("the test set is empty", hint="pass at least one test point")
+    xte = check_features(x_test, "x_test")
+    yte = check_labels(y_test, xte.shape[0], "y_test", numeric=numeric_y)
+    check_same_width(xtr, xte)
+    return xtr, ytr, xte, yte
+
+
+def encode_classes(y_train: np.ndarray, y_test: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """Integer codes of train and test labels on a shared vocabulary, and its size."""
+    import pandas as pd
+
+    try:
+        codes, uniques = pd.factorize(np.concatenate([y_train, y_test]), sort=False)
+    except TypeError as exc:
+        raise InvalidInput(f"labels cannot be compared: {exc}") from exc
+    codes = codes.astype(np.int64)
+    n = y_train.shape[0]
+    return codes[:n], codes[n:], len(uniques)
+
+
+def check_chunk_size(chunk_size: Any) -> int:
+    """A positive integer number of test points per chunk."""
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)):
+        raise InvalidInput(f"chunk_size must be a positive integer, got {chunk_size!r}")
+    if chunk_size < 1:
+        raise InvalidInput(f"chunk_size must be >= 1, got {chunk_size}")
+    return int(chunk_size)
+
+
 def check_k(k: Any) -> int:
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
         raise InvalidInput(f"k must be an integer >= 1, got {k!r}")

@@ -85,11 +85,11 @@ from sklearn.base import BaseEstimator
 
 from databazaar.core.errors import InvalidInput
 from databazaar.valuation._validate import (
-    check_features,
+    check_chunk_size,
     check_k,
-    check_labels,
     check_random_state,
-    check_same_width,
+    check_train_test,
+    encode_classes,
 )
 from databazaar.valuation.parallel import check_backend, check_n_jobs, parallel_map
 from databazaar.valuation.result import ValuationResult
@@ -342,30 +342,12 @@ def sorted_order(keys: np.ndarray) -> np.ndarray:
     return order.astype(np.int64, copy=False)
 
 
-def encode_labels(y_train: np.ndarray, y_test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Integer codes of train and test labels on a shared vocabulary."""
-    import pandas as pd
-
-    try:
-        codes, _ = pd.factorize(np.concatenate([y_train, y_test]), sort=False)
-    except TypeError as exc:
-        raise InvalidInput(f"labels cannot be compared: {exc}") from exc
-    codes = codes.astype(np.int64)
-    return codes[: y_train.shape[0]], codes[y_train.shape[0] :]
-
-
 def check_knn_data(
     x_train: Any, y_train: Any, x_test: Any, y_test: Any
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Validate a KNN valuation problem; returns features and label codes."""
-    xtr = check_features(x_train, "x_train")
-    ytr = check_labels(y_train, xtr.shape[0], "y_train")
-    if x_test is None or (hasattr(x_test, "__len__") and len(x_test) == 0):
-        raise InvalidInput("the test set is empty", hint="pass at least one test point")
-    xte = check_features(x_test, "x_test")
-    yte = check_labels(y_test, xte.shape[0], "y_test")
-    check_same_width(xtr, xte)
-    ytr_c, yte_c = encode_labels(ytr, yte)
+    xtr, ytr, xte, yte = check_train_test(x_train, y_train, x_test, y_test)
+    ytr_c, yte_c, _ = encode_classes(ytr, yte)
     return xtr, ytr_c, xte, yte_c
 
 
@@ -382,11 +364,7 @@ def _blas_limit(backend: str, n_jobs: int) -> Any:
 
 def _chunk_rows(n_train: int, chunk_size: int | None) -> int:
     if chunk_size is not None:
-        if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)):
-            raise InvalidInput(f"chunk_size must be a positive integer, got {chunk_size!r}")
-        if chunk_size < 1:
-            raise InvalidInput(f"chunk_size must be >= 1, got {chunk_size}")
-        return int(chunk_size)
+        return check_chunk_size(chunk_size)
     return int(max(1, min(256, DEFAULT_CHUNK_BYTES // (24 * max(n_train, 1)))))
 
 

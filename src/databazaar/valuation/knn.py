@@ -33,11 +33,11 @@ import numpy as np
 
 from databazaar.core.errors import InvalidInput
 from databazaar.valuation._validate import (
-    check_features,
+    check_chunk_size,
     check_groups,
     check_k,
-    check_labels,
-    check_same_width,
+    check_train_test,
+    encode_classes,
 )
 from databazaar.valuation.result import ValuationResult
 
@@ -62,11 +62,7 @@ def _resolve_jobs(n_jobs: int | None) -> int:
 
 def _chunk_rows(n_train: int, n_test: int, n_jobs: int, chunk_size: int | None) -> int:
     if chunk_size is not None:
-        if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)):
-            raise InvalidInput(f"chunk_size must be a positive integer, got {chunk_size!r}")
-        if chunk_size < 1:
-            raise InvalidInput(f"chunk_size must be >= 1, got {chunk_size}")
-        return int(chunk_size)
+        return check_chunk_size(chunk_size)
     # keys (8 bytes) + order (8 bytes) per cell
     by_memory = max(1, DEFAULT_CHUNK_BYTES // (16 * n_train))
     # enough chunks to keep every worker busy and the progress bar moving
@@ -204,31 +200,6 @@ def _run_ray(
     return acc, acc2
 
 
-def _encode_classes(y_train: np.ndarray, y_test: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
-    import pandas as pd
-
-    try:
-        codes, uniques = pd.factorize(np.concatenate([y_train, y_test]), sort=False)
-    except TypeError as exc:
-        raise InvalidInput(f"labels cannot be compared: {exc}") from exc
-    codes = codes.astype(np.int64)
-    n = y_train.shape[0]
-    return codes[:n], codes[n:], len(uniques)
-
-
-def _prepare(
-    x_train: Any, y_train: Any, x_test: Any, y_test: Any, *, numeric_y: bool
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    xtr = check_features(x_train, "x_train")
-    ytr = check_labels(y_train, xtr.shape[0], "y_train", numeric=numeric_y)
-    if x_test is None or (hasattr(x_test, "__len__") and len(x_test) == 0):
-        raise InvalidInput("the test set is empty", hint="pass at least one test point")
-    xte = check_features(x_test, "x_test")
-    yte = check_labels(y_test, xte.shape[0], "y_test", numeric=numeric_y)
-    check_same_width(xtr, xte)
-    return xtr, ytr, xte, yte
-
-
 def _finish(
     problem: _Problem,
     *,
@@ -318,11 +289,11 @@ def knn_shapley(
     k = check_k(k)
     jobs = _check_backend_args(n_jobs, backend)
     regression = task == "regression"
-    xtr, ytr, xte, yte = _prepare(x_train, y_train, x_test, y_test, numeric_y=regression)
+    xtr, ytr, xte, yte = check_train_test(x_train, y_train, x_test, y_test, numeric_y=regression)
     if regression:
         ytr_enc, yte_enc = ytr.astype(np.float64), yte.astype(np.float64)
     else:
-        ytr_enc, yte_enc, _ = _encode_classes(ytr, yte)
+        ytr_enc, yte_enc, _ = encode_classes(ytr, yte)
     problem = _Problem(xtr, xte, ytr_enc, yte_enc, np.einsum("ij,ij->i", xtr, xtr), task, k=k)
     return _finish(
         problem,
@@ -371,8 +342,8 @@ def threshold_knn_shapley(
     if not np.isfinite(tau_f) or tau_f <= 0:
         raise InvalidInput(f"tau must be a positive finite number, got {tau!r}")
     jobs = _check_backend_args(n_jobs, backend)
-    xtr, ytr, xte, yte = _prepare(x_train, y_train, x_test, y_test, numeric_y=False)
-    ytr_enc, yte_enc, n_classes = _encode_classes(ytr, yte)
+    xtr, ytr, xte, yte = check_train_test(x_train, y_train, x_test, y_test)
+    ytr_enc, yte_enc, n_classes = encode_classes(ytr, yte)
     problem = _Problem(
         xtr,
         xte,
