@@ -216,14 +216,11 @@ def _finish(
     n_test = problem.x_test.shape[0]
     rows = _chunk_rows(n_train, n_test, n_jobs, chunk_size)
     chunks = _chunks(n_test, rows)
-    if backend in ("threads", "joblib"):
-        acc, acc2 = _run_threads(problem, chunks, n_jobs, progress)
-    elif backend == "ray":
+    # backend was checked by _check_backend_args
+    if backend == "ray":
         acc, acc2 = _run_ray(problem, chunks, n_jobs, ray_address, progress)
     else:
-        raise InvalidInput(
-            f"unknown backend {backend!r}", hint="use 'threads' (default), 'joblib' or 'ray'"
-        )
+        acc, acc2 = _run_threads(problem, chunks, n_jobs, progress)
     values = acc / n_test
     # spread of the per-test-point values: the standard error of the mean over test points
     var = np.maximum(acc2 / n_test - values**2, 0.0)
