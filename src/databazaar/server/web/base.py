@@ -120,5 +120,19 @@ def require_role(account: AccountOut, *roles: str) -> None:
         )
 
 
+def require_user(sess: WebSession, *roles: str) -> AccountOut:
+    """The logged-in account (401 otherwise), checked against ``roles`` when given."""
+    account = sess.require_account()
+    if roles:
+        require_role(account, *roles)
+    return account
+
+
+def form_user(sess: WebSession, csrf_token: object, *roles: str) -> AccountOut:
+    """For a form post: the CSRF token first, then :func:`require_user`."""
+    sess.check_csrf(csrf_token)
+    return require_user(sess, *roles)
+
+
 def landing(account: AccountOut) -> str:
     return {"seller": "/sell", "buyer": "/purchases", "admin": "/admin"}.get(account.role, "/")

@@ -47,8 +47,8 @@ from databazaar.server.web.base import (
     Sess,
     SlugPath,
     WebRoute,
+    form_user,
     render,
-    require_role,
     web_session,
 )
 from databazaar.server.web.rendering import parse_money, redirect
@@ -346,8 +346,7 @@ def bid(
     csrf_token: Csrf = "",
     amount: Annotated[str, Form(max_length=20)] = "",
 ) -> Response:
-    sess.check_csrf(csrf_token)
-    account = sess.require_account()
+    account = form_user(sess, csrf_token)
     econ = economics(request)
     try:
         placed = econ.place_bid(account, slug, parse_money(amount, "bid"))
@@ -420,8 +419,7 @@ def value_search(
 ) -> Response:
     from databazaar.server.web.charts import bar_svg
 
-    sess.check_csrf(csrf_token)
-    sess.require_account()
+    form_user(sess, csrf_token)
     form = {"label_column": label_column, "task": task, "k": k, "products": products}
     try:
         if not label_column.strip():
@@ -493,9 +491,7 @@ def set_pricing(
 ) -> Response:
     from databazaar.server.web.router import manage_context
 
-    sess.check_csrf(csrf_token)
-    account = sess.require_account()
-    require_role(account, "seller")
+    account = form_user(sess, csrf_token, "seller")
     econ = economics(request)
     try:
         if mechanism not in MECHANISMS:
@@ -530,9 +526,7 @@ def set_pricing(
 
 @router.post("/sell/products/{slug}/auction/close")
 def close_auction(request: Request, sess: Sess, slug: SlugPath, csrf_token: Csrf = "") -> Response:
-    sess.check_csrf(csrf_token)
-    account = sess.require_account()
-    require_role(account, "seller")
+    account = form_user(sess, csrf_token, "seller")
     result = economics(request).close_auction(account, slug)
     outcome = result["outcome"]
     price = int(outcome.get("price_minor", 0))

@@ -43,9 +43,10 @@ from databazaar.server.web.base import (
     SlugPath,
     WebRoute,
     error_page,
+    form_user,
     landing,
     render,
-    require_role,
+    require_user,
 )
 from databazaar.server.web.economics import manage_extras, product_context
 from databazaar.server.web.economics import router as econ_router
@@ -164,8 +165,7 @@ def download(
     csrf_token: Csrf = "",
     version: Annotated[str, Form(max_length=10)] = "",
 ) -> Response:
-    sess.check_csrf(csrf_token)
-    account = sess.require_account()
+    account = form_user(sess, csrf_token)
     number = None
     if version.strip():
         if not version.strip().isdigit():
@@ -255,8 +255,7 @@ def logout(request: Request, sess: Sess, market: MarketDep, csrf_token: Csrf = "
 # ---------------------------------------------------------------------- sellers
 @router.get("/sell")
 def seller_dashboard(request: Request, sess: Sess, market: MarketDep) -> Response:
-    account = sess.require_account()
-    require_role(account, "seller")
+    account = require_user(sess, "seller")
     fresh = market.get_account(account.id)
     postings = statements.account_postings(market, account.id)
     sales = statements.seller_sales(market, account.id)
@@ -280,8 +279,7 @@ def seller_dashboard(request: Request, sess: Sess, market: MarketDep) -> Respons
 def earnings_chart(sess: Sess, market: MarketDep) -> Response:
     from databazaar.server.web.charts import earnings_svg
 
-    account = sess.require_account()
-    require_role(account, "seller")
+    account = require_user(sess, "seller")
     points = statements.cumulative(statements.account_postings(market, account.id), ("sale",))
     response = Response(
         earnings_svg(points, until=datetime.now(UTC)),
@@ -293,8 +291,7 @@ def earnings_chart(sess: Sess, market: MarketDep) -> Response:
 
 @router.get("/sell/new")
 def new_product_form(request: Request, sess: Sess) -> Response:
-    account = sess.require_account()
-    require_role(account, "seller")
+    require_user(sess, "seller")
     return render(request, sess, "sell_new.html", {"title": "New product", "form": {}})
 
 
@@ -307,9 +304,7 @@ def new_product(
     slug: Annotated[str, Form(max_length=64)] = "",
     title: Annotated[str, Form(max_length=200)] = "",
 ) -> Response:
-    sess.check_csrf(csrf_token)
-    account = sess.require_account()
-    require_role(account, "seller")
+    account = form_user(sess, csrf_token, "seller")
     try:
         product = market.create_product(account, slug.strip(), title)
     except DatabazaarError as exc:
@@ -347,8 +342,7 @@ def manage_context(
 
 @router.get("/sell/products/{slug}")
 def manage_product(request: Request, sess: Sess, market: MarketDep, slug: SlugPath) -> Response:
-    account = sess.require_account()
-    require_role(account, "seller")
+    account = require_user(sess, "seller")
     return render(request, sess, "sell_manage.html", manage_context(request, market, account, slug))
 
 
@@ -366,9 +360,7 @@ def upload_version(
     provenance: Annotated[str, Form(max_length=5_000)] = "",
     tags: Annotated[str, Form(max_length=1000)] = "",
 ) -> Response:
-    sess.check_csrf(csrf_token)
-    account = sess.require_account()
-    require_role(account, "seller")
+    account = form_user(sess, csrf_token, "seller")
     upload = {
         "license": license,
         "task": task,
@@ -404,9 +396,7 @@ def publish_version(
     number: Annotated[int, Path(ge=1, le=1_000_000)],
     csrf_token: Csrf = "",
 ) -> Response:
-    sess.check_csrf(csrf_token)
-    account = sess.require_account()
-    require_role(account, "seller")
+    account = form_user(sess, csrf_token, "seller")
     version = market.publish(account, slug, number)
     sess.flash(f"Version {version.number} is published: buyers can now find it.", "success")
     return redirect(sess, f"/sell/products/{slug}")
@@ -422,9 +412,7 @@ def set_listing(
     price: Annotated[str, Form(max_length=20)] = "",
     active: Annotated[str, Form(max_length=10)] = "",
 ) -> Response:
-    sess.check_csrf(csrf_token)
-    account = sess.require_account()
-    require_role(account, "seller")
+    account = form_user(sess, csrf_token, "seller")
     on_sale = active == "on"
     try:
         listing = market.set_listing(account, slug, parse_money(price), active=on_sale)
@@ -473,8 +461,7 @@ def _admin_context(market: Market) -> dict[str, Any]:
 
 @router.get("/admin")
 def admin(request: Request, sess: Sess, market: MarketDep) -> Response:
-    account = sess.require_account()
-    require_role(account, "admin")
+    require_user(sess, "admin")
     return render(request, sess, "admin.html", _admin_context(market))
 
 
@@ -482,9 +469,7 @@ def admin(request: Request, sess: Sess, market: MarketDep) -> Response:
 def admin_verify(
     request: Request, sess: Sess, market: MarketDep, csrf_token: Csrf = ""
 ) -> Response:
-    sess.check_csrf(csrf_token)
-    account = sess.require_account()
-    require_role(account, "admin")
+    form_user(sess, csrf_token, "admin")
     report = market.verify_ledger()
     ctx = {**_admin_context(market), "report": report}
     return render(request, sess, "admin.html", ctx)
@@ -500,9 +485,7 @@ def admin_deposit(
     amount: Annotated[str, Form(max_length=20)] = "",
     memo: Annotated[str, Form(max_length=200)] = "",
 ) -> Response:
-    sess.check_csrf(csrf_token)
-    account = sess.require_account()
-    require_role(account, "admin")
+    form_user(sess, csrf_token, "admin")
     try:
         target = market.account_by_name(username.strip())
         done = market.deposit(target.id, parse_money(amount, "amount"), memo=memo or "deposit")
