@@ -164,6 +164,8 @@ def value_table(
             f"confidence intervals are not available for {method}",
             hint=f"--ci works with {', '.join(CI_METHODS)}",
         )
+    if ci is not None and prob.groups is not None:
+        raise InvalidInput("--ci gives intervals per row; drop --groups to use it")
     if method.startswith("asymmetric"):
         if prob.groups is None or not order:
             raise InvalidInput(
@@ -201,8 +203,6 @@ def value_table(
         from databazaar.valuation.knn import knn_shapley
 
         if ci is not None:
-            if prob.groups is not None:
-                raise InvalidInput("--ci gives intervals per row; drop --groups to use it")
             from databazaar.valuation.inference import knn_shapley_ci
 
             result = knn_shapley_ci(
@@ -250,8 +250,6 @@ def value_table(
             est = sampling.BanzhafMSR(stopping=stop, **common)
     result = est.fit(util, groups=prob.groups, progress=progress).result_
     if ci is not None:
-        if prob.groups is not None:
-            raise InvalidInput("--ci gives intervals per row; drop --groups to use it")
         from databazaar.valuation.inference import shapley_confidence_intervals
 
         result = shapley_confidence_intervals(
