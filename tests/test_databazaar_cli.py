@@ -134,6 +134,7 @@ def test_value_monte_carlo_method(tables: dict[str, Path]) -> None:
         (["--method", "threshold-knn"], 2, "threshold-knn needs a radius"),
         (["--method", "asymmetric-knn"], 2, "needs the group column and the group order"),
         (["--groups", "missing"], 2, "group column 'missing'"),
+        (["--groups", "seller", "--ci", "0.9"], 2, "drop --groups to use it"),
     ],
 )
 def test_value_errors(tables: dict[str, Path], args: list[str], code: int, message: str) -> None:
