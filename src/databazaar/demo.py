@@ -49,8 +49,9 @@ def valuation_tour(say: Say, *, seed: int = 0) -> dict[str, Any]:
         f"{det['bottom_k_f1']:.3f} (random guessing: AUROC 0.5, F1 ~0.1)"
     )
     lowest = res.bottom(5)
+    flipped_set = set(flipped.tolist())
     for pos, (idx, val) in enumerate(zip(lowest.ids, lowest.values, strict=True), 1):
-        mark = "flipped" if idx in set(flipped.tolist()) else "clean"
+        mark = "flipped" if idx in flipped_set else "clean"
         say(
             f"   lowest #{pos}: row {idx} label {y_noisy[idx]} (true {y_train[idx]}), "
             f"value {val:+.5f} [{mark}]"
