@@ -243,5 +243,10 @@ def test_value_with_confidence_intervals(tables: dict[str, Path]) -> None:
     np.testing.assert_allclose(saved.values, _expected(tables), atol=1e-12)
     assert np.all(saved.ci_low <= saved.values) and np.all(saved.values <= saved.ci_high)
     assert np.all(saved.ci_high - saved.ci_low > 0)
+    # K=5 on 120 rows is outside the regime the intervals are calibrated for: one line says so
+    assert "warning: K=5 neighbours on N=120 points is not deletion-stable" in res.output
+    assert res.output.count("warning:") == 1
+    res = run_value(tables, "--ci", "0.9", "-k", "6", "-q")
+    assert res.exit_code == 0 and "warning" not in res.output
     res = run_value(tables, "--ci", "0.9", "-m", "banzhaf", "-q")
     assert res.exit_code == 2 and "not available for banzhaf" in res.output

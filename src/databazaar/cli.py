@@ -119,6 +119,7 @@ def value_cmd(
 ) -> None:
     """Value every training row (or group) for the task defined by the test table."""
     import time
+    import warnings
 
     from databazaar.core.io import read_table
     from databazaar.core.progress import progress_bar
@@ -131,7 +132,12 @@ def value_cmd(
     is_mc = method in ("tmc-shapley", "beta-shapley", "banzhaf", "asymmetric-mc")
     total = budget if is_mc else len(test_df)
     start = time.perf_counter()
-    with progress_bar(f"{method}", total, quiet=quiet) as advance:
+    with (
+        warnings.catch_warnings(record=True) as caught,
+        progress_bar(f"{method}", total, quiet=quiet) as advance,
+    ):
+        warnings.simplefilter("always", UserWarning)
+        warnings.simplefilter("always", RuntimeWarning)
         result, prob = value_table(
             train_df,
             test_df,
@@ -154,6 +160,11 @@ def value_cmd(
     if output is not None:
         result.save(output)
     _print_values(result, prob, train_df, target, elapsed, output, top)
+    # library warnings (e.g. intervals outside their calibrated regime) as one line each
+    for text in dict.fromkeys(
+        str(w.message) for w in caught if issubclass(w.category, (UserWarning, RuntimeWarning))
+    ):
+        _console().print(f"[yellow]warning:[/yellow] {text}", highlight=False)
     if method.startswith("asymmetric") and groups:
         totals = (
             result.to_frame()

@@ -269,3 +269,64 @@ def test_ray_matches_joblib_for_intervals(local_ray):  # type: ignore[no-untyped
     on_ray = knn_shapley_ci(x, y, xt, yt, **kw, backend="ray", n_jobs=2)
     np.testing.assert_array_equal(on_ray.ci_low, ref.ci_low)
     np.testing.assert_array_equal(on_ray.ci_high, ref.ci_high)
+
+
+# -- calibration regime and warnings --------------------------------------------------------
+
+
+def test_deletion_stable_rule():
+    from databazaar.valuation.inference import deletion_stable
+
+    assert deletion_stable(5, 100) and not deletion_stable(5, 101)
+    assert deletion_stable(20, 1600) and not deletion_stable(19, 1600)
+
+
+def test_small_k_warns_and_stable_k_does_not():
+    import warnings
+
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=(60, 2)), rng.integers(0, 2, 60)
+    xt, yt = rng.normal(size=(10, 2)), rng.integers(0, 2, 10)
+    with pytest.warns(UserWarning, match=r"K=2 neighbours on N=60 points is not deletion-stable"):
+        knn_shapley_ci(x, y, xt, yt, k=2, indices=[0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        knn_shapley_ci(x, y, xt, yt, k=4, indices=[0])  # 2K = 8 >= sqrt(60)
+        knn_shapley_ci(x, y, xt, yt, k=2, method="jackknife", indices=[0])
+
+
+def test_negative_variance_estimates_are_reported():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(40, 2)), rng.integers(0, 2, 40)
+    xt, yt = rng.normal(size=(5, 2)), rng.integers(0, 2, 5)
+    o = knn_marginals(x, y, xt, yt, 4)
+    with pytest.warns(RuntimeWarning, match=r"of 40 variance estimates \(pick_and_freeze\)"):
+        var, _ = shapley_variance(o, method="pick_and_freeze", n_pairs=3, random_state=0)
+    assert np.all(var >= 0.0) and np.any(var == 0.0)
+
+
+def _two_classes(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    y = rng.integers(0, 2, n)
+    x = rng.normal(size=(n, 2))
+    x[:, 0] += np.where(y == 1, 1.0, -1.0)
+    return x, y
+
+
+@pytest.mark.slow
+def test_double_mc_variance_matches_sampling_variance_when_deletion_stable():
+    """The claim behind the default: with K ~ sqrt(N) the estimated variance of a value
+    matches its variance over redraws of the other training points (here within 15%)."""
+    n, k = 200, 15
+    rng = np.random.default_rng(11)
+    xt, yt = _two_classes(50, rng)
+    xz, yz = np.array([[0.3, 0.2]]), np.array([1])
+    vals, estimates = [], []
+    for r in range(400):
+        x, y = _two_classes(n - 1, rng)
+        xx, yy = np.vstack([xz, x]), np.concatenate([yz, y])
+        vals.append(knn_asymmetric_shapley(xx, yy, xt, yt, k=k).values[0])
+        if r < 40:
+            ci = knn_shapley_ci(xx, yy, xt, yt, k=k, indices=[0])
+            estimates.append(ci.stderr[0] ** 2)
+    ratio = np.mean(estimates) / np.var(vals, ddof=1)
+    assert 0.85 <= ratio <= 1.15, ratio
