@@ -25,7 +25,7 @@ reference).  ``hajek_share`` is the fraction of the true variance explained by t
 first-order (Hájek) projection that both paper algorithms estimate, computed with a
 20,000-point sample standing in for ``P``.
 
-Run: ``python benchmarks/ci_coverage.py`` (about 15 minutes on 2 cores); ``--quick`` for a
+Run: ``python benchmarks/ci_coverage.py`` (about 25 minutes on 2 cores); ``--quick`` for a
 smoke test.  Writes ``benchmarks/results/ci_coverage.{json,md}``.
 """
 
