@@ -250,3 +250,17 @@ def test_value_with_confidence_intervals(tables: dict[str, Path]) -> None:
     assert res.exit_code == 0 and "warning" not in res.output
     res = run_value(tables, "--ci", "0.9", "-m", "banzhaf", "-q")
     assert res.exit_code == 2 and "not available for banzhaf" in res.output
+
+
+def test_tmc_shapley_with_confidence_intervals(tables: dict[str, Path]) -> None:
+    dest = tables["dir"] / "tmc_ci.parquet"
+    common = ["-m", "tmc-shapley", "--model", "naive-bayes", "--budget", "4", "--ci", "0.9"]
+    res = run_value(tables, *common, "--ci-samples", "3", "-j", "1", "-o", str(dest), "-q")
+    assert res.exit_code == 0, res.output
+    assert "90% CI" in res.output
+    saved = ValuationResult.load(dest)
+    assert saved.method == "tmc-shapley" and saved.confidence == 0.9
+    assert saved.params["ci_samples"] == {"n_outer": 3, "n_inner": 3}
+    assert np.all(saved.ci_low <= saved.values) and np.all(saved.values <= saved.ci_high)
+    res = run_value(tables, *common, "--ci-samples", "1", "-q")
+    assert res.exit_code == 2 and "n_outer must be an integer >= 2" in res.output

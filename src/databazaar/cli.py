@@ -111,6 +111,13 @@ def value_cmd(
         Optional[float],  # noqa: UP045
         typer.Option("--ci", help="confidence level of intervals, e.g. 0.95"),
     ] = None,
+    ci_samples: Annotated[
+        int,
+        typer.Option(
+            "--ci-samples",
+            help="tmc-shapley --ci: anchors and inner draws per row (2*S*S model fits per row)",
+        ),
+    ] = 10,
     n_jobs: Annotated[int, typer.Option("--n-jobs", "-j", help="workers (-1: all cores)")] = -1,
     backend: Annotated[str, typer.Option("--backend", help="threads or ray")] = "threads",
     seed: Annotated[int, typer.Option("--seed", help="random seed")] = 0,
@@ -131,6 +138,8 @@ def value_cmd(
     order_list = [o.strip() for o in order.split(",") if o.strip()] if order else None
     is_mc = method in ("tmc-shapley", "beta-shapley", "banzhaf", "asymmetric-mc")
     total = budget if is_mc else len(test_df)
+    if ci is not None:  # intervals advance the bar once per training row
+        total = total + len(train_df) if is_mc else len(train_df)
     start = time.perf_counter()
     with (
         warnings.catch_warnings(record=True) as caught,
@@ -151,6 +160,7 @@ def value_cmd(
             model=model,
             budget=budget,
             ci=ci,
+            ci_samples=ci_samples,
             n_jobs=n_jobs,
             backend=backend,
             random_state=seed,

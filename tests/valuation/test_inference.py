@@ -330,3 +330,18 @@ def test_double_mc_variance_matches_sampling_variance_when_deletion_stable():
             estimates.append(ci.stderr[0] ** 2)
     ratio = np.mean(estimates) / np.var(vals, ddof=1)
     assert 0.85 <= ratio <= 1.15, ratio
+
+
+def test_progress_reports_every_point_and_changes_nothing():
+    rng = np.random.default_rng(2)
+    x, y = rng.normal(size=(40, 2)), rng.integers(0, 2, 40)
+    xt, yt = rng.normal(size=(6, 2)), rng.integers(0, 2, 6)
+    o = knn_marginals(x, y, xt, yt, 4)
+    calls: list[int] = []
+    kw = {"method": "double_mc", "n_outer": 5, "n_inner": 6, "random_state": 3}
+    with_bar, _ = shapley_variance(o, progress=calls.append, **kw)
+    plain, _ = shapley_variance(o, **kw)
+    np.testing.assert_array_equal(with_bar, plain)
+    assert calls == [16, 16, 8]
+    with pytest.raises(InvalidInput, match="progress must be a callable"):
+        shapley_variance(o, progress=5, **kw)

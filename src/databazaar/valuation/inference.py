@@ -297,6 +297,7 @@ def shapley_variance(
     n_jobs: int = 1,
     backend: str = "joblib",
     ray_address: str | None = None,
+    progress: ProgressFn | None = None,
 ) -> tuple[np.ndarray, str]:
     """Variance of ``φ_n(z)`` over redraws of the other training points, per point.
 
@@ -312,6 +313,8 @@ def shapley_variance(
         n_pairs: pairs of pick-and-freeze (``4 n_pairs`` utility calls per point).
         random_state, n_jobs, backend, ray_address: seeds are spawned per point, so
             results do not depend on the backend or ``n_jobs``.
+        progress: optional ``progress(n_points_done)`` callback; points are then
+            processed in blocks of 16 (same results).
 
     Returns:
         ``(variance per point, resolved method)``.
@@ -342,20 +345,27 @@ def shapley_variance(
     from databazaar.valuation.asymmetric import _seed_sequence
 
     seeds = _seed_sequence(random_state).spawn(idx.size)
+    if progress is not None and not callable(progress):
+        raise InvalidInput("progress must be a callable progress(n_done) or None")
     fn = functools.partial(_point_variance, oracle, method, n_outer, n_inner, n_pairs)
-    out = parallel_map(
-        fn,
-        list(zip(idx.tolist(), seeds, strict=True)),
-        n_jobs=n_jobs,
-        backend=backend,
-        ray_address=ray_address,
-    )
+    tasks = list(zip(idx.tolist(), seeds, strict=True))
+    step = len(tasks) if progress is None else 16
+    out = []
+    for start in range(0, len(tasks), max(step, 1)):
+        block = tasks[start : start + step]
+        out += parallel_map(fn, block, n_jobs=n_jobs, backend=backend, ray_address=ray_address)
+        if progress is not None:
+            progress(len(block))
     var = np.full(n, np.nan)
     var[idx] = [v for v, _ in out]
     zetas = np.array([zeta for _, zeta in out], dtype=np.float64)
     clipped = int(np.sum(zetas < 0.0))
     if clipped:
-        more = "n_pairs" if method == "pick_and_freeze" else "n_outer and n_inner"
+        more = (
+            "n_pairs"
+            if method == "pick_and_freeze"
+            else "n_outer and n_inner (--ci-samples on the command line)"
+        )
         warnings.warn(
             f"{clipped} of {idx.size} variance estimates ({method}) came out negative, so "
             "their Monte Carlo noise exceeds the data-sampling variance; those points get "
@@ -410,6 +420,7 @@ def shapley_confidence_intervals(
     n_jobs: int = 1,
     backend: str = "joblib",
     ray_address: str | None = None,
+    progress: ProgressFn | None = None,
 ) -> ValuationResult:
     """Add U-statistic confidence intervals to a Data Shapley result.
 
@@ -425,8 +436,8 @@ def shapley_confidence_intervals(
         indices: points to compute intervals for (default all; others get NaN bounds).
         include_stderr: add ``result.stderr**2`` (the Monte Carlo error of a sampled
             estimate) to the variance; default: yes unless the method is exact KNN.
-        n_outer, n_inner, n_pairs, random_state, n_jobs, backend, ray_address: see
-            :func:`shapley_variance`.
+        n_outer, n_inner, n_pairs, random_state, n_jobs, backend, ray_address, progress:
+            see :func:`shapley_variance`.
 
     Returns:
         A copy of ``result`` with ``ci_low``, ``ci_high``, ``confidence`` set and
@@ -462,6 +473,7 @@ def shapley_confidence_intervals(
         n_jobs=n_jobs,
         backend=backend,
         ray_address=ray_address,
+        progress=progress,
     )
     if include_stderr is None:
         include_stderr = not result.method.startswith("knn")
@@ -528,6 +540,7 @@ def knn_shapley_ci(
     n_jobs: int = 1,
     backend: str = "joblib",
     ray_address: str | None = None,
+    progress: ProgressFn | None = None,
 ) -> ValuationResult:
     """Exact KNN-Shapley values with U-statistic confidence intervals.
 
@@ -564,4 +577,5 @@ def knn_shapley_ci(
         n_jobs=n_jobs,
         backend=backend,
         ray_address=ray_address,
+        progress=progress,
     )

@@ -117,8 +117,12 @@ def make_model(name: str, k: int = 5) -> Any:
     """A scikit-learn classifier by short name (for the Monte Carlo methods)."""
     if name == "logistic":
         from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
 
-        return LogisticRegression(max_iter=1000)
+        # standardised features: unscaled columns (e.g. wine's proline ~1e3) made lbfgs run
+        # to max_iter without converging, ~40x slower per fit
+        return make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
     if name == "knn":
         from sklearn.neighbors import KNeighborsClassifier
 
@@ -148,12 +152,20 @@ def value_table(
     model: str = "logistic",
     budget: int = 200,
     ci: float | None = None,
+    ci_samples: int = 10,
     n_jobs: int = 1,
     backend: str = "threads",
     random_state: int | None = 0,
     progress: Callable[[int], None] | None = None,
 ) -> tuple[ValuationResult, TableProblem]:
-    """Value the training rows with ``method`` (one of :data:`METHODS`)."""
+    """Value the training rows with ``method`` (one of :data:`METHODS`).
+
+    ``ci`` adds U-statistic confidence intervals (``knn-shapley``: exact double Monte
+    Carlo; ``tmc-shapley``: double Monte Carlo with ``ci_samples`` anchors and
+    ``ci_samples`` inner draws, ``2 ci_samples²`` model fits per row).  ``progress`` is
+    advanced per test row (KNN), per permutation (Monte Carlo) and per row valued with
+    an interval.
+    """
     if method not in METHODS:
         raise InvalidInput(f"unknown method {method!r}", hint=f"use one of {', '.join(METHODS)}")
     prob = split_table(train, test, target, features=features, group_column=group_column)
@@ -212,6 +224,7 @@ def value_table(
                 random_state=random_state,
                 n_jobs=n_jobs,
                 backend=mc_backend,
+                progress=progress,
             )
             return result, prob
         result = knn_shapley(
@@ -256,8 +269,11 @@ def value_table(
             result,
             util,
             confidence=ci,
+            n_outer=ci_samples,
+            n_inner=ci_samples,
             random_state=random_state,
             n_jobs=n_jobs,
             backend=mc_backend,
+            progress=progress,
         )
     return result, prob
