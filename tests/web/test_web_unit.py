@@ -366,6 +366,47 @@ def test_double_submitted_purchase_is_charged_once(
     assert response.url.path.startswith("/api/downloads/")
 
 
+def test_oversized_page_upload_gets_an_html_page(tmp_path: Path, csrf_of: Any) -> None:
+    from fastapi.testclient import TestClient
+
+    from databazaar.core.config import Settings
+    from databazaar.market.service import Market
+    from databazaar.server.app import create_app
+    from databazaar.server.web import mount_web
+
+    home = tmp_path / "home"
+    settings = Settings(
+        home=home,
+        secret_key="s" * 32,
+        database_url=f"sqlite:///{home / 'db.sqlite'}",
+        max_upload_bytes=4096,
+    )
+    market = Market.from_settings(settings)
+    app = mount_web(create_app(settings, market=market))
+    try:
+        with TestClient(app) as client:
+            _signup(client, csrf_of, "big-seller", "seller")
+            token = csrf_of(client.get("/sell/new").text)
+            client.post("/sell/new", data={"csrf_token": token, "slug": "big", "title": "Big"})
+            card = {"csrf_token": token, "task": "classification", "license": "MIT"}
+            big = b"x,label\n" + b"1,a\n" * 200_000  # 800 KB, over limit + multipart slack
+            response = client.post(
+                "/sell/products/big/versions",
+                data=card,
+                files={"file": ("big.csv", big, "text/csv")},
+                headers={"accept": "text/html"},
+            )
+            assert response.status_code == 413
+            assert response.headers["content-type"].startswith("text/html")
+            assert 'role="alert"' in response.text and "larger than the limit" in response.text
+            assert market.get_product("big", market.account_by_name("big-seller")).versions == []
+            # the API keeps its JSON answer for the same oversized body
+            api = client.post("/api/products/big/versions", files={"file": ("b.csv", big)})
+            assert api.status_code == 413 and api.json()["error"] == "payload_too_large"
+    finally:
+        market.close()
+
+
 def test_upload_errors_leave_no_version(
     client: TestClient, csrf_of: Callable[[str], str], web_app: Any
 ) -> None:

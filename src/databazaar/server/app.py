@@ -43,11 +43,14 @@ _HTTP_CODES = {
 
 
 class BodyLimitMiddleware:
-    """Refuse request bodies over ``max_bytes`` with a JSON 413.
+    """Refuse request bodies over ``max_bytes`` with a 413.
 
     A declared ``Content-Length`` over the limit is refused before the body is read;
     a body streamed without one is counted as it arrives and refused once it passes
-    the limit (the route's handler sees an ``HTTPException(413)``).
+    the limit (the route's handler sees an ``HTTPException(413)``).  API clients get the
+    JSON error at once; a browser posting a page form (``Accept: text/html``, outside
+    ``/api``) gets the route's ``HTTPException(413)`` on its first read of the body, so
+    the pages answer with their HTML error page.
     """
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
@@ -61,12 +64,16 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        for name, value in scope.get("headers", []):
+        headers = scope.get("headers", [])
+        for name, value in headers:
             if name == b"content-length":
                 try:
                     declared = int(value)
                 except ValueError:
                     declared = -1
+                if declared > self.max_bytes and _wants_page(scope, headers):
+                    await self.app(scope, self._refusing_receive, send)
+                    return
                 if declared > self.max_bytes or declared < 0:
                     status = 413 if declared > self.max_bytes else 400
                     response = JSONResponse(
@@ -93,6 +100,16 @@ class BodyLimitMiddleware:
             return message
 
         await self.app(scope, limited_receive, send)
+
+    async def _refusing_receive(self) -> Message:
+        raise StarletteHTTPException(413, self._message())
+
+
+def _wants_page(scope: Scope, headers: Iterable[tuple[bytes, bytes]]) -> bool:
+    """A browser asking for an HTML page (not the JSON API)."""
+    if str(scope.get("path", "")).startswith("/api/"):
+        return False
+    return any(name == b"accept" and b"text/html" in value for name, value in headers)
 
 
 def error_response(exc: DatabazaarError) -> JSONResponse:
