@@ -241,6 +241,38 @@ def test_bad_tokens_and_headers(api: Api, world: dict) -> None:
     _refused(r, 401, "wrong username or password")
 
 
+def test_password_guessing_is_locked_out(api: Api, world: dict) -> None:
+    from apihelpers import PASSWORD  # type: ignore[import-not-found]
+
+    c = api.client
+    before = store_state(api.market)
+    for name in ("seller-one", "no-such-user"):
+        for _ in range(5):
+            r = c.post("/api/auth/token", json={"username": name, "password": "guess-1234"})
+            _refused(r, 401, "wrong username or password")
+        # the sixth attempt is refused before the password is checked, even the right one
+        r = c.post("/api/auth/token", json={"username": name, "password": PASSWORD})
+        _refused(r, 429, "too many failed logins")
+        assert r.json()["error"] == "too_many_requests"
+        assert 1 <= int(r.headers["Retry-After"]) <= 901
+    assert store_state(api.market) == before  # no token was issued
+    # other accounts are not affected, and a success clears the count
+    r = c.post("/api/auth/token", json={"username": "seller-two", "password": PASSWORD})
+    assert r.status_code == 200
+    for _ in range(4):
+        c.post("/api/auth/token", json={"username": "seller-two", "password": "guess-1234"})
+    assert (
+        c.post("/api/auth/token", json={"username": "seller-two", "password": PASSWORD}).status_code
+        == 200
+    )
+    assert (
+        c.post(
+            "/api/auth/token", json={"username": "seller-two", "password": "guess-1234"}
+        ).status_code
+        == 401
+    )
+
+
 def test_nul_and_control_characters_never_reach_the_database(api: Api, world: dict) -> None:
     """PostgreSQL rejects NUL in text; every input path must refuse it first (no 5xx)."""
     c = api.client

@@ -727,3 +727,18 @@ def test_mount_web_is_idempotent(web_app: Any) -> None:
     with TestClient(web_app) as c:
         assert c.get("/").status_code == 200
         assert c.get("/api/health").json()["status"] == "ok"
+
+
+def test_login_page_locks_out_password_guessing(
+    client: TestClient, csrf_of: Callable[[str], str]
+) -> None:
+    _signup(client, csrf_of, "guessed", "buyer")
+    client.post("/logout", data={"csrf_token": csrf_of(client.get("/").text)})
+    token = csrf_of(client.get("/login").text)
+    form = {"csrf_token": token, "username": "guessed", "password": "not-it-123"}
+    for _ in range(5):
+        page = client.post("/login", data=form)
+        assert page.status_code == 401 and "wrong username or password" in page.text
+    page = client.post("/login", data={**form, "password": PASSWORD})
+    assert page.status_code == 429 and "too many failed logins" in page.text
+    assert 'role="alert"' in page.text and "Welcome back" not in page.text

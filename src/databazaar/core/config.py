@@ -31,6 +31,12 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(default=50 * 1024 * 1024, ge=1)
     market_fee_bps: int = Field(default=500, ge=0, le=10_000, description="fee, basis points")
     n_jobs: int = Field(default=-1, description="default parallelism for valuation")
+    login_max_failures: int = Field(
+        default=5, ge=0, description="failed logins per username before a lockout (0: off)"
+    )
+    login_window_seconds: float = Field(
+        default=900.0, gt=0, description="window of the failed-login count and lockout"
+    )
 
     @property
     def resolved_database_url(self) -> str:

@@ -86,3 +86,14 @@ class PayloadTooLarge(InvalidInput):
 
     http_status = 413
     code = "payload_too_large"
+
+
+class TooManyRequests(DatabazaarError):
+    """Too many attempts in a short time (failed logins); retry after ``retry_after`` s."""
+
+    http_status = 429
+    code = "too_many_requests"
+
+    def __init__(self, message: str, *, retry_after: int, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.retry_after = max(1, int(retry_after))

@@ -16,15 +16,18 @@ from __future__ import annotations
 import functools
 import re
 import secrets
+import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from itsdangerous import BadSignature, URLSafeSerializer
 
-from databazaar.core.errors import Forbidden, InvalidInput, Unauthorized
+from databazaar.core.errors import Forbidden, InvalidInput, TooManyRequests, Unauthorized
 from databazaar.market.models import Role
 
 PASSWORD_HASHER = PasswordHasher()
@@ -179,3 +182,67 @@ class LinkSigner:
         if current >= claims.expires:
             raise Forbidden("download link has expired", hint="request a new link")
         return claims
+
+
+class LoginThrottle:
+    """Refuse logins for a username after ``max_failures`` failures within ``window``
+    seconds, until the oldest of them is ``window`` seconds old.
+
+    Failures count per username whether or not the account exists (so the answer does not
+    reveal which names exist); a successful login clears the count.  The state lives in
+    this process: with several server workers each keeps its own count, so the bound is
+    ``max_failures`` per worker.  ``max_failures=0`` turns the throttle off.
+    """
+
+    def __init__(
+        self, max_failures: int = 5, window: float = 900.0, clock: Any = time.monotonic
+    ) -> None:
+        if max_failures < 0 or window <= 0:
+            raise InvalidInput("max_failures must be >= 0 and window > 0")
+        self.max_failures = int(max_failures)
+        self.window = float(window)
+        self._clock = clock
+        self._failures: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def _recent(self, key: str, now: float) -> deque[float]:
+        times = self._failures.get(key)
+        if times is None:
+            return deque()
+        while times and now - times[0] >= self.window:
+            times.popleft()
+        if not times:
+            del self._failures[key]
+        return times
+
+    def check(self, username: str) -> None:
+        """Raise :class:`TooManyRequests` while ``username`` is locked out."""
+        if self.max_failures == 0:
+            return
+        key = str(username).lower()
+        with self._lock:
+            now = self._clock()
+            times = self._recent(key, now)
+            if len(times) >= self.max_failures:
+                wait = self.window - (now - times[0])
+                raise TooManyRequests(
+                    f"too many failed logins for {username!r}",
+                    retry_after=int(wait) + 1,
+                    hint=f"try again in {int(wait) + 1} s",
+                )
+
+    def failed(self, username: str) -> None:
+        if self.max_failures == 0:
+            return
+        key = str(username).lower()
+        with self._lock:
+            now = self._clock()
+            self._recent(key, now)
+            self._failures.setdefault(key, deque()).append(now)
+            if len(self._failures) > 100_000:  # bound memory under a spray of names
+                oldest = min(self._failures, key=lambda k: self._failures[k][-1])
+                del self._failures[oldest]
+
+    def succeeded(self, username: str) -> None:
+        with self._lock:
+            self._failures.pop(str(username).lower(), None)

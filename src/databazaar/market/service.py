@@ -125,6 +125,7 @@ class Market:
         max_upload_bytes: int = 50 * 1024 * 1024,
         embedder: Any | None = None,
         password_hasher: Any | None = None,
+        login_throttle: access.LoginThrottle | None = None,
     ) -> None:
         if not (0 <= fee_bps <= 10_000):
             raise InvalidInput("fee_bps must be between 0 and 10000")
@@ -137,6 +138,7 @@ class Market:
         self._embedder = embedder
         self._password_hasher = password_hasher
         self._embedder_lock = threading.Lock()
+        self.login_throttle = login_throttle or access.LoginThrottle()
 
     @classmethod
     def from_settings(cls, settings: Settings, *, migrate: bool = True, **kwargs: Any) -> Market:
@@ -152,7 +154,12 @@ class Market:
             secret_key=settings.secret_key,
             fee_bps=settings.market_fee_bps,
             max_upload_bytes=settings.max_upload_bytes,
-            **kwargs,
+            **{
+                "login_throttle": access.LoginThrottle(
+                    settings.login_max_failures, settings.login_window_seconds
+                ),
+                **kwargs,
+            },
         )
 
     # ------------------------------------------------------------------ accounts
@@ -212,14 +219,22 @@ class Market:
     def login(
         self, username: str, password: str, *, ttl: timedelta | None = DEFAULT_TOKEN_TTL
     ) -> TokenOut:
-        """Check a password and issue an API token (the same error for any failure)."""
+        """Check a password and issue an API token (the same error for any failure).
+
+        After ``login_throttle.max_failures`` failures for a username within its window,
+        further attempts are refused with :class:`TooManyRequests` (HTTP 429) before the
+        password is checked.
+        """
         acc = None
+        self.login_throttle.check(username)
         if isinstance(username, str) and v.USERNAME_RE.fullmatch(username):
             with self.db.read() as s:
                 acc = s.scalar(select(Account).where(Account.username == username))
         ok = access.check_password(acc.password_hash if acc is not None else None, password)
         if not ok or acc is None:
+            self.login_throttle.failed(username)
             raise Unauthorized("wrong username or password")
+        self.login_throttle.succeeded(username)
         return self.issue_token(acc.id, name="login", ttl=ttl)
 
     def issue_token(

@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from databazaar import __version__
 from databazaar.core.config import Settings, get_settings
-from databazaar.core.errors import DatabazaarError, Unauthorized
+from databazaar.core.errors import DatabazaarError, TooManyRequests, Unauthorized
 from databazaar.market.service import Market
 
 MULTIPART_OVERHEAD = 256 * 1024
@@ -39,6 +39,7 @@ _HTTP_CODES = {
     413: "payload_too_large",
     415: "unsupported_media_type",
     422: "invalid_input",
+    429: "too_many_requests",
 }
 
 
@@ -115,6 +116,8 @@ def _wants_page(scope: Scope, headers: Iterable[tuple[bytes, bytes]]) -> bool:
 def error_response(exc: DatabazaarError) -> JSONResponse:
     """The JSON response for a databazaar error (status from the error class)."""
     headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
+    if isinstance(exc, TooManyRequests):
+        headers = {"Retry-After": str(exc.retry_after)}
     return JSONResponse(status_code=exc.http_status, content=exc.to_dict(), headers=headers)
 
 

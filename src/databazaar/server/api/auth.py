@@ -35,7 +35,7 @@ def register(body: RegisterIn, market: MarketDep) -> AccountOut:
     return market.create_account(body.username, body.password, body.role)
 
 
-@router.post("/auth/token", response_model=TokenOut, responses=errors(401, 422))
+@router.post("/auth/token", response_model=TokenOut, responses=errors(401, 422, 429))
 def login(body: LoginIn, market: MarketDep) -> TokenOut:
     """Log in with a password; returns a bearer token (shown once)."""
     return market.login(body.username, body.password)
