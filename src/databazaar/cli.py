@@ -242,6 +242,9 @@ def _add_market_commands() -> None:
     from databazaar.market.econ_cli import econ_app
 
     app.add_typer(econ_app, name="econ")
+    from databazaar.lm.cli import lm_app
+
+    app.add_typer(lm_app, name="lm")
 
 
 _add_market_commands()
