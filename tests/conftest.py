@@ -107,3 +107,40 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
         yield db
     finally:
         db.dispose()
+
+
+@pytest.fixture
+def http_subprocess() -> Iterator[Any]:
+    """``start(code, probe_url, env=None) -> (proc, response)``: run ``python -c code`` (a
+    server) and poll ``probe_url`` for up to 60 s; every process is stopped at teardown."""
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    procs: list[subprocess.Popen[str]] = []
+
+    def start(code: str, probe_url: str, env: dict[str, str] | None = None) -> Any:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", code],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        procs.append(proc)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                return proc, httpx.get(probe_url, timeout=2)
+            except httpx.TransportError:
+                if proc.poll() is not None:
+                    raise AssertionError(f"server exited: {proc.stderr.read()}") from None
+                assert time.monotonic() < deadline, "server did not start in 60 s"
+                time.sleep(0.2)
+
+    yield start
+    for proc in procs:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
-import sys
-import time
 
 import httpx
 import pytest
@@ -49,7 +46,7 @@ def test_generate_errors(tiny_lm: dict, tmp_path) -> None:  # type: ignore[no-un
     assert res.exit_code == 2 and "port must be" in res.output
 
 
-def test_serve_answers_openai_requests(tiny_lm: dict) -> None:
+def test_serve_answers_openai_requests(tiny_lm: dict, http_subprocess) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -58,28 +55,17 @@ def test_serve_answers_openai_requests(tiny_lm: dict) -> None:
         f"sys.argv = ['databazaar', 'lm', 'serve', {str(tiny_lm['folder'])!r}, '--port', "
         f"'{port}', '--name', 'tiny', '--log-level', 'error', '--threads', '1']; main()"
     )
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                models = httpx.get(f"{base}/models", timeout=2)
-                break
-            except httpx.TransportError:
-                assert proc.poll() is None, "server exited"
-                assert time.monotonic() < deadline, "server did not start in 60 s"
-                time.sleep(0.2)
-        assert [m["id"] for m in models.json()["data"]] == ["tiny"]
-        r = httpx.post(
-            f"{base}/completions",
-            json={"model": "tiny", "prompt": PROMPTS[0], "max_tokens": 5, "temperature": 0},
-            timeout=30,
-        )
-        assert r.status_code == 200, r.text
-        direct = LocalModelBackend(tiny_lm["folder"]).generate(PROMPTS[:1], max_new_tokens=5)
-        assert r.json()["choices"][0]["text"] == direct[0].text
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-    assert proc.stdout is not None and f"127.0.0.1:{port}/v1" in proc.stdout.read()
+    proc, models = http_subprocess(code, f"{base}/models")
+    assert [m["id"] for m in models.json()["data"]] == ["tiny"]
+    r = httpx.post(
+        f"{base}/completions",
+        json={"model": "tiny", "prompt": PROMPTS[0], "max_tokens": 5, "temperature": 0},
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text
+    direct = LocalModelBackend(tiny_lm["folder"]).generate(PROMPTS[:1], max_new_tokens=5)
+    assert r.json()["choices"][0]["text"] == direct[0].text
+    proc.terminate()
+    out, _ = proc.communicate(timeout=30)
+    assert f"127.0.0.1:{port}/v1" in out

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -42,7 +39,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_serve_runs_the_api_on_the_sqlite_default(tmp_path: Path) -> None:
+def test_serve_runs_the_api_on_the_sqlite_default(tmp_path: Path, http_subprocess) -> None:
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL",
                                                            "DATABAZAAR_DATABASE_URL")}  # fmt: skip
@@ -50,23 +47,10 @@ def test_serve_runs_the_api_on_the_sqlite_default(tmp_path: Path) -> None:
     code = (
         f"from databazaar.market.cli import serve; serve('127.0.0.1', {port}, log_level='warning')"
     )
-    proc = subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                r = httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2)
-                break
-            except httpx.TransportError:
-                assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
-                assert time.monotonic() < deadline, "server did not start"
-                time.sleep(0.2)
-        assert r.json() == {"status": "ok", "database": "sqlite"}
-        assert httpx.get(f"http://127.0.0.1:{port}/docs", timeout=5).status_code == 200
-        assert (tmp_path / "databazaar.db").is_file()
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+    _, r = http_subprocess(code, f"http://127.0.0.1:{port}/api/health", env)
+    assert r.json() == {"status": "ok", "database": "sqlite"}
+    assert httpx.get(f"http://127.0.0.1:{port}/docs", timeout=5).status_code == 200
+    assert (tmp_path / "databazaar.db").is_file()
 
 
 def test_db_upgrade_follows_database_url_and_home(tmp_path: Path, monkeypatch) -> None:
