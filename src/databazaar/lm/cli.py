@@ -33,6 +33,7 @@ ModelDir = Annotated[
     Path,
     typer.Argument(help="model folder (config, weights and tokenizer)"),
 ]
+Threads = Annotated[Optional[int], typer.Option("--threads", help="torch CPU threads")]  # noqa: UP045
 
 
 def _backend(model_dir: Path, threads: int | None):  # type: ignore[no-untyped-def]
@@ -53,10 +54,7 @@ def generate_cmd(
         Optional[int],  # noqa: UP045
         typer.Option("--seed", help="seed for sampling"),
     ] = None,
-    threads: Annotated[
-        Optional[int],  # noqa: UP045
-        typer.Option("--threads", help="torch CPU threads"),
-    ] = None,
+    threads: Threads = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="one JSON object per prompt with tokens/log-probs")
     ] = False,
@@ -89,10 +87,7 @@ def serve_cmd(
         Optional[str],  # noqa: UP045
         typer.Option("--name", help="model name reported by /v1/models (default: folder)"),
     ] = None,
-    threads: Annotated[
-        Optional[int],  # noqa: UP045
-        typer.Option("--threads", help="torch CPU threads"),
-    ] = None,
+    threads: Threads = None,
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level")] = "info",
 ) -> None:
     """Serve the model with OpenAI-compatible completion and chat endpoints."""
