@@ -86,6 +86,8 @@ def test_every_form_route_is_covered() -> None:
         "/value-search",
         "/sell/products/toy-data/pricing",
         "/sell/products/toy-data/auction/close",
+        "/products/toy-data/dp",
+        "/sell/products/toy-data/dp",
     }
 
 
@@ -742,3 +744,56 @@ def test_login_page_locks_out_password_guessing(
     page = client.post("/login", data={**form, "password": PASSWORD})
     assert page.status_code == 429 and "too many failed logins" in page.text
     assert 'role="alert"' in page.text and "Welcome back" not in page.text
+
+
+def test_private_statistics_pages(client: TestClient, csrf_of: Callable[[str], str], web_app: Any):
+    """A seller offers DP statistics on the manage page; a buyer asks for one."""
+    market = web_app.state.market
+    _listed_product(web_app)  # columns x, y, label; seller "sel-toy-data"
+    token = csrf_of(client.get("/login").text)
+    client.post(
+        "/login", data={"csrf_token": token, "username": "sel-toy-data", "password": PASSWORD}
+    )
+    manage = client.get("/sell/products/toy-data")
+    assert 'id="dp-title"' in manage.text and "Offer private statistics" in manage.text
+    form = {"csrf_token": csrf_of(manage.text), "epsilon_total": "1"}
+    bad = client.post("/sell/products/toy-data/dp", data={**form, "columns": "{not json"})
+    assert bad.status_code == 422 and "not valid JSON" in bad.text and 'role="alert"' in bad.text
+    bad = client.post(
+        "/sell/products/toy-data/dp", data={**form, "columns": '{"nope": {"bounds": [0, 1]}}'}
+    )
+    assert bad.status_code == 422 and "no columns" in bad.text
+    columns = '{"x": {"bounds": [0, 10]}, "label": {"categories": ["a", "b"]}}'
+    ok = client.post("/sell/products/toy-data/dp", data={**form, "columns": columns})
+    assert ok.status_code == 200 and "now offers private statistics" in ok.text
+    assert 'data-testid="dp-total">1<' in ok.text
+    client.post("/logout", data={"csrf_token": csrf_of(ok.text)})
+    # anyone logged in may ask; the page shows the budget and the answer
+    _signup(client, csrf_of, "curious", "buyer")
+    page = client.get("/products/toy-data")
+    assert 'data-testid="dp-remaining">1<' in page.text
+    ask = {"csrf_token": csrf_of(page.text), "statistic": "mean", "column": "x"}
+    answer = client.post("/products/toy-data/dp", data={**ask, "epsilon": "0.6"})
+    assert answer.status_code == 200 and "Private mean of x in toy-data:" in answer.text
+    assert "budget left 0.4" in answer.text
+    assert 'data-testid="dp-remaining">0.4<' in answer.text
+    spent = market.verify_ledger().n_rows
+    over = client.post("/products/toy-data/dp", data={**ask, "epsilon": "0.5"})
+    assert over.status_code == 403 and "only 0.4" in over.text  # nothing spent
+    assert 'data-testid="dp-remaining">0.4<' in over.text
+    for bad_eps, message in (("abc", "must be a number"), ("-1", "epsilon")):
+        bad = client.post("/products/toy-data/dp", data={**ask, "epsilon": bad_eps})
+        assert bad.status_code == 422 and message in bad.text
+    bad = client.post("/products/toy-data/dp", data={**ask, "column": "y", "epsilon": "0.1"})
+    assert bad.status_code == 422 and "not offered" in bad.text
+    assert market.verify_ledger().n_rows == spent
+    hist = client.post(
+        "/products/toy-data/dp",
+        data={**ask, "statistic": "histogram", "column": "label", "epsilon": "0.2"},
+    )
+    assert "Private histogram of label in toy-data: [" in hist.text
+    # a buyer cannot change the offer; a stranger is sent to log in
+    refused = client.post(
+        "/sell/products/toy-data/dp", data={**form, "csrf_token": ask["csrf_token"]}
+    )
+    assert refused.status_code == 403

@@ -251,7 +251,53 @@ def product_context(
         "valuation": _valuation_view(econ, slug),
         "splits": splits,
         "idempotency_key": uuid.uuid4().hex,
+        "dp": _dp_view(econ, slug) if shown is not None else None,
+        "dp_form": {},
     }
+
+
+DP_EXAMPLE = (
+    '{"petal_length": {"bounds": [0, 10], "bins": 10}, "species": {"categories": ["a", "b"]}}'
+)
+
+
+def _dp_view(econ: Any, slug: str) -> dict[str, Any] | None:
+    """The product's DP offer for the pages, or ``None`` when it has none."""
+    try:
+        budget = econ.dp_budget(slug)
+    except NotFound:
+        return None
+    columns = []
+    for name, pol in sorted(budget["columns"].items()):
+        if "categories" in pol:
+            about = "categorical: " + ", ".join(str(c) for c in pol["categories"])
+            stats = ["count", "histogram"]
+        else:
+            lo, hi = pol["bounds"]
+            about = f"numeric, clipped to [{lo:g}, {hi:g}], {pol.get('bins', 10)} histogram bins"
+            stats = ["count", "sum", "mean", "histogram"]
+        columns.append({"name": name, "about": about, "statistics": stats})
+    return {**budget, "column_views": columns, "columns_json": json.dumps(budget["columns"])}
+
+
+def _dp_summary(slug: str, r: dict[str, Any]) -> str:
+    if "counts" in r:  # histogram: per category or per bin
+        labels = (
+            [str(c) for c in r["categories"]]
+            if "categories" in r
+            else [f"{lo:g}-{hi:g}" for lo, hi in zip(r["edges"][:-1], r["edges"][1:], strict=True)]
+        )
+        value_text = (
+            "[" + ", ".join(f"{k}: {n}" for k, n in zip(labels, r["counts"], strict=True)) + "]"
+        )
+    else:
+        value = r["value"]
+        value_text = f"{value:.6g}" if isinstance(value, float) else str(value)
+    what = r["statistic"] + (f" of {r['column']}" if r.get("column") else " of rows")
+    return (
+        f"Private {what} in {slug}: {value_text} (epsilon {r['epsilon']:g}, noise sd "
+        f"{r['noise_std']:.3g}); budget left {r['epsilon_remaining']:g}."
+    )
 
 
 def _form_text(form: FormData, name: str, max_len: int = 200) -> str:
@@ -476,6 +522,9 @@ def manage_extras(request: Request, slug: str) -> dict[str, Any]:
         "mechanisms": MECHANISMS,
         "examples": {k: json.dumps(v[2]) for k, v in MECHANISMS.items()},
         "pricing_form": {},
+        "dp": _dp_view(econ, slug),
+        "dp_form": {},
+        "dp_example": DP_EXAMPLE,
     }
 
 
@@ -536,3 +585,74 @@ def close_auction(request: Request, sess: Sess, slug: SlugPath, csrf_token: Csrf
         "success",
     )
     return redirect(sess, f"/sell/products/{slug}")
+
+
+# ---------------------------------------------------------------------- DP statistics
+def _epsilon(text: str, name: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise InvalidInput(f"{name} must be a number, e.g. 0.5") from None
+    return value
+
+
+@router.post("/products/{slug}/dp")
+def dp_release(
+    request: Request,
+    sess: Sess,
+    market: MarketDep,
+    slug: SlugPath,
+    csrf_token: Csrf = "",
+    statistic: Annotated[str, Form(max_length=16)] = "",
+    column: Annotated[str, Form(max_length=200)] = "",
+    epsilon: Annotated[str, Form(max_length=32)] = "",
+) -> Response:
+    """Release one DP statistic of a product (any logged-in account); PRG with a flash."""
+    account = form_user(sess, csrf_token)
+    econ = economics(request)
+    try:
+        result = econ.dp_query(
+            account, slug, statistic, column or None, _epsilon(epsilon, "epsilon")
+        )
+    except DatabazaarError as exc:
+        if isinstance(exc, Unauthorized | NotFound) or exc.code == "csrf_failed":
+            raise
+        ctx = product_context(request, market, account, slug, None)
+        ctx["dp_form"] = {"statistic": statistic, "column": column, "epsilon": epsilon}
+        return render(request, sess, "product.html", {**ctx, "error": exc}, status=exc.http_status)
+    sess.flash(_dp_summary(slug, result), "success")
+    return redirect(sess, f"/products/{slug}#dp-title")
+
+
+@router.post("/sell/products/{slug}/dp")
+def dp_offer(
+    request: Request,
+    sess: Sess,
+    market: MarketDep,
+    slug: SlugPath,
+    csrf_token: Csrf = "",
+    epsilon_total: Annotated[str, Form(max_length=32)] = "",
+    columns: Annotated[str, Form(max_length=20_000)] = "",
+) -> Response:
+    """Offer (or change) the product's DP statistics and total privacy budget."""
+    from databazaar.server.web.router import manage_context
+
+    account = form_user(sess, csrf_token, "seller")
+    econ = economics(request)
+    try:
+        try:
+            parsed = json.loads(columns) if columns.strip() else None
+        except json.JSONDecodeError as exc:
+            raise InvalidInput(
+                f"the columns are not valid JSON: {exc.msg} (line {exc.lineno})",
+                hint="start from the example shown",
+            ) from None
+        econ.offer_dp(account, slug, _epsilon(epsilon_total, "the total epsilon"), parsed)
+    except DatabazaarError as exc:
+        if isinstance(exc, Unauthorized | NotFound | Forbidden):
+            raise
+        ctx = manage_context(request, market, account, slug)
+        ctx.update(error=exc, dp_form={"epsilon_total": epsilon_total, "columns": columns})
+        return render(request, sess, "sell_manage.html", ctx, status=exc.http_status)
+    sess.flash(f"{slug} now offers private statistics (total epsilon {epsilon_total}).", "success")
+    return redirect(sess, f"/sell/products/{slug}#dp-title")
