@@ -88,6 +88,7 @@ def test_every_form_route_is_covered() -> None:
         "/sell/products/toy-data/auction/close",
         "/products/toy-data/dp",
         "/sell/products/toy-data/dp",
+        "/sell/products/toy-data/bundle",
     }
 
 
@@ -795,5 +796,78 @@ def test_private_statistics_pages(client: TestClient, csrf_of: Callable[[str], s
     # a buyer cannot change the offer; a stranger is sent to log in
     refused = client.post(
         "/sell/products/toy-data/dp", data={**form, "csrf_token": ask["csrf_token"]}
+    )
+    assert refused.status_code == 403
+
+
+def _bundle_tables() -> tuple[bytes, bytes]:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    rows, ref = ["f1,f2,label,src"], ["f1,f2,label"]
+    for i in range(60):
+        y = i % 2
+        x1, x2 = rng.normal(2.0 * y, 0.5), rng.normal(0.0, 1.0)
+        # "north" rows have correct labels, "south" rows flipped ones
+        src = "north" if i < 40 else "south"
+        rows.append(f"{x1:.3f},{x2:.3f},{y if src == 'north' else 1 - y},{src}")
+    for i in range(20):
+        y = i % 2
+        ref.append(f"{rng.normal(2.0 * y, 0.5):.3f},{rng.normal(0.0, 1.0):.3f},{y}")
+    return ("\n".join(rows) + "\n").encode(), ("\n".join(ref) + "\n").encode()
+
+
+def test_bundle_registration_page(client: TestClient, csrf_of: Callable[[str], str], web_app: Any):
+    market = web_app.state.market
+    table, reference = _bundle_tables()
+    for name in ("alice", "bob"):
+        market.create_account(name, PASSWORD, "seller")
+    _signup(client, csrf_of, "owner", "seller")
+    owner = market.account_by_name("owner")
+    market.create_product(owner, "pooled", "Pooled")
+    card = {"license": "MIT", "task": "classification"}
+    market.add_version(owner, "pooled", io.BytesIO(table), "t.csv", card)
+    market.publish(owner, "pooled", 1)
+    manage = client.get("/sell/products/pooled")
+    assert 'id="bundle-title"' in manage.text and "Value the contributors" in manage.text
+    form = {
+        "csrf_token": csrf_of(manage.text),
+        "group_column": "src",
+        "label_column": "label",
+        "contributors": "north = alice\nsouth = bob",
+        "method": "knn",
+        "k": "5",
+    }
+    files = {"reference": ("ref.csv", reference, "text/csv")}
+    cases = [
+        ({"contributors": "north alice"}, 422, "is not &#39;group = username&#39;"),
+        ({"contributors": "north = alice"}, 422, "missing [&#39;south&#39;]"),
+        ({"contributors": "north = alice\nsouth = nobody"}, 404, "nobody"),
+        ({"k": "0"}, 422, "k must be a whole number"),
+        ({"method": "magic"}, 422, "unknown allocation method"),
+        ({"label_column": "nope"}, 422, "no column"),
+    ]
+    for change, status, message in cases:
+        bad = client.post("/sell/products/pooled/bundle", data={**form, **change}, files=files)
+        assert bad.status_code == status, (change, bad.status_code)
+        assert message in bad.text and 'role="alert"' in bad.text, change
+    missing_file = client.post("/sell/products/pooled/bundle", data=form)
+    assert missing_file.status_code == 422 and "choose a file" in missing_file.text
+    assert "Value report" not in client.get("/products/pooled").text  # nothing stored
+    ok = client.post("/sell/products/pooled/bundle", data=form, files=files)
+    assert ok.status_code == 200 and "is a bundle of 2 contributors, valued with knn" in ok.text
+    assert 'data-testid="bundle-method">' in ok.text
+    product = client.get("/products/pooled")
+    assert "Value report: who contributed what" in product.text
+    cell = r'<th scope="row">(north|south)</th><td class="num">([-0-9.]+)'
+    values = dict(re.findall(cell, product.text))
+    assert float(values["north"]) > 0.0 > float(values["south"])  # flipped labels hurt
+    # another seller cannot declare the bundle
+    client.post("/logout", data={"csrf_token": csrf_of(product.text)})
+    token = csrf_of(client.get("/login").text)
+    client.post("/login", data={"csrf_token": token, "username": "alice", "password": PASSWORD})
+    page = client.get("/sell")
+    refused = client.post(
+        "/sell/products/pooled/bundle", data={**form, "csrf_token": csrf_of(page.text)}, files=files
     )
     assert refused.status_code == 403

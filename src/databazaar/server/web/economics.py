@@ -525,6 +525,9 @@ def manage_extras(request: Request, slug: str) -> dict[str, Any]:
         "dp": _dp_view(econ, slug),
         "dp_form": {},
         "dp_example": DP_EXAMPLE,
+        "bundle_valuation": _valuation_view(econ, slug),
+        "bundle_form": {},
+        "bundle_methods": BUNDLE_METHODS,
     }
 
 
@@ -656,3 +659,93 @@ def dp_offer(
         return render(request, sess, "sell_manage.html", ctx, status=exc.http_status)
     sess.flash(f"{slug} now offers private statistics (total epsilon {epsilon_total}).", "success")
     return redirect(sess, f"/sell/products/{slug}#dp-title")
+
+
+# ---------------------------------------------------------------------- bundles
+BUNDLE_METHODS = {
+    "knn": "exact KNN-Shapley of each group (fast; the default)",
+    "exact": "exact group Shapley with a KNN classifier (up to 12 groups)",
+    "tmc": "truncated Monte Carlo Shapley of the groups",
+    "ads": "Asymmetric Data Shapley: earlier groups first (give the order)",
+}
+
+
+def _contributors(text: str) -> dict[str, str]:
+    """``group = username`` per line (blank lines and ``#`` comments skipped)."""
+    out: dict[str, str] = {}
+    for n, line in enumerate(text.splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        group, sep, username = (part.strip() for part in line.partition("="))
+        if not sep or not group or not username:
+            raise InvalidInput(
+                f"contributors line {n} is not 'group = username': {line[:60]!r}",
+                hint="one line per group, e.g. north = alice",
+            )
+        if group in out:
+            raise InvalidInput(f"group {group!r} is named twice")
+        out[group] = username
+    if not out:
+        raise InvalidInput("name the contributor account of every group, one per line")
+    return out
+
+
+@router.post("/sell/products/{slug}/bundle")
+def register_bundle(
+    request: Request,
+    sess: Sess,
+    market: MarketDep,
+    slug: SlugPath,
+    csrf_token: Csrf = "",
+    reference: Annotated[UploadFile | None, File()] = None,
+    group_column: Annotated[str, Form(max_length=200)] = "",
+    label_column: Annotated[str, Form(max_length=200)] = "",
+    contributors: Annotated[str, Form(max_length=50_000)] = "",
+    method: Annotated[str, Form(max_length=16)] = "knn",
+    order: Annotated[str, Form(max_length=5000)] = "",
+    k: Annotated[str, Form(max_length=4)] = "5",
+) -> Response:
+    """Declare the product's contributor groups and value them on a reference set."""
+    from databazaar.server.web.router import manage_context
+
+    account = form_user(sess, csrf_token, "seller")
+    form = {
+        "group_column": group_column,
+        "label_column": label_column,
+        "contributors": contributors,
+        "method": method,
+        "order": order,
+        "k": k,
+    }
+    try:
+        if not group_column.strip() or not label_column.strip():
+            raise InvalidInput("name the contributor column and the label column")
+        if not k.strip().isdigit() or not 1 <= int(k) <= 100:
+            raise InvalidInput("k must be a whole number from 1 to 100")
+        named = _contributors(contributors)
+        groups = [g.strip() for g in order.split(",") if g.strip()] or None
+        frame = read_table(reference, "the reference rows")
+        out = economics(request).register_bundle(
+            account,
+            slug,
+            group_column=group_column.strip(),
+            label_column=label_column.strip(),
+            contributors=named,
+            reference=frame,
+            method=method,
+            order=groups,
+            k=int(k),
+        )
+    except DatabazaarError as exc:
+        if isinstance(exc, Unauthorized | Forbidden) or exc.code == "csrf_failed":
+            raise
+        ctx = manage_context(request, market, account, slug)
+        ctx.update(error=exc, bundle_form=form)
+        return render(request, sess, "sell_manage.html", ctx, status=exc.http_status)
+    sess.flash(
+        f"{slug} is a bundle of {len(named)} contributors, valued with {method} "
+        f"(valuation {out['valuation_id']}); each sale is now split by these values.",
+        "success",
+    )
+    return redirect(sess, f"/sell/products/{slug}#bundle-title")
