@@ -531,6 +531,33 @@ def manage_extras(request: Request, slug: str) -> dict[str, Any]:
     }
 
 
+def _json_form(text: str, what: str, empty: Any, hint: str) -> Any:
+    """A JSON form field (``empty`` when blank) or a clear :class:`InvalidInput`."""
+    try:
+        return json.loads(text) if text.strip() else empty
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(
+            f"{what} is not valid JSON: {exc.msg} (line {exc.lineno})", hint=hint
+        ) from None
+
+
+def _manage_error(
+    request: Request,
+    sess: Any,
+    market: Market,
+    account: AccountOut,
+    slug: str,
+    exc: Any,
+    **form: Any,
+) -> Response:
+    """The seller's manage page again, with the error and the form as it was sent."""
+    from databazaar.server.web.router import manage_context
+
+    ctx = manage_context(request, market, account, slug)
+    ctx.update(error=exc, **form)
+    return render(request, sess, "sell_manage.html", ctx, status=exc.http_status)
+
+
 @router.post("/sell/products/{slug}/pricing")
 def set_pricing(
     request: Request,
@@ -541,20 +568,15 @@ def set_pricing(
     mechanism: Annotated[str, Form(max_length=16)] = "",
     config: Annotated[str, Form(max_length=100_000)] = "",
 ) -> Response:
-    from databazaar.server.web.router import manage_context
 
     account = form_user(sess, csrf_token, "seller")
     econ = economics(request)
     try:
         if mechanism not in MECHANISMS:
             raise InvalidInput("choose a pricing mechanism from the list")
-        try:
-            parsed = json.loads(config) if config.strip() else {}
-        except json.JSONDecodeError as exc:
-            raise InvalidInput(
-                f"the configuration is not valid JSON: {exc.msg} (line {exc.lineno})",
-                hint="start from the example shown for the mechanism",
-            ) from None
+        parsed = _json_form(
+            config, "the configuration", {}, "start from the example shown for the mechanism"
+        )
         if not isinstance(parsed, dict):
             raise InvalidInput("the configuration must be a JSON object { ... }")
         if mechanism == "auction":
@@ -568,9 +590,8 @@ def set_pricing(
     except DatabazaarError as exc:
         if isinstance(exc, Unauthorized | NotFound | Forbidden):
             raise
-        ctx = manage_context(request, market, account, slug)
-        ctx.update(error=exc, pricing_form={"mechanism": mechanism, "config": config})
-        return render(request, sess, "sell_manage.html", ctx, status=exc.http_status)
+        pricing_form = {"mechanism": mechanism, "config": config}
+        return _manage_error(request, sess, market, account, slug, exc, pricing_form=pricing_form)
     label = MECHANISMS[mechanism][0]
     sess.flash(f"{slug} is now sold by {label.lower()}.", "success")
     return redirect(sess, f"/sell/products/{slug}#pricing-title")
@@ -638,25 +659,17 @@ def dp_offer(
     columns: Annotated[str, Form(max_length=20_000)] = "",
 ) -> Response:
     """Offer (or change) the product's DP statistics and total privacy budget."""
-    from databazaar.server.web.router import manage_context
 
     account = form_user(sess, csrf_token, "seller")
     econ = economics(request)
     try:
-        try:
-            parsed = json.loads(columns) if columns.strip() else None
-        except json.JSONDecodeError as exc:
-            raise InvalidInput(
-                f"the columns are not valid JSON: {exc.msg} (line {exc.lineno})",
-                hint="start from the example shown",
-            ) from None
+        parsed = _json_form(columns, "the columns", None, "start from the example shown")
         econ.offer_dp(account, slug, _epsilon(epsilon_total, "the total epsilon"), parsed)
     except DatabazaarError as exc:
         if isinstance(exc, Unauthorized | NotFound | Forbidden):
             raise
-        ctx = manage_context(request, market, account, slug)
-        ctx.update(error=exc, dp_form={"epsilon_total": epsilon_total, "columns": columns})
-        return render(request, sess, "sell_manage.html", ctx, status=exc.http_status)
+        dp_form = {"epsilon_total": epsilon_total, "columns": columns}
+        return _manage_error(request, sess, market, account, slug, exc, dp_form=dp_form)
     sess.flash(f"{slug} now offers private statistics (total epsilon {epsilon_total}).", "success")
     return redirect(sess, f"/sell/products/{slug}#dp-title")
 
@@ -707,7 +720,6 @@ def register_bundle(
     k: Annotated[str, Form(max_length=4)] = "5",
 ) -> Response:
     """Declare the product's contributor groups and value them on a reference set."""
-    from databazaar.server.web.router import manage_context
 
     account = form_user(sess, csrf_token, "seller")
     form = {
@@ -740,9 +752,7 @@ def register_bundle(
     except DatabazaarError as exc:
         if isinstance(exc, Unauthorized | Forbidden) or exc.code == "csrf_failed":
             raise
-        ctx = manage_context(request, market, account, slug)
-        ctx.update(error=exc, bundle_form=form)
-        return render(request, sess, "sell_manage.html", ctx, status=exc.http_status)
+        return _manage_error(request, sess, market, account, slug, exc, bundle_form=form)
     sess.flash(
         f"{slug} is a bundle of {len(named)} contributors, valued with {method} "
         f"(valuation {out['valuation_id']}); each sale is now split by these values.",
