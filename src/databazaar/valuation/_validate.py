@@ -139,6 +139,12 @@ def check_k(k: Any) -> int:
     return int(k)
 
 
+def check_progress(progress: Any) -> None:
+    """``progress`` is ``None`` or a callable ``progress(n_done)``."""
+    if progress is not None and not callable(progress):
+        raise InvalidInput("progress must be a callable progress(n_done) or None")
+
+
 def check_groups(groups: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Return ``(unique_ids, inverse)`` for one group id per point."""
     arr = np.asarray(groups.to_numpy() if hasattr(groups, "to_numpy") else groups)

@@ -81,7 +81,7 @@ from typing import Any
 import numpy as np
 
 from databazaar.core.errors import InvalidInput
-from databazaar.valuation._validate import check_k
+from databazaar.valuation._validate import check_k, check_progress
 from databazaar.valuation.asymmetric import check_knn_data, distinct_rows, sorted_order
 from databazaar.valuation.parallel import check_backend, check_n_jobs, parallel_map
 from databazaar.valuation.result import ValuationResult
@@ -345,8 +345,7 @@ def shapley_variance(
     from databazaar.valuation.asymmetric import _seed_sequence
 
     seeds = _seed_sequence(random_state).spawn(idx.size)
-    if progress is not None and not callable(progress):
-        raise InvalidInput("progress must be a callable progress(n_done) or None")
+    check_progress(progress)
     fn = functools.partial(_point_variance, oracle, method, n_outer, n_inner, n_pairs)
     tasks = list(zip(idx.tolist(), seeds, strict=True))
     step = len(tasks) if progress is None else 16

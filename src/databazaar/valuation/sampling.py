@@ -92,6 +92,7 @@ from scipy.special import betaln, gammaln
 from sklearn.base import BaseEstimator
 
 from databazaar.core.errors import InvalidInput
+from databazaar.valuation._validate import check_progress
 from databazaar.valuation.exact import check_alpha_beta
 from databazaar.valuation.parallel import (
     check_backend,
@@ -742,8 +743,7 @@ class _Valuation(BaseEstimator):
         """
         check_backend(self.backend)
         check_n_jobs(self.n_jobs)
-        if progress is not None and not callable(progress):
-            raise InvalidInput("progress must be a callable progress(n_done) or None")
+        check_progress(progress)
         game, ids = as_game(utility, groups)
         before = _counters(game)
         result = self._fit(game, ids, progress)
