@@ -205,24 +205,24 @@ class LoginThrottle:
         self._failures: dict[str, deque[float]] = {}
         self._lock = threading.Lock()
 
-    def _recent(self, key: str, now: float) -> deque[float]:
-        times = self._failures.get(key)
-        if times is None:
-            return deque()
+    def _recent(self, username: str) -> tuple[str, deque[float], float]:
+        """``(key, failures inside the window, now)``; drops older failures (and a name
+        left with none) from the table.  The caller holds the lock."""
+        key = str(username).lower()
+        now = self._clock()
+        times = self._failures.get(key, deque())
         while times and now - times[0] >= self.window:
             times.popleft()
         if not times:
-            del self._failures[key]
-        return times
+            self._failures.pop(key, None)
+        return key, times, now
 
     def check(self, username: str) -> None:
         """Raise :class:`TooManyRequests` while ``username`` is locked out."""
         if self.max_failures == 0:
             return
-        key = str(username).lower()
         with self._lock:
-            now = self._clock()
-            times = self._recent(key, now)
+            _, times, now = self._recent(username)
             if len(times) >= self.max_failures:
                 wait = self.window - (now - times[0])
                 raise TooManyRequests(
@@ -234,14 +234,15 @@ class LoginThrottle:
     def failed(self, username: str) -> None:
         if self.max_failures == 0:
             return
-        key = str(username).lower()
         with self._lock:
-            now = self._clock()
-            self._recent(key, now)
-            self._failures.setdefault(key, deque()).append(now)
+            key, times, now = self._recent(username)
+            times.append(now)
+            # (re-)inserted last, so the table is ordered by latest failure and the
+            # oldest entry is the first one
+            self._failures.pop(key, None)
+            self._failures[key] = times
             if len(self._failures) > 100_000:  # bound memory under a spray of names
-                oldest = min(self._failures, key=lambda k: self._failures[k][-1])
-                del self._failures[oldest]
+                del self._failures[next(iter(self._failures))]
 
     def succeeded(self, username: str) -> None:
         with self._lock:

@@ -148,18 +148,17 @@ class Market:
         db = Database.from_url(settings.resolved_database_url)
         if migrate:
             upgrade(db.engine)
+        if "login_throttle" not in kwargs:
+            kwargs["login_throttle"] = access.LoginThrottle(
+                settings.login_max_failures, settings.login_window_seconds
+            )
         return cls(
             db,
             settings.home,
             secret_key=settings.secret_key,
             fee_bps=settings.market_fee_bps,
             max_upload_bytes=settings.max_upload_bytes,
-            **{
-                "login_throttle": access.LoginThrottle(
-                    settings.login_max_failures, settings.login_window_seconds
-                ),
-                **kwargs,
-            },
+            **kwargs,
         )
 
     # ------------------------------------------------------------------ accounts
