@@ -458,21 +458,13 @@ class Economics:
     def _existing(
         self, s: Session, buyer_id: int, key: str, req_hash: str
     ) -> dict[str, Any] | None:
-        order = s.scalar(
-            select(Order).where(Order.buyer_id == buyer_id, Order.idempotency_key == key)
-        )
+        order = self.market.keyed_order(s, buyer_id, key, req_hash)
         if order is None:
             return None
-        if order.request_hash != req_hash:
-            raise Conflict(
-                f"idempotency key {key!r} was already used for a different purchase",
-                hint="use a new key for a new purchase",
-            )
         sale = s.scalar(select(EconSale).where(EconSale.order_id == order.id))
         if sale is None:
             raise Conflict(f"idempotency key {key!r} belongs to a plain market order")
-        out = self._sale_out(s, sale, replayed=True)
-        return out
+        return self._sale_out(s, sale, replayed=True)
 
     def _book(
         self,

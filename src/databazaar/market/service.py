@@ -887,20 +887,25 @@ class Market:
             replayed=replayed,
         )
 
-    def _existing_order(
-        self, s: Session, buyer_id: int, key: str, req_hash: str
-    ) -> OrderOut | None:
+    @staticmethod
+    def keyed_order(s: Session, buyer_id: int, key: str, req_hash: str) -> Order | None:
+        """The buyer's order under an idempotency key, if any; :class:`Conflict` when the
+        key was used for a different request (shared with the economics service)."""
         order = s.scalar(
             select(Order).where(Order.buyer_id == buyer_id, Order.idempotency_key == key)
         )
-        if order is None:
-            return None
-        if order.request_hash != req_hash:
+        if order is not None and order.request_hash != req_hash:
             raise Conflict(
                 f"idempotency key {key!r} was already used for a different purchase",
                 hint="use a new key for a new purchase",
             )
-        return self._order_out(s, order, replayed=True)
+        return order
+
+    def _existing_order(
+        self, s: Session, buyer_id: int, key: str, req_hash: str
+    ) -> OrderOut | None:
+        order = self.keyed_order(s, buyer_id, key, req_hash)
+        return None if order is None else self._order_out(s, order, replayed=True)
 
     def purchase(self, account: AccountOut, slugs: Sequence[str], idempotency_key: str) -> OrderOut:
         """Buy one or more products in one transaction (see the module docstring).
