@@ -39,6 +39,7 @@ from databazaar.core.errors import (
     PayloadTooLarge,
     Unauthorized,
 )
+from databazaar.market.privacy import STATISTICS
 from databazaar.market.schemas import AccountOut, VersionOut
 from databazaar.market.service import Market
 from databazaar.server.web.base import (
@@ -271,13 +272,18 @@ def _dp_view(econ: Any, slug: str) -> dict[str, Any] | None:
     for name, pol in sorted(budget["columns"].items()):
         if "categories" in pol:
             about = "categorical: " + ", ".join(str(c) for c in pol["categories"])
-            stats = ["count", "histogram"]
+            stats = [st for st in STATISTICS if st in ("count", "histogram")]
         else:
             lo, hi = pol["bounds"]
             about = f"numeric, clipped to [{lo:g}, {hi:g}], {pol.get('bins', 10)} histogram bins"
-            stats = ["count", "sum", "mean", "histogram"]
+            stats = list(STATISTICS)
         columns.append({"name": name, "about": about, "statistics": stats})
-    return {**budget, "column_views": columns, "columns_json": json.dumps(budget["columns"])}
+    return {
+        **budget,
+        "column_views": columns,
+        "columns_json": json.dumps(budget["columns"]),
+        "statistics": STATISTICS,
+    }
 
 
 def _dp_summary(slug: str, r: dict[str, Any]) -> str:
@@ -298,6 +304,13 @@ def _dp_summary(slug: str, r: dict[str, Any]) -> str:
         f"Private {what} in {slug}: {value_text} (epsilon {r['epsilon']:g}, noise sd "
         f"{r['noise_std']:.3g}); budget left {r['epsilon_remaining']:g}."
     )
+
+
+def _form_k(text: str) -> int:
+    """The ``k`` field of the KNN forms: a whole number from 1 to 100."""
+    if not text.strip().isdigit() or not 1 <= int(text) <= 100:
+        raise InvalidInput("k must be a whole number from 1 to 100")
+    return int(text)
 
 
 def _form_text(form: FormData, name: str, max_len: int = 200) -> str:
@@ -470,8 +483,7 @@ def value_search(
     try:
         if not label_column.strip():
             raise InvalidInput("name the label column of your validation set")
-        if not k.strip().isdigit() or not 1 <= int(k) <= 100:
-            raise InvalidInput("k must be a whole number from 1 to 100")
+        neighbours = _form_k(k)
         slugs = [s.strip() for s in products.split(",") if s.strip()] or None
         frame = read_table(validation)
         report, skipped = economics(request).rank(
@@ -479,7 +491,7 @@ def value_search(
             label_column.strip(),
             slugs,
             task=task.strip() or None,
-            k=int(k),
+            k=neighbours,
             confidence=0.95,
             curves=True,
         )
@@ -568,7 +580,6 @@ def set_pricing(
     mechanism: Annotated[str, Form(max_length=16)] = "",
     config: Annotated[str, Form(max_length=100_000)] = "",
 ) -> Response:
-
     account = form_user(sess, csrf_token, "seller")
     econ = economics(request)
     try:
@@ -659,7 +670,6 @@ def dp_offer(
     columns: Annotated[str, Form(max_length=20_000)] = "",
 ) -> Response:
     """Offer (or change) the product's DP statistics and total privacy budget."""
-
     account = form_user(sess, csrf_token, "seller")
     econ = economics(request)
     try:
@@ -720,7 +730,6 @@ def register_bundle(
     k: Annotated[str, Form(max_length=4)] = "5",
 ) -> Response:
     """Declare the product's contributor groups and value them on a reference set."""
-
     account = form_user(sess, csrf_token, "seller")
     form = {
         "group_column": group_column,
@@ -733,8 +742,7 @@ def register_bundle(
     try:
         if not group_column.strip() or not label_column.strip():
             raise InvalidInput("name the contributor column and the label column")
-        if not k.strip().isdigit() or not 1 <= int(k) <= 100:
-            raise InvalidInput("k must be a whole number from 1 to 100")
+        neighbours = _form_k(k)
         named = _contributors(contributors)
         groups = [g.strip() for g in order.split(",") if g.strip()] or None
         frame = read_table(reference, "the reference rows")
@@ -747,7 +755,7 @@ def register_bundle(
             reference=frame,
             method=method,
             order=groups,
-            k=int(k),
+            k=neighbours,
         )
     except DatabazaarError as exc:
         if isinstance(exc, Unauthorized | Forbidden) or exc.code == "csrf_failed":

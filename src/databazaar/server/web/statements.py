@@ -63,42 +63,15 @@ def _limit(limit: int) -> int:
     return max(1, min(int(limit), MAX_ROWS))
 
 
-def account_postings(market: Market, account_id: int, *, limit: int = MAX_ROWS) -> list[Posting]:
-    """The ledger rows of one account, oldest first (at most the newest ``limit``)."""
+def _newest_postings(market: Market, account_id: int | None, limit: int) -> list[Posting]:
+    """The newest ledger rows (of one account, or of all), newest first."""
+    query = select(LedgerEntry, Account.username).join(
+        Account, Account.id == LedgerEntry.account_id
+    )
+    if account_id is not None:
+        query = query.where(LedgerEntry.account_id == account_id)
     with market.db.read() as s:
-        rows = s.execute(
-            select(LedgerEntry, Account.username)
-            .join(Account, Account.id == LedgerEntry.account_id)
-            .where(LedgerEntry.account_id == account_id)
-            .order_by(LedgerEntry.seq.desc())
-            .limit(_limit(limit))
-        ).all()
-    out = [
-        Posting(
-            seq=e.seq,
-            created_at=_when(e.created_at),
-            account=name,
-            amount_minor=e.amount_minor,
-            kind=e.kind,
-            memo=e.memo,
-            txn_id=e.txn_id,
-            row_hash=e.row_hash,
-        )
-        for e, name in rows
-    ]
-    out.reverse()
-    return out
-
-
-def recent_ledger(market: Market, *, limit: int = 50) -> list[Posting]:
-    """The newest ledger rows, newest first."""
-    with market.db.read() as s:
-        rows = s.execute(
-            select(LedgerEntry, Account.username)
-            .join(Account, Account.id == LedgerEntry.account_id)
-            .order_by(LedgerEntry.seq.desc())
-            .limit(_limit(limit))
-        ).all()
+        rows = s.execute(query.order_by(LedgerEntry.seq.desc()).limit(_limit(limit))).all()
     return [
         Posting(
             seq=e.seq,
@@ -112,6 +85,16 @@ def recent_ledger(market: Market, *, limit: int = 50) -> list[Posting]:
         )
         for e, name in rows
     ]
+
+
+def account_postings(market: Market, account_id: int, *, limit: int = MAX_ROWS) -> list[Posting]:
+    """The ledger rows of one account, oldest first (at most the newest ``limit``)."""
+    return _newest_postings(market, account_id, limit)[::-1]
+
+
+def recent_ledger(market: Market, *, limit: int = 50) -> list[Posting]:
+    """The newest ledger rows, newest first."""
+    return _newest_postings(market, None, limit)
 
 
 def seller_sales(market: Market, seller_id: int, *, limit: int = MAX_ROWS) -> list[Sale]:
