@@ -6,6 +6,15 @@ reads a real checkpoint from a local folder), and generation goes through one in
 for a local model folder or an OpenAI-compatible HTTP endpoint.
 """
 
+from databazaar.lm.chat import (
+    CHAT_TEMPLATE,
+    EncodedChat,
+    encode_chat,
+    read_chat_jsonl,
+    render_chat,
+    set_chat_template,
+    write_chat_jsonl,
+)
 from databazaar.lm.corpus import (
     BUILTIN_DOMAINS,
     MultiDomainCorpus,
@@ -42,7 +51,9 @@ from databazaar.lm.train import (
 
 __all__ = [
     "BUILTIN_DOMAINS",
+    "CHAT_TEMPLATE",
     "BackendError",
+    "EncodedChat",
     "EvalRecord",
     "Generation",
     "GenerationBackend",
@@ -59,17 +70,22 @@ __all__ = [
     "check_weights",
     "chunk_text",
     "count_parameters",
+    "encode_chat",
     "evaluate_domains",
     "load_corpus_dir",
     "load_model",
     "load_tokenizer",
     "mixture_blocks",
     "pack_blocks",
+    "read_chat_jsonl",
+    "render_chat",
     "save_model",
     "save_tokenizer",
+    "set_chat_template",
     "split_documents",
     "token_losses",
     "tokenize_corpus",
     "train_bpe_tokenizer",
     "train_lm",
+    "write_chat_jsonl",
 ]
