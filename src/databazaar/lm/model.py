@@ -3,8 +3,8 @@
 Models are the real ``transformers`` classes (``GPT2LMHeadModel`` by default;
 ``LlamaForCausalLM`` and ``MistralForCausalLM`` with ``architecture="llama"`` or
 ``"mistral"``) built from a small config and initialised from a seed, so the same code
-path loads a real checkpoint from a local folder with :func:`load_model` (``AutoModelForCausalLM.from_pretrained(folder)``, local
-files only). The hub is never contacted.
+path loads a real checkpoint from a local folder with :func:`load_model`
+(``AutoModelForCausalLM.from_pretrained(folder)``, local files only). The hub is never contacted.
 """
 
 from __future__ import annotations
