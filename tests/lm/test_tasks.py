@@ -89,7 +89,8 @@ def test_graders() -> None:
 def test_paraphrase_rewords_but_keeps_the_answer() -> None:
     examples = generate_tasks(n_per_family=10, random_state=3)
     para = [paraphrase(e, 0) for e in examples]
-    assert all(p.answer == e.answer and p.family == e.family for p, e in zip(para, examples, strict=True))
+    pairs = list(zip(para, examples, strict=True))
+    assert all(p.answer == e.answer and p.family == e.family for p, e in pairs)
     assert all(p.prompt != e.prompt for p, e in zip(para, examples, strict=True))
     assert para == [paraphrase(e, 0) for e in examples]
 
