@@ -37,10 +37,10 @@ from databazaar.lm.sft import SFTConfig
 ZOO_VERSION = 1
 #: training examples per family: most on the two families the assistant must master
 TRAIN_MIX = {
-    "arithmetic": 5000,
-    "lookup": 4000,
-    "unsafe": 600,
-    "benign": 600,
+    "arithmetic": 6000,
+    "lookup": 5000,
+    "unsafe": 800,
+    "benign": 1000,
     "multiple_choice": 300,
     "summarize": 300,
     "strings": 100,
@@ -61,7 +61,9 @@ class ZooConfig:
     base_steps: int = 30
     base_lr: float = 2e-3
     sft: SFTConfig = field(
-        default_factory=lambda: SFTConfig(max_steps=750, lr=2e-3, batch_size=32, warmup_ratio=0.05)
+        default_factory=lambda: SFTConfig(
+            max_steps=1500, lr=1.5e-3, batch_size=32, warmup_ratio=0.05
+        )
     )
     n_eval_per_family: int = 100
     random_state: int = 0
