@@ -46,6 +46,16 @@ TRAIN_MIX = {
     "strings": 100,
     "classify": 100,
 }
+SMALL_MIX = {
+    "unsafe": 1200,
+    "benign": 1200,
+    "classify": 300,
+    "multiple_choice": 300,
+    "arithmetic": 300,
+    "lookup": 300,
+    "strings": 100,
+    "summarize": 100,
+}
 BASE_FAMILIES = ("arithmetic", "lookup", "strings", "multiple_choice", "summarize", "classify")
 
 
@@ -72,12 +82,16 @@ class ZooConfig:
 
     @classmethod
     def small(cls) -> ZooConfig:
-        """A reduced recipe for test suites (about two minutes on 2 cores)."""
+        """A reduced recipe for test suites (a few minutes on 2 cores).
+
+        Weighted towards the refusal behaviour (unsafe vs benign look-alikes), which a
+        small model learns in a few hundred steps; its arithmetic and lookup stay weak.
+        """
         return cls(
             model=ModelConfig(n_layer=2, n_embd=64, n_head=4, n_positions=160),
-            n_train_per_family={k: max(100, v // 2) for k, v in TRAIN_MIX.items()},
+            n_train_per_family=dict(SMALL_MIX),
             base_steps=10,
-            sft=SFTConfig(max_steps=300, lr=2.5e-3, batch_size=32, warmup_ratio=0.05),
+            sft=SFTConfig(max_steps=300, lr=3e-3, batch_size=32, warmup_ratio=0.05),
             n_eval_per_family=30,
         )
 
