@@ -44,8 +44,11 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--eval-seed", type=int, default=2, help="report seed (not the dev seed)")
     ap.add_argument("--taxonomy", default=None, help="AIR-Bench 2024 folder")
+    ap.add_argument("--sft-steps", type=int, default=None, help="override the recipe's steps")
     args = ap.parse_args()
     config = replace(ZooConfig(), num_threads=args.threads, eval_random_state=args.eval_seed)
+    if args.sft_steps is not None:
+        config = replace(config, sft=replace(config.sft, max_steps=args.sft_steps))
     load_start = os.getloadavg()
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="lm-zoo-bench-") as tmp:
