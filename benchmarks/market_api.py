@@ -5,7 +5,7 @@ What it does
 1. Seeds a fresh market (SQLite file in a temporary data home by default, or the
    PostgreSQL database given with ``--database-url``): sellers, ``--products`` published
    and listed products with real CSV uploads.
-2. Starts the real server (``databazaar.market.cli.serve``, i.e. uvicorn with one
+2. Starts the real server (``databazaar.cli.market.serve``, i.e. uvicorn with one
    worker) in a subprocess on a free port of 127.0.0.1.
 3. For each read scenario (browse the catalog, full-text search, product page), runs a
    bounded closed-loop load for each level of ``--concurrency`` (default ``1,16``):
@@ -98,7 +98,7 @@ def start_server(home: Path, url: str, port: int) -> subprocess.Popen[bytes]:
     env.pop("DATABASE_URL", None)
     env["DATABAZAAR_HOME"] = str(home)
     env["DATABAZAAR_DATABASE_URL"] = url
-    code = f"from databazaar.market.cli import serve; serve('127.0.0.1', {port}, log_level='error')"
+    code = f"from databazaar.cli.market import serve; serve('127.0.0.1', {port}, log_level='error')"
     proc = subprocess.Popen([sys.executable, "-c", code], env=env)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
