@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from databazaar.core.money import format_minor
+
 SPECIES = ("setosa", "versicolor", "virginica")
 PASSWORD = "demo-password-1"
 
@@ -147,7 +149,7 @@ def run_economics_demo(home: Path, say: Callable[[str], None]) -> dict[str, Any]
             say(
                 f"  {p.rank}. {p.slug:<20} value {p.value:+.3f} "
                 f"(95% CI {p.ci_low:+.3f}..{p.ci_high:+.3f}), {p.n_rows} rows, "
-                f"price {p.price_minor / 100:.2f} USD"
+                f"price {format_minor(p.price_minor)}"
             )
 
         econ.set_pricing(
@@ -165,14 +167,15 @@ def run_economics_demo(home: Path, say: Callable[[str], None]) -> dict[str, Any]
         say(
             f"value-based quote for 'iris-field-coop': 20% of its value alone "
             f"{quote.details['value_low']:.3f} (CI lower bound) x 200.00 USD = "
-            f"{quote.price_minor / 100:.2f} USD"
+            f"{format_minor(quote.price_minor)}"
         )
         sale = econ.buy(market.account_by_name("carol"), "iris-field-coop", request, "econ-demo-1")
         (split,) = sale["splits"]
         order = sale["order"]
         say(
-            f"sale {sale['sale_id']}: paid {order['total_minor'] / 100:.2f} USD, market fee "
-            f"{order['fee_minor'] / 100:.2f}; {split['total_minor']} minor units split by "
+            f"sale {sale['sale_id']}: paid {format_minor(order['total_minor'])}, market fee "
+            f"{format_minor(order['fee_minor'], code=False)}; "
+            f"{split['total_minor']} minor units split by "
             f"valuation {split['valuation_id']}:"
         )
         for sh in split["shares"]:

@@ -5,9 +5,16 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import Path
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 MAX_ID = 2**53
+
+
+class StrictIn(BaseModel):
+    """Base of every JSON request body: strict types, so ``true``, ``"600"`` and
+    ``500.0`` are refused for an integer field (422) instead of being coerced."""
+
+    model_config = ConfigDict(strict=True)
 
 
 class ErrorOut(BaseModel):

@@ -11,10 +11,11 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request
-from pydantic import BaseModel, Field
+from pydantic import Field
 
+from databazaar.core.money import Amount, Price
 from databazaar.market.economics import Economics
-from databazaar.server.api.common import MAX_ID, Slug, errors
+from databazaar.server.api.common import MAX_ID, Slug, StrictIn, errors
 from databazaar.server.deps import CurrentAccount, MarketDep
 
 router = APIRouter(prefix="/econ", tags=["economics"])
@@ -33,7 +34,7 @@ EconDep = Annotated[Economics, Depends(get_economics)]
 Rows = list[dict[str, Any]]
 
 
-class PricingIn(BaseModel):
+class PricingIn(StrictIn):
     """A pricing mechanism and its configuration."""
 
     mechanism: str = Field(examples=["query"])
@@ -43,7 +44,7 @@ class PricingIn(BaseModel):
     )
 
 
-class QuoteIn(BaseModel):
+class QuoteIn(StrictIn):
     """The mechanism's request: a query, a noise variance, a validation set, or nothing."""
 
     request: dict[str, Any] = Field(default_factory=dict, examples=[{"variance": 0.1}])
@@ -55,7 +56,7 @@ class PurchaseIn(QuoteIn):
     idempotency_key: str = Field(min_length=1, max_length=128, examples=["b5e0c1"])
 
 
-class ValueSearchIn(BaseModel):
+class ValueSearchIn(StrictIn):
     """The buyer's validation set and label; candidates default to the catalog."""
 
     validation: Rows = Field(min_length=1, max_length=5000)
@@ -67,7 +68,7 @@ class ValueSearchIn(BaseModel):
     svg: bool = False
 
 
-class BundleIn(BaseModel):
+class BundleIn(StrictIn):
     """A multi-seller product: contributor column, accounts, reference task, method."""
 
     group_column: str = Field(min_length=1, max_length=200)
@@ -79,21 +80,21 @@ class BundleIn(BaseModel):
     k: int = Field(default=5, ge=1, le=100)
 
 
-class AuctionIn(BaseModel):
-    reserve_minor: int = Field(ge=0, le=10**12)
+class AuctionIn(StrictIn):
+    reserve_minor: Price
     units: int = Field(default=1, ge=1, le=1000)
 
 
-class BidIn(BaseModel):
-    amount_minor: int = Field(ge=1, le=10**12)
+class BidIn(StrictIn):
+    amount_minor: Amount
 
 
-class DpOfferIn(BaseModel):
+class DpOfferIn(StrictIn):
     epsilon_total: float = Field(gt=0, le=100)
     columns: dict[str, dict[str, Any]]
 
 
-class DpQueryIn(BaseModel):
+class DpQueryIn(StrictIn):
     statistic: str = Field(examples=["mean"])
     column: str | None = None
     epsilon: float = Field(gt=0, le=100)

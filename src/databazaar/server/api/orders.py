@@ -5,16 +5,16 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from databazaar.market.schemas import OrderOut
-from databazaar.server.api.common import MAX_ID, errors
+from databazaar.server.api.common import MAX_ID, StrictIn, errors
 from databazaar.server.deps import CurrentAccount, MarketDep
 
 router = APIRouter(prefix="/orders", tags=["orders"])
 
 
-class OrderIn(BaseModel):
+class OrderIn(StrictIn):
     """Products to buy and a key that makes retries of this request safe."""
 
     products: list[str] = Field(min_length=1, max_length=50, examples=[["iris-measurements"]])

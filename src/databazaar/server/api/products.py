@@ -5,24 +5,25 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, UploadFile
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from databazaar.core.errors import InvalidInput
+from databazaar.core.money import Price
 from databazaar.market.schemas import DownloadLinkOut, ListingOut, ProductOut, VersionOut
-from databazaar.server.api.common import Slug, VersionNumber, errors
+from databazaar.server.api.common import Slug, StrictIn, VersionNumber, errors
 from databazaar.server.deps import CurrentAccount, MarketDep, OptionalAccount
 
 router = APIRouter(prefix="/products", tags=["products"])
 
 
-class ProductIn(BaseModel):
+class ProductIn(StrictIn):
     """A new product: its slug (URL name) and title."""
 
     slug: str = Field(min_length=1, max_length=64, examples=["iris-measurements"])
     title: str = Field(min_length=1, max_length=200, examples=["Iris flower measurements"])
 
 
-class CardPatch(BaseModel):
+class CardPatch(StrictIn):
     """Card fields to change on a draft version (omitted fields stay)."""
 
     title: str | None = Field(default=None, max_length=200)
@@ -33,14 +34,14 @@ class CardPatch(BaseModel):
     tags: list[str] | None = Field(default=None, max_length=20)
 
 
-class ListingIn(BaseModel):
+class ListingIn(StrictIn):
     """The price in minor units (cents) and whether the product is on sale."""
 
-    price_minor: int = Field(ge=0, le=10**12)
+    price_minor: Price
     active: bool = True
 
 
-class LinkIn(BaseModel):
+class LinkIn(StrictIn):
     """Which version to link to (latest published by default) and for how long."""
 
     version: int | None = Field(default=None, ge=1, le=1_000_000)
