@@ -119,7 +119,7 @@ def uploaded_table(upload: Any, what: str = "the validation set") -> Any:
     parsed by the one table reader (:func:`databazaar.core.io.read_table`), so the same
     formats and checks apply as for products; the file is deleted afterwards.
     """
-    from databazaar.core.io import table_format
+    from databazaar.core.io import read_table, table_format
 
     if upload is None or not isinstance(upload, StarletteUpload) or not upload.filename:
         raise InvalidInput(f"choose a file with {what}", hint="a .csv, .parquet or .jsonl table")
@@ -139,7 +139,7 @@ def uploaded_table(upload: Any, what: str = "the validation set") -> Any:
                 out.write(chunk)
         if size == 0:
             raise InvalidInput(f"the file with {what} is empty")
-        frame = uploaded_table(path, fmt)
+        frame = read_table(path, fmt)
     finally:
         path.unlink(missing_ok=True)
     if len(frame) > MAX_VALIDATION_ROWS:
@@ -184,7 +184,7 @@ def _valuation_view(econ: Any, slug: str) -> dict[str, Any] | None:
         stored = econ.valuation(slug)
     except NotFound:
         return None
-    rec = stored["valuation"]
+    rec = stored.valuation
     groups = [str(g) for g in rec.get("groups", [])]
     values = [float(x) for x in rec.get("values", [])]
     lows, highs = rec.get("ci_low"), rec.get("ci_high")
@@ -207,8 +207,8 @@ def _valuation_view(econ: Any, slug: str) -> dict[str, Any] | None:
         xlabel="value on the reference task",
     )
     return {
-        "id": stored["valuation_id"],
-        "digest": stored["digest"],
+        "id": stored.valuation_id,
+        "digest": stored.digest,
         "method": rec.get("method", ""),
         "rows": rows,
         "chart": svg_data_uri(chart),
@@ -270,7 +270,7 @@ def _dp_view(econ: Any, slug: str) -> dict[str, Any] | None:
     except NotFound:
         return None
     columns = []
-    for name, pol in sorted(budget["columns"].items()):
+    for name, pol in sorted(budget.columns.items()):
         if "categories" in pol:
             about = "categorical: " + ", ".join(str(c) for c in pol["categories"])
             stats = [st for st in STATISTICS if st in ("count", "histogram")]
@@ -280,9 +280,9 @@ def _dp_view(econ: Any, slug: str) -> dict[str, Any] | None:
             stats = list(STATISTICS)
         columns.append({"name": name, "about": about, "statistics": stats})
     return {
-        **budget,
+        **budget.model_dump(),
         "column_views": columns,
-        "columns_json": json.dumps(budget["columns"]),
+        "columns_json": json.dumps(budget.columns),
         "statistics": STATISTICS,
     }
 
@@ -385,14 +385,14 @@ async def buy(request: Request, slug: SlugPath) -> Response:
         return render(request, sess, "product.html", {**ctx, "error": exc}, status=exc.http_status)
     finally:
         await form.close()
-    total = sale["order"]["total_minor"]
+    total = sale.order.total_minor
     note = " (this order had already been placed; you were not charged twice)"
     sess.flash(
-        f"Order {sale['order']['id']}: you bought {slug} for "
-        f"{format_minor(total)} ({sale['mechanism']})" + (note if sale["replayed"] else "") + ".",
+        f"Order {sale.order.id}: you bought {slug} for "
+        f"{format_minor(total)} ({sale.mechanism})" + (note if sale.replayed else "") + ".",
         "success",
     )
-    return redirect(sess, f"/sales/{sale['sale_id']}")
+    return redirect(sess, f"/sales/{sale.sale_id}")
 
 
 @router.post("/products/{slug}/bid")
@@ -413,7 +413,7 @@ def bid(
             raise
         ctx = product_context(request, market, account, slug, None)
         return render(request, sess, "product.html", {**ctx, "error": exc}, status=exc.http_status)
-    amt = placed["amount_minor"]
+    amt = placed.amount_minor
     sess.flash(
         f"Your sealed bid of {format_minor(amt)} is in. You pay at most your bid "
         "if you win when the seller closes the auction.",
@@ -437,8 +437,8 @@ def sale_page(
         {
             "title": f"Sale {sale_id}",
             "sale": sale,
-            "model_json": json.dumps(sale["deliverable"].get("model"), indent=2)
-            if sale["deliverable"].get("kind") == "model"
+            "model_json": json.dumps(sale.deliverable.get("model"), indent=2)
+            if sale.deliverable.get("kind") == "model"
             else None,
         },
     )
@@ -633,10 +633,10 @@ def set_pricing(
 def close_auction(request: Request, sess: Sess, slug: SlugPath, csrf_token: Csrf = "") -> Response:
     account = form_user(sess, csrf_token, "seller")
     result = economics(request).close_auction(account, slug)
-    outcome = result["outcome"]
+    outcome = result.outcome
     price = int(outcome.get("price_minor", 0))
     sess.flash(
-        f"Auction closed: {len(result['sales'])} licence(s) sold at {format_minor(price)} each.",
+        f"Auction closed: {len(result.sales)} licence(s) sold at {format_minor(price)} each.",
         "success",
     )
     return redirect(sess, f"/sell/products/{slug}")
@@ -675,7 +675,7 @@ def dp_release(
         ctx = product_context(request, market, account, slug, None)
         ctx["dp_form"] = {"statistic": statistic, "column": column, "epsilon": epsilon}
         return render(request, sess, "product.html", {**ctx, "error": exc}, status=exc.http_status)
-    sess.flash(_dp_summary(slug, result), "success")
+    sess.flash(_dp_summary(slug, result.model_dump(exclude_unset=True)), "success")
     return redirect(sess, f"/products/{slug}#dp-title")
 
 
@@ -783,7 +783,7 @@ def register_bundle(
         return _manage_error(request, sess, market, account, slug, exc, bundle_form=form)
     sess.flash(
         f"{slug} is a bundle of {len(named)} contributors, valued with {method} "
-        f"(valuation {out['valuation_id']}); each sale is now split by these values.",
+        f"(valuation {out.valuation_id}); each sale is now split by these values.",
         "success",
     )
     return redirect(sess, f"/sell/products/{slug}#bundle-title")
