@@ -137,13 +137,16 @@ class OrderOut(BaseModel):
 
 
 class DownloadLinkOut(BaseModel):
-    """An expiring signed link to one version's file."""
+    """An expiring signed link to one version's file (five minutes by default)."""
 
     url: str
     token: str
     expires_at: int = Field(description="unix time after which the link is refused")
     sha256: str
     filename: str
+    bound: bool = Field(
+        default=False, description="true: the download must authenticate as the same account"
+    )
 
 
 class LedgerReportOut(BaseModel):

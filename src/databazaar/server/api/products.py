@@ -9,6 +9,7 @@ from pydantic import Field
 
 from databazaar.core.errors import InvalidInput
 from databazaar.core.money import Price
+from databazaar.market.access import DEFAULT_LINK_TTL, MAX_LINK_TTL
 from databazaar.market.schemas import DownloadLinkOut, ListingOut, ProductOut, VersionOut
 from databazaar.server.api.common import Slug, StrictIn, VersionNumber, errors
 from databazaar.server.deps import CurrentAccount, MarketDep, OptionalAccount
@@ -42,10 +43,16 @@ class ListingIn(StrictIn):
 
 
 class LinkIn(StrictIn):
-    """Which version to link to (latest published by default) and for how long."""
+    """Which version to link to (latest published by default), for how long, and whether
+    only you may use the link."""
 
     version: int | None = Field(default=None, ge=1, le=1_000_000)
-    ttl_seconds: int = Field(default=600, ge=1, le=7 * 24 * 3600)
+    ttl_seconds: int = Field(
+        default=DEFAULT_LINK_TTL, ge=1, le=MAX_LINK_TTL, description="seconds (default 300)"
+    )
+    bind_to_account: bool = Field(
+        default=False, description="only a request authenticated as you may use the link"
+    )
 
 
 @router.post("", status_code=201, response_model=ProductOut, responses=errors(401, 403, 409, 422))
@@ -146,4 +153,10 @@ def download_link(
     slug: Slug, body: LinkIn, account: CurrentAccount, market: MarketDep
 ) -> DownloadLinkOut:
     """An expiring signed download link, for grantees, the owner and admins only."""
-    return market.download_link(account, slug, body.version, ttl_seconds=body.ttl_seconds)
+    return market.download_link(
+        account,
+        slug,
+        body.version,
+        ttl_seconds=body.ttl_seconds,
+        bind_to_account=body.bind_to_account,
+    )
