@@ -54,7 +54,14 @@ from databazaar.core.errors import InvalidInput
 from databazaar.core.money import check_minor
 from databazaar.valuation.result import ValuationResult
 
-METHODS = ("knn", "exact", "tmc", "ads")
+#: Allocation methods and what each computes (the web pages show these descriptions).
+METHOD_DESCRIPTIONS = {
+    "knn": "exact KNN-Shapley of each group (fast; the default)",
+    "exact": "exact group Shapley with a KNN classifier (up to 12 groups)",
+    "tmc": "truncated Monte Carlo Shapley of the groups",
+    "ads": "Asymmetric Data Shapley: earlier groups first (give the order)",
+}
+METHODS = tuple(METHOD_DESCRIPTIONS)
 MAX_EXACT_GROUPS = 12
 RULE = (
     "Shapley-proportional; negative values clipped to 0; equal split if no positive value; "

@@ -39,7 +39,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -384,6 +384,17 @@ class NoisyModelPricing(PricingMechanism):
     """
 
     name = "model"
+    label = "Noisy models (model-based)"
+    summary = (
+        "Buyers buy a model trained on the data with a chosen noise variance; less "
+        "noise costs more along an arbitrage-free price curve (Chen, Koutris, Kumar)."
+    )
+    example: ClassVar[dict[str, Any]] = {
+        "curve": [[0.01, 5000], [0.1, 1500], [1.0, 400]],
+        "label_column": "label",
+        "task": "classification",
+    }
+    menu_order = 3
     deliverable = "model"
     request_fields = ("variance",)
 
