@@ -49,6 +49,8 @@ from databazaar.market.pricing.base import PricingMechanism, Quote, register
 
 MIN_VARIANCE = 1e-12
 MAX_VARIANCE = 1e12
+#: float noise ignored when rounding a price up to whole minor units
+PRICE_TOLERANCE = 1e-9
 
 
 def _variance(value: Any, name: str = "variance") -> Fraction:
@@ -100,7 +102,9 @@ class PriceCurve:
     def price(self, variance: Any) -> int:
         """The price in minor units of a model with noise variance ``variance``."""
         v = _variance(variance)
-        return math.ceil(self.q(1 / v))
+        # ceil, but not of float noise: 1 / (1/3) is 3.0000000000000004, whose price must
+        # not exceed the prices of precision 1 and 2 bought together (subadditivity)
+        return math.ceil(self.q(1 / v) - PRICE_TOLERANCE)
 
     __call__ = price
 
