@@ -16,18 +16,15 @@ from __future__ import annotations
 import functools
 import re
 import secrets
-import threading
 import time
-from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from itsdangerous import BadSignature, URLSafeSerializer
 
-from databazaar.core.errors import Forbidden, InvalidInput, TooManyRequests, Unauthorized
+from databazaar.core.errors import Forbidden, InvalidInput, Unauthorized
 from databazaar.market.models import Role
 
 PASSWORD_HASHER = PasswordHasher()
@@ -182,68 +179,3 @@ class LinkSigner:
         if current >= claims.expires:
             raise Forbidden("download link has expired", hint="request a new link")
         return claims
-
-
-class LoginThrottle:
-    """Refuse logins for a username after ``max_failures`` failures within ``window``
-    seconds, until the oldest of them is ``window`` seconds old.
-
-    Failures count per username whether or not the account exists (so the answer does not
-    reveal which names exist); a successful login clears the count.  The state lives in
-    this process: with several server workers each keeps its own count, so the bound is
-    ``max_failures`` per worker.  ``max_failures=0`` turns the throttle off.
-    """
-
-    def __init__(
-        self, max_failures: int = 5, window: float = 900.0, clock: Any = time.monotonic
-    ) -> None:
-        if max_failures < 0 or window <= 0:
-            raise InvalidInput("max_failures must be >= 0 and window > 0")
-        self.max_failures = int(max_failures)
-        self.window = float(window)
-        self._clock = clock
-        self._failures: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
-
-    def _recent(self, username: str) -> tuple[str, deque[float], float]:
-        """``(key, failures inside the window, now)``; drops older failures (and a name
-        left with none) from the table.  The caller holds the lock."""
-        key = str(username).lower()
-        now = self._clock()
-        times = self._failures.get(key, deque())
-        while times and now - times[0] >= self.window:
-            times.popleft()
-        if not times:
-            self._failures.pop(key, None)
-        return key, times, now
-
-    def check(self, username: str) -> None:
-        """Raise :class:`TooManyRequests` while ``username`` is locked out."""
-        if self.max_failures == 0:
-            return
-        with self._lock:
-            _, times, now = self._recent(username)
-            if len(times) >= self.max_failures:
-                wait = self.window - (now - times[0])
-                raise TooManyRequests(
-                    f"too many failed logins for {username!r}",
-                    retry_after=int(wait) + 1,
-                    hint=f"try again in {int(wait) + 1} s",
-                )
-
-    def failed(self, username: str) -> None:
-        if self.max_failures == 0:
-            return
-        with self._lock:
-            key, times, now = self._recent(username)
-            times.append(now)
-            # (re-)inserted last, so the table is ordered by latest failure and the
-            # oldest entry is the first one
-            self._failures.pop(key, None)
-            self._failures[key] = times
-            if len(self._failures) > 100_000:  # bound memory under a spray of names
-                del self._failures[next(iter(self._failures))]
-
-    def succeeded(self, username: str) -> None:
-        with self._lock:
-            self._failures.pop(str(username).lower(), None)
