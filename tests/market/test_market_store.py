@@ -55,9 +55,14 @@ def test_accounts_passwords_and_tokens(market: Market) -> None:
 
     with market.db.read() as s:
         row = s.scalars(select(ApiToken)).one()
-    assert tok.token.split("_", 2)[2] not in row.token_hash and row.token_hash.startswith(
-        "$argon2id$"
-    )
+    secret = tok.token.split("_", 2)[2]
+    assert secret not in row.token_hash and row.token_hash.startswith("sha256$")
+    # a token stored by an earlier version (an Argon2id hash) still authenticates
+    from databazaar.market.access import TOKEN_HASHER
+
+    with market.db.write() as s:
+        s.scalars(select(ApiToken)).one().token_hash = TOKEN_HASHER.hash(secret)
+    assert market.authenticate(tok.token).id == acc.id
     with pytest.raises(Unauthorized, match="wrong username or password"):
         market.login("alice", "wrong-password")
     with pytest.raises(Unauthorized, match="wrong username or password"):

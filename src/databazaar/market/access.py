@@ -3,9 +3,11 @@
 * Passwords are hashed with Argon2id (``argon2-cffi``'s :class:`PasswordHasher`, its
   default RFC 9106 low-memory profile).
 * API tokens look like ``dbz_<lookup>_<secret>``: ``lookup`` (16 hex characters) finds
-  the row, and only an Argon2id hash of ``secret`` (32 random bytes) is stored, so a
-  leaked database does not leak usable tokens.  Tokens are high-entropy, so a lighter
-  Argon2 cost is used for them than for passwords.
+  the row, and only a SHA-256 digest of ``secret`` (32 random bytes) is stored, so a
+  leaked database does not leak usable tokens.  A slow password hash buys nothing for a
+  256-bit random secret (there is no dictionary to search), while it would cost every
+  authenticated request several milliseconds; tokens minted before (stored as Argon2id
+  hashes) are still checked with Argon2.  Digests are compared in constant time.
 * Download links are ``itsdangerous`` signatures over ``(account, version, expiry)``
   with the market's secret key; a link is refused when its signature is wrong, when it
   has expired, or when the account no longer holds a grant at download time.
@@ -14,6 +16,8 @@
 from __future__ import annotations
 
 import functools
+import hashlib
+import hmac
 import re
 import secrets
 import time
@@ -30,6 +34,7 @@ from databazaar.market.models import Role
 PASSWORD_HASHER = PasswordHasher()
 TOKEN_HASHER = PasswordHasher(time_cost=1, memory_cost=8 * 1024, parallelism=1)
 TOKEN_PREFIX = "dbz_"
+TOKEN_DIGEST_PREFIX = "sha256$"
 _LOOKUP_RE = re.compile(r"[0-9a-f]{16}")
 _SECRET_RE = re.compile(r"[A-Za-z0-9_-]{1,100}")
 MIN_PASSWORD = 8
@@ -78,14 +83,18 @@ class NewToken:
     token_hash: str
 
 
+def _token_digest(secret: str) -> str:
+    return TOKEN_DIGEST_PREFIX + hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
 def mint_token() -> NewToken:
-    """A new random API token and the hash to store for it."""
+    """A new random API token and the digest to store for it."""
     lookup = secrets.token_hex(8)
     secret = secrets.token_urlsafe(32)
     return NewToken(
         token=f"{TOKEN_PREFIX}{lookup}_{secret}",
         lookup=lookup,
-        token_hash=TOKEN_HASHER.hash(secret),
+        token_hash=_token_digest(secret),
     )
 
 
@@ -101,7 +110,9 @@ def split_token(token: str) -> tuple[str, str]:
 
 
 def check_token_secret(token_hash: str, secret: str) -> bool:
-    """Whether ``secret`` matches a stored token hash."""
+    """Whether ``secret`` matches a stored token digest (or a legacy Argon2 hash)."""
+    if token_hash.startswith(TOKEN_DIGEST_PREFIX):
+        return hmac.compare_digest(token_hash, _token_digest(secret))
     try:
         return TOKEN_HASHER.verify(token_hash, secret)
     except (VerifyMismatchError, VerificationError, InvalidHashError):
