@@ -171,11 +171,11 @@ def ours(env: dict[str, str], port: int, args: argparse.Namespace) -> Any:
 
 
 def anchor(factory: str, env: dict[str, str], port: int, args: argparse.Namespace) -> Any:
-    code = (
-        "import uvicorn; "
-        f"uvicorn.run('market_anchors:{factory}', factory=True, app_dir={str(HERE)!r}, "
-        f"host='127.0.0.1', port={port}, workers={args.workers}, "
-        f"log_level={args.log_level!r}, access_log=True, proxy_headers=False)"
+    code = (  # the same uvicorn set-up as `databazaar serve` (server.app.run_uvicorn)
+        f"import sys; sys.path.insert(0, {str(HERE)!r}); "
+        "from databazaar.server.app import run_uvicorn; "
+        f"run_uvicorn('market_anchors:{factory}', host='127.0.0.1', port={port}, "
+        f"workers={args.workers}, log_level={args.log_level!r}, access_log=True)"
     )
     return server(code, env, port, "/anchor" if factory == "read_anchor" else "/docs")
 

@@ -23,9 +23,9 @@ import logging
 import re
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger(__name__)
@@ -42,25 +42,62 @@ class _Entry:
     body: bytes
 
 
+class CatalogGeneration:
+    """Reads the store's catalog generation on a connection kept for the purpose.
+
+    The connection comes from the engine's pool (so it has the engine's settings) and is
+    in autocommit mode, so each read sees the latest commit: one statement, no pool
+    checkout or transaction per request.  It is used from the event loop's thread only
+    (the middleware is async), so it is never shared between threads.  After any error
+    it is dropped and the next read opens a new one; :meth:`close` returns it.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._conn: Any = None
+
+    def read(self) -> int | None:
+        """The generation, or ``None`` when it cannot be read (the cache is bypassed)."""
+        try:
+            if self._conn is None:
+                conn = self.engine.raw_connection()
+                if self.engine.dialect.name == "postgresql":
+                    conn.driver_connection.autocommit = True  # type: ignore[union-attr]
+                self._conn = conn
+            cur = self._conn.cursor()
+            try:
+                cur.execute(GENERATION_SQL)
+                row = cur.fetchone()
+            finally:
+                cur.close()
+            return int(row[0])
+        except Exception as exc:  # an unmigrated store or a database hiccup
+            log.warning("catalog cache bypassed: %s", exc.__class__.__name__)
+            self.close()
+            return None
+
+    def close(self) -> None:
+        """Give the connection up (it is opened again when needed)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.invalidate()
+            except Exception:
+                log.debug("closing the catalog generation connection failed", exc_info=True)
+
+
 class CatalogCache:
     """ASGI middleware serving cached public catalog answers (see the module docstring)."""
 
-    def __init__(self, app: ASGIApp, engine: Engine, max_entries: int = 4096) -> None:
+    def __init__(
+        self, app: ASGIApp, generation: CatalogGeneration, max_entries: int = 4096
+    ) -> None:
         self.app = app
-        self.engine = engine
+        self.generation = generation
         self.max_entries = max_entries
         self._entries: OrderedDict[tuple[str, bytes], _Entry] = OrderedDict()
         self.hits = 0
         self.misses = 0
-
-    def generation(self) -> int | None:
-        """The store's catalog generation, or ``None`` when it cannot be read."""
-        try:
-            with self.engine.connect() as conn:
-                return int(conn.exec_driver_sql(GENERATION_SQL).scalar_one())
-        except SQLAlchemyError as exc:  # an unmigrated store or a database hiccup
-            log.warning("catalog cache bypassed: %s", exc.__class__.__name__)
-            return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -71,7 +108,7 @@ class CatalogCache:
         ):
             await self.app(scope, receive, send)
             return
-        generation = self.generation()
+        generation = self.generation.read()
         if generation is None:
             await self.app(scope, receive, send)
             return
