@@ -16,12 +16,14 @@ from databazaar.core.errors import (
     NotFound,
     PaymentError,
 )
+from databazaar.market.common import load_product
 from databazaar.market.econ_models import EconDpBudget, EconDpRelease, EconSale, EconSplit
-from databazaar.market.econ_service import Economics, sale_postings
+from databazaar.market.economics import Economics
 from databazaar.market.models import Grant, LedgerEntry
 from databazaar.market.pricing import NoisyLinearModel
 from databazaar.market.schemas import AccountOut
 from databazaar.market.service import Market
+from databazaar.market.settlement import sale_postings
 
 from .conftest import PASSWORD, ListFn, task_frame
 
@@ -227,7 +229,7 @@ def test_sale_postings_hook_matches_plain_purchase(
 ) -> None:
     list_table(seller, "plain", task_frame(0, 20))
     with market.db.write() as s:
-        prod_id = econ._product(s, "plain").id
+        prod_id = load_product(s, "plain", eager=False).id
         postings = sale_postings(
             s, None, [(prod_id, seller.id, 950), (prod_id, seller.id, 50)], "order 9", "t"
         )
@@ -396,7 +398,7 @@ def test_sale_postings_hook_splits_a_bundle(
     frame = pd.concat([task_frame(0, 80).assign(src="a"), task_frame(100, 80).assign(src="b")])
     ann, bob, reg = _two_seller_bundle(econ, market, seller, list_table, "duo", frame)
     with market.db.write() as s:
-        pid = econ._product(s, "duo").id
+        pid = load_product(s, "duo", eager=False).id
         postings = sale_postings(s, None, [(pid, seller.id, 1001)], "order 7", "txn-7")
         assert sum(p.amount_minor for p in postings) == 1001
         assert {p.account_id for p in postings} == {ann.id, bob.id}

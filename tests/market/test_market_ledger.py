@@ -9,7 +9,7 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 from typer.testing import CliRunner
 
-from databazaar.market.cli import db_app, ledger_app
+from databazaar.cli.market import db_app, ledger_app
 from databazaar.market.db import Database, head_revision, upgrade
 from databazaar.market.ledger import GENESIS_HASH, Posting, post, row_digest, seal
 from databazaar.market.models import LedgerChain, LedgerEntry

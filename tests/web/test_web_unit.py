@@ -498,7 +498,7 @@ def test_demo_app_serves_the_seeded_market(tmp_path: Path) -> None:
             home = c.get("/")
             assert "Iris flower measurements" in home.text
             token = re.search(r'name="csrf_token" value="([^"]+)"', c.get("/login").text)[1]
-            from databazaar.market.cli import DEMO_PASSWORD
+            from databazaar.demo.market import DEMO_PASSWORD
 
             admin = c.post(
                 "/login",

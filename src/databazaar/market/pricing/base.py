@@ -5,7 +5,7 @@ round-trip through JSON so the choice can be stored) and answers buyers with a
 :class:`Quote`: an integer price in minor units, what is delivered for it (the whole
 dataset, a query answer, a noisy model, an auction licence) and the numbers that
 justify the price.  Mechanisms are pure: they never touch the database; the market
-books a quote with :mod:`databazaar.market.econ_service`.
+books a quote with :mod:`databazaar.market.economics`.
 
 Mechanisms (see the survey of Zhang et al. 2024, "A Survey on Data Markets", pricing
 stage, and the original papers cited in each module):
@@ -140,35 +140,3 @@ def register(cls: type[PricingMechanism]) -> type[PricingMechanism]:
     """Class decorator adding a mechanism to the registry under ``cls.name``."""
     _REGISTRY[cls.name] = cls
     return cls
-
-
-def mechanism_names() -> list[str]:
-    """Names of the registered mechanisms."""
-    _load_all()
-    return sorted(_REGISTRY)
-
-
-def get_mechanism_class(name: str) -> type[PricingMechanism]:
-    """The mechanism class registered under ``name``."""
-    _load_all()
-    cls = _REGISTRY.get(name)
-    if cls is None:
-        raise InvalidInput(
-            f"unknown pricing mechanism {name!r}", hint=f"use one of {', '.join(sorted(_REGISTRY))}"
-        )
-    return cls
-
-
-def mechanism_from_config(name: str, config: Mapping[str, Any]) -> PricingMechanism:
-    """Build the mechanism ``name`` from its stored configuration."""
-    return get_mechanism_class(name).from_config(config)
-
-
-def _load_all() -> None:
-    from databazaar.market.pricing import (  # noqa: F401 - imported for registration
-        auction,
-        model_based,
-        posted,
-        query,
-        value_based,
-    )

@@ -1,7 +1,7 @@
 """Market economics routes: pricing mechanisms, quotes and purchases, value-aware search,
 bundles and revenue splits, sealed-bid auctions, differentially private statistics.
 
-Thin: each route parses, calls :class:`~databazaar.market.econ_service.Economics` and
+Thin: each route parses, calls :class:`~databazaar.market.economics.Economics` and
 returns its JSON.  Mount with ``api_router.include_router(economics.router)`` (paths
 then start with ``/api/econ``).
 """
@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Request
 from pydantic import BaseModel, Field
 
-from databazaar.market.econ_service import Economics
+from databazaar.market.economics import Economics
 from databazaar.server.api.common import MAX_ID, Slug, errors
 from databazaar.server.deps import CurrentAccount, MarketDep
 

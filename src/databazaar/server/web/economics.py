@@ -1,6 +1,6 @@
 """Pages of the market economics: value-aware search, value reports, pricing, sales.
 
-Every handler calls :class:`databazaar.market.econ_service.Economics` (the same object
+Every handler calls :class:`databazaar.market.economics.Economics` (the same object
 the JSON routes under ``/api/econ`` use, kept on the app) and renders the answer:
 
 ``/value-search``                     a buyer uploads a validation set; products on sale
@@ -40,7 +40,7 @@ from databazaar.core.errors import (
     Unauthorized,
 )
 from databazaar.market.privacy import STATISTICS
-from databazaar.market.schemas import AccountOut, VersionOut
+from databazaar.market.schemas import AccountOut, ProductOut, VersionOut
 from databazaar.market.service import Market
 from databazaar.server.web.base import (
     Csrf,
@@ -553,6 +553,30 @@ def _json_form(text: str, what: str, empty: Any, hint: str) -> Any:
         ) from None
 
 
+def manage_context(
+    request: Request, market: Market, account: AccountOut, slug: str
+) -> dict[str, Any]:
+    """The seller's manage page: versions, upload form, price and pricing mechanism."""
+    product: ProductOut = market.get_product(slug, account)
+    if account.role != "admin" and product.seller != account.username:
+        raise Forbidden(f"product {slug!r} belongs to another seller")
+    versions = [market.get_version(slug, n, account) for n in product.versions][::-1]
+    listing = product.listing
+    has_published = any(v.status == "published" for v in versions)
+    return {
+        **(manage_extras(request, slug) if has_published else {"mechanism": None}),
+        "title": f"Manage {product.title}",
+        "product": product,
+        "versions": versions,
+        "has_published": has_published,
+        "upload": {},
+        "price_form": {
+            "price": "" if listing is None else f"{listing.price_minor / 100:.2f}",
+            "active": True if listing is None else listing.active,
+        },
+    }
+
+
 def _manage_error(
     request: Request,
     sess: Any,
@@ -563,8 +587,6 @@ def _manage_error(
     **form: Any,
 ) -> Response:
     """The seller's manage page again, with the error and the form as it was sent."""
-    from databazaar.server.web.router import manage_context
-
     ctx = manage_context(request, market, account, slug)
     ctx.update(error=exc, **form)
     return render(request, sess, "sell_manage.html", ctx, status=exc.http_status)

@@ -33,7 +33,6 @@ from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
 
 from databazaar.core.errors import DatabazaarError, Forbidden, InvalidInput, NotFound, Unauthorized
-from databazaar.market.schemas import AccountOut, ProductOut
 from databazaar.market.service import Market
 from databazaar.server.deps import client_address
 from databazaar.server.web import statements
@@ -49,7 +48,7 @@ from databazaar.server.web.base import (
     render,
     require_user,
 )
-from databazaar.server.web.economics import manage_extras, product_context
+from databazaar.server.web.economics import manage_context, product_context
 from databazaar.server.web.economics import router as econ_router
 from databazaar.server.web.rendering import (
     STATIC_DIR,
@@ -325,30 +324,6 @@ def new_product(
         return render(request, sess, "sell_new.html", ctx, status=exc.http_status)
     sess.flash(f"Product {product.slug} created. Now upload its data.", "success")
     return redirect(sess, f"/sell/products/{product.slug}")
-
-
-def manage_context(
-    request: Request, market: Market, account: AccountOut, slug: str
-) -> dict[str, Any]:
-    """The seller's manage page: versions, upload form, price and pricing mechanism."""
-    product: ProductOut = market.get_product(slug, account)
-    if account.role != "admin" and product.seller != account.username:
-        raise Forbidden(f"product {slug!r} belongs to another seller")
-    versions = [market.get_version(slug, n, account) for n in product.versions][::-1]
-    listing = product.listing
-    has_published = any(v.status == "published" for v in versions)
-    return {
-        **(manage_extras(request, slug) if has_published else {"mechanism": None}),
-        "title": f"Manage {product.title}",
-        "product": product,
-        "versions": versions,
-        "has_published": has_published,
-        "upload": {},
-        "price_form": {
-            "price": "" if listing is None else f"{listing.price_minor / 100:.2f}",
-            "active": True if listing is None else listing.active,
-        },
-    }
 
 
 @router.get("/sell/products/{slug}")

@@ -76,7 +76,7 @@ def _loads(text: str | None, what: str) -> dict[str, Any]:
 def _economics(url: str | None) -> Iterator[Any]:
     from databazaar.core.config import get_settings
     from databazaar.market.db import Database, upgrade
-    from databazaar.market.econ_service import Economics
+    from databazaar.market.economics import Economics
     from databazaar.market.service import Market
 
     settings = get_settings()

@@ -232,14 +232,14 @@ def _print_values(result, prob, train_df, target, elapsed, output, top):  # type
 
 # --------------------------------------------------------------------------- market
 def _add_market_commands() -> None:
-    from databazaar.market.cli import db_app, ledger_app
+    from databazaar.cli.market import db_app, ledger_app
 
     app.add_typer(db_app, name="db")
     app.add_typer(ledger_app, name="ledger")
     from databazaar.mixture.cli import mixture_app
 
     app.add_typer(mixture_app, name="mixture")
-    from databazaar.market.econ_cli import econ_app
+    from databazaar.cli.econ import econ_app
 
     app.add_typer(econ_app, name="econ")
     from databazaar.lm.cli import lm_app
