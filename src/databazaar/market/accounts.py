@@ -132,13 +132,18 @@ class Accounts(MarketBase):
         """The account an API token belongs to; :class:`Unauthorized` if invalid."""
         lookup, secret = access.split_token(token)
         with self.db.read() as s:
-            row = s.scalar(select(ApiToken).where(ApiToken.lookup == lookup))
+            found = s.execute(
+                select(ApiToken, Account)
+                .join(Account, Account.id == ApiToken.account_id)
+                .where(ApiToken.lookup == lookup)
+            ).first()
+            row = found[0] if found is not None else None
             if row is None or row.revoked or not access.check_token_secret(row.token_hash, secret):
                 raise Unauthorized("invalid API token", hint="log in again")
             expires = utc(row.expires_at)
             if expires is not None and expires <= datetime.now(UTC):
                 raise Unauthorized("API token has expired", hint="log in again")
-            return account_out(s.get_one(Account, row.account_id))
+            return account_out(found[1])
 
     def revoke_token(self, token: str) -> None:
         """Revoke a token (logging out)."""

@@ -37,8 +37,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import case, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from databazaar.core.errors import InvalidInput
@@ -114,8 +115,14 @@ def lock_chain(session: Session, account_id: int) -> LedgerChain:
             .execution_options(populate_existing=True)  # the locked row's current values
         ).scalar_one_or_none()
 
+    key = ("ledger_chain", account_id)
+    cached = session.info.get(key)
+    if cached is not None:  # already locked in this transaction
+        return cached
     head = locked()
     if head is None:
+        if not session.scalar(select(Account.id).where(Account.id == account_id)):
+            raise InvalidInput(f"ledger posting to unknown account(s) {[account_id]}")
         insert = (
             postgresql.insert
             if session.get_bind().dialect.name == "postgresql"
@@ -128,6 +135,7 @@ def lock_chain(session: Session, account_id: int) -> LedgerChain:
         )
         head = locked()
         assert head is not None
+    session.info[key] = head
     return head
 
 
@@ -148,12 +156,9 @@ def post(session: Session, postings: Sequence[Posting], *, txn_id: str | None = 
         raise InvalidInput(f"ledger transaction does not balance (sum = {total})")
     txn = txn_id or str(uuid.uuid4())
     ids = sorted({p.account_id for p in postings})
-    found = set(session.scalars(select(Account.id).where(Account.id.in_(ids))))
-    if len(found) != len(ids):
-        missing = sorted(set(ids) - found)
-        raise InvalidInput(f"ledger posting to unknown account(s) {missing}")
     chain_id = payer_of(postings)
     head = lock_chain(session, chain_id)
+    session.flush()  # the caller's pending rows first, so their errors stay theirs
     seq, prev = head.last_seq, head.last_hash
     created = _now()
     for p in postings:
@@ -178,17 +183,23 @@ def post(session: Session, postings: Sequence[Posting], *, txn_id: str | None = 
         prev = digest
     head.last_seq = seq
     head.last_hash = prev
+    try:
+        session.flush()
+    except IntegrityError:  # only the account foreign key can fail here
+        raise InvalidInput(f"ledger posting to unknown account(s) among {ids}") from None
+    # The cached balances last, in one statement: a credit to a popular account (the
+    # fee account, a busy seller) holds that row's lock only from here to the commit.
     delta: dict[int, int] = defaultdict(int)
     for p in postings:
         delta[p.account_id] += p.amount_minor
-    session.flush()
-    for account_id in ids:  # ascending: every writer takes row locks in the same order
-        if delta[account_id]:
-            session.execute(
-                update(Account)
-                .where(Account.id == account_id)
-                .values(balance_minor=Account.balance_minor + delta[account_id])
-            )
+    moved = sorted(a for a in ids if delta[a])
+    if moved:
+        session.execute(
+            update(Account)
+            .where(Account.id.in_(moved))
+            .values(balance_minor=Account.balance_minor + case(delta, value=Account.id))
+            .execution_options(synchronize_session=False)
+        )
     return txn
 
 

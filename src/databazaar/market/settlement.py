@@ -26,7 +26,13 @@ from databazaar.market import ledger
 from databazaar.market import validation as v
 from databazaar.market.accounts import account_out
 from databazaar.market.allocation import RULE, split_revenue
-from databazaar.market.common import FEE_ACCOUNT, FUNDING_ACCOUNT, MarketBase, system_account
+from databazaar.market.common import (
+    FEE_ACCOUNT,
+    FUNDING_ACCOUNT,
+    MarketBase,
+    system_account,
+    system_account_id,
+)
 from databazaar.market.econ_models import EconBundle, EconContributor, EconSplit, EconValuation
 from databazaar.market.models import Account, Role
 from databazaar.market.schemas import DepositOut, LedgerReportOut
@@ -141,8 +147,7 @@ def settle_sale(
     )
     fees = sum(it.fee_minor for it in items)
     if fees:
-        fee_acc = system_account(session, FEE_ACCOUNT)
-        postings.append(ledger.Posting(fee_acc.id, fees, "fee", memo))
+        postings.append(ledger.Posting(system_account_id(session, FEE_ACCOUNT), fees, "fee", memo))
     ledger.post(session, postings, txn_id=txn_id)
 
 
