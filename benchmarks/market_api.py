@@ -489,6 +489,15 @@ def write_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _git_commit() -> str | None:
+    try:
+        done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=HERE, capture_output=True,
+                              text=True, check=True)  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return done.stdout.strip()
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--products", type=int, default=200)
@@ -533,6 +542,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "benchmark": "market API vs bare FastAPI anchors over loopback",
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
         | {"postgres_url": "(local)"},
+        "code_commit": os.environ.get("BENCH_COMMIT") or _git_commit(),
         "machine": {
             "python": platform.python_version(),
             "platform": platform.platform(),
