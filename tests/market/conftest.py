@@ -126,3 +126,22 @@ def state_of() -> Callable[[Market], dict[str, Any]]:
 def make_csv() -> Callable[..., bytes]:
     """The :func:`csv_bytes` function."""
     return csv_bytes
+
+
+def tamper_ledger(db: Database, sql: str) -> None:
+    """Run ``sql`` as an attacker with table access would: bypassing the append-only guard."""
+    from sqlalchemy import text
+
+    with db.engine.begin() as conn:
+        if db.dialect == "postgresql":
+            conn.execute(text("ALTER TABLE ledger_entries DISABLE TRIGGER ledger_append_only"))
+        else:
+            conn.execute(text("DROP TRIGGER IF EXISTS ledger_no_update"))
+            conn.execute(text("DROP TRIGGER IF EXISTS ledger_no_delete"))
+        conn.execute(text(sql))
+
+
+@pytest.fixture
+def tamper() -> Callable[[Database, str], None]:
+    """The :func:`tamper_ledger` function."""
+    return tamper_ledger

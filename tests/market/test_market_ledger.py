@@ -31,17 +31,6 @@ def busy_market(market: Market, seller, other_seller, buyer, listed) -> Market:
     return market
 
 
-def _tamper(db: Database, sql: str) -> None:
-    """Run ``sql`` as an attacker with table access would: bypassing the append-only guard."""
-    with db.engine.begin() as conn:
-        if db.dialect == "postgresql":
-            conn.execute(text("ALTER TABLE ledger_entries DISABLE TRIGGER ledger_append_only"))
-        else:
-            conn.execute(text("DROP TRIGGER IF EXISTS ledger_no_update"))
-            conn.execute(text("DROP TRIGGER IF EXISTS ledger_no_delete"))
-        conn.execute(text(sql))
-
-
 def _chains(market: Market) -> dict[int, list[LedgerEntry]]:
     with market.db.read() as s:
         rows = s.query(LedgerEntry).order_by(LedgerEntry.chain_id, LedgerEntry.chain_seq).all()
@@ -114,17 +103,17 @@ def test_ledger_rows_are_append_only_in_the_database(busy_market: Market) -> Non
         ("chain_seq", "chain_seq + 100"),
     ],
 )
-def test_editing_any_column_of_any_row_is_named(busy_market: Market, column, value) -> None:
+def test_editing_any_column_of_any_row_is_named(busy_market: Market, column, value, tamper) -> None:
     target = 7
-    _tamper(busy_market.db, f"UPDATE ledger_entries SET {column} = {value} WHERE seq = {target}")
+    tamper(busy_market.db, f"UPDATE ledger_entries SET {column} = {value} WHERE seq = {target}")
     report = busy_market.ledger_report()
     assert not report.ok
     assert report.first_bad_seq == target
     assert any(f"ledger row seq={target}:" in str(p) for p in report.problems)
 
 
-def test_deleted_and_appended_rows_are_detected(busy_market: Market, buyer) -> None:
-    _tamper(busy_market.db, "DELETE FROM ledger_entries WHERE seq = 5")  # buyer chain pos 3
+def test_deleted_and_appended_rows_are_detected(busy_market: Market, buyer, tamper) -> None:
+    tamper(busy_market.db, "DELETE FROM ledger_entries WHERE seq = 5")  # buyer chain pos 3
     report = busy_market.ledger_report()
     assert not report.ok and report.first_bad_seq == 6
     assert (
@@ -133,8 +122,8 @@ def test_deleted_and_appended_rows_are_detected(busy_market: Market, buyer) -> N
     )
 
 
-def test_truncated_chain_is_detected_by_its_head(busy_market: Market, buyer) -> None:
-    _tamper(busy_market.db, "DELETE FROM ledger_entries WHERE seq >= 8 AND seq <= 9")
+def test_truncated_chain_is_detected_by_its_head(busy_market: Market, buyer, tamper) -> None:
+    tamper(busy_market.db, "DELETE FROM ledger_entries WHERE seq >= 8 AND seq <= 9")
     report = busy_market.ledger_report()
     assert not report.ok
     assert any(
@@ -144,7 +133,9 @@ def test_truncated_chain_is_detected_by_its_head(busy_market: Market, buyer) -> 
     )
 
 
-def test_seal_catches_a_truncation_that_also_rewrites_the_head(busy_market: Market, buyer) -> None:
+def test_seal_catches_a_truncation_that_also_rewrites_the_head(
+    busy_market: Market, buyer, tamper
+) -> None:
     with busy_market.db.write() as s:
         sealed = seal(s)
     assert busy_market.ledger_report().ok and busy_market.ledger_report().n_seals == 1
@@ -152,7 +143,7 @@ def test_seal_catches_a_truncation_that_also_rewrites_the_head(busy_market: Mark
     # an attacker deletes the buyer's last purchase and rewinds its chain head to match
     with busy_market.db.read() as s:
         kept = s.scalar(select(LedgerEntry.row_hash).where(LedgerEntry.seq == 5))
-    _tamper(busy_market.db, "DELETE FROM ledger_entries WHERE seq >= 6 AND seq <= 9")
+    tamper(busy_market.db, "DELETE FROM ledger_entries WHERE seq >= 6 AND seq <= 9")
     with busy_market.db.engine.begin() as conn:
         conn.execute(
             text("UPDATE ledger_chains SET last_seq = 3, last_hash = :h WHERE account_id = :a"),
@@ -184,7 +175,7 @@ def test_cached_balance_edit_is_detected(busy_market: Market, buyer) -> None:
                for p in report.problems)  # fmt: skip
 
 
-def test_cli_upgrade_and_verify(tmp_path: Path) -> None:
+def test_cli_upgrade_and_verify(tmp_path: Path, tamper) -> None:
     url = f"sqlite:///{tmp_path / 'cli.db'}"
     runner = CliRunner()
     res = runner.invoke(db_app, ["upgrade", "--url", url])
@@ -203,7 +194,7 @@ def test_cli_upgrade_and_verify(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     assert "ledger OK: 4 rows, 2 transactions, sum 0, head seq 4" in res.output
 
-    _tamper(db, "UPDATE ledger_entries SET amount_minor = 7000 WHERE seq = 2")
+    tamper(db, "UPDATE ledger_entries SET amount_minor = 7000 WHERE seq = 2")
     res = runner.invoke(ledger_app, ["verify", "--url", url])
     assert res.exit_code == 1
     assert "ledger row seq=2: row_hash does not match" in res.output
@@ -213,7 +204,7 @@ def test_cli_upgrade_and_verify(tmp_path: Path) -> None:
 
 
 @pytest.mark.postgres
-def test_cli_verify_on_postgres(postgres_schema) -> None:
+def test_cli_verify_on_postgres(postgres_schema, tamper) -> None:
     from urllib.parse import quote
 
     url = f"{postgres_schema.url}?options={quote('-csearch_path=' + postgres_schema.name)}"
@@ -225,7 +216,7 @@ def test_cli_verify_on_postgres(postgres_schema) -> None:
     market.deposit(buyer.id, 1234)
     res = runner.invoke(ledger_app, ["verify", "--url", url])
     assert res.exit_code == 0 and "2 rows" in res.output
-    _tamper(db, "UPDATE ledger_entries SET memo = 'x' WHERE seq = 1")
+    tamper(db, "UPDATE ledger_entries SET memo = 'x' WHERE seq = 1")
     res = runner.invoke(ledger_app, ["verify", "--url", url])
     assert res.exit_code == 1 and "ledger row seq=1:" in res.output
     db.dispose()

@@ -112,14 +112,9 @@ def test_upgrade_rechains_seals_and_keeps_appending(legacy: Database) -> None:
         conn.execute(text("UPDATE ledger_entries SET memo = 'y' WHERE seq = 1"))
 
 
-def test_upgrade_refuses_a_tampered_ledger(legacy: Database) -> None:
+def test_upgrade_refuses_a_tampered_ledger(legacy: Database, tamper) -> None:
     _book_legacy(legacy)
-    with legacy.engine.begin() as conn:
-        if legacy.dialect == "postgresql":
-            conn.execute(text("ALTER TABLE ledger_entries DISABLE TRIGGER ledger_append_only"))
-        else:
-            conn.execute(text("DROP TRIGGER ledger_no_update"))
-        conn.execute(text("UPDATE ledger_entries SET amount_minor = 1000 WHERE seq = 2"))
+    tamper(legacy, "UPDATE ledger_entries SET amount_minor = 1000 WHERE seq = 2")
     with pytest.raises(RuntimeError, match="ledger row seq=2 fails verification"):
         upgrade(legacy.engine)
     assert current_revision(legacy.engine) == "0002_econ"  # nothing half-done
