@@ -54,6 +54,18 @@ def test_spraying_many_names_from_one_address_is_bounded(store: Database) -> Non
     t.admit("user-new", "10.9.9.8")
 
 
+def test_hostile_names_and_addresses_are_counted_safely(store: Database) -> None:
+    t = LoginThrottle(store, max_failures=2, window=60.0, clock=lambda: 5.0)
+    for name in ("seller\x00one", "x" * 500, "caf\u00e9 \u202e", "'; DROP TABLE accounts; --"):
+        for _ in range(2):
+            t.admit(name, "10.1.1.1")
+        with pytest.raises(TooManyRequests):
+            t.admit(name, "10.1.1.1")
+        assert t.failures(name, "10.1.1.1") == 2
+    t.admit("someone", "bad\x00address")
+    assert t.failures("someone", "bad\x00address") == 1
+
+
 def test_off_and_bad_settings(store: Database) -> None:
     off = LoginThrottle(store, max_failures=0)
     for _ in range(20):

@@ -31,6 +31,7 @@ cannot pick the address it is counted under.
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from collections.abc import Callable
 
@@ -42,6 +43,15 @@ from databazaar.market.db import Database
 from databazaar.market.models import LoginAttempt
 
 LOCAL_CLIENT = "local"
+_PLAIN = re.compile(r"[\x21-\x7e]*")
+
+
+def _storable(value: str) -> str:
+    """``value`` if it is short plain text, else a digest of it (NUL, control characters
+    and over-long strings can neither be stored as text everywhere nor be real names)."""
+    if len(value) <= 64 and _PLAIN.fullmatch(value):
+        return value
+    return "#" + hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:63]
 
 
 def _pair_lock_id(username: str, client: str) -> int:
@@ -76,8 +86,8 @@ class LoginThrottle:
 
     @staticmethod
     def _key(username: object, client: str | None) -> tuple[str, str]:
-        name = (username if isinstance(username, str) else "").strip().lower()[:64]
-        return name, (client or LOCAL_CLIENT)[:64]
+        name = (username if isinstance(username, str) else "").strip().lower()
+        return _storable(name), _storable(client or LOCAL_CLIENT)
 
     def _refuse(self, what: str, oldest: float, now: float) -> TooManyRequests:
         wait = int(max(0.0, oldest + self.window - now)) + 1
