@@ -97,6 +97,8 @@ def _login(econ: Any, user: str, password: str) -> Any:
 
 
 def _echo_json(obj: Any) -> None:
+    if hasattr(obj, "model_dump"):  # a typed view of databazaar.market.schemas
+        obj = obj.model_dump(mode="json", exclude_unset=True)
     typer.echo(json.dumps(obj, indent=2, default=str))
 
 

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from databazaar.core.money import format_minor
+
 DEMO_SELLERS = ("ada-labs", "bayes-data")
 DEMO_BUYER = "carol"
 DEMO_PASSWORD = "demo-password-1"
@@ -120,7 +122,7 @@ def run_market_demo(home: Path, say: Callable[[str], None]) -> dict[str, Any]:
             say(
                 f"{seller.username} listed {slug!r}: {ver.n_rows} rows x {ver.n_columns} "
                 f"columns ({ver.file_format}, sha256 {ver.sha256[:12]}...), "
-                f"price {price / 100:.2f} USD"
+                f"price {format_minor(price)}"
             )
 
         market.deposit(carol.id, 10_000)
@@ -128,15 +130,15 @@ def run_market_demo(home: Path, say: Callable[[str], None]) -> dict[str, Any]:
         hits = market.search("iris flowers", task="classification", max_price=5_000)
         say(
             "search 'iris flowers' (task=classification, price<=50.00): "
-            + ", ".join(f"{h.slug} ({h.price_minor / 100:.2f})" for h in hits.hits)
+            + ", ".join(f"{h.slug} ({format_minor(h.price_minor, code=False)})" for h in hits.hits)
         )
         token = market.login(DEMO_BUYER, DEMO_PASSWORD)
         buyer = market.authenticate(token.token)
         basket = ["iris-measurements", "product-reviews"]
         order = market.purchase(buyer, basket, "demo-order-1")
         say(
-            f"order {order.id}: {', '.join(basket)} for {order.total_minor / 100:.2f} USD "
-            f"(market fee {order.fee_minor / 100:.2f})"
+            f"order {order.id}: {', '.join(basket)} for {format_minor(order.total_minor)} "
+            f"(market fee {format_minor(order.fee_minor, code=False)})"
         )
         replay = market.purchase(buyer, basket, "demo-order-1")
         say(

@@ -41,6 +41,8 @@ MIN_PASSWORD = 8
 MAX_PASSWORD = 256
 LINK_SALT = "databazaar.download.v1"
 MAX_LINK_TTL = 7 * 24 * 3600
+#: Lifetime of a download link unless the caller asks otherwise (five minutes).
+DEFAULT_LINK_TTL = 300
 
 
 @functools.cache
@@ -149,11 +151,13 @@ def load_secret_key(home: Path, configured: str | None) -> str:
 
 @dataclass(frozen=True)
 class LinkClaims:
-    """What a valid download link grants: one account, one version, until ``expires``."""
+    """What a valid download link grants: one account, one version, until ``expires``;
+    a ``bound`` link works only for a request authenticated as that account."""
 
     account_id: int
     version_id: int
     expires: int
+    bound: bool = False
 
 
 class LinkSigner:
@@ -163,15 +167,25 @@ class LinkSigner:
         self._serializer = URLSafeSerializer(secret_key, salt=LINK_SALT)
 
     def sign(
-        self, account_id: int, version_id: int, ttl_seconds: int, *, now: float | None = None
+        self,
+        account_id: int,
+        version_id: int,
+        ttl_seconds: int = DEFAULT_LINK_TTL,
+        *,
+        now: float | None = None,
+        bound: bool = False,
     ) -> tuple[str, int]:
-        """A link token valid for ``ttl_seconds`` (1 s to 7 days) and its expiry time."""
+        """A link token valid for ``ttl_seconds`` (1 s to 7 days) and its expiry time;
+        ``bound`` ties it to the account (see :class:`LinkClaims`)."""
         if isinstance(ttl_seconds, bool) or not isinstance(ttl_seconds, int):
             raise InvalidInput("ttl_seconds must be an integer")
         if not (1 <= ttl_seconds <= MAX_LINK_TTL):
             raise InvalidInput(f"ttl_seconds must be between 1 and {MAX_LINK_TTL}")
         expires = int(now if now is not None else time.time()) + ttl_seconds
-        token = self._serializer.dumps({"a": account_id, "v": version_id, "e": expires})
+        claims: dict[str, int] = {"a": account_id, "v": version_id, "e": expires}
+        if bound:
+            claims["b"] = 1
+        token = self._serializer.dumps(claims)
         return str(token), expires
 
     def check(self, token: str, *, now: float | None = None) -> LinkClaims:
@@ -183,7 +197,9 @@ class LinkSigner:
         except BadSignature:
             raise Forbidden("invalid download link", hint="request a new link") from None
         try:
-            claims = LinkClaims(int(data["a"]), int(data["v"]), int(data["e"]))
+            claims = LinkClaims(
+                int(data["a"]), int(data["v"]), int(data["e"]), bool(data.get("b", 0))
+            )
         except (KeyError, TypeError, ValueError):
             raise Forbidden("invalid download link") from None
         current = now if now is not None else time.time()

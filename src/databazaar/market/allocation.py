@@ -51,7 +51,7 @@ from typing import Any
 import numpy as np
 
 from databazaar.core.errors import InvalidInput
-from databazaar.market.pricing.base import check_minor
+from databazaar.core.money import check_minor
 from databazaar.valuation.result import ValuationResult
 
 METHODS = ("knn", "exact", "tmc", "ads")

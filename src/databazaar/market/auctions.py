@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -30,9 +29,7 @@ from databazaar.market.models import Account, Grant, Role
 from databazaar.market.orders import run_booking
 from databazaar.market.pricing import Quote, SecondPriceAuction
 from databazaar.market.sales import record_sale
-
-if TYPE_CHECKING:
-    from databazaar.market.schemas import AccountOut
+from databazaar.market.schemas import AccountOut, AuctionOut, AuctionResultOut, BidOut
 
 
 def open_auction_of(s: Session, product_id: int, *, lock: bool = False) -> EconAuction | None:
@@ -50,7 +47,7 @@ class Auctions(EconomicsBase):
 
     def open_auction(
         self, account: AccountOut, slug: str, reserve_minor: int, units: int = 1
-    ) -> dict[str, Any]:
+    ) -> AuctionOut:
         """Open a sealed-bid auction of ``units`` licences (one open auction per product)."""
         mech = SecondPriceAuction(reserve_minor, units)
         with self.market.db.write() as s:
@@ -74,15 +71,15 @@ class Auctions(EconomicsBase):
             else:
                 row.mechanism, row.config = mech.name, mech.config()
             s.flush()
-            return {
-                "auction_id": auc.id,
-                "slug": slug,
-                "reserve_minor": auc.reserve_minor,
-                "units": auc.units,
-                "status": "open",
-            }
+            return AuctionOut(
+                auction_id=auc.id,
+                slug=prod.slug,
+                reserve_minor=auc.reserve_minor,
+                units=auc.units,
+                status="open",
+            )
 
-    def place_bid(self, account: AccountOut, slug: str, amount_minor: int) -> dict[str, Any]:
+    def place_bid(self, account: AccountOut, slug: str, amount_minor: int) -> BidOut:
         """Place (or replace) a sealed bid; the buyer must be able to pay it now."""
         access.require_role(Role(account.role), {Role.buyer}, "bid")
         amount = v.check_amount(amount_minor)
@@ -111,9 +108,9 @@ class Auctions(EconomicsBase):
             else:
                 bid.amount_minor = amount
             s.flush()
-            return {"auction_id": auc.id, "slug": prod.slug, "amount_minor": amount, "sealed": True}
+            return BidOut(auction_id=auc.id, slug=prod.slug, amount_minor=amount, sealed=True)
 
-    def close_auction(self, account: AccountOut, slug: str) -> dict[str, Any]:
+    def close_auction(self, account: AccountOut, slug: str) -> AuctionResultOut:
         """Clear the auction and sell licences to the winners at the clearing price.
 
         A winner whose balance no longer covers the clearing price is disqualified and
@@ -121,7 +118,7 @@ class Auctions(EconomicsBase):
         only raise the others' price up to their own bids).
         """
 
-        def attempt(s: Session) -> dict[str, Any]:
+        def attempt(s: Session) -> AuctionResultOut:
             prod = load_product(s, slug, lock=True, eager=False)
             require_owner(prod, account)
             auc = open_auction_of(s, prod.id, lock=True)
@@ -174,6 +171,6 @@ class Auctions(EconomicsBase):
             auc.outcome = {**outcome.to_dict(), "disqualified": disqualified}
             auc.closed_at = datetime.now(UTC)
             s.flush()
-            return {"auction_id": auc.id, "outcome": auc.outcome, "sales": sales}
+            return AuctionResultOut(auction_id=auc.id, outcome=auc.outcome, sales=sales)
 
         return run_booking(self.market.db, attempt, lambda s: None)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 from sqlalchemy import delete, select
@@ -34,10 +34,8 @@ from databazaar.market.common import (
 from databazaar.market.econ_models import EconBundle, EconContributor, EconSplit, EconValuation
 from databazaar.market.models import Account, Blob, Role
 from databazaar.market.sales import split_out
+from databazaar.market.schemas import AccountOut, BundleOut, SplitOut, ValuationOut
 from databazaar.market.settlement import latest_valuation
-
-if TYPE_CHECKING:
-    from databazaar.market.schemas import AccountOut
 
 MAX_REFERENCE_ROWS = 5_000
 
@@ -78,7 +76,7 @@ class Bundles(EconomicsBase):
         order: Sequence[str] | None = None,
         k: int = 5,
         random_state: int = 0,
-    ) -> dict[str, Any]:
+    ) -> BundleOut:
         """Declare a multi-seller product and value its contributors.
 
         Args:
@@ -180,14 +178,14 @@ class Bundles(EconomicsBase):
             )
             s.add(val)
             s.flush()
-            return {
-                "valuation_id": val.id,
-                "digest": digest,
-                "valuation": record,
-                "contributors": dict(contributors),
-            }
+            return BundleOut(
+                valuation_id=val.id,
+                digest=digest,
+                valuation=record,
+                contributors={str(g): str(u) for g, u in contributors.items()},
+            )
 
-    def valuation(self, slug: str) -> dict[str, Any]:
+    def valuation(self, slug: str) -> ValuationOut:
         """The latest valuation of a bundle."""
         with self.market.db.read() as s:
             prod = load_product(s, slug, eager=False)
@@ -196,9 +194,9 @@ class Bundles(EconomicsBase):
                 raise NotFound(
                     f"product {slug!r} is not a valued bundle", hint="register the bundle"
                 )
-            return {"valuation_id": val.id, "digest": val.digest, "valuation": val.record}
+            return ValuationOut(valuation_id=val.id, digest=val.digest, valuation=val.record)
 
-    def splits(self, account: AccountOut, slug: str) -> list[dict[str, Any]]:
+    def splits(self, account: AccountOut, slug: str) -> list[SplitOut]:
         """Every revenue split of a product (its owner, its contributors, or an admin)."""
         with self.market.db.read() as s:
             prod = load_product(s, slug, eager=False)

@@ -22,6 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from databazaar.core.errors import Conflict, Forbidden, InvalidInput, NotFound
+from databazaar.core.io import read_table
 from databazaar.market import validation as v
 from databazaar.market.models import Account, Product, ProductVersion, Role, VersionStatus
 
@@ -175,12 +176,10 @@ class EconomicsBase:
             return int(self._rng.integers(0, 2**31 - 1))
 
     def _read_version(self, ver: ProductVersion) -> pd.DataFrame:
-        from databazaar.market.profile import read_upload
-
         path = self.market.blobs.path_for(ver.blob_sha256)
         if not path.is_file():
             raise NotFound("the product's file is missing from the store", hint="contact the admin")
-        return read_upload(path, ver.file_format)
+        return read_table(path, ver.file_format)
 
     def table(self, slug: str) -> pd.DataFrame:
         """The latest published version of a product as a DataFrame (server side only)."""

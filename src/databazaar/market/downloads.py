@@ -12,8 +12,9 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from databazaar.core.errors import Forbidden, NotFound
+from databazaar.core.errors import Forbidden, InvalidInput, NotFound
 from databazaar.market import validation as v
+from databazaar.market.access import DEFAULT_LINK_TTL
 from databazaar.market.common import MarketBase, is_owner, load_product
 from databazaar.market.models import (
     Account,
@@ -54,10 +55,20 @@ class Downloads(MarketBase):
         slug: str,
         number: int | None = None,
         *,
-        ttl_seconds: int = 600,
+        ttl_seconds: int = DEFAULT_LINK_TTL,
         base_url: str = "/api/downloads/",
+        bind_to_account: bool = False,
     ) -> DownloadLinkOut:
-        """An expiring signed link to a published version (the latest by default)."""
+        """An expiring signed link to a published version (the latest by default).
+
+        Links live :data:`~databazaar.market.access.DEFAULT_LINK_TTL` seconds (five
+        minutes) unless ``ttl_seconds`` says otherwise (at most 7 days).  Anyone holding
+        a plain link can fetch the file until it expires (and while the account keeps
+        access); with ``bind_to_account`` the link works only for a request that also
+        authenticates as the same account (:meth:`resolve_download` with ``account``).
+        """
+        if not isinstance(bind_to_account, bool):
+            raise InvalidInput("bind_to_account must be true or false")
         with self.db.read() as s:
             prod = load_product(s, v.check_slug(slug))
             if not may_download(s, account.id, account.role, prod.id, prod.seller_id):
@@ -74,18 +85,31 @@ class Downloads(MarketBase):
                 ver = next((x for x in candidates if x.number == number), None)
                 if ver is None:
                     raise NotFound(f"product {slug!r} has no version {number}")
-            token, expires = self.signer.sign(account.id, ver.id, ttl_seconds)
+            token, expires = self.signer.sign(
+                account.id, ver.id, ttl_seconds, bound=bind_to_account
+            )
             return DownloadLinkOut(
                 url=base_url + token,
                 token=token,
                 expires_at=expires,
                 sha256=ver.blob_sha256,
                 filename=ver.filename,
+                bound=bind_to_account,
             )
 
-    def resolve_download(self, token: str, *, now: float | None = None) -> tuple[Path, str, str]:
-        """``(path, filename, media_type)`` for a valid link whose holder still has access."""
+    def resolve_download(
+        self, token: str, *, now: float | None = None, account: AccountOut | None = None
+    ) -> tuple[Path, str, str]:
+        """``(path, filename, media_type)`` for a valid link whose holder still has access.
+
+        A link bound to its account also needs ``account`` to be that account.
+        """
         claims = self.signer.check(token, now=now)
+        if claims.bound and (account is None or account.id != claims.account_id):
+            raise Forbidden(
+                "this download link is bound to the account that requested it",
+                hint="send that account's API token with the download",
+            )
         with self.db.read() as s:
             ver = s.get(ProductVersion, claims.version_id)
             acc = s.get(Account, claims.account_id)

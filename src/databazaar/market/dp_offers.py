@@ -9,15 +9,13 @@ remaining budget cannot cover.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from databazaar.core.errors import InvalidInput
 from databazaar.market.common import EconomicsBase, latest_published, load_product, require_owner
 from databazaar.market.econ_models import EPS_UNIT
 from databazaar.market.privacy import PrivacyAccountant, check_columns
-
-if TYPE_CHECKING:
-    from databazaar.market.schemas import AccountOut
+from databazaar.market.schemas import AccountOut, DpBudgetOut, DpReleaseOut
 
 
 class DpOffers(EconomicsBase):
@@ -25,7 +23,7 @@ class DpOffers(EconomicsBase):
 
     def offer_dp(
         self, account: AccountOut, slug: str, epsilon_total: float, columns: Mapping[str, Any]
-    ) -> dict[str, Any]:
+    ) -> DpBudgetOut:
         """Offer DP statistics of a product under a total privacy budget."""
         cols = check_columns(columns)
         with self.market.db.read() as s:
@@ -41,20 +39,20 @@ class DpOffers(EconomicsBase):
             PrivacyAccountant(s).set_budget(prod.id, epsilon_total, cols)
         return self.dp_budget(slug)
 
-    def dp_budget(self, slug: str) -> dict[str, Any]:
+    def dp_budget(self, slug: str) -> DpBudgetOut:
         """The product's DP offer: columns, budget, spent and remaining epsilon."""
         with self.market.db.read() as s:
             prod = load_product(s, slug, eager=False)
             acct = PrivacyAccountant(s)
             row = acct.budget(prod.id)
-            return {
-                "slug": slug,
-                "columns": row.columns,
-                "epsilon_total": row.epsilon_total_micro / EPS_UNIT,
-                "epsilon_spent": row.epsilon_spent_micro / EPS_UNIT,
-                "epsilon_remaining": (row.epsilon_total_micro - row.epsilon_spent_micro) / EPS_UNIT,
-                "n_releases": len(acct.releases(prod.id)),
-            }
+            return DpBudgetOut(
+                slug=prod.slug,
+                columns=row.columns,
+                epsilon_total=row.epsilon_total_micro / EPS_UNIT,
+                epsilon_spent=row.epsilon_spent_micro / EPS_UNIT,
+                epsilon_remaining=(row.epsilon_total_micro - row.epsilon_spent_micro) / EPS_UNIT,
+                n_releases=len(acct.releases(prod.id)),
+            )
 
     def dp_query(
         self,
@@ -65,7 +63,7 @@ class DpOffers(EconomicsBase):
         epsilon: float = 0.1,
         *,
         random_state: Any = None,
-    ) -> dict[str, Any]:
+    ) -> DpReleaseOut:
         """Release one DP statistic, spending ``epsilon`` of the product's budget.
 
         Refused with :class:`~databazaar.core.errors.BudgetExceeded` (nothing spent)
@@ -79,6 +77,7 @@ class DpOffers(EconomicsBase):
         seed = random_state if random_state is not None else self._seed()
         with self.market.db.write() as s:
             prod = load_product(s, slug, eager=False)
-            return PrivacyAccountant(s).spend(
+            result = PrivacyAccountant(s).spend(
                 prod.id, account.id, frame, statistic, column, epsilon, random_state=seed
             )
+        return DpReleaseOut.model_validate(result)

@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from databazaar.core.errors import Conflict, InvalidInput, NotFound
+from databazaar.core.io import read_table, table_format
 from databazaar.market import access, search
 from databazaar.market import validation as v
 from databazaar.market.common import (
@@ -35,7 +36,7 @@ from databazaar.market.models import (
     VersionStatus,
     VersionTag,
 )
-from databazaar.market.profile import MEDIA_TYPES, format_for, profile_table, read_upload
+from databazaar.market.profile import MEDIA_TYPES, profile_table
 from databazaar.market.schemas import AccountOut, ColumnOut, ListingOut, ProductOut, VersionOut
 
 CARD_FIELDS = ("description", "license", "task", "provenance", "tags", "title")
@@ -159,7 +160,7 @@ class Products(MarketBase):
         access.require_role(Role(account.role), {Role.seller}, "upload data")
         slug = v.check_slug(slug)
         filename = v.check_filename(filename)
-        fmt = format_for(filename)
+        fmt = table_format(filename)
         fields = card_fields(card)
         fields.pop("title", None)
         for required in ("license", "task"):
@@ -170,7 +171,7 @@ class Products(MarketBase):
             require_owner(prod, account)
         staged = self.blobs.stage(stream, self.max_upload_bytes)
         try:
-            df = read_upload(staged.path, fmt)
+            df = read_table(staged.path, fmt)
             prof = profile_table(df, fmt)
             with self.db.write() as s:
                 prod = load_product(s, slug, lock=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from sqlalchemy import select
@@ -52,9 +52,7 @@ from databazaar.market.pricing import (
     SelectionQuery,
     mechanism_from_config,
 )
-
-if TYPE_CHECKING:
-    from databazaar.market.schemas import AccountOut
+from databazaar.market.schemas import AccountOut, PricingOut, SaleOrderOut, SaleOut, SplitOut
 
 MAX_ANSWER_ROWS = 10_000
 
@@ -68,7 +66,7 @@ def record_sale(
     deliverable: dict[str, Any],
     key: str,
     req_hash: str,
-) -> dict[str, Any]:
+) -> SaleOut:
     """Book one sale under a mechanism in the caller's write transaction (head locked).
 
     Datasets and auction licences grant access (refused when the buyer already has
@@ -100,38 +98,40 @@ def record_sale(
     return sale_out(s, sale, replayed=False)
 
 
-def sale_out(s: Session, sale: EconSale, *, replayed: bool) -> dict[str, Any]:
+def sale_out(s: Session, sale: EconSale, *, replayed: bool) -> SaleOut:
+    """The public view of a sale with its order and revenue splits."""
     order = s.get_one(Order, sale.order_id)
     prod = s.get_one(Product, sale.product_id)
     splits = s.scalars(select(EconSplit).where(EconSplit.order_id == order.id)).all()
-    return {
-        "sale_id": sale.id,
-        "slug": prod.slug,
-        "mechanism": sale.mechanism,
-        "order": {
-            "id": order.id,
-            "total_minor": order.total_minor,
-            "fee_minor": order.fee_minor,
-            "txn_id": order.txn_id,
-            "idempotency_key": order.idempotency_key,
-        },
-        "quote": sale.quote,
-        "deliverable": sale.deliverable,
-        "splits": [split_out(x) for x in splits],
-        "replayed": replayed,
-    }
+    return SaleOut(
+        sale_id=sale.id,
+        slug=prod.slug,
+        mechanism=sale.mechanism,
+        order=SaleOrderOut(
+            id=order.id,
+            total_minor=order.total_minor,
+            fee_minor=order.fee_minor,
+            txn_id=order.txn_id,
+            idempotency_key=order.idempotency_key,
+        ),
+        quote=sale.quote,
+        deliverable=sale.deliverable,
+        splits=[split_out(x) for x in splits],
+        replayed=replayed,
+    )
 
 
-def split_out(x: EconSplit) -> dict[str, Any]:
-    return {
-        "id": x.id,
-        "txn_id": x.txn_id,
-        "order_id": x.order_id,
-        "valuation_id": x.valuation_id,
-        "total_minor": x.total_minor,
-        "shares": x.shares,
-        "rule": x.rule,
-    }
+def split_out(x: EconSplit) -> SplitOut:
+    """The public view of a revenue split."""
+    return SplitOut(
+        id=x.id,
+        txn_id=x.txn_id,
+        order_id=x.order_id,
+        valuation_id=x.valuation_id,
+        total_minor=x.total_minor,
+        shares=x.shares,
+        rule=x.rule,
+    )
 
 
 class Sales(EconomicsBase):
@@ -139,7 +139,7 @@ class Sales(EconomicsBase):
 
     def set_pricing(
         self, account: AccountOut, slug: str, mechanism: str, config: Mapping[str, Any]
-    ) -> dict[str, Any]:
+    ) -> PricingOut:
         """Choose the pricing mechanism of a product (its owner or an admin).
 
         The configuration is validated by the mechanism; query pricing is checked
@@ -166,7 +166,7 @@ class Sales(EconomicsBase):
                 s.add(EconPricing(product_id=prod.id, mechanism=mech.name, config=mech.config()))
             else:
                 row.mechanism, row.config = mech.name, mech.config()
-        return {"slug": slug, "mechanism": mech.name, "config": mech.config()}
+        return PricingOut(slug=slug, mechanism=mech.name, config=mech.config())
 
     def mechanism_for(self, slug: str) -> PricingMechanism:
         """The product's mechanism (``posted`` at the listing price when none was chosen)."""
@@ -277,7 +277,7 @@ class Sales(EconomicsBase):
         slug: str,
         request: Mapping[str, Any] | None,
         idempotency_key: str,
-    ) -> dict[str, Any]:
+    ) -> SaleOut:
         """Buy ``slug`` under its pricing mechanism (one transaction; idempotent by key).
 
         ``request`` is the mechanism's request (``{"query": ...}``, ``{"variance": ...}``,
@@ -297,7 +297,7 @@ class Sales(EconomicsBase):
             canonical_json({"econ": slug, "request": request}).encode()
         ).hexdigest()
 
-        def replay(s: Session) -> dict[str, Any] | None:
+        def replay(s: Session) -> SaleOut | None:
             return self._existing(s, account.id, key, req_hash)
 
         with self.market.db.read() as s:
@@ -310,7 +310,7 @@ class Sales(EconomicsBase):
                 f"product {slug!r} is sold by sealed-bid auction", hint="place a bid instead"
             )
 
-        def attempt(s: Session) -> dict[str, Any]:
+        def attempt(s: Session) -> SaleOut:
             ledger.lock_chain(s, account.id)  # this buyer's purchases queue; the check is final
             done = replay(s)
             if done is not None:
@@ -318,14 +318,13 @@ class Sales(EconomicsBase):
             out = record_sale(
                 s, self.market.fee_bps, account.id, slug, quote, deliverable, key, req_hash
             )
-            out.update(extras)
+            if "rows" in extras:
+                out.rows = extras["rows"]
             return out
 
         return run_booking(self.market.db, attempt, replay)
 
-    def _existing(
-        self, s: Session, buyer_id: int, key: str, req_hash: str
-    ) -> dict[str, Any] | None:
+    def _existing(self, s: Session, buyer_id: int, key: str, req_hash: str) -> SaleOut | None:
         order = keyed_order(s, buyer_id, key, req_hash)
         if order is None:
             return None
@@ -334,7 +333,7 @@ class Sales(EconomicsBase):
             raise Conflict(f"idempotency key {key!r} belongs to a plain market order")
         return sale_out(s, sale, replayed=True)
 
-    def sale(self, account: AccountOut, sale_id: int) -> dict[str, Any]:
+    def sale(self, account: AccountOut, sale_id: int) -> SaleOut:
         """One sale (its buyer, the seller or an admin); query answers are re-derived."""
         with self.market.db.read() as s:
             sale = s.get(EconSale, sale_id)
@@ -357,5 +356,5 @@ class Sales(EconomicsBase):
             frame = self._read_version(ver)
             query = SelectionQuery.parse(sale.deliverable["query"])
             answer = frame.loc[query.mask(frame)].reset_index(drop=True)
-            out["rows"] = json.loads(answer.to_json(orient="records"))
+            out.rows = json.loads(answer.to_json(orient="records"))
         return out

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from databazaar.core.errors import InvalidInput
-from databazaar.market.pricing.base import PricingMechanism, Quote, check_minor, register
+from databazaar.core.money import check_minor
+from databazaar.market.pricing.base import PricingMechanism, Quote, register
 
 MAX_UNITS = 1000
 MAX_BIDS = 100_000

@@ -27,26 +27,10 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from databazaar.core.errors import InvalidInput
+from databazaar.core.money import check_minor
 
 #: What a buyer receives for a quote.
 DELIVERABLES = ("dataset", "query-answer", "model", "licence")
-
-#: Largest price any mechanism quotes (10^12 minor units, ten billion USD).
-MAX_PRICE_MINOR = 10**12
-
-
-def check_minor(value: Any, name: str = "price", *, allow_zero: bool = True) -> int:
-    """An amount of money in integer minor units (cents); floats and bools are refused."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidInput(
-            f"{name} must be an integer number of minor units (cents), got {value!r}",
-            hint="money is never a float: 12.50 USD is 1250",
-        )
-    if value < 0 or (value == 0 and not allow_zero):
-        raise InvalidInput(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
-    if value > MAX_PRICE_MINOR:
-        raise InvalidInput(f"{name} {value} is larger than the limit {MAX_PRICE_MINOR}")
-    return value
 
 
 def check_keys(request: Mapping[str, Any], allowed: Iterable[str], what: str) -> None:

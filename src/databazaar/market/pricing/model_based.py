@@ -44,7 +44,8 @@ from typing import Any
 import numpy as np
 
 from databazaar.core.errors import InvalidInput
-from databazaar.market.pricing.base import PricingMechanism, Quote, check_minor, register
+from databazaar.core.money import check_minor
+from databazaar.market.pricing.base import PricingMechanism, Quote, register
 
 MIN_VARIANCE = 1e-12
 MAX_VARIANCE = 1e12

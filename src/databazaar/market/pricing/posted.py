@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from databazaar.market.pricing.base import PricingMechanism, Quote, check_minor, register
+from databazaar.core.money import check_minor
+from databazaar.market.pricing.base import PricingMechanism, Quote, register
 
 
 @register

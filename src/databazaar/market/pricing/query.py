@@ -45,7 +45,8 @@ import numpy as np
 import pandas as pd
 
 from databazaar.core.errors import InvalidInput
-from databazaar.market.pricing.base import PricingMechanism, Quote, check_minor, register
+from databazaar.core.money import check_minor
+from databazaar.market.pricing.base import PricingMechanism, Quote, register
 
 Scalar = str | int | float | bool
 MAX_COLUMNS = 32

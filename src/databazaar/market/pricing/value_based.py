@@ -25,7 +25,8 @@ from fractions import Fraction
 from typing import Any
 
 from databazaar.core.errors import InvalidInput
-from databazaar.market.pricing.base import PricingMechanism, Quote, check_minor, register
+from databazaar.core.money import check_minor
+from databazaar.market.pricing.base import PricingMechanism, Quote, register
 
 
 def _finite(value: Any, name: str) -> float:

@@ -33,6 +33,7 @@ from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
 
 from databazaar.core.errors import DatabazaarError, Forbidden, InvalidInput, NotFound, Unauthorized
+from databazaar.core.money import format_minor, parse_decimal
 from databazaar.market.service import Market
 from databazaar.server.deps import client_address
 from databazaar.server.web import statements
@@ -54,7 +55,6 @@ from databazaar.server.web.rendering import (
     STATIC_DIR,
     Renderer,
     optional_money,
-    parse_money,
     redirect,
     safe_next,
 )
@@ -401,7 +401,7 @@ def set_listing(
     account = form_user(sess, csrf_token, "seller")
     on_sale = active == "on"
     try:
-        listing = market.set_listing(account, slug, parse_money(price), active=on_sale)
+        listing = market.set_listing(account, slug, parse_decimal(price), active=on_sale)
     except DatabazaarError as exc:
         if isinstance(exc, Unauthorized | NotFound | Forbidden):
             raise
@@ -410,7 +410,7 @@ def set_listing(
         return render(request, sess, "sell_manage.html", ctx, status=exc.http_status)
     state = "on sale" if listing.active else "off sale"
     p = listing.price_minor
-    sess.flash(f"{slug} is {state} at {p // 100}.{p % 100:02d} {listing.currency}.", "success")
+    sess.flash(f"{slug} is {state} at {format_minor(p, listing.currency)}.", "success")
     return redirect(sess, f"/sell/products/{slug}")
 
 
@@ -474,7 +474,7 @@ def admin_deposit(
     form_user(sess, csrf_token, "admin")
     try:
         target = market.account_by_name(username.strip())
-        done = market.deposit(target.id, parse_money(amount, "amount"), memo=memo or "deposit")
+        done = market.deposit(target.id, parse_decimal(amount, "amount"), memo=memo or "deposit")
     except DatabazaarError as exc:
         if isinstance(exc, Unauthorized):
             raise
@@ -486,7 +486,7 @@ def admin_deposit(
         return render(request, sess, "admin.html", ctx, status=exc.http_status)
     bal = done.account.balance_minor
     sess.flash(
-        f"Deposited to {done.account.username}; balance now {bal // 100}.{bal % 100:02d} USD.",
+        f"Deposited to {done.account.username}; balance now {format_minor(bal)}.",
         "success",
     )
     return redirect(sess, "/admin")
