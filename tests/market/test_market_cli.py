@@ -45,7 +45,7 @@ def test_serve_runs_the_api_on_the_sqlite_default(tmp_path: Path, http_subproces
                                                            "DATABAZAAR_DATABASE_URL")}  # fmt: skip
     env["DATABAZAAR_HOME"] = str(tmp_path)
     code = (
-        f"from databazaar.cli.market import serve; serve('127.0.0.1', {port}, log_level='warning')"
+        f"from databazaar.server.app import serve; serve('127.0.0.1', {port}, log_level='warning')"
     )
     _, r = http_subprocess(code, f"http://127.0.0.1:{port}/api/health", env)
     assert r.json() == {"status": "ok", "database": "sqlite"}

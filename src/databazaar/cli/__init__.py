@@ -254,11 +254,24 @@ _add_market_commands()
 def serve_cmd(
     host: Annotated[str, typer.Option("--host", help="interface to bind")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="TCP port")] = 8000,
+    workers: Annotated[
+        int, typer.Option("--workers", min=1, max=64, help="worker processes (uvicorn)")
+    ] = 1,
+    log_level: Annotated[
+        str, typer.Option("--log-level", help="critical, error, warning, info, debug or trace")
+    ] = "info",
+    access_log: Annotated[
+        bool, typer.Option("--access-log/--no-access-log", help="log every request")
+    ] = True,
 ) -> None:
-    """Serve the market API (and web UI) on the data home's store (DATABAZAAR_HOME)."""
-    from databazaar.cli.market import serve
+    """Serve the market API and web pages on the data home's store (DATABAZAAR_HOME).
 
-    serve(host, port)
+    The store is migrated first; then WORKERS processes share the port.  Login throttling
+    and cached catalog answers are kept in the store, so every worker sees the same.
+    """
+    from databazaar.server.app import serve
+
+    serve(host, port, workers=workers, log_level=log_level, access_log=access_log)
 
 
 # ----------------------------------------------------------------------------- demo

@@ -1,10 +1,12 @@
-"""``databazaar db``, ``databazaar ledger`` and ``databazaar serve``: the market's commands.
+"""``databazaar db`` and ``databazaar ledger``: the market's commands.
 
 * ``db_app``: ``databazaar db upgrade`` (run the packaged Alembic migrations) and
   ``databazaar db create-admin`` (the only way to make an admin account);
-* ``ledger_app``: ``databazaar ledger verify`` (recompute the hash chain and balances;
-  exit code 0 when intact, 1 with the offending rows named otherwise);
-* :func:`serve`: run the HTTP API with uvicorn.
+* ``ledger_app``: ``databazaar ledger verify`` (recompute the hash chains, seals and
+  balances; exit code 0 when intact, 1 with the offending rows named otherwise) and
+  ``databazaar ledger seal`` (append every chain head to the global chain).
+
+``databazaar serve`` is :func:`databazaar.server.app.serve`.
 
 Only ``typer`` is imported at module level; everything heavy loads inside the commands.
 """
@@ -103,7 +105,7 @@ def ledger_verify(
     url: UrlOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
 ) -> None:
-    """Recompute the ledger's hash chain, double entry and balances; name any bad row."""
+    """Recompute the ledger's hash chains, seals, double entry and balances; name any bad row."""
     import json
 
     from databazaar.market import ledger
@@ -120,7 +122,8 @@ def ledger_verify(
     elif report.ok:
         typer.echo(
             f"ledger OK: {report.n_rows} rows, {report.n_transactions} transactions, "
-            f"sum {report.total_minor}, head seq {report.head_seq}"
+            f"sum {report.total_minor}, head seq {report.head_seq}, {report.n_chains} chains, "
+            f"{report.n_seals} seals"
         )
     else:
         typer.echo(f"ledger FAILED verification ({len(report.problems)} problems):", err=True)
@@ -130,26 +133,27 @@ def ledger_verify(
         raise typer.Exit(code=1)
 
 
-def serve(host: str = "127.0.0.1", port: int = 8000, *, log_level: str = "info") -> None:
-    """Serve the market API (OpenAPI at ``/docs``) and the web pages with uvicorn.
+@ledger_app.command("seal")
+def ledger_seal(url: UrlOption = None) -> None:
+    """Seal every account chain's head into the global chain (run it periodically, e.g. cron).
 
-    Runs until interrupted.
-
-    The store comes from the settings: ``DATABASE_URL`` if set, else the SQLite file in
-    ``DATABAZAAR_HOME``; it is migrated on start.
+    A seal fixes each chain's position and hash: a later deletion or rewrite of a sealed
+    row is caught by ``ledger verify`` even if the chain heads are rewritten with it.
     """
-    import uvicorn
+    import json
 
-    from databazaar.server.app import create_app
+    from databazaar.market import ledger
+    from databazaar.market.db import Database
 
-    app = create_app()
-    try:  # the web pages are optional: serve the JSON API alone without them
-        from databazaar.server.web import mount_web
-    except ImportError:
-        pass
-    else:
-        mount_web(app)
-    uvicorn.run(app, host=host, port=port, log_level=log_level)
+    db = Database.from_url(_url(url))
+    try:
+        with db.write() as session:
+            seal = ledger.seal(session)
+            n_chains = len(json.loads(seal.heads))
+            typer.echo(f"ledger sealed: seal {seal.id}, {n_chains} chains, "
+                       f"hash {seal.seal_hash[:16]}")  # fmt: skip
+    finally:
+        db.dispose()
 
 
-__all__ = ["db_app", "ledger_app", "serve"]
+__all__ = ["db_app", "ledger_app"]

@@ -60,6 +60,11 @@ class Settings(BaseSettings):
     login_window_seconds: float = Field(
         default=900.0, gt=0, description="window of the failed-login count and lockout"
     )
+    trusted_proxies: str = Field(
+        default="",
+        description="comma-separated addresses of reverse proxies whose X-Forwarded-For "
+        "is believed ('*' for any); empty: the TCP peer is the client",
+    )
 
     @property
     def resolved_database_url(self) -> str:

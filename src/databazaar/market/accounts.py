@@ -2,7 +2,8 @@
 
 Passwords are hashed with argon2 (:mod:`databazaar.market.access`); API tokens are
 stored as a lookup id plus a hash, so the clear token exists only in the response that
-issues it.  Login failures are counted by :class:`~databazaar.market.access.LoginThrottle`.
+issues it.  Login failures are counted per (username, client address) in the store by
+:class:`~databazaar.market.throttle.LoginThrottle`.
 """
 
 from __future__ import annotations
@@ -80,24 +81,29 @@ class Accounts(MarketBase):
             return account_out(acc)
 
     def login(
-        self, username: str, password: str, *, ttl: timedelta | None = DEFAULT_TOKEN_TTL
+        self,
+        username: str,
+        password: str,
+        *,
+        ttl: timedelta | None = DEFAULT_TOKEN_TTL,
+        client: str | None = None,
     ) -> TokenOut:
         """Check a password and issue an API token (the same error for any failure).
 
-        After ``login_throttle.max_failures`` failures for a username within its window,
-        further attempts are refused with :class:`TooManyRequests` (HTTP 429) before the
-        password is checked.
+        After ``login_throttle.max_failures`` failures for a username from one ``client``
+        address within its window, further attempts from there are refused with
+        :class:`TooManyRequests` (HTTP 429) before the password is checked
+        (:mod:`databazaar.market.throttle`).
         """
         acc = None
-        self.login_throttle.check(username)
+        self.login_throttle.admit(username, client)
         if isinstance(username, str) and v.USERNAME_RE.fullmatch(username):
             with self.db.read() as s:
                 acc = s.scalar(select(Account).where(Account.username == username))
         ok = access.check_password(acc.password_hash if acc is not None else None, password)
         if not ok or acc is None:
-            self.login_throttle.failed(username)
             raise Unauthorized("wrong username or password")
-        self.login_throttle.succeeded(username)
+        self.login_throttle.succeeded(username, client)
         return self.issue_token(acc.id, name="login", ttl=ttl)
 
     def issue_token(
@@ -126,13 +132,18 @@ class Accounts(MarketBase):
         """The account an API token belongs to; :class:`Unauthorized` if invalid."""
         lookup, secret = access.split_token(token)
         with self.db.read() as s:
-            row = s.scalar(select(ApiToken).where(ApiToken.lookup == lookup))
+            found = s.execute(
+                select(ApiToken, Account)
+                .join(Account, Account.id == ApiToken.account_id)
+                .where(ApiToken.lookup == lookup)
+            ).first()
+            row = found[0] if found is not None else None
             if row is None or row.revoked or not access.check_token_secret(row.token_hash, secret):
                 raise Unauthorized("invalid API token", hint="log in again")
             expires = utc(row.expires_at)
             if expires is not None and expires <= datetime.now(UTC):
                 raise Unauthorized("API token has expired", hint="log in again")
-            return account_out(s.get_one(Account, row.account_id))
+            return account_out(found[1])
 
     def revoke_token(self, token: str) -> None:
         """Revoke a token (logging out)."""

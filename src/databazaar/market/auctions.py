@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from databazaar.core.errors import Conflict, NotFound, PaymentError
-from databazaar.market import access, ledger
+from databazaar.market import access
 from databazaar.market import validation as v
 from databazaar.market.common import (
     EconomicsBase,
@@ -119,7 +119,6 @@ class Auctions(EconomicsBase):
         """
 
         def attempt(s: Session) -> AuctionResultOut:
-            ledger.lock_head(s)
             prod = load_product(s, slug, lock=True, eager=False)
             require_owner(prod, account)
             auc = open_auction_of(s, prod.id, lock=True)

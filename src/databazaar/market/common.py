@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
+import weakref
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from databazaar.market.schemas import AccountOut
     from databazaar.market.service import Market
     from databazaar.market.storage import BlobStore
+    from databazaar.market.throttle import LoginThrottle
 
 FEE_ACCOUNT = "@market-fee"
 FUNDING_ACCOUNT = "@funding"
@@ -45,7 +47,7 @@ class MarketBase:
     signer: access.LinkSigner
     fee_bps: int
     max_upload_bytes: int
-    login_throttle: access.LoginThrottle
+    login_throttle: LoginThrottle
     _embedder: Any
     _embedder_lock: threading.Lock
     _password_hasher: Any
@@ -116,6 +118,18 @@ def system_account(s: Session, username: str) -> Account:
     if acc is None:
         raise InvalidInput("market system accounts missing", hint="run databazaar db upgrade")
     return acc
+
+
+_SYSTEM_IDS: weakref.WeakKeyDictionary[Any, dict[str, int]] = weakref.WeakKeyDictionary()
+
+
+def system_account_id(s: Session, username: str) -> int:
+    """The id of a system account, looked up once per database engine (it never changes)."""
+    engine = s.get_bind()
+    ids = _SYSTEM_IDS.setdefault(engine, {})
+    if username not in ids:
+        ids[username] = system_account(s, username).id
+    return ids[username]
 
 
 def canonical_json(obj: Any) -> str:

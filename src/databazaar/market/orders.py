@@ -26,9 +26,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import and_, select
 from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlalchemy.orm import Session, defer, selectinload
+from sqlalchemy.orm import Session, contains_eager, defer
 
 from databazaar.core.errors import Conflict, InvalidInput, NotFound, PaymentError
 from databazaar.market import access, ledger
@@ -260,10 +260,8 @@ class Orders(MarketBase):
             return None if order is None else order_out(s, order, replayed=True)
 
         def attempt(s: Session) -> OrderOut:
-            done = replay(s)
-            if done is not None:
-                return done
-            ledger.lock_head(s)  # serialises purchases; the order check below is now final
+            # this buyer's purchases queue here (only); the order check below is final
+            ledger.lock_chain(s, account.id)
             done = replay(s)
             if done is not None:
                 return done
@@ -277,35 +275,48 @@ class Orders(MarketBase):
 
     @staticmethod
     def _basket(s: Session, buyer_id: int, slugs: list[str]) -> list[SaleLine]:
-        # One query for the basket's products, one for their listings and versions
-        # (without the large JSON columns), one for the buyer's existing grants.
-        products = {
-            p.slug: p
-            for p in s.scalars(
-                select(Product)
-                .where(Product.slug.in_(slugs))
-                .options(
-                    selectinload(Product.listing),
-                    selectinload(Product.versions).options(
-                        defer(ProductVersion.schema),
-                        defer(ProductVersion.stats),
-                        defer(ProductVersion.preview),
-                    ),
-                )
+        # One query: the basket's products with their listings, their published versions
+        # (without the large JSON columns) and whether the buyer already has access.
+        has_grant = (
+            select(Grant.id)
+            .where(Grant.account_id == buyer_id, Grant.product_id == Product.id)
+            .exists()
+        )
+        rows = s.execute(
+            select(Product, ProductVersion, has_grant)
+            .outerjoin(Product.listing)
+            .outerjoin(
+                ProductVersion,
+                and_(
+                    ProductVersion.product_id == Product.id,
+                    ProductVersion.status == VersionStatus.published,
+                ),
             )
-        }
-        granted = granted_products(s, buyer_id, [p.id for p in products.values()])
+            .where(Product.slug.in_(slugs))
+            .options(
+                contains_eager(Product.listing),
+                defer(ProductVersion.schema),
+                defer(ProductVersion.stats),
+                defer(ProductVersion.preview),
+            )
+        ).all()
+        found: dict[str, tuple[Product, ProductVersion | None, bool]] = {}
+        for prod, ver, granted in rows:
+            best = found.get(prod.slug)
+            if best is None or (
+                ver is not None and (best[1] is None or ver.number > best[1].number)
+            ):
+                found[prod.slug] = (prod, ver, bool(granted))
         lines: list[SaleLine] = []
         for slug in slugs:
-            prod = products.get(slug)
-            if prod is None:
+            if slug not in found:
                 raise NotFound(f"product {slug!r} not found")
-            published = [x for x in prod.versions if x.status == VersionStatus.published]
-            if not published:
+            prod, latest, granted = found[slug]
+            if latest is None:
                 raise Conflict(f"product {slug!r} is not on sale")
-            check_sellable(prod, buyer_id, granted=prod.id in granted)
+            check_sellable(prod, buyer_id, granted=granted)
             assert prod.listing is not None
-            lines.append(SaleLine(prod, published[-1], prod.listing.price_minor))
+            lines.append(SaleLine(prod, latest, prod.listing.price_minor))
         return lines
 
     def orders_for(

@@ -311,7 +311,7 @@ class Sales(EconomicsBase):
             )
 
         def attempt(s: Session) -> SaleOut:
-            ledger.lock_head(s)
+            ledger.lock_chain(s, account.id)  # this buyer's purchases queue; the check is final
             done = replay(s)
             if done is not None:
                 return done

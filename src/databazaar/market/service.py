@@ -37,6 +37,7 @@ from databazaar.market.orders import Orders
 from databazaar.market.products import Products
 from databazaar.market.settlement import Settlement
 from databazaar.market.storage import BlobStore
+from databazaar.market.throttle import LoginThrottle
 
 __all__ = ["FEE_ACCOUNT", "FUNDING_ACCOUNT", "Market"]
 
@@ -74,7 +75,7 @@ class Market(Accounts, Products, Catalog, Orders, Settlement, Downloads):
         max_upload_bytes: int = 50 * 1024 * 1024,
         embedder: Any | None = None,
         password_hasher: Any | None = None,
-        login_throttle: access.LoginThrottle | None = None,
+        login_throttle: LoginThrottle | None = None,
     ) -> None:
         if not (0 <= fee_bps <= 10_000):
             raise InvalidInput("fee_bps must be between 0 and 10000")
@@ -87,7 +88,7 @@ class Market(Accounts, Products, Catalog, Orders, Settlement, Downloads):
         self._embedder = embedder
         self._password_hasher = password_hasher
         self._embedder_lock = threading.Lock()
-        self.login_throttle = login_throttle or access.LoginThrottle()
+        self.login_throttle = login_throttle or LoginThrottle(db)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, migrate: bool = True, **kwargs: Any) -> Market:
@@ -98,8 +99,8 @@ class Market(Accounts, Products, Catalog, Orders, Settlement, Downloads):
         if migrate:
             upgrade(db.engine)
         if "login_throttle" not in kwargs:
-            kwargs["login_throttle"] = access.LoginThrottle(
-                settings.login_max_failures, settings.login_window_seconds
+            kwargs["login_throttle"] = LoginThrottle(
+                db, settings.login_max_failures, settings.login_window_seconds
             )
         return cls(
             db,

@@ -26,7 +26,13 @@ from databazaar.market import ledger
 from databazaar.market import validation as v
 from databazaar.market.accounts import account_out
 from databazaar.market.allocation import RULE, split_revenue
-from databazaar.market.common import FEE_ACCOUNT, FUNDING_ACCOUNT, MarketBase, system_account
+from databazaar.market.common import (
+    FEE_ACCOUNT,
+    FUNDING_ACCOUNT,
+    MarketBase,
+    system_account,
+    system_account_id,
+)
 from databazaar.market.econ_models import EconBundle, EconContributor, EconSplit, EconValuation
 from databazaar.market.models import Account, Role
 from databazaar.market.schemas import DepositOut, LedgerReportOut
@@ -141,8 +147,7 @@ def settle_sale(
     )
     fees = sum(it.fee_minor for it in items)
     if fees:
-        fee_acc = system_account(session, FEE_ACCOUNT)
-        postings.append(ledger.Posting(fee_acc.id, fees, "fee", memo))
+        postings.append(ledger.Posting(system_account_id(session, FEE_ACCOUNT), fees, "fee", memo))
     ledger.post(session, postings, txn_id=txn_id)
 
 
@@ -163,8 +168,6 @@ class Settlement(MarketBase):
         amount = v.check_amount(amount_minor)
         memo = v.check_text(memo, "memo", max_len=200)
         with self.db.write() as s:
-            if payout:
-                ledger.lock_head(s)
             acc = s.get(Account, account_id, with_for_update=payout)
             if acc is None or acc.role == Role.system:
                 raise NotFound(f"account {account_id} not found")

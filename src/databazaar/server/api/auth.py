@@ -11,7 +11,7 @@ from databazaar.market.access import MAX_PASSWORD, MIN_PASSWORD
 from databazaar.market.schemas import AccountOut, TokenOut
 from databazaar.market.validation import USERNAME_RE
 from databazaar.server.api.common import StrictIn, errors
-from databazaar.server.deps import Credentials, CurrentAccount, MarketDep
+from databazaar.server.deps import ClientAddress, Credentials, CurrentAccount, MarketDep
 
 router = APIRouter(tags=["accounts"])
 
@@ -46,9 +46,13 @@ def register(body: RegisterIn, market: MarketDep) -> AccountOut:
 
 
 @router.post("/auth/token", response_model=TokenOut, responses=errors(401, 422, 429))
-def login(body: LoginIn, market: MarketDep) -> TokenOut:
-    """Log in with a password; returns a bearer token (shown once)."""
-    return market.login(body.username, body.password)
+def login(body: LoginIn, market: MarketDep, client: ClientAddress) -> TokenOut:
+    """Log in with a password; returns a bearer token (shown once).
+
+    Five failed logins for a username from one address within 15 minutes make further
+    attempts from that address answer 429 (with ``Retry-After``) until the window passes.
+    """
+    return market.login(body.username, body.password, client=client)
 
 
 @router.post("/auth/logout", status_code=204, responses=errors(401))

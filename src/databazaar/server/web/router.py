@@ -35,6 +35,7 @@ from starlette.staticfiles import StaticFiles
 from databazaar.core.errors import DatabazaarError, Forbidden, InvalidInput, NotFound, Unauthorized
 from databazaar.core.money import format_minor, parse_decimal
 from databazaar.market.service import Market
+from databazaar.server.deps import client_address
 from databazaar.server.web import statements
 from databazaar.server.web.base import (
     Csrf,
@@ -196,7 +197,12 @@ def login(
 ) -> Response:
     sess.check_csrf(csrf_token)
     try:
-        token = market.login(username.strip(), password, ttl=timedelta(seconds=SESSION_MAX_AGE))
+        token = market.login(
+            username.strip(),
+            password,
+            ttl=timedelta(seconds=SESSION_MAX_AGE),
+            client=client_address(request),
+        )
     except DatabazaarError as exc:
         ctx = {"title": "Log in", "next": safe_next(next, ""), "form": {"username": username}}
         return render(request, sess, "login.html", {**ctx, "error": exc}, status=exc.http_status)
@@ -229,7 +235,12 @@ def signup(
         if password != password_again:
             raise InvalidInput("the two passwords differ", hint="type the same password twice")
         market.create_account(username.strip(), password, role)
-        token = market.login(username.strip(), password, ttl=timedelta(seconds=SESSION_MAX_AGE))
+        token = market.login(
+            username.strip(),
+            password,
+            ttl=timedelta(seconds=SESSION_MAX_AGE),
+            client=client_address(request),
+        )
     except DatabazaarError as exc:
         ctx = {"title": "Create an account", "form": form, "error": exc}
         return render(request, sess, "signup.html", ctx, status=exc.http_status)
