@@ -32,8 +32,8 @@ from typing import Any
 import numpy as np
 
 from databazaar.core.errors import InvalidInput
+from databazaar.valuation._neighbours import NeighbourKeys, chunk_rows, chunks, sorted_order
 from databazaar.valuation._validate import (
-    check_chunk_size,
     check_groups,
     check_k,
     check_train_test,
@@ -60,61 +60,44 @@ def _resolve_jobs(n_jobs: int | None) -> int:
     return int(n_jobs)
 
 
-def _chunk_rows(n_train: int, n_test: int, n_jobs: int, chunk_size: int | None) -> int:
-    if chunk_size is not None:
-        return check_chunk_size(chunk_size)
-    # keys (8 bytes) + order (8 bytes) per cell
-    by_memory = max(1, DEFAULT_CHUNK_BYTES // (16 * n_train))
-    # enough chunks to keep every worker busy and the progress bar moving
-    by_balance = max(1, -(-n_test // (8 * n_jobs)))
-    return int(min(by_memory, by_balance, 256))
-
-
 @dataclass
 class _Problem:
-    x_train: np.ndarray
+    nk: NeighbourKeys
     x_test: np.ndarray
     y_train: np.ndarray
     y_test: np.ndarray
-    sq_train: np.ndarray
     kind: str  # classification | regression | threshold
     k: int = 0
     tau2: float = 0.0
     n_classes: int = 2
 
-    def keys(self, rows: slice) -> np.ndarray:
-        """Squared distances minus the per-row constant |t|^2, float64, in place."""
-        out = self.x_test[rows] @ self.x_train.T
-        out *= -2.0
-        out += self.sq_train
-        return out
+    @property
+    def n_train(self) -> int:
+        return self.nk.n_train
 
     def accumulate(self, rows: slice, acc: np.ndarray, acc2: np.ndarray) -> None:
         from databazaar.valuation import _knn_kernels as kern
 
-        keys = self.keys(rows)
         yte = self.y_test[rows]
         if self.kind == "threshold":
-            keys += np.einsum("ij,ij->i", self.x_test[rows], self.x_test[rows])[:, None]
-            kern.threshold_accumulate(keys, self.y_train, yte, self.tau2, self.n_classes, acc, acc2)
+            sqdist = self.nk.squared_distances(self.x_test[rows])
+            kern.threshold_accumulate(
+                sqdist, self.y_train, yte, self.tau2, self.n_classes, acc, acc2
+            )
             return
-        order = np.argsort(keys, axis=1)
-        del keys
+        keys = self.nk.keys(self.x_test[rows])
+        order = sorted_order(keys)
         if self.kind == "classification":
-            kern.classification_accumulate(order, self.y_train, yte, self.k, acc, acc2)
+            kern.classification_accumulate(order, keys, self.y_train, yte, self.k, acc, acc2)
         else:
-            work = np.empty(self.y_train.shape[0] + 2)
-            kern.regression_accumulate(order, self.y_train, yte, self.k, acc, acc2, work)
-
-
-def _chunks(n_test: int, rows: int) -> list[slice]:
-    return [slice(s, min(s + rows, n_test)) for s in range(0, n_test, rows)]
+            work = np.empty(self.n_train + 2)
+            kern.regression_accumulate(order, keys, self.y_train, yte, self.k, acc, acc2, work)
 
 
 def _run_threads(
     problem: _Problem, chunks: Sequence[slice], n_jobs: int, progress: ProgressFn | None
 ) -> tuple[np.ndarray, np.ndarray]:
-    n = problem.x_train.shape[0]
+    n = problem.n_train
     if n_jobs == 1 or len(chunks) == 1:
         acc = np.zeros(n)
         acc2 = np.zeros(n)
@@ -152,7 +135,7 @@ def _run_threads(
 
 
 def _ray_chunk(problem: _Problem, sl: slice) -> tuple[np.ndarray, np.ndarray]:
-    n = problem.x_train.shape[0]
+    n = problem.n_train
     acc = np.zeros(n)
     acc2 = np.zeros(n)
     problem.accumulate(sl, acc, acc2)
@@ -180,7 +163,7 @@ def _run_ray(
     ref = ray.put(problem)
     remote = ray.remote(_ray_chunk)
     pending = {remote.remote(ref, sl): sl for sl in chunks}
-    n = problem.x_train.shape[0]
+    n = problem.n_train
     acc = np.zeros(n)
     acc2 = np.zeros(n)
     # sum in submission order so results do not depend on completion order
@@ -212,15 +195,15 @@ def _finish(
     method: str,
     params: dict[str, Any],
 ) -> ValuationResult:
-    n_train = problem.x_train.shape[0]
+    n_train = problem.n_train
     n_test = problem.x_test.shape[0]
-    rows = _chunk_rows(n_train, n_test, n_jobs, chunk_size)
-    chunks = _chunks(n_test, rows)
+    rows = chunk_rows(n_train, n_test, n_jobs, chunk_size, budget_bytes=DEFAULT_CHUNK_BYTES)
+    parts = chunks(n_test, rows)
     # backend was checked by _check_backend_args
     if backend == "ray":
-        acc, acc2 = _run_ray(problem, chunks, n_jobs, ray_address, progress)
+        acc, acc2 = _run_ray(problem, parts, n_jobs, ray_address, progress)
     else:
-        acc, acc2 = _run_threads(problem, chunks, n_jobs, progress)
+        acc, acc2 = _run_threads(problem, parts, n_jobs, progress)
     values = acc / n_test
     # spread of the per-test-point values: the standard error of the mean over test points
     var = np.maximum(acc2 / n_test - values**2, 0.0)
@@ -291,7 +274,7 @@ def knn_shapley(
         ytr_enc, yte_enc = ytr.astype(np.float64), yte.astype(np.float64)
     else:
         ytr_enc, yte_enc, _ = encode_classes(ytr, yte)
-    problem = _Problem(xtr, xte, ytr_enc, yte_enc, np.einsum("ij,ij->i", xtr, xtr), task, k=k)
+    problem = _Problem(NeighbourKeys.of(xtr), xte, ytr_enc, yte_enc, task, k=k)
     return _finish(
         problem,
         n_jobs=jobs,
@@ -342,11 +325,10 @@ def threshold_knn_shapley(
     xtr, ytr, xte, yte = check_train_test(x_train, y_train, x_test, y_test)
     ytr_enc, yte_enc, n_classes = encode_classes(ytr, yte)
     problem = _Problem(
-        xtr,
+        NeighbourKeys.of(xtr),
         xte,
         ytr_enc,
         yte_enc,
-        np.einsum("ij,ij->i", xtr, xtr),
         "threshold",
         tau2=tau_f * tau_f,
         n_classes=max(n_classes, 1),
