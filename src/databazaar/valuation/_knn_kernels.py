@@ -29,61 +29,85 @@ def _group_start(order, keys, r, hi):  # pragma: no cover - jit
     return lo
 
 
+def position_weights(n: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``f[p] = min(K, l)/l`` and ``w[p] = K/(l(l-1))`` for ``l = p + 1 > K`` (else 0).
+
+    ``f(l)`` is the Shapley value of the game "the point at position ``l`` is among the
+    ``K`` nearest of ``S``" to that point, ``-w(l)`` its value to each nearer point.
+    """
+    pos = np.arange(1, n + 1, dtype=np.float64)
+    f = np.minimum(float(k), pos) / pos
+    w = np.zeros(n)
+    far = pos > k
+    w[far] = k / (pos[far] * (pos[far] - 1.0))
+    return f, w
+
+
 @njit(nogil=True, cache=True)
-def classification_accumulate(order, keys, y_train, y_test, k, acc, acc2):  # pragma: no cover
+def classification_accumulate(order, keys, y_train, y_test, k, acc, acc2, f, w):  # pragma: no cover
     """Tie-averaged exact KNN-Shapley (classification) for each row of ``order``.
 
     ``order[r]`` lists training indices nearest first; positions with equal ``keys`` form
-    a tie group.  With ``f(l) = min(K, l)/l`` and ``w(l) = K/(l(l-1))`` for ``l > K``
-    (else 0), a point of tie group ``G`` (positions ``a+1..a+g``, ``C_G`` correct labels)
-    with ``c = 1[y = y_test]`` gets
+    a tie group; ``f, w`` come from :func:`position_weights`.  A point of tie group
+    ``G`` (positions ``a+1..a+g``, ``C_G`` correct labels) with ``c = 1[y = y_test]`` gets
 
     ``K phi = c mean_G f - sum_{G' farther} C_G' mean_G' w - (C_G - c) hat_G w``,
 
     ``hat_G w = sum_{j<g} j w(a+1+j) / (g (g-1))`` (see :mod:`databazaar.valuation.knn`).
-    Without ties this is Jia et al.'s (2019) Theorem 1.
+    Without ties this is Jia et al.'s (2019) Theorem 1:
+    ``K phi_i = c_i f(i) - sum_{l > i} c_l w(l)``.
     """
     m, n = order.shape
+    inv_k = 1.0 / k
     for r in range(m):
         yt = y_test[r]
         tail = 0.0  # sum over farther groups of C_G' * mean_G' w
-        hi = n
-        while hi > 0:
-            lo = _group_start(order, keys, r, hi)
-            g = hi - lo
-            if g == 1:
-                idx = order[r, lo]
-                ln = lo + 1.0
+        p = n - 1
+        idx = order[r, p]
+        key = keys[r, idx]
+        while p >= 0:
+            nidx = idx
+            nkey = key
+            if p > 0:
+                nidx = order[r, p - 1]
+                nkey = keys[r, nidx]
+            if p == 0 or nkey != key:  # a point without ties: Jia et al.'s step
                 c = 1.0 if y_train[idx] == yt else 0.0
-                s = (c * (k if k < ln else ln) / ln - tail) / k
+                s = (c * f[p] - tail) * inv_k
                 acc[idx] += s
                 acc2[idx] += s * s
-                if ln > k:
-                    tail += c * k / (ln * (ln - 1.0))
-            else:
-                cg = 0.0
-                fsum = 0.0
-                wsum = 0.0
-                whut = 0.0
-                for j in range(g):
-                    ln = lo + j + 1.0
-                    fsum += (k if k < ln else ln) / ln
-                    if ln > k:
-                        w = k / (ln * (ln - 1.0))
-                        wsum += w
-                        whut += j * w
-                    if y_train[order[r, lo + j]] == yt:
-                        cg += 1.0
-                fbar = fsum / g
-                whut /= g * (g - 1.0)
-                for j in range(g):
-                    idx = order[r, lo + j]
-                    c = 1.0 if y_train[idx] == yt else 0.0
-                    s = (c * fbar - tail - (cg - c) * whut) / k
-                    acc[idx] += s
-                    acc2[idx] += s * s
-                tail += cg * wsum / g
-            hi = lo
+                tail += c * w[p]
+                p -= 1
+                idx = nidx
+                key = nkey
+                continue
+            lo = p - 1
+            while lo > 0 and keys[r, order[r, lo - 1]] == key:
+                lo -= 1
+            g = p + 1 - lo
+            cg = 0.0
+            fsum = 0.0
+            wsum = 0.0
+            whut = 0.0
+            for j in range(g):
+                fsum += f[lo + j]
+                wsum += w[lo + j]
+                whut += j * w[lo + j]
+                if y_train[order[r, lo + j]] == yt:
+                    cg += 1.0
+            fbar = fsum / g
+            whut /= g * (g - 1.0)
+            for j in range(g):
+                gidx = order[r, lo + j]
+                c = 1.0 if y_train[gidx] == yt else 0.0
+                s = (c * fbar - tail - (cg - c) * whut) * inv_k
+                acc[gidx] += s
+                acc2[gidx] += s * s
+            tail += cg * wsum / g
+            p = lo - 1
+            if p >= 0:
+                idx = order[r, p]
+                key = keys[r, idx]
 
 
 @njit(nogil=True, cache=True)
@@ -242,7 +266,7 @@ def warm_up() -> None:
     yt = np.array([0], dtype=np.int64)
     acc = np.zeros(3)
     acc2 = np.zeros(3)
-    classification_accumulate(order, keys, y, yt, 2, acc, acc2)
+    classification_accumulate(order, keys, y, yt, 2, acc, acc2, *position_weights(3, 2))
     regression_accumulate(
         order, keys, y.astype(np.float64), yt.astype(np.float64), 2, acc, acc2, np.zeros(5)
     )

@@ -70,6 +70,7 @@ class _Problem:
     k: int = 0
     tau2: float = 0.0
     n_classes: int = 2
+    weights: tuple[np.ndarray, np.ndarray] | None = None
 
     @property
     def n_train(self) -> int:
@@ -88,7 +89,8 @@ class _Problem:
         keys = self.nk.keys(self.x_test[rows])
         order = sorted_order(keys)
         if self.kind == "classification":
-            kern.classification_accumulate(order, keys, self.y_train, yte, self.k, acc, acc2)
+            f, w = self.weights or kern.position_weights(self.n_train, self.k)
+            kern.classification_accumulate(order, keys, self.y_train, yte, self.k, acc, acc2, f, w)
         else:
             work = np.empty(self.n_train + 2)
             kern.regression_accumulate(order, keys, self.y_train, yte, self.k, acc, acc2, work)
@@ -275,6 +277,10 @@ def knn_shapley(
     else:
         ytr_enc, yte_enc, _ = encode_classes(ytr, yte)
     problem = _Problem(NeighbourKeys.of(xtr), xte, ytr_enc, yte_enc, task, k=k)
+    if not regression:
+        from databazaar.valuation._knn_kernels import position_weights
+
+        problem.weights = position_weights(xtr.shape[0], k)
     return _finish(
         problem,
         n_jobs=jobs,
