@@ -38,6 +38,7 @@ from databazaar.valuation._validate import (
     check_k,
     check_train_test,
     encode_classes,
+    warn_degenerate,
 )
 from databazaar.valuation.result import ValuationResult
 
@@ -272,6 +273,7 @@ def knn_shapley(
     jobs = _check_backend_args(n_jobs, backend)
     regression = task == "regression"
     xtr, ytr, xte, yte = check_train_test(x_train, y_train, x_test, y_test, numeric_y=regression)
+    warn_degenerate(ytr, k, classes=not regression)
     if regression:
         ytr_enc, yte_enc = ytr.astype(np.float64), yte.astype(np.float64)
     else:
@@ -329,6 +331,7 @@ def threshold_knn_shapley(
         raise InvalidInput(f"tau must be a positive finite number, got {tau!r}")
     jobs = _check_backend_args(n_jobs, backend)
     xtr, ytr, xte, yte = check_train_test(x_train, y_train, x_test, y_test)
+    warn_degenerate(ytr)
     ytr_enc, yte_enc, n_classes = encode_classes(ytr, yte)
     problem = _Problem(
         NeighbourKeys.of(xtr),

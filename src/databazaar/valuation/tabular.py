@@ -138,6 +138,17 @@ def make_model(name: str, k: int = 5) -> Any:
     raise InvalidInput(f"unknown model {name!r}", hint=f"use one of {', '.join(MODELS)}")
 
 
+def model_utility(model: str, k: int, data: tuple[Any, Any, Any, Any]) -> Any:
+    """The test-accuracy :class:`~databazaar.valuation.utility.Utility` of ``model`` on
+    ``(x_train, y_train, x_test, y_test)``, warning first when the target has one class
+    (or ``k >=`` the training rows for ``model="knn"``)."""
+    from databazaar.valuation._validate import warn_degenerate
+    from databazaar.valuation.utility import Utility
+
+    warn_degenerate(np.asarray(data[1]), k if model == "knn" else None)
+    return Utility(make_model(model, k), *data)
+
+
 def value_table(
     train: pd.DataFrame,
     test: pd.DataFrame,
@@ -198,9 +209,7 @@ def value_table(
                 progress=progress,
             )
         else:
-            from databazaar.valuation.utility import Utility
-
-            util = Utility(make_model(model, k), *args)
+            util = model_utility(model, k, args)
             est = asymmetric.AsymmetricShapley(
                 method="mc",
                 n_permutations=budget,
@@ -247,9 +256,8 @@ def value_table(
         )
         return result, prob
     from databazaar.valuation import sampling
-    from databazaar.valuation.utility import Utility
 
-    util = Utility(make_model(model, k), *args)
+    util = model_utility(model, k, args)
     common = {"n_jobs": n_jobs, "backend": mc_backend, "random_state": random_state}
     if method == "loo":
         est: Any = sampling.LeaveOneOut(n_jobs=n_jobs, backend=mc_backend)
