@@ -128,7 +128,7 @@ def _default_score(y_test: np.ndarray) -> float:
 def time_ours(
     data: tuple[np.ndarray, ...], model: str, n_permutations: int, n_jobs: int, seed: int
 ) -> dict[str, Any]:
-    from databazaar.valuation.sampling import MaxSamples, TMCShapley
+    from databazaar.valuation.montecarlo import MaxSamples, TMCShapley
     from databazaar.valuation.utility import Utility
 
     x_tr, y_tr, x_te, y_te = data
@@ -166,7 +166,7 @@ def _same_permutation_sampler(seed: int, truncation: Any) -> Any:
     from pydvl.valuation.samplers import PermutationSampler
     from pydvl.valuation.types import Sample
 
-    from databazaar.valuation.sampling import sample_rng
+    from databazaar.valuation.montecarlo import sample_rng
 
     class SamePermutations(PermutationSampler):
         def generate(self, indices: Any) -> Any:

@@ -105,7 +105,7 @@ def test_value_group_mode(tables: dict[str, Path]) -> None:
 
 
 def test_value_monte_carlo_method(tables: dict[str, Path]) -> None:
-    pytest.importorskip("databazaar.valuation.sampling")
+    pytest.importorskip("databazaar.valuation.montecarlo")
     dest = tables["dir"] / "banzhaf.csv"
     res = run_value(
         tables,

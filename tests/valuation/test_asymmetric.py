@@ -196,7 +196,7 @@ def test_chunking_and_threading_do_not_change_values():
     groups = rng.integers(0, 4, 80)
     a = knn_asymmetric_shapley(x, y, xt, yt, groups=groups, k=4)
     b = knn_asymmetric_shapley(
-        x, y, xt, yt, groups=groups, k=4, chunk_size=5, n_jobs=2, backend="threading"
+        x, y, xt, yt, groups=groups, k=4, chunk_size=5, n_jobs=2, backend="threads"
     )
     seen: list[int] = []
     c = knn_asymmetric_shapley(
@@ -254,7 +254,7 @@ def test_mc_ads_reproducible_across_jobs_and_backends():
     u = _knn_game(x, y, xt, yt, 1)
     kw = {"groups": [0, 0, 1, 1, 2, 2], "order": [0, 1, 2], "n_permutations": 20, "random_state": 7}
     a = mc_asymmetric_shapley(u, **kw)
-    b = mc_asymmetric_shapley(u, **kw, n_jobs=2, backend="threading")
+    b = mc_asymmetric_shapley(u, **kw, n_jobs=2, backend="threads")
     np.testing.assert_array_equal(a.values, b.values)
     c = mc_asymmetric_shapley(u, **{**kw, "random_state": 8})
     assert not np.array_equal(a.values, c.values)
@@ -412,7 +412,7 @@ def test_estimator_params_roundtrip():
 
 
 def test_sorted_order_breaks_ties_by_index():
-    from databazaar.valuation.asymmetric import distinct_rows, sorted_order
+    from databazaar.valuation.knn_asymmetric import distinct_rows, sorted_order
 
     keys = np.array([[3.0, 1.0, 3.0, 1.0, 0.5], [5.0, 4.0, 3.0, 2.0, 1.0]])
     np.testing.assert_array_equal(sorted_order(keys), [[4, 1, 3, 0, 2], [4, 3, 2, 1, 0]])

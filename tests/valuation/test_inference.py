@@ -10,19 +10,17 @@ import pytest
 
 from databazaar.core.errors import InvalidInput
 from databazaar.valuation import _ads_kernels as kern
-from databazaar.valuation.asymmetric import knn_asymmetric_shapley
 from databazaar.valuation.inference import (
-    KNNMarginals,
     UtilityMarginals,
     _size_biased,
     _zeta_double_mc,
     _zeta_pick_freeze,
-    knn_marginals,
-    knn_shapley_ci,
     shapley_confidence_intervals,
     shapley_variance,
     size_nodes,
 )
+from databazaar.valuation.knn_asymmetric import knn_asymmetric_shapley
+from databazaar.valuation.knn_inference import KNNMarginals, knn_marginals, knn_shapley_ci
 from databazaar.valuation.result import ValuationResult
 from databazaar.valuation.utility import GameUtility
 
@@ -165,7 +163,7 @@ def test_generic_utility_intervals_are_reproducible():
     res = ValuationResult(np.zeros(7), stderr=np.zeros(7), method="tmc-shapley")
     kw = {"n_outer": 6, "n_inner": 5, "random_state": 4, "indices": [0, 3]}
     a = shapley_confidence_intervals(res, u, **kw)
-    b = shapley_confidence_intervals(res, u, **kw, n_jobs=2, backend="threading")
+    b = shapley_confidence_intervals(res, u, **kw, n_jobs=2, backend="threads")
     np.testing.assert_array_equal(a.ci_low, b.ci_low)
     assert np.isnan(a.ci_low[1]) and not np.isnan(a.ci_low[0])
     assert a.params["ci_method"] == "pick_and_freeze" or a.params["ci_method"] == "double_mc"
@@ -342,6 +340,6 @@ def test_progress_reports_every_point_and_changes_nothing():
     with_bar, _ = shapley_variance(o, progress=calls.append, **kw)
     plain, _ = shapley_variance(o, **kw)
     np.testing.assert_array_equal(with_bar, plain)
-    assert calls == [16, 16, 8]
+    assert calls == [1] * 40
     with pytest.raises(InvalidInput, match="progress must be a callable"):
         shapley_variance(o, progress=5, **kw)

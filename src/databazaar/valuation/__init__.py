@@ -19,15 +19,16 @@ _LAZY = {
     "knn_shapley": "knn",
     "knn_regression_shapley": "knn",
     "threshold_knn_shapley": "knn",
-    # utilities and Monte Carlo (utility.py, sampling.py, exact.py)
+    # utilities and Monte Carlo (utility.py, montecarlo/, exact.py)
     "Utility": "utility",
-    "TMCShapley": "sampling",
-    "BetaShapley": "sampling",
-    "BanzhafMSR": "sampling",
-    "LeaveOneOut": "sampling",
-    "MaxSamples": "sampling",
-    "StderrBelow": "sampling",
-    "MaxTime": "sampling",
+    "TMCShapley": "montecarlo",
+    "BetaShapley": "montecarlo",
+    "BanzhafMSR": "montecarlo",
+    "LeaveOneOut": "montecarlo",
+    "MonteCarloADS": "montecarlo",
+    "MaxSamples": "montecarlo",
+    "StderrBelow": "montecarlo",
+    "MaxTime": "montecarlo",
     "exact_shapley": "exact",
     "exact_banzhaf": "exact",
     "exact_semivalue": "exact",
@@ -36,7 +37,7 @@ _LAZY = {
     "beta_shapley_weight": "exact",
     "GameUtility": "utility",
     "GroupUtility": "utility",
-    "StoppingCriterion": "sampling",
+    "StoppingCriterion": "montecarlo",
     # evaluation (evaluate.py)
     "flip_labels": "evaluate",
     "noisy_label_detection": "evaluate",
@@ -45,12 +46,12 @@ _LAZY = {
     "EvaluationReport": "evaluate",
     "two_means_split": "evaluate",
     "value_table": "tabular",
-    # asymmetric data Shapley and inference (asymmetric.py, inference.py)
+    # asymmetric data Shapley and inference
     "AsymmetricShapley": "asymmetric",
-    "knn_asymmetric_shapley": "asymmetric",
+    "knn_asymmetric_shapley": "knn_asymmetric",
+    "mc_asymmetric_shapley": "montecarlo",
     "shapley_confidence_intervals": "inference",
-    "knn_shapley_ci": "inference",
-    "mc_asymmetric_shapley": "asymmetric",
+    "knn_shapley_ci": "knn_inference",
 }
 
 __all__ = ["ValuationResult", *_LAZY]

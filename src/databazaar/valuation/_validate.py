@@ -212,3 +212,18 @@ def check_random_state(random_state: Any) -> np.random.Generator:
     raise InvalidInput(
         f"random_state must be None, an int or a numpy Generator, got {random_state!r}"
     )
+
+
+def is_pos_int(x: Any) -> bool:
+    """``x`` is an integer >= 1 (not a bool)."""
+    return not isinstance(x, bool) and isinstance(x, (int, np.integer)) and x >= 1
+
+
+def is_nonneg_number(x: Any) -> bool:
+    """``x`` is a finite real number >= 0 (not a bool)."""
+    return (
+        not isinstance(x, bool)
+        and isinstance(x, (int, float, np.number))
+        and bool(np.isfinite(x))
+        and x >= 0
+    )

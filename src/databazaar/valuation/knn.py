@@ -16,22 +16,23 @@ How it runs: test points are processed in chunks.  For a chunk, squared distance
 a per-row constant (``|x|^2 - 2 t.x``, in float64 so the order agrees with
 scikit-learn's exact neighbours) are computed by one matrix product, ``argsort`` orders
 each row, and a compiled kernel runs the recursion and scatter-adds the values.  Chunks
-go to a thread pool (numpy's sort and the kernels release the GIL) or to Ray tasks, so
-memory stays bounded by ``chunk_size x N`` per worker whatever ``M`` is.
+go to worker threads (numpy's sort and the kernels release the GIL), processes or Ray
+tasks through :class:`~databazaar.core.parallel.ParallelConfig`, so memory stays bounded
+by ``chunk_size x N`` per worker whatever ``M`` is.
 """
 
 from __future__ import annotations
 
+import functools
 import os
-import threading
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from databazaar.core.errors import InvalidInput
+from databazaar.core.parallel import ParallelConfig, check_backend
 from databazaar.valuation._neighbours import NeighbourKeys, chunk_rows, chunks, sorted_order
 from databazaar.valuation._validate import (
     check_groups,
@@ -97,92 +98,12 @@ class _Problem:
             kern.regression_accumulate(order, keys, self.y_train, yte, self.k, acc, acc2, work)
 
 
-def _run_threads(
-    problem: _Problem, chunks: Sequence[slice], n_jobs: int, progress: ProgressFn | None
-) -> tuple[np.ndarray, np.ndarray]:
-    n = problem.n_train
-    if n_jobs == 1 or len(chunks) == 1:
-        acc = np.zeros(n)
-        acc2 = np.zeros(n)
-        for sl in chunks:
-            problem.accumulate(sl, acc, acc2)
-            if progress is not None:
-                progress(sl.stop - sl.start)
-        return acc, acc2
-
-    from threadpoolctl import threadpool_limits
-
-    lock = threading.Lock()
-    queue: Iterator[slice] = iter(chunks)
-    n_workers = min(n_jobs, len(chunks))
-    accs = [(np.zeros(n), np.zeros(n)) for _ in range(n_workers)]
-
-    def worker(w: int) -> None:
-        acc, acc2 = accs[w]
-        while True:
-            with lock:
-                sl = next(queue, None)
-            if sl is None:
-                return
-            problem.accumulate(sl, acc, acc2)
-            if progress is not None:
-                with lock:
-                    progress(sl.stop - sl.start)
-
-    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(n_workers) as ex:
-        for fut in [ex.submit(worker, w) for w in range(n_workers)]:
-            fut.result()
-    acc = np.sum([a for a, _ in accs], axis=0)
-    acc2 = np.sum([b for _, b in accs], axis=0)
-    return acc, acc2
-
-
-def _ray_chunk(problem: _Problem, sl: slice) -> tuple[np.ndarray, np.ndarray]:
+def _chunk_values(problem: _Problem, part: list[slice]) -> tuple[np.ndarray, np.ndarray]:
     n = problem.n_train
     acc = np.zeros(n)
     acc2 = np.zeros(n)
-    problem.accumulate(sl, acc, acc2)
-    return acc, acc2
-
-
-def _run_ray(
-    problem: _Problem,
-    chunks: Sequence[slice],
-    n_jobs: int,
-    ray_address: str | None,
-    progress: ProgressFn | None,
-) -> tuple[np.ndarray, np.ndarray]:
-    try:
-        import ray
-    except ImportError as exc:  # pragma: no cover - ray is in the `distributed` extra
-        raise InvalidInput(
-            "backend='ray' needs Ray", hint="pip install 'databazaar[distributed]'"
-        ) from exc
-    if not ray.is_initialized():
-        if ray_address:
-            ray.init(address=ray_address, log_to_driver=False)
-        else:
-            ray.init(num_cpus=n_jobs, include_dashboard=False, log_to_driver=False)
-    ref = ray.put(problem)
-    remote = ray.remote(_ray_chunk)
-    pending = {remote.remote(ref, sl): sl for sl in chunks}
-    n = problem.n_train
-    acc = np.zeros(n)
-    acc2 = np.zeros(n)
-    # sum in submission order so results do not depend on completion order
-    done: dict[Any, tuple[np.ndarray, np.ndarray]] = {}
-    waiting = list(pending)
-    while waiting:
-        ready, waiting = ray.wait(waiting, num_returns=1)
-        for r in ready:
-            done[r] = ray.get(r)
-            if progress is not None:
-                sl = pending[r]
-                progress(sl.stop - sl.start)
-    for r in pending:
-        a, b = done[r]
-        acc += a
-        acc2 += b
+    for sl in part:
+        problem.accumulate(sl, acc, acc2)
     return acc, acc2
 
 
@@ -200,13 +121,28 @@ def _finish(
 ) -> ValuationResult:
     n_train = problem.n_train
     n_test = problem.x_test.shape[0]
+    parallel = ParallelConfig(n_jobs, backend, ray_address)
     rows = chunk_rows(n_train, n_test, n_jobs, chunk_size, budget_bytes=DEFAULT_CHUNK_BYTES)
     parts = chunks(n_test, rows)
-    # backend was checked by _check_backend_args
-    if backend == "ray":
-        acc, acc2 = _run_ray(problem, parts, n_jobs, ray_address, progress)
-    else:
-        acc, acc2 = _run_threads(problem, parts, n_jobs, progress)
+    # a few chunks per task and a few tasks per worker at a time: memory stays at about
+    # two accumulators per worker whatever M is, and sums run in chunk order whatever the
+    # backend, so results are reproducible
+    per_task = max(1, -(-len(parts) // (8 * parallel.workers)))
+    tasks = [parts[i : i + per_task] for i in range(0, len(parts), per_task)]
+    acc = np.zeros(n_train)
+    acc2 = np.zeros(n_train)
+    step = 2 * parallel.workers
+    with parallel.thread_blas():
+        for start in range(0, len(tasks), step):
+            outs = parallel.map(
+                functools.partial(_chunk_values, problem),
+                tasks[start : start + step],
+                progress,
+                weight=lambda part: sum(sl.stop - sl.start for sl in part),
+            )
+            for a, b in outs:
+                acc += a
+                acc2 += b
     values = acc / n_test
     # spread of the per-test-point values: the standard error of the mean over test points
     var = np.maximum(acc2 / n_test - values**2, 0.0)
@@ -223,10 +159,7 @@ def _finish(
 
 
 def _check_backend_args(n_jobs: int | None, backend: str) -> int:
-    if backend not in ("threads", "joblib", "ray"):
-        raise InvalidInput(
-            f"unknown backend {backend!r}", hint="use 'threads' (default), 'joblib' or 'ray'"
-        )
+    check_backend(backend)
     return _resolve_jobs(n_jobs)
 
 
@@ -259,7 +192,8 @@ def knn_shapley(
             sum of its members' values.
         n_jobs: worker threads (``-1`` for all cores) or Ray CPUs for a local Ray.
         chunk_size: test points per chunk; default fits ~128 MiB per worker.
-        backend: ``"threads"`` (default; ``"joblib"`` is an alias) or ``"ray"``.
+        backend: ``"threads"`` (default), ``"processes"`` or ``"ray"``
+            (:mod:`databazaar.core.parallel`).
         ray_address: address of an existing Ray cluster (``backend="ray"``).
         progress: called with the number of test points finished after each chunk.
 

@@ -16,7 +16,7 @@ Data Banzhaf (Wang & Jia 2023) are all weighted averages of marginal contributio
 Both are callables ``u(indices) -> float`` where ``indices`` is any iterable of integer
 positions (a list, a numpy array, a set); they expose ``n_players`` (number of players)
 and the counters ``n_evaluations`` (calls that actually computed a value) and
-``n_cache_hits``.  The samplers in :mod:`databazaar.valuation.sampling` accept anything
+``n_cache_hits``.  The Monte Carlo engine (:mod:`databazaar.valuation.montecarlo`) accepts anything
 with this interface.
 
 Cache keys are a 16-byte BLAKE2b digest of the sorted, de-duplicated indices (as int64
@@ -35,13 +35,13 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from databazaar.core.errors import InvalidInput
+from databazaar.core.parallel import blas_limit
 from databazaar.valuation._validate import check_same_width, check_xy
 
 __all__ = [
@@ -51,7 +51,6 @@ __all__ = [
     "SetFunction",
     "Utility",
     "as_indices",
-    "blas_limit",
     "blas_threads_of",
     "players_of",
 ]
@@ -378,44 +377,6 @@ class GameUtility(_CachedSetFunction):
 
     def __repr__(self) -> str:
         return f"GameUtility(fn={getattr(self.fn, '__name__', self.fn)!r}, n_players={self._n})"
-
-
-_CONTROLLER: Any = None
-_LIMIT_LOCK = threading.Lock()
-_LIMIT_DEPTH = 0
-_LIMITER: Any = None
-
-
-@contextmanager
-def blas_limit(n_threads: int | None) -> Iterator[None]:
-    """Limit BLAS/OpenMP thread pools to ``n_threads`` while inside (``None``: no-op).
-
-    Thread pools are process-wide, so the limit is reference-counted: the first context
-    to enter sets it, the last to leave restores the original sizes, and nested or
-    concurrent contexts (threads backend) cost only a lock.  While a limit is active a
-    different ``n_threads`` does not change it.  The samplers enter it once per batch
-    so that per-evaluation contexts are nearly free.
-    """
-    global _CONTROLLER, _LIMIT_DEPTH, _LIMITER
-    if n_threads is None:
-        yield
-        return
-    with _LIMIT_LOCK:
-        if _LIMIT_DEPTH == 0:
-            if _CONTROLLER is None:
-                from threadpoolctl import ThreadpoolController
-
-                _CONTROLLER = ThreadpoolController()
-            _LIMITER = _CONTROLLER.limit(limits=n_threads)
-        _LIMIT_DEPTH += 1
-    try:
-        yield
-    finally:
-        with _LIMIT_LOCK:
-            _LIMIT_DEPTH -= 1
-            if _LIMIT_DEPTH == 0 and _LIMITER is not None:
-                _LIMITER.restore_original_limits()
-                _LIMITER = None
 
 
 def blas_threads_of(utility: Any) -> int | None:
