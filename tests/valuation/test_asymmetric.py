@@ -28,9 +28,17 @@ def _sqdist(x_train: np.ndarray, x_test: np.ndarray) -> np.ndarray:
 
 
 def knn_utility(subset, dist_row, y_train, y_test_one, k) -> float:
-    """v(S) for one test point: (1/K) * #label matches among the K nearest of S."""
-    nearest = sorted(subset, key=lambda i: (dist_row[i], i))[:k]
-    return sum(1.0 for i in nearest if y_train[i] == y_test_one) / k
+    """v(S) for one test point: (1/K) * expected label matches among the K nearest of S
+    when tied points are ordered uniformly at random (the tie rule): the points tied at
+    the K-th place fill the free places with their mean match rate."""
+    items = sorted(subset, key=lambda i: dist_row[i])
+    match = [1.0 if y_train[i] == y_test_one else 0.0 for i in items]
+    if len(items) <= k:
+        return sum(match) / k
+    cut = dist_row[items[k - 1]]
+    sure = [c for i, c in zip(items, match, strict=True) if dist_row[i] < cut]
+    tied = [c for i, c in zip(items, match, strict=True) if dist_row[i] == cut]
+    return (sum(sure) + (k - len(sure)) * sum(tied) / len(tied)) / k
 
 
 def brute_force_ads(x_train, y_train, x_test, y_test, groups, order, k) -> np.ndarray:
@@ -409,14 +417,3 @@ def test_estimator_params_roundtrip():
     est = AsymmetricShapley(k=3).set_params(method="mc", n_permutations=10)
     assert est.get_params()["k"] == 3 and est.method == "mc"
     assert "n_permutations=10" in repr(est)
-
-
-def test_sorted_order_breaks_ties_by_index():
-    from databazaar.valuation.knn_asymmetric import distinct_rows, sorted_order
-
-    keys = np.array([[3.0, 1.0, 3.0, 1.0, 0.5], [5.0, 4.0, 3.0, 2.0, 1.0]])
-    np.testing.assert_array_equal(sorted_order(keys), [[4, 1, 3, 0, 2], [4, 3, 2, 1, 0]])
-    x = np.array([[1.0, 2.0], [0.0, 0.0], [1.0, 2.0]])
-    xu, inv = distinct_rows(x)
-    np.testing.assert_array_equal(xu[inv], x)
-    assert distinct_rows(x[:2])[1] is None

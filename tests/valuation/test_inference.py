@@ -101,8 +101,25 @@ def test_leave_one_out_values(seed):
         if i == z:
             continue
         keep = np.delete(np.arange(10), i)
-        ref = knn_asymmetric_shapley(x[keep], y[keep], xt, yt, k=k).values[list(keep).index(z)]
+        ref = _index_order_value(x[keep], y[keep], xt, yt, k, list(keep).index(z))
         assert loo[i] == pytest.approx(ref, abs=1e-12)
+        if seed % 2 == 0:  # no ties: the index order is the distance order
+            exact = knn_asymmetric_shapley(x[keep], y[keep], xt, yt, k=k).values
+            assert exact[list(keep).index(z)] == pytest.approx(ref, abs=1e-12)
+
+
+def _index_order_value(x, y, xt, yt, k, z):
+    """KNN-Shapley of ``z`` with ties broken by index (the order the variance oracle uses):
+    ``K phi = c_z min(K, l)/l - sum_{l' > l} c_{l'} K/(l'(l'-1))[l' > K]``."""
+    out = 0.0
+    for t, lab in zip(xt, yt, strict=True):
+        rank = sorted(range(len(y)), key=lambda i, t=t: (((x[i] - t) ** 2).sum(), i))
+        c = [1.0 if y[i] == lab else 0.0 for i in rank]
+        pos = rank.index(z) + 1
+        val = c[pos - 1] * min(k, pos) / pos
+        val -= sum(c[q - 1] * k / (q * (q - 1)) for q in range(pos + 1, len(y) + 1) if q > k)
+        out += val / k
+    return out / len(yt)
 
 
 def test_size_distribution():

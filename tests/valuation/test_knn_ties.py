@@ -235,3 +235,66 @@ def test_sorted_order_breaks_ties_by_index_on_request() -> None:
     assert set(sorted_order(keys)[0, 1:3]) == {1, 3}
     with pytest.raises(ValueError, match="ties"):
         sorted_order(keys, ties="random")
+
+
+def ads_brute(x, y, xt, yt, k, rank):  # type: ignore[no-untyped-def]
+    """ADS by its decomposition: for ``z`` in group ``t``, the Shapley value of ``z`` in
+    ``w_t(S) = v(U_t + S)`` over the players of group ``t``, ``v`` the tie-averaged
+    KNN utility, averaged over the test points."""
+    n = len(y)
+    out = np.zeros(n)
+    for t, lab in zip(xt, yt, strict=True):
+        d = ((x - t) ** 2).sum(1)
+        v = tie_averaged(d, k, lambda top, lab=lab: np.sum(y[list(top)] == lab) / k)
+        for g in np.unique(rank):
+            members = list(np.flatnonzero(rank == g))
+            earlier = tuple(np.flatnonzero(rank < g))
+
+            def w(s, members=members, earlier=earlier, v=v):  # type: ignore[no-untyped-def]
+                return v(tuple(sorted(earlier + tuple(members[i] for i in s))))
+
+            out[members] += brute_shapley(len(members), w)
+    return out / len(yt)
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("k", [1, 2, 3, 4, 5])
+def test_asymmetric_ties_match_brute_force(seed: int, k: int) -> None:
+    from databazaar.valuation import knn_asymmetric_shapley
+
+    n = 8 if seed % 2 else 7
+    x, y, xt, yt = tied_data(30 + seed, n, levels=2 + seed % 2)
+    rank = np.random.default_rng(seed).integers(0, 1 + seed % 3 + 1, n)  # 2-3 groups
+    rank[n - 2 :] = np.array([1, 1]) if seed % 2 else np.array([0, 1])  # copies later
+    expected = ads_brute(x, y, xt, yt, k, rank)
+    got = knn_asymmetric_shapley(x, y, xt, yt, groups=rank, order=sorted(set(rank)), k=k)
+    np.testing.assert_allclose(got.values, expected, atol=1e-12)
+    # one group: ADS is Data Shapley, the same numbers as knn_shapley
+    one = knn_asymmetric_shapley(x, y, xt, yt, k=k).values
+    np.testing.assert_allclose(one, knn_shapley(x, y, xt, yt, k=k).values, atol=1e-14)
+
+
+def test_asymmetric_row_permutation_and_identical_rows() -> None:
+    from databazaar.valuation import knn_asymmetric_shapley
+
+    x, y, xt, yt = big_tied_data(seed=4)
+    groups = np.random.default_rng(2).integers(0, 3, len(y))
+    perm = np.random.default_rng(5).permutation(len(y))
+    base = knn_asymmetric_shapley(x, y, xt, yt, groups=groups, order=[2, 0, 1], k=6).values
+    moved = knn_asymmetric_shapley(
+        x[perm], y[perm], xt, yt, groups=groups[perm], order=[2, 0, 1], k=6, n_jobs=2
+    ).values
+    assert np.abs(moved - base[perm]).max() <= 1e-12
+    seen: dict[tuple, int] = {}
+    for i in range(len(y)):
+        j = seen.setdefault((*x[i], y[i], groups[i]), i)
+        assert base[i] == base[j]
+
+
+def test_ci_values_are_knn_shapley_values() -> None:
+    from databazaar.valuation.knn_inference import knn_shapley_ci
+
+    x, y, xt, yt = big_tied_data(seed=6, n=300, m=20)
+    ci = knn_shapley_ci(x, y, xt, yt, k=9, indices=[0, 1, 2], random_state=0)
+    np.testing.assert_array_equal(ci.values, knn_shapley(x, y, xt, yt, k=9).values)
+    assert np.isfinite(ci.ci_low[:3]).all() and np.isnan(ci.ci_low[3:]).all()

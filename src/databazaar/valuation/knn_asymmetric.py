@@ -49,16 +49,18 @@ from typing import Any
 import numpy as np
 
 from databazaar.core.parallel import ParallelConfig
-from databazaar.valuation._validate import (
-    check_chunk_size,
-    check_k,
-    check_train_test,
-    encode_classes,
+from databazaar.valuation._neighbours import (
+    NeighbourKeys,
+    check_knn_data,
+    chunk_rows,
+    chunks,
+    sorted_order,
 )
+from databazaar.valuation._validate import check_k, warn_degenerate
 from databazaar.valuation.groups import resolve_group_order
 from databazaar.valuation.result import ValuationResult
 
-__all__ = ["check_knn_data", "distinct_rows", "knn_asymmetric_shapley", "sorted_order"]
+__all__ = ["knn_asymmetric_shapley"]
 
 ProgressFn = Callable[[int], None]
 
@@ -70,9 +72,7 @@ DEFAULT_CHUNK_BYTES = 64 * 2**20
 class _KNNProblem:
     """Everything a worker needs for a chunk of test points (picklable)."""
 
-    x_unique: np.ndarray  # distinct training rows (all rows when there are no duplicates)
-    inverse: np.ndarray | None  # training row -> distinct row, None without duplicates
-    sq_unique: np.ndarray
+    nk: NeighbourKeys
     x_test: np.ndarray
     y_train: np.ndarray  # int64 codes
     y_test: np.ndarray
@@ -81,24 +81,16 @@ class _KNNProblem:
     n_groups: int
     k: int
 
-    def order(self, rows: slice) -> np.ndarray:
-        """Training indices of each test point, nearest first, ties by index."""
-        keys = self.x_test[rows] @ self.x_unique.T
-        keys *= -2.0
-        keys += self.sq_unique
-        if self.inverse is not None:
-            # duplicated training rows share one column, so their distances tie exactly
-            keys = keys[:, self.inverse]
-        return sorted_order(keys)
-
     def run(self, rows: slice) -> tuple[np.ndarray, np.ndarray]:
         from databazaar.valuation import _ads_kernels as kern
 
         n = self.rank.shape[0]
         acc = np.zeros(n)
         acc2 = np.zeros(n)
+        keys = self.nk.keys(self.x_test[rows])
         kern.ads_accumulate(
-            self.order(rows),
+            sorted_order(keys),
+            keys,
             self.rank,
             self.y_train,
             self.y_test[rows],
@@ -113,43 +105,6 @@ class _KNNProblem:
 
 def _knn_chunk(problem: _KNNProblem, rows: slice) -> tuple[np.ndarray, np.ndarray]:
     return problem.run(rows)
-
-
-def distinct_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-    """``(distinct rows, inverse)``, or ``(x, None)`` when no row is repeated."""
-    x_unique, inverse = np.unique(x, axis=0, return_inverse=True)
-    if x_unique.shape[0] == x.shape[0]:
-        return x, None
-    return np.ascontiguousarray(x_unique), inverse.reshape(-1).astype(np.int64)
-
-
-def sorted_order(keys: np.ndarray) -> np.ndarray:
-    """Row-wise argsort of ``keys`` with ties broken by column index.
-
-    A quicksort first; rows that contain equal keys are sorted again stably (ties are
-    rare in continuous data, so most rows keep the cheaper sort).
-    """
-    order = np.argsort(keys, axis=1)
-    sk = np.take_along_axis(keys, order, axis=1)
-    tied = np.flatnonzero((sk[:, 1:] == sk[:, :-1]).any(axis=1))
-    if tied.size:
-        order[tied] = np.argsort(keys[tied], axis=1, kind="stable")
-    return order.astype(np.int64, copy=False)
-
-
-def check_knn_data(
-    x_train: Any, y_train: Any, x_test: Any, y_test: Any
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Validate a KNN valuation problem; returns features and label codes."""
-    xtr, ytr, xte, yte = check_train_test(x_train, y_train, x_test, y_test)
-    ytr_c, yte_c, _ = encode_classes(ytr, yte)
-    return xtr, ytr_c, xte, yte_c
-
-
-def _chunk_rows(n_train: int, chunk_size: int | None) -> int:
-    if chunk_size is not None:
-        return check_chunk_size(chunk_size)
-    return int(max(1, min(256, DEFAULT_CHUNK_BYTES // (24 * max(n_train, 1)))))
 
 
 def knn_asymmetric_shapley(
@@ -198,11 +153,9 @@ def knn_asymmetric_shapley(
     xtr, ytr, xte, yte = check_knn_data(x_train, y_train, x_test, y_test)
     n, m = xtr.shape[0], xte.shape[0]
     go = resolve_group_order(groups, order, n)
-    x_unique, inverse = distinct_rows(xtr)
+    warn_degenerate(ytr, k)
     problem = _KNNProblem(
-        x_unique,
-        inverse,
-        np.einsum("ij,ij->i", x_unique, x_unique),
+        NeighbourKeys.of(xtr),
         xte,
         ytr,
         yte,
@@ -211,12 +164,11 @@ def knn_asymmetric_shapley(
         go.n_groups,
         k,
     )
-    rows = _chunk_rows(n, chunk_size)
-    chunks = [slice(s, min(s + rows, m)) for s in range(0, m, rows)]
+    rows = chunk_rows(n, m, 1, chunk_size, budget_bytes=DEFAULT_CHUNK_BYTES, bytes_per_cell=24)
     fn = functools.partial(_knn_chunk, problem)
     with parallel.thread_blas():
         # results come back in chunk order whatever the backend, so sums are reproducible
-        outs = parallel.map(fn, chunks, progress, weight=lambda c: c.stop - c.start)
+        outs = parallel.map(fn, chunks(m, rows), progress, weight=lambda c: c.stop - c.start)
     acc = np.sum([a for a, _ in outs], axis=0)
     acc2 = np.sum([b for _, b in outs], axis=0)
     values = acc / m
@@ -231,7 +183,7 @@ def knn_asymmetric_shapley(
         "group_values": gvals,
         "n_train": n,
         "n_test": m,
-        "tie_break": "distance, then training index",
+        "ties": "expected utility under uniformly random tie-breaking",
         "utility": "KNN likelihood of the test label (Jia et al. 2019), v(empty) = 0",
     }
     return ValuationResult(values, stderr, counts, method="knn-asymmetric-shapley", params=params)

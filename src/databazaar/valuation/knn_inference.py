@@ -21,14 +21,10 @@ from typing import Any
 
 import numpy as np
 
+from databazaar.valuation._neighbours import NeighbourKeys, check_knn_data, sorted_order
 from databazaar.valuation._validate import check_k
 from databazaar.valuation.inference import shapley_confidence_intervals, size_nodes
-from databazaar.valuation.knn_asymmetric import (
-    check_knn_data,
-    distinct_rows,
-    knn_asymmetric_shapley,
-    sorted_order,
-)
+from databazaar.valuation.knn import knn_shapley
 from databazaar.valuation.result import ValuationResult
 
 __all__ = ["KNNMarginals", "knn_marginals", "knn_shapley_ci"]
@@ -41,7 +37,11 @@ class KNNMarginals:
     """Fast ``h_z(S)`` for the KNN utility of Jia et al. (2019), averaged over test points.
 
     ``order[r]`` lists training indices by distance to test point ``r`` (ties by index).
-    Each evaluation walks a row only until the ``K``-th member of ``S``.
+    Each evaluation walks a row only until the ``K``-th member of ``S``.  Under exact
+    distance ties the *values* follow the tie rule of :mod:`databazaar.valuation.knn`
+    (expected utility under random tie-breaking) while this oracle, which only feeds the
+    variance estimate, orders tied points by index: the sampling variance is that of the
+    index-ordered utility (docs/valuation.md, "Ties").
     """
 
     order: np.ndarray
@@ -92,13 +92,7 @@ def knn_marginals(x_train: Any, y_train: Any, x_test: Any, y_test: Any, k: int =
     """Build the fast KNN marginal oracle (sorts every test row once, ties by index)."""
     k = check_k(k)
     xtr, ytr, xte, yte = check_knn_data(x_train, y_train, x_test, y_test)
-    x_unique, inverse = distinct_rows(xtr)
-    keys = xte @ x_unique.T
-    keys *= -2.0
-    keys += np.einsum("ij,ij->i", x_unique, x_unique)
-    if inverse is not None:
-        keys = keys[:, inverse]
-    order = sorted_order(keys)
+    order = sorted_order(NeighbourKeys.of(xtr).keys(xte), ties="index")
     return KNNMarginals(order, ytr, yte, k)
 
 
@@ -123,22 +117,16 @@ def knn_shapley_ci(
 ) -> ValuationResult:
     """Exact KNN-Shapley values with U-statistic confidence intervals.
 
-    The values are exact (Jia et al. 2019, ties broken by training index); the
-    intervals describe how a value would vary if the *other training points* were
-    redrawn from the same distribution (the test set fixed).  See
+    The values are :func:`~databazaar.valuation.knn.knn_shapley`'s (exact, with its tie
+    rule: the same numbers to the last bit); the intervals describe how a value would
+    vary if the *other training points* were redrawn from the same distribution (the test
+    set fixed).  See
     :func:`shapley_confidence_intervals` for the arguments.  Cost per point: ``O(M N)``
     to scan the sorted rows plus ``O(M K Σ_s q_s)`` for the closed-form projection
     (``q_s`` = positions before the binomial tails saturate), so intervals for *all*
     points cost ``O(M N²)``: pass ``indices`` for large ``N``.
     """
-    res = knn_asymmetric_shapley(x_train, y_train, x_test, y_test, k=check_k(k))
-    res = ValuationResult(
-        res.values,
-        res.stderr,
-        res.counts,
-        method="knn-shapley",
-        params={key: res.params[key] for key in ("k", "n_train", "n_test", "tie_break")},
-    )
+    res = knn_shapley(x_train, y_train, x_test, y_test, k=check_k(k), n_jobs=n_jobs)
     oracle = knn_marginals(x_train, y_train, x_test, y_test, k)
     return shapley_confidence_intervals(
         res,
