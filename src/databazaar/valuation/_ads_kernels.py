@@ -38,6 +38,8 @@ def _log_binom(n, r):  # pragma: no cover - jit
 @njit(nogil=True, cache=True)
 def _pred_prob(a, b, i, j):  # pragma: no cover - jit
     """P(a point has ``i`` of ``a`` and ``j`` of ``b`` other tied points before it)."""
+    if a == 0 or b == 0:  # one kind only: the count before it is uniform
+        return 1.0 / (a + b + 1.0)
     lp = _log_binom(a, i) + _log_binom(b, j) - _log_binom(a + b, i + j)
     return math.exp(lp) / (a + b + 1.0)
 
@@ -94,6 +96,50 @@ def _evict_terms(l0, a0, g, h, k, out):  # pragma: no cover - jit
                     out[1] += pr * i / g
 
 
+@njit(nogil=True, cache=True, inline="always")
+def _strict_point(
+    i, grank, y_train, yt, offsets, T, k, cnt, fen, a_term, c_diff, slot_point
+):  # pragma: no cover - jit
+    """A training point with no tie: its own terms, its range updates, then insert it."""
+    t = grank[i]
+    ci = 1.0 if y_train[i] == yt else 0.0
+    l0 = cnt[t]
+    slot = offsets[t] + l0
+    slot_point[slot] = i
+    b0 = 0
+    j = t
+    while j > 0:
+        b0 += fen[j]
+        j -= j & (-j)
+    kp = k - b0
+    a_term[slot] = 0.0
+    if kp > 0:
+        ln = l0 + 1.0
+        a_term[slot] = ci * (kp if kp < ln else ln) / ln
+        if ci != 0.0 and kp < ln and l0 > 0:
+            w = ci * kp / (ln * (ln - 1.0))
+            base = offsets[t] + t
+            c_diff[base] -= w
+            c_diff[base + l0] += w
+    if ci != 0.0:
+        # as an earlier-group point of every later group t2 (a: points before it in U_t2)
+        a = b0 + l0
+        t2 = t + 1
+        while t2 < T and a < k:
+            c = cnt[t2]
+            if c > 0 and a + c >= k:
+                base = offsets[t2] + t2
+                c_diff[base] -= ci / c
+                c_diff[base + c] += ci / c
+            a += c
+            t2 += 1
+    cnt[t] += 1
+    j = t + 1
+    while j <= T:
+        fen[j] += 1
+        j += j & (-j)
+
+
 @njit(nogil=True, cache=True)
 def ads_accumulate(
     order, keys, grank, y_train, y_test, offsets, n_groups, k, acc, acc2
@@ -142,11 +188,33 @@ def ads_accumulate(
         fen[:] = 0
         c_diff[:] = 0.0
         lo = 0
+        key = keys[r, order[r, 0]]
+        nkey = key
         while lo < n:
-            key = keys[r, order[r, lo]]
             hi = lo + 1
-            while hi < n and keys[r, order[r, hi]] == key:
+            while hi < n:  # each key is read once
+                nkey = keys[r, order[r, hi]]
+                if nkey != key:
+                    break
                 hi += 1
+            if hi == lo + 1:  # no tie: the strict formula directly
+                _strict_point(
+                    order[r, lo],
+                    grank,
+                    y_train,
+                    yt,
+                    offsets,
+                    T,
+                    k,
+                    cnt,
+                    fen,
+                    a_term,
+                    c_diff,
+                    slot_point,
+                )
+                lo = hi
+                key = nkey
+                continue
             # the class's groups, ascending
             nt = 0
             for p in range(lo, hi):
@@ -218,6 +286,7 @@ def ads_accumulate(
                 pair[t] = 0.0
                 tied_loss[t] = 0.0
             lo = hi
+            key = nkey
         for t in range(T):
             run = 0.0
             for s in range(offsets[t], offsets[t + 1]):
