@@ -1,13 +1,13 @@
 """Time pyDVL 0.10's exact KNN-Shapley (``KNNShapleyValuation``) on one data set.
 
-In-process (main venv)::
+It runs in pyDVL's own venv (``benchmarks/peers/.venv-pydvl``, built by
+``setup_pydvl.sh``: pyDVL 0.10 needs numpy < 2), as a script with the same npz interface
+as ``odv_knn_shapley.py``::
 
-    from benchmarks.peers.pydvl_knn_shapley import run   # or import by file path
-    values, seconds = run(x_train, y_train, x_test, y_test, k=5)
+    benchmarks/peers/.venv-pydvl/bin/python benchmarks/peers/pydvl_knn_shapley.py \
+        data.npz out.npz --k 5 [--n-jobs 2]
 
-or as a script, with the same npz interface as ``odv_knn_shapley.py``::
-
-    .venv/bin/python benchmarks/peers/pydvl_knn_shapley.py data.npz out.npz --k 5
+``run()`` does the same in-process for code already inside that venv.
 
 What pyDVL computes (``pydvl/valuation/methods/knn_shapley.py``): it fits a
 ``KNeighborsClassifier(n_neighbors=K)``, asks it for *all* N neighbours of every test
