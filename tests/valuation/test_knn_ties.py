@@ -10,32 +10,23 @@ averages the strict utility over every such subset and then enumerates all coali
 from __future__ import annotations
 
 import itertools
-import math
 
 import numpy as np
 import pytest
 
-from databazaar.valuation import knn_regression_shapley, knn_shapley, threshold_knn_shapley
+from databazaar.valuation import (
+    exact_shapley,
+    knn_regression_shapley,
+    knn_shapley,
+    threshold_knn_shapley,
+)
 from databazaar.valuation._neighbours import NeighbourKeys, distinct_rows, sorted_order
 
 
 def brute_shapley(n: int, v) -> np.ndarray:  # type: ignore[no-untyped-def]
-    """Shapley values by the subset formula over all ``2^n`` coalitions."""
-    phi = np.zeros(n)
-    cache: dict[tuple[int, ...], float] = {}
-
-    def val(s: tuple[int, ...]) -> float:
-        if s not in cache:
-            cache[s] = v(s)
-        return cache[s]
-
-    for i in range(n):
-        others = [j for j in range(n) if j != i]
-        for size in range(n):
-            w = math.factorial(size) * math.factorial(n - size - 1) / math.factorial(n)
-            for s in itertools.combinations(others, size):
-                phi[i] += w * (val(tuple(sorted((*s, i)))) - val(s))
-    return phi
+    """Shapley values by enumerating all ``2^n`` coalitions (the library's brute force,
+    checked against games with known values in test_exact.py)."""
+    return exact_shapley(v, n).values
 
 
 def tie_averaged(d: np.ndarray, k: int, score):  # type: ignore[no-untyped-def]
