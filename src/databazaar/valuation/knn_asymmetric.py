@@ -164,7 +164,9 @@ def knn_asymmetric_shapley(
         go.n_groups,
         k,
     )
-    rows = chunk_rows(n, m, 1, chunk_size, budget_bytes=DEFAULT_CHUNK_BYTES, bytes_per_cell=24)
+    rows = chunk_rows(
+        n, m, parallel.workers, chunk_size, budget_bytes=DEFAULT_CHUNK_BYTES, bytes_per_cell=24
+    )
     fn = functools.partial(_knn_chunk, problem)
     with parallel.thread_blas():
         # results come back in chunk order whatever the backend, so sums are reproducible
