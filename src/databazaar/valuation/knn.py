@@ -12,10 +12,30 @@ of its nearest neighbours in ``S``; the value of a training point is the average
 exact Shapley values over the test points (linearity).  One sort per test point gives
 all values, so the cost is ``O(M N log N)`` for ``M`` test and ``N`` training points.
 
+Ties.  Training points at exactly the same distance from a test point (equal float64
+keys, see :mod:`databazaar.valuation._neighbours`) form a tie class, and the utility of
+``S`` is its expected value when tied points are ordered uniformly at random:
+``v(S) = E_π[v_π(S)]``; only the class straddling the ``K``-th place matters, and it fills
+the ``r`` free places with its mean label score (``r C_b / n_b``).  Tied points are then
+interchangeable, so the values satisfy the symmetry axiom (identical rows with the same
+label get identical values, and the values do not depend on the row order), and because
+Shapley values are linear in the utility they equal the average of the strict-order
+values over all orders of the tied points.  For classification, with
+``f(l) = min(K, l)/l`` and ``w(l) = K/(l(l-1))`` for ``l > K`` (else 0), a point in tie
+class ``G`` (positions ``a+1..a+g``, ``C_G`` correct labels) gets
+
+``K φ(z) = c_z mean_G f - Σ_{G' farther} C_G' mean_G' w - (C_G - c_z) Σ_{j<g} j w(a+1+j)/(g(g-1))``,
+
+which is Jia et al.'s Theorem 1 when there are no ties (``g = 1``), at the same cost.
+pyDVL and scikit-learn instead keep the one order their sort leaves tied neighbours in,
+so on tied data their values depend on the row order (docs/valuation.md, "Ties").
+Threshold KNN-Shapley needs no rule: it only asks whether ``d <= tau``.
+
 How it runs: test points are processed in chunks.  For a chunk, squared distances up to
 a per-row constant (``|x|^2 - 2 t.x``, in float64 so the order agrees with
 scikit-learn's exact neighbours) are computed by one matrix product, ``argsort`` orders
-each row, and a compiled kernel runs the recursion and scatter-adds the values.  Chunks
+each row, and a compiled kernel (cached on disk by numba) values each tie class and
+scatter-adds the values.  Chunks
 go to worker threads (numpy's sort and the kernels release the GIL), processes or Ray
 tasks through :class:`~databazaar.core.parallel.ParallelConfig`, so memory stays bounded
 by ``chunk_size x N`` per worker whatever ``M`` is.
