@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 from joblib import Parallel, delayed
 
-from databazaar.valuation._ads_kernels import knn_projection
+from databazaar.valuation._ci_kernels import knn_projection
 from databazaar.valuation.inference import size_nodes
 from databazaar.valuation.knn_asymmetric import knn_asymmetric_shapley
 from databazaar.valuation.knn_inference import knn_marginals, knn_shapley_ci

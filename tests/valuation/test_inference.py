@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from databazaar.core.errors import InvalidInput
-from databazaar.valuation import _ads_kernels as kern
+from databazaar.valuation import _ci_kernels as kern
 from databazaar.valuation.inference import (
     UtilityMarginals,
     _size_biased,

@@ -58,7 +58,7 @@ class KNNMarginals:
         self, z: int, anchors: np.ndarray, n_inner: int, rng: np.random.Generator
     ) -> np.ndarray:
         """``H[a, j] = h_z(S)``: anchor plus ``s - 1`` i.i.d. draws, ``P(s) ∝ s``."""
-        from databazaar.valuation import _ads_kernels as kern
+        from databazaar.valuation import _ci_kernels as kern
 
         seed = int(rng.integers(0, 2**31 - 1))
         anchors = np.ascontiguousarray(anchors, dtype=np.int64)
@@ -72,7 +72,7 @@ class KNNMarginals:
         The size distribution is used exactly when ``n - 1 <= max_sizes`` and otherwise
         through ``max_sizes`` equal-probability quantile nodes.
         """
-        from databazaar.valuation import _ads_kernels as kern
+        from databazaar.valuation import _ci_kernels as kern
 
         sizes, weights = size_nodes(self.n, max_sizes)
         r = kern.knn_projection(
@@ -82,7 +82,7 @@ class KNNMarginals:
 
     def leave_one_out(self, z: int) -> np.ndarray:
         """Exact KNN-Shapley value of ``z`` with each other point removed (``n - 1`` values)."""
-        from databazaar.valuation import _ads_kernels as kern
+        from databazaar.valuation import _ci_kernels as kern
 
         out = kern.knn_leave_one_out(self.order, self.y_train, self.y_test, int(z), self.k)
         return np.delete(out, z)
