@@ -20,6 +20,7 @@ from databazaar.valuation.exact import (
     exact_semivalue,
     exact_shapley,
 )
+from databazaar.valuation.groups import GroupUtility
 from databazaar.valuation.montecarlo import (
     BanzhafMSR,
     BetaShapley,
@@ -35,7 +36,7 @@ from databazaar.valuation.montecarlo import (
     sample_rng,
     seed_entropy,
 )
-from databazaar.valuation.utility import GameUtility, GroupUtility, Utility
+from databazaar.valuation.utility import GameUtility, Utility
 
 GAME_NAMES = ["additive", "majority", "glove"]
 

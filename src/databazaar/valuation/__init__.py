@@ -36,7 +36,7 @@ _LAZY = {
     "exact_beta_shapley": "exact",
     "beta_shapley_weight": "exact",
     "GameUtility": "utility",
-    "GroupUtility": "utility",
+    "GroupUtility": "groups",
     "StoppingCriterion": "montecarlo",
     # evaluation (evaluate.py)
     "flip_labels": "evaluate",

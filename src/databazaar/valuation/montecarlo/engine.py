@@ -35,6 +35,7 @@ import numpy as np
 from databazaar.core.errors import InvalidInput
 from databazaar.core.parallel import ParallelConfig, blas_limit
 from databazaar.valuation._validate import is_pos_int
+from databazaar.valuation.groups import GroupUtility
 from databazaar.valuation.montecarlo.samplers import (
     MSRSampler,
     PermutationSampler,
@@ -46,7 +47,7 @@ from databazaar.valuation.montecarlo.stopping import (
     StoppingCriterion,
     check_criterion,
 )
-from databazaar.valuation.utility import GroupUtility, blas_threads_of, players_of
+from databazaar.valuation.utility import blas_threads_of, players_of
 
 __all__ = [
     "MonteCarloStats",
@@ -126,6 +127,10 @@ def permutation_marginals(
 ) -> np.ndarray:
     r"""Marginal contributions along one permutation (Ghorbani & Zou 2019, Alg. 1 inner loop).
 
+    When ``game`` has ``prefix_scores(order)`` returning the utilities of all prefixes
+    (an exact incremental model, :mod:`databazaar.valuation.incremental`), they come
+    from one pass instead of one fit per prefix; ``None`` from it means "refit".
+
     Returns ``m`` with ``m[j] = game(base ∪ π[:j+1]) - game(base ∪ π[:j])`` in
     *permutation order*.
 
@@ -160,9 +165,15 @@ def permutation_marginals(
     coalition = np.concatenate([base_arr, perm])
     nb = base_arr.shape[0]
     tol = float(truncation_tol) * (abs(u_total) if u_total is not None else 0.0)
+    # one incremental pass where the utility offers it (exact; see valuation.incremental)
+    stop = limit if u_total is None or limit < n else n - 1
+    scan = getattr(game, "prefix_scores", None)
+    scores = scan(coalition[: nb + stop]) if scan is not None and stop > 0 else None
     for j in range(limit):
         if j == n - 1 and u_total is not None:
             cur = float(u_total)
+        elif scores is not None:
+            cur = float(scores[nb + j])
         else:
             cur = float(game(coalition[: nb + j + 1]))
         out[j] = cur - prev
