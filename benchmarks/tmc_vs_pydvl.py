@@ -277,14 +277,15 @@ def to_markdown(res: dict[str, Any]) -> str:
             f"| {r['ratio_cold_equal_blas']:.2f}x | {r['max_abs_value_diff_vs_pydvl']:.1e} |"
         )
     mach = res["machine"]
+    load = mach["load_average_1min_before"], mach["load_average_1min_after"]
     lines += [
         "",
         f"ratio_equal_blas (smallest over {', '.join(res['ratio_equal_blas_models'])}): "
         f"{res['ratio_equal_blas']:.1f}x",
         "Models with an exact incremental form gain; logistic regression has none and runs "
         "the same cold refits as pyDVL (its ratio is the engine alone).",
-        f"machine: {mach['cpus']} CPUs, 1-minute load average {mach['load_average_1min_before']:.2f}"
-        f" before and {mach['load_average_1min_after']:.2f} after the run",
+        f"machine: {mach['cpus']} CPUs, 1-minute load average {load[0]:.2f} before and "
+        f"{load[1]:.2f} after the run",
     ]
     return "\n".join(lines) + "\n"
 
