@@ -42,8 +42,8 @@ _LAZY = {
     "flip_labels": "evaluate",
     "noisy_label_detection": "evaluate",
     "point_removal_curve": "evaluate",
-    "evaluation_report": "evaluate",
-    "EvaluationReport": "evaluate",
+    "evaluation_report": "report",
+    "EvaluationReport": "report",
     "two_means_split": "evaluate",
     "value_table": "tabular",
     # asymmetric data Shapley and inference
