@@ -177,3 +177,13 @@ def is_nonneg_number(x: Any) -> bool:
         and bool(np.isfinite(x))
         and x >= 0
     )
+
+
+def store_params(estimator: Any, params: dict[str, Any]) -> None:
+    """Store ``__init__`` arguments unchanged under their names (scikit-learn's rule).
+
+    Called as ``store_params(self, locals())`` first thing in ``__init__``.
+    """
+    for name, value in params.items():
+        if name not in ("self", "__class__"):
+            setattr(estimator, name, value)

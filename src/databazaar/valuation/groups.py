@@ -178,6 +178,22 @@ def group_result(
     )
 
 
+class _Forwarded:
+    """A counter attribute read from and written to the wrapped ``utility`` (0 if absent)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        return int(getattr(obj.utility, self.name, 0))
+
+    def __set__(self, obj: Any, value: int) -> None:
+        if hasattr(obj.utility, self.name):
+            setattr(obj.utility, self.name, value)
+
+
 class GroupUtility:
     """The game whose players are groups of training points.
 
@@ -223,32 +239,9 @@ class GroupUtility:
         return float(self.utility(self.points(players)))
 
     # counters forward to the wrapped utility
-    @property
-    def n_evaluations(self) -> int:
-        return int(getattr(self.utility, "n_evaluations", 0))
-
-    @n_evaluations.setter
-    def n_evaluations(self, value: int) -> None:
-        if hasattr(self.utility, "n_evaluations"):
-            self.utility.n_evaluations = value
-
-    @property
-    def n_cache_hits(self) -> int:
-        return int(getattr(self.utility, "n_cache_hits", 0))
-
-    @n_cache_hits.setter
-    def n_cache_hits(self, value: int) -> None:
-        if hasattr(self.utility, "n_cache_hits"):
-            self.utility.n_cache_hits = value
-
-    @property
-    def n_errors(self) -> int:
-        return int(getattr(self.utility, "n_errors", 0))
-
-    @n_errors.setter
-    def n_errors(self, value: int) -> None:
-        if hasattr(self.utility, "n_errors"):
-            self.utility.n_errors = value
+    n_evaluations = _Forwarded("n_evaluations")
+    n_cache_hits = _Forwarded("n_cache_hits")
+    n_errors = _Forwarded("n_errors")
 
     @property
     def last_error(self) -> str | None:

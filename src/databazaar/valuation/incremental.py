@@ -64,11 +64,13 @@ def prefix_scanner(
             and not p["metric_params"]
             and x_test.shape[0] * x_train.shape[0] <= MAX_DISTANCE_ENTRIES
         ):
-            return KNNPrefixScan(int(p["n_neighbors"]), x_train, y_train, x_test, y_test)
+            return KNNPrefixScan(x_train, y_train, x_test, y_test, k=int(p["n_neighbors"]))
     if _unmodified(model, GaussianNB, ("fit", "predict", "_joint_log_likelihood")):
         p = model.get_params()
         if p["priors"] is None:
-            return GaussianNBPrefixScan(float(p["var_smoothing"]), x_train, y_train, x_test, y_test)
+            scan = GaussianNBPrefixScan(x_train, y_train, x_test, y_test)
+            scan.var_smoothing = float(p["var_smoothing"])
+            return scan
     return None
 
 
@@ -88,21 +90,31 @@ def _encode(y_train: np.ndarray, y_test: np.ndarray) -> tuple[np.ndarray, np.nda
     return ytr.reshape(-1).astype(np.int64), yte.astype(np.int64), len(classes)
 
 
-class KNNPrefixScan:
+class _PrefixScan:
+    """Training and test data with class codes in sorted label order."""
+
+    def __init__(
+        self, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray
+    ) -> None:
+        self.y_train, self.y_test, self.n_classes = _encode(y_train, y_test)
+        self.x_train = np.asarray(x_train, dtype=np.float64)
+        self.x_test = np.asarray(x_test, dtype=np.float64)
+
+
+class KNNPrefixScan(_PrefixScan):
     """Exact test accuracy of a uniform-weight KNN classifier on every prefix."""
 
     def __init__(
         self,
-        k: int,
         x_train: np.ndarray,
         y_train: np.ndarray,
         x_test: np.ndarray,
         y_test: np.ndarray,
+        k: int = 5,
     ) -> None:
+        super().__init__(x_train, y_train, x_test, y_test)
         self.k = k
-        self.y_train, self.y_test, self.n_classes = _encode(y_train, y_test)
-        xtr = np.asarray(x_train, dtype=np.float64)
-        xte = np.asarray(x_test, dtype=np.float64)
+        xtr, xte = self.x_train, self.x_test
         # squared Euclidean distances, exact differences (the order is what matters)
         dist = np.empty((xte.shape[0], xtr.shape[0]))
         for s in range(0, xte.shape[0], 256):
@@ -127,21 +139,13 @@ class KNNPrefixScan:
         return out
 
 
-class GaussianNBPrefixScan:
-    """Test accuracy of scikit-learn's ``GaussianNB`` on every prefix, from running sums."""
+class GaussianNBPrefixScan(_PrefixScan):
+    """Test accuracy of scikit-learn's ``GaussianNB`` on every prefix, from running sums.
 
-    def __init__(
-        self,
-        var_smoothing: float,
-        x_train: np.ndarray,
-        y_train: np.ndarray,
-        x_test: np.ndarray,
-        y_test: np.ndarray,
-    ) -> None:
-        self.var_smoothing = var_smoothing
-        self.y_train, self.y_test, self.n_classes = _encode(y_train, y_test)
-        self.x_train = np.asarray(x_train, dtype=np.float64)
-        self.x_test = np.asarray(x_test, dtype=np.float64)
+    ``var_smoothing`` is scikit-learn's (default ``1e-9``).
+    """
+
+    var_smoothing = 1e-9
 
     def __call__(self, order: np.ndarray, default: float) -> np.ndarray:
         scores = np.empty(order.shape[0])

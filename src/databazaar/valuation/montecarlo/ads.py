@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from databazaar.core.errors import InvalidInput
+from databazaar.valuation._validate import store_params
 from databazaar.valuation.groups import resolve_group_order
 from databazaar.valuation.montecarlo.base import ProgressFn, Valuation, result_from_stats
 from databazaar.valuation.montecarlo.samplers import OrderedPermutationSampler
@@ -90,10 +91,7 @@ class MonteCarloADS(Valuation):
         batch_size: int | None = None,
         ray_address: str | None = None,
     ) -> None:
-        self.order = order
-        self.utility_range = utility_range
-        self.delta = delta
-        self._set_sampling_params(stopping, n_jobs, backend, random_state, batch_size, ray_address)
+        store_params(self, locals())
 
     def _default_stopping(self) -> StoppingCriterion:
         return MaxSamples(200)

@@ -94,23 +94,6 @@ class Valuation(BaseEstimator):
             raise NotFittedError(f"{type(self).__name__} is not fitted yet; call fit(utility)")
         return result
 
-    def _set_sampling_params(
-        self,
-        stopping: StoppingCriterion | None,
-        n_jobs: int,
-        backend: str,
-        random_state: Any,
-        batch_size: int | None,
-        ray_address: str | None,
-    ) -> None:
-        """Store the constructor arguments shared by the sampling estimators as given."""
-        self.stopping = stopping
-        self.n_jobs = n_jobs
-        self.backend = backend
-        self.random_state = random_state
-        self.batch_size = batch_size
-        self.ray_address = ray_address
-
     def _common_checks(self) -> tuple[StoppingCriterion, int | None]:
         stopping = self.stopping if self.stopping is not None else self._default_stopping()
         check_criterion(stopping)

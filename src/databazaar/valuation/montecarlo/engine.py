@@ -299,19 +299,23 @@ class MonteCarloStats:
 
 def _drive(
     job: Callable[[tuple[int, int]], tuple[Any, Counters]],
-    fold: _Folder,
+    update: Callable[[Any, int], None],
+    stderr_fn: Callable[[], np.ndarray],
     game: Any,
     stopping: StoppingCriterion,
     *,
-    parallel: ParallelConfig,
+    parallel: ParallelConfig | None,
     batch_size: int,
     progress: ProgressFn | None,
 ) -> tuple[int, float]:
     """Dispatch batches of samples round by round and fold them in sample order.
 
-    ``fold(batch_output)`` folds a batch sample by sample and returns how many samples it
-    used before the stopping criterion fired (``-1`` if it did not).
+    ``update(batch_output, r)`` folds sample ``r`` of a batch into the running
+    statistics; ``stderr_fn()`` gives the per-player stderr the stopping criterion sees.
+    Returns ``(samples folded, seconds)``.
     """
+    parallel = parallel or ParallelConfig()
+    fold = _Folder(update, stderr_fn, stopping)
     stopping.reset()
     t0 = time.monotonic()
     bound = stopping.max_samples()
@@ -422,13 +426,13 @@ def estimate_permutation_values(
     def update(batch: np.ndarray, r: int) -> None:
         stats.update(batch[r])
 
-    folder = _Folder(update, stats.stderr, stopping)
     n_samples, elapsed = _drive(
         job,
-        folder,
+        update,
+        stats.stderr,
         game,
         stopping,
-        parallel=parallel or ParallelConfig(),
+        parallel=parallel,
         batch_size=batch_size,
         progress=progress,
     )
@@ -472,13 +476,14 @@ def estimate_msr_values(
         inside.update(np.where(mask, u, np.nan))
         outside.update(np.where(mask, np.nan, u))
 
-    folder = _Folder(update, stderr, stopping)
+    job = _SubsetJob(game, n, entropy, MSRSampler())
     n_samples, elapsed = _drive(
-        _SubsetJob(game, n, entropy, MSRSampler()),
-        folder,
+        job,
+        update,
+        stderr,
         game,
         stopping,
-        parallel=parallel or ParallelConfig(),
+        parallel=parallel,
         batch_size=batch_size,
         progress=progress,
     )

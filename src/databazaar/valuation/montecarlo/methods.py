@@ -52,7 +52,7 @@ from scipy.special import betaln, gammaln
 
 from databazaar.core.errors import InvalidInput
 from databazaar.core.parallel import blas_limit
-from databazaar.valuation._validate import is_nonneg_number
+from databazaar.valuation._validate import is_nonneg_number, store_params
 from databazaar.valuation.exact import check_alpha_beta
 from databazaar.valuation.montecarlo.base import (
     ProgressFn,
@@ -141,9 +141,7 @@ class TMCShapley(Valuation):
         batch_size: int | None = None,
         ray_address: str | None = None,
     ) -> None:
-        self.truncation_tol = truncation_tol
-        self.truncation_patience = truncation_patience
-        self._set_sampling_params(stopping, n_jobs, backend, random_state, batch_size, ray_address)
+        store_params(self, locals())
 
     def _fit(
         self, game: Any, ids: np.ndarray | None, progress: ProgressFn | None
@@ -196,9 +194,7 @@ class BetaShapley(Valuation):
         self.alpha = alpha
         self.beta = beta
         self.weight_tol = weight_tol
-        self.truncation_tol = truncation_tol
-        self.truncation_patience = truncation_patience
-        self._set_sampling_params(stopping, n_jobs, backend, random_state, batch_size, ray_address)
+        store_params(self, locals())
 
     def _fit(
         self, game: Any, ids: np.ndarray | None, progress: ProgressFn | None
@@ -262,7 +258,7 @@ class BanzhafMSR(Valuation):
         batch_size: int | None = None,
         ray_address: str | None = None,
     ) -> None:
-        self._set_sampling_params(stopping, n_jobs, backend, random_state, batch_size, ray_address)
+        store_params(self, locals())
 
     def _default_stopping(self) -> StoppingCriterion:
         return MaxSamples(1000)
@@ -317,9 +313,7 @@ class LeaveOneOut(Valuation):
     def __init__(
         self, n_jobs: int = 1, backend: str = "processes", ray_address: str | None = None
     ) -> None:
-        self.n_jobs = n_jobs
-        self.backend = backend
-        self.ray_address = ray_address
+        store_params(self, locals())
 
     def _fit(
         self, game: Any, ids: np.ndarray | None, progress: ProgressFn | None
