@@ -109,6 +109,31 @@ class Valuation(BaseEstimator):
         """The validated parallel setting of this estimator."""
         return ParallelConfig(self.n_jobs, self.backend, getattr(self, "ray_address", None))
 
+    def _estimate(
+        self,
+        engine: Callable[..., Any],
+        game: Any,
+        stopping: StoppingCriterion,
+        batch_size: int | None,
+        progress: ProgressFn | None,
+        **options: Any,
+    ) -> Any:
+        """Run an engine loop (:func:`estimate_permutation_values`, ...) with this
+        estimator's seed and parallel setting.
+
+        ``stopping`` and ``batch_size`` as returned by :meth:`_common_checks`; ``options``
+        are the method-specific keyword arguments (truncation, weights, sampler, ...).
+        """
+        return engine(
+            game,
+            stopping=stopping,
+            random_state=self.random_state,
+            parallel=self._parallel(),
+            batch_size=batch_size,
+            progress=progress,
+            **options,
+        )
+
     def _permutation_stats(
         self,
         game: Any,
@@ -117,19 +142,9 @@ class Valuation(BaseEstimator):
         progress: ProgressFn | None,
         **options: Any,
     ) -> MonteCarloStats:
-        """:func:`estimate_permutation_values` with this estimator's sampling settings.
-
-        ``stopping`` and ``batch_size`` as returned by :meth:`_common_checks`; ``options``
-        are the estimator-specific keyword arguments (truncation, weights, ...).
-        """
-        return estimate_permutation_values(
-            game,
-            stopping=stopping,
-            random_state=self.random_state,
-            parallel=self._parallel(),
-            batch_size=batch_size,
-            progress=progress,
-            **options,
+        """:meth:`_estimate` with :func:`estimate_permutation_values`."""
+        return self._estimate(
+            estimate_permutation_values, game, stopping, batch_size, progress, **options
         )
 
     def _params(self, stopping: StoppingCriterion, extra: dict[str, Any]) -> dict[str, Any]:

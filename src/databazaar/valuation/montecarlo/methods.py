@@ -267,14 +267,7 @@ class BanzhafMSR(Valuation):
         self, game: Any, ids: np.ndarray | None, progress: ProgressFn | None
     ) -> ValuationResult:
         stopping, batch_size = self._common_checks()
-        stats, both = estimate_msr_values(
-            game,
-            stopping=stopping,
-            random_state=self.random_state,
-            parallel=self._parallel(),
-            batch_size=batch_size,
-            progress=progress,
-        )
+        stats, both = self._estimate(estimate_msr_values, game, stopping, batch_size, progress)
         if not both.all():
             warnings.warn(
                 f"{int((~both).sum())} player(s) were never both inside and outside a sampled "
