@@ -119,3 +119,11 @@ def test_scanner_is_rebuilt_after_pickling() -> None:
     copy = pickle.loads(pickle.dumps(u))
     assert copy._scanner is None
     np.testing.assert_array_equal(copy.prefix_scores(perm), before)
+
+
+def test_labels_of_mixed_types_fall_back_to_cold_fits() -> None:
+    xtr, _, xte, _ = _data()
+    ytr = np.array([1, "b"] * 30, dtype=object)
+    yte = np.array(["b", 1] * 20, dtype=object)
+    u = Utility(KNeighborsClassifier(3), xtr, ytr, xte, yte, default_score=0.5)
+    assert u.prefix_scores(np.arange(9)) is None

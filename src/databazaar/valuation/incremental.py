@@ -50,8 +50,18 @@ def prefix_scanner(
     """An exact incremental scan for ``model``, or ``None`` when there is none.
 
     The scan is a callable ``scan(order, default) -> scores`` with ``scores[j]`` the test
-    accuracy of ``model`` fitted on training rows ``order[:j+1]``.
+    accuracy of ``model`` fitted on training rows ``order[:j+1]``.  Labels that cannot
+    be sorted together (mixed types) also get ``None``: cold fits handle them.
     """
+    try:
+        return _scanner(model, x_train, y_train, x_test, y_test)
+    except TypeError:
+        return None
+
+
+def _scanner(
+    model: Any, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray
+) -> Any:
     from sklearn.naive_bayes import GaussianNB
     from sklearn.neighbors import KNeighborsClassifier
 
