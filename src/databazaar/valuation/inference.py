@@ -318,6 +318,24 @@ def shapley_variance(
     return var, method
 
 
+#: The arguments of :func:`shapley_variance` that the interval functions pass through.
+VARIANCE_OPTIONS = (
+    "n_outer",
+    "n_inner",
+    "n_pairs",
+    "random_state",
+    "n_jobs",
+    "backend",
+    "ray_address",
+    "progress",
+)
+
+
+def variance_options(arguments: dict[str, Any]) -> dict[str, Any]:
+    """The :data:`VARIANCE_OPTIONS` among a caller's ``locals()``."""
+    return {name: arguments[name] for name in VARIANCE_OPTIONS}
+
+
 def deletion_stable(k: int, n: int) -> bool:
     """Whether a KNN utility with ``k`` neighbours on ``n`` points is in the regime the
     U-statistic intervals are calibrated for: ``k >= sqrt(n) / 2``.
@@ -399,19 +417,7 @@ def shapley_confidence_intervals(
             f"the result has {len(result)} values but the utility has {oracle.n} players",
             hint="pass point-level values of the same training set",
         )
-    var, resolved = shapley_variance(
-        oracle,
-        indices,
-        method=method,
-        n_outer=n_outer,
-        n_inner=n_inner,
-        n_pairs=n_pairs,
-        random_state=random_state,
-        n_jobs=n_jobs,
-        backend=backend,
-        ray_address=ray_address,
-        progress=progress,
-    )
+    var, resolved = shapley_variance(oracle, indices, method=method, **variance_options(locals()))
     if include_stderr is None:
         include_stderr = not result.method.startswith("knn")
     total = var + (result.stderr**2 if include_stderr else 0.0)

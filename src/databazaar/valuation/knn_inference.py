@@ -22,7 +22,11 @@ from typing import Any
 import numpy as np
 
 from databazaar.valuation._validate import check_k
-from databazaar.valuation.inference import shapley_confidence_intervals, size_nodes
+from databazaar.valuation.inference import (
+    shapley_confidence_intervals,
+    size_nodes,
+    variance_options,
+)
 from databazaar.valuation.knn_asymmetric import (
     check_knn_data,
     distinct_rows,
@@ -147,12 +151,5 @@ def knn_shapley_ci(
         method,
         indices=indices,
         include_stderr=False,
-        n_outer=n_outer,
-        n_inner=n_inner,
-        n_pairs=n_pairs,
-        random_state=random_state,
-        n_jobs=n_jobs,
-        backend=backend,
-        ray_address=ray_address,
-        progress=progress,
+        **variance_options(locals()),
     )
