@@ -187,5 +187,5 @@ def store_params(estimator: Any, params: dict[str, Any]) -> None:
     Called as ``store_params(self, locals())`` first thing in ``__init__``.
     """
     for name, value in params.items():
-        if name not in ("self", "__class__"):
+        if name not in ("self", "__class__", "sampling"):  # **sampling goes to the base
             setattr(estimator, name, value)

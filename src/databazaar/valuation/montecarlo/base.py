@@ -8,6 +8,7 @@ an argument of ``fit`` only, never of ``__init__``.
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -17,7 +18,12 @@ from sklearn.base import BaseEstimator
 
 from databazaar.core.errors import InvalidInput
 from databazaar.core.parallel import ParallelConfig
-from databazaar.valuation._validate import check_progress, is_nonneg_number, is_pos_int
+from databazaar.valuation._validate import (
+    check_progress,
+    is_nonneg_number,
+    is_pos_int,
+    store_params,
+)
 from databazaar.valuation.montecarlo.engine import (
     MonteCarloStats,
     as_game,
@@ -39,9 +45,48 @@ class Valuation(BaseEstimator):
     Subclasses store their parameters in ``__init__`` (scikit-learn style, so
     ``get_params``/``set_params``/``clone`` work) and implement
     ``_fit(game, ids, progress) -> ValuationResult``.
+
+    Args (the sampling parameters every Monte Carlo method takes):
+        stopping: a stopping criterion on samples; default per method.
+        n_jobs: parallel workers (``-1`` = all cores).
+        backend: ``"processes"`` (default), ``"threads"`` or ``"ray"``
+            (:mod:`databazaar.core.parallel`).
+        random_state: int, ``None`` or :class:`numpy.random.Generator`.
+        batch_size: samples per parallel task; results never depend on it.
+        ray_address: Ray cluster address for ``backend="ray"``.
     """
 
     _method = "unknown"
+
+    def __init__(
+        self,
+        stopping: StoppingCriterion | None = None,
+        n_jobs: int = 1,
+        backend: str = "processes",
+        random_state: Any = None,
+        batch_size: int | None = None,
+        ray_address: str | None = None,
+    ) -> None:
+        store_params(self, locals())
+
+    @classmethod
+    def _get_param_names(cls) -> list[str]:
+        """The ``__init__`` parameters, including those a subclass passes on as ``**sampling``.
+
+        scikit-learn's ``get_params``, ``set_params`` and ``clone`` read this list; a
+        subclass whose ``__init__`` ends in ``**sampling`` (forwarded to
+        :class:`Valuation`) takes the sampling parameters above as well.
+        """
+        names: set[str] = set()
+        for klass in cls.__mro__:
+            init = vars(klass).get("__init__")
+            if init is None:
+                continue
+            params = inspect.signature(init).parameters.values()
+            names.update(p.name for p in params if p.name != "self" and p.kind < p.VAR_KEYWORD)
+            if not any(p.kind == p.VAR_KEYWORD for p in params):
+                break
+        return sorted(names)
 
     def fit(self, utility: Any, groups: Any = None, progress: ProgressFn | None = None) -> Any:
         """Estimate the values of the players of ``utility`` (or of groups of them).

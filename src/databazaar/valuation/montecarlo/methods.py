@@ -134,13 +134,9 @@ class TMCShapley(Valuation):
         self,
         truncation_tol: float = 0.01,
         truncation_patience: int = 5,
-        stopping: StoppingCriterion | None = None,
-        n_jobs: int = 1,
-        backend: str = "processes",
-        random_state: Any = None,
-        batch_size: int | None = None,
-        ray_address: str | None = None,
+        **sampling: Any,
     ) -> None:
+        super().__init__(**sampling)
         store_params(self, locals())
 
     def _fit(
@@ -155,7 +151,7 @@ class TMCShapley(Valuation):
         return result_from_stats(stats, ids, self._method, params)
 
 
-class BetaShapley(Valuation):
+class BetaShapley(TMCShapley):
     r"""Beta(alpha, beta)-Shapley (Kwon & Zou 2022) by importance-weighted permutations.
 
     Converges to :func:`~databazaar.valuation.exact.exact_semivalue` with
@@ -170,7 +166,7 @@ class BetaShapley(Valuation):
             at most ``weight_tol`` times the mean absolute marginal of the skipped
             positions; ``0`` (default) is unbiased.
         truncation_tol, truncation_patience: TMC truncation as in :class:`TMCShapley`;
-            off by default.
+            off by default (``truncation_tol=0``).
         stopping, n_jobs, backend, random_state, batch_size, ray_address: as in
             :class:`TMCShapley`.
     """
@@ -183,17 +179,9 @@ class BetaShapley(Valuation):
         beta: float = 1.0,
         weight_tol: float = 0.0,
         truncation_tol: float = 0.0,
-        truncation_patience: int = 5,
-        stopping: StoppingCriterion | None = None,
-        n_jobs: int = 1,
-        backend: str = "processes",
-        random_state: Any = None,
-        batch_size: int | None = None,
-        ray_address: str | None = None,
+        **sampling: Any,
     ) -> None:
-        self.alpha = alpha
-        self.beta = beta
-        self.weight_tol = weight_tol
+        super().__init__(truncation_tol=truncation_tol, **sampling)
         store_params(self, locals())
 
     def _fit(
@@ -248,17 +236,6 @@ class BanzhafMSR(Valuation):
     """
 
     _method = "banzhaf-msr"
-
-    def __init__(
-        self,
-        stopping: StoppingCriterion | None = None,
-        n_jobs: int = 1,
-        backend: str = "processes",
-        random_state: Any = None,
-        batch_size: int | None = None,
-        ray_address: str | None = None,
-    ) -> None:
-        store_params(self, locals())
 
     def _default_stopping(self) -> StoppingCriterion:
         return MaxSamples(1000)
