@@ -25,12 +25,12 @@ from databazaar.valuation._validate import (
     store_params,
 )
 from databazaar.valuation.montecarlo.engine import (
-    MonteCarloStats,
     as_game,
     counters,
     counters_delta,
     estimate_permutation_values,
 )
+from databazaar.valuation.montecarlo.stats import MonteCarloStats
 from databazaar.valuation.montecarlo.stopping import MaxSamples, StoppingCriterion, check_criterion
 from databazaar.valuation.result import ValuationResult
 

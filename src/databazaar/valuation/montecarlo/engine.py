@@ -42,6 +42,7 @@ from databazaar.valuation.montecarlo.samplers import (
     sample_rng,
     seed_entropy,
 )
+from databazaar.valuation.montecarlo.stats import MonteCarloStats, RunningStats
 from databazaar.valuation.montecarlo.stopping import (
     SamplingState,
     StoppingCriterion,
@@ -59,45 +60,6 @@ __all__ = [
 ]
 
 ProgressFn = Callable[[int], None]
-
-
-class RunningStats:
-    """Per-player running mean and sum of squared deviations (Welford), NaN = no sample."""
-
-    def __init__(self, n: int) -> None:
-        self.count = np.zeros(n, dtype=np.int64)
-        self.mean = np.zeros(n, dtype=np.float64)
-        self.m2 = np.zeros(n, dtype=np.float64)
-
-    def update(self, row: np.ndarray) -> None:
-        ok = ~np.isnan(row)
-        if ok.all():
-            self.count += 1
-            delta = row - self.mean
-            self.mean += delta / self.count
-            self.m2 += delta * (row - self.mean)
-            return
-        c = self.count[ok] + 1
-        x = row[ok]
-        delta = x - self.mean[ok]
-        mean = self.mean[ok] + delta / c
-        self.m2[ok] += delta * (x - mean)
-        self.mean[ok] = mean
-        self.count[ok] = c
-
-    def variance(self) -> np.ndarray:
-        """Unbiased sample variance (``inf`` where fewer than two samples)."""
-        out = np.full(self.count.shape, np.inf)
-        ok = self.count >= 2
-        out[ok] = self.m2[ok] / (self.count[ok] - 1)
-        return out
-
-    def stderr(self) -> np.ndarray:
-        """Standard error of the mean (``inf`` where fewer than two samples)."""
-        out = np.full(self.count.shape, np.inf)
-        ok = self.count >= 2
-        out[ok] = np.sqrt(np.maximum(self.m2[ok], 0.0) / (self.count[ok] - 1) / self.count[ok])
-        return out
 
 
 def as_game(utility: Any, groups: Any = None) -> tuple[Any, np.ndarray | None]:
@@ -284,17 +246,6 @@ def merge_counters(game: Any, before: Counters, deltas: Sequence[Counters]) -> N
                 setattr(game, name, base + sum(add))
             except AttributeError:  # read-only on a user object
                 pass
-
-
-@dataclass
-class MonteCarloStats:
-    """Outcome of a sampling loop: per-player estimates and how many samples they used."""
-
-    values: np.ndarray
-    stderr: np.ndarray
-    counts: np.ndarray
-    n_samples: int
-    elapsed: float
 
 
 def _drive(
