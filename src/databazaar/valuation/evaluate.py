@@ -50,6 +50,7 @@ from databazaar.valuation._validate import (
     check_same_width,
 )
 from databazaar.valuation.result import ValuationResult
+from databazaar.valuation.utility import resolve_scorer
 
 __all__ = [
     "flip_labels",
@@ -163,22 +164,6 @@ def _check_fractions(fractions: Any) -> np.ndarray:
     if arr.size > 1 and np.any(np.diff(arr) <= 0):
         raise InvalidInput("fractions must be strictly increasing")
     return arr
-
-
-def _resolve_scorer(scorer: str | Callable[..., float]) -> tuple[Callable[..., float], str]:
-    """A scikit-learn scorer ``scorer(estimator, X, y)`` and its display name."""
-    if callable(scorer):
-        return scorer, getattr(scorer, "__name__", type(scorer).__name__)
-    if not isinstance(scorer, str):
-        raise InvalidInput(f"scorer must be a scorer name or a callable, got {scorer!r}")
-    from sklearn.metrics import get_scorer, get_scorer_names
-
-    if scorer not in get_scorer_names():
-        raise InvalidInput(
-            f"unknown scorer {scorer!r}",
-            hint="use a name from sklearn.metrics.get_scorer_names(), e.g. 'accuracy'",
-        )
-    return get_scorer(scorer), scorer
 
 
 def _check_model(model: Any) -> Any:
@@ -470,7 +455,8 @@ def point_removal_curve(
             hint="pass one value per training row, in the same order",
         )
     frac = _check_fractions(fractions)
-    score_fn, scorer_name = _resolve_scorer(scorer)
+    score_fn, _ = resolve_scorer(scorer)
+    scorer_name = scorer if isinstance(scorer, str) else getattr(scorer, "__name__", "scorer")
     base = _check_model(model)
     from sklearn.base import is_classifier
 

@@ -271,7 +271,7 @@ class Utility(_CachedSetFunction):
         check_same_width(self.x_train, self.x_test)
         self.model = model
         self.scorer = scorer
-        self._scorer, self._fast_accuracy = _resolve_scorer(scorer)
+        self._scorer, self._fast_accuracy = resolve_scorer(scorer)
         if default_score is None:
             default_score = _default_score(scorer, self.y_test)
         try:
@@ -418,7 +418,7 @@ def blas_threads_of(utility: Any) -> int | None:
     return getattr(utility, "blas_threads", None)
 
 
-def _resolve_scorer(scorer: Any) -> tuple[Scorer, bool]:
+def resolve_scorer(scorer: Any) -> tuple[Scorer, bool]:
     """Return ``(callable, is_plain_accuracy)`` for a scorer name or callable."""
     if isinstance(scorer, str):
         from sklearn.metrics import get_scorer, get_scorer_names
