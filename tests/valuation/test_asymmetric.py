@@ -257,6 +257,40 @@ def test_mc_ads_converges_within_hoeffding_bound():
     assert permutations_for(8, eps) <= 400 + 1
 
 
+def test_mc_ads_takes_any_stopping_criterion_and_the_shared_seeding():
+    from databazaar.valuation.montecarlo import (
+        MaxSamples,
+        MonteCarloADS,
+        OrderedPermutationSampler,
+        StderrBelow,
+        estimate_permutation_values,
+    )
+
+    x, y, xt, yt = _instance(5, 6)
+    u = _knn_game(x, y, xt, yt, 1)
+    groups, order = [0, 0, 1, 1, 2, 2], [2, 0, 1]
+    by_count = mc_asymmetric_shapley(u, groups, order, n_permutations=25, random_state=3)
+    by_rule = mc_asymmetric_shapley(u, groups, order, stopping=MaxSamples(25), random_state=3)
+    np.testing.assert_array_equal(by_count.values, by_rule.values)
+    # permutation j is sample_rng(3, j) through the ordered sampler, as in the engine
+    members = [np.array([4, 5]), np.array([0, 1]), np.array([2, 3])]
+    stats = estimate_permutation_values(
+        u, stopping=MaxSamples(25), random_state=3, sampler=OrderedPermutationSampler(members)
+    )
+    np.testing.assert_array_equal(by_count.values, stats.values)
+    # a combined rule stops at whichever comes first
+    loose = MaxSamples(500) | StderrBelow(1.0, min_samples=10)
+    res = MonteCarloADS(order=order, stopping=loose, random_state=3).fit(u, groups=groups)
+    assert res.result_.params["n_samples"] == 10
+    assert res.result_.params["hoeffding_epsilon"] == pytest.approx(
+        hoeffding_epsilon(6, 10, 1.0, 0.05)
+    )
+    seen: list[int] = []
+    est = AsymmetricShapley(method="mc", stopping=MaxSamples(12), random_state=3)
+    est.fit(u, groups=groups, order=order, progress=seen.append)
+    assert sum(seen) == 12
+
+
 def test_mc_ads_reproducible_across_jobs_and_backends():
     x, y, xt, yt = _instance(4, 6)
     u = _knn_game(x, y, xt, yt, 1)

@@ -20,6 +20,7 @@ from databazaar.valuation.exact import (
     exact_semivalue,
     exact_shapley,
 )
+from databazaar.valuation.groups import GroupUtility
 from databazaar.valuation.montecarlo import (
     BanzhafMSR,
     BetaShapley,
@@ -35,7 +36,7 @@ from databazaar.valuation.montecarlo import (
     sample_rng,
     seed_entropy,
 )
-from databazaar.valuation.utility import GameUtility, GroupUtility, Utility
+from databazaar.valuation.utility import GameUtility, Utility
 
 GAME_NAMES = ["additive", "majority", "glove"]
 
@@ -524,3 +525,25 @@ def test_quiet_by_default(majority_game, utility_factory) -> None:  # type: igno
         warnings.simplefilter("error")
         TMCShapley(stopping=MaxSamples(5), random_state=0).fit(utility_factory())
         BanzhafMSR(stopping=MaxSamples(50), random_state=0).fit(majority_game)
+
+
+def test_estimators_keep_scikit_learn_params_through_sampling_kwargs() -> None:
+    from sklearn.base import clone
+
+    from databazaar.valuation.montecarlo import MonteCarloADS
+
+    beta = BetaShapley(4.0, 1.0, truncation_patience=3, n_jobs=2, stopping=MaxSamples(7))
+    params = beta.get_params()
+    assert params["alpha"] == 4.0 and params["truncation_patience"] == 3
+    assert params["n_jobs"] == 2 and params["truncation_tol"] == 0.0
+    assert set(params) == {
+        "alpha", "beta", "weight_tol", "truncation_tol", "truncation_patience", "stopping",
+        "n_jobs", "backend", "random_state", "batch_size", "ray_address",
+    }  # fmt: skip
+    twin = clone(beta)
+    assert repr(twin.get_params()["stopping"]) == "MaxSamples(7)" and twin.n_jobs == 2
+    assert set(LeaveOneOut().get_params()) == {"n_jobs", "backend", "ray_address"}
+    assert "order" in MonteCarloADS().get_params()
+    assert BanzhafMSR().set_params(n_jobs=3).n_jobs == 3
+    with pytest.raises(TypeError, match="bogus"):
+        TMCShapley(bogus=1)

@@ -11,7 +11,8 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.metrics import f1_score, get_scorer
 
 from databazaar.core.errors import InvalidInput
-from databazaar.valuation.utility import GameUtility, GroupUtility, Utility, as_indices
+from databazaar.valuation.groups import GroupUtility
+from databazaar.valuation.utility import GameUtility, Utility, as_indices
 
 
 def test_score_equals_a_manual_fit(tiny_data) -> None:  # type: ignore[no-untyped-def]

@@ -36,14 +36,14 @@ _LAZY = {
     "exact_beta_shapley": "exact",
     "beta_shapley_weight": "exact",
     "GameUtility": "utility",
-    "GroupUtility": "utility",
+    "GroupUtility": "groups",
     "StoppingCriterion": "montecarlo",
     # evaluation (evaluate.py)
     "flip_labels": "evaluate",
     "noisy_label_detection": "evaluate",
     "point_removal_curve": "evaluate",
-    "evaluation_report": "evaluate",
-    "EvaluationReport": "evaluate",
+    "evaluation_report": "report",
+    "EvaluationReport": "report",
     "two_means_split": "evaluate",
     "value_table": "tabular",
     # asymmetric data Shapley and inference

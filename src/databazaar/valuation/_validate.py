@@ -172,21 +172,23 @@ def encode_classes(y_train: np.ndarray, y_test: np.ndarray) -> tuple[np.ndarray,
     return codes[:n], codes[n:], len(uniques)
 
 
+def check_int_at_least(x: Any, name: str, minimum: int = 1) -> int:
+    """``x`` as an int if it is an integer (not a bool) ``>= minimum``."""
+    if isinstance(x, bool) or not isinstance(x, (int, np.integer)):
+        raise InvalidInput(f"{name} must be an integer >= {minimum}, got {x!r}")
+    if x < minimum:
+        raise InvalidInput(f"{name} must be >= {minimum}, got {x}")
+    return int(x)
+
+
 def check_chunk_size(chunk_size: Any) -> int:
     """A positive integer number of test points per chunk."""
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)):
-        raise InvalidInput(f"chunk_size must be a positive integer, got {chunk_size!r}")
-    if chunk_size < 1:
-        raise InvalidInput(f"chunk_size must be >= 1, got {chunk_size}")
-    return int(chunk_size)
+    return check_int_at_least(chunk_size, "chunk_size")
 
 
 def check_k(k: Any) -> int:
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
-        raise InvalidInput(f"k must be an integer >= 1, got {k!r}")
-    if k < 1:
-        raise InvalidInput(f"k must be >= 1, got {k}")
-    return int(k)
+    """A number of neighbours ``k >= 1``."""
+    return check_int_at_least(k, "k")
 
 
 def check_progress(progress: Any) -> None:
@@ -227,3 +229,13 @@ def is_nonneg_number(x: Any) -> bool:
         and bool(np.isfinite(x))
         and x >= 0
     )
+
+
+def store_params(estimator: Any, params: dict[str, Any]) -> None:
+    """Store ``__init__`` arguments unchanged under their names (scikit-learn's rule).
+
+    Called as ``store_params(self, locals())`` first thing in ``__init__``.
+    """
+    for name, value in params.items():
+        if name not in ("self", "__class__", "sampling"):  # **sampling goes to the base
+            setattr(estimator, name, value)

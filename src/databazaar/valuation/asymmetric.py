@@ -53,6 +53,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 
 from databazaar.core.errors import InvalidInput
+from databazaar.valuation._validate import store_params
 from databazaar.valuation.groups import GroupOrder, group_result, resolve_group_order
 from databazaar.valuation.knn_asymmetric import knn_asymmetric_shapley
 from databazaar.valuation.montecarlo.ads import (
@@ -119,18 +120,7 @@ class AsymmetricShapley(BaseEstimator):
         utility_range: float = 1.0,
         delta: float = 0.05,
     ) -> None:
-        self.k = k
-        self.method = method
-        self.order = order
-        self.n_jobs = n_jobs
-        self.backend = backend
-        self.random_state = random_state
-        self.n_permutations = n_permutations
-        self.stopping = stopping
-        self.ray_address = ray_address
-        self.chunk_size = chunk_size
-        self.utility_range = utility_range
-        self.delta = delta
+        store_params(self, locals())
 
     def fit(
         self,

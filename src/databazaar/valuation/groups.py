@@ -1,9 +1,11 @@
-"""Ordered groups of training points: the structure Asymmetric Data Shapley respects.
+"""Groups of training points: games whose players are groups, and ordered groups.
 
-:func:`resolve_group_order` checks one group id per point and the precedence order of the
-groups and returns a :class:`GroupOrder`; :func:`group_result` sums point values per
-group.  Used by exact KNN-ADS (:mod:`databazaar.valuation.knn_asymmetric`) and Monte
-Carlo ADS (:mod:`databazaar.valuation.montecarlo.ads`).
+:class:`GroupUtility` turns a utility on points into the game on groups (group mode of
+every Monte Carlo method).  :func:`resolve_group_order` checks one group id per point
+and the precedence order of the groups and returns a :class:`GroupOrder`;
+:func:`group_result` sums point values per group; both serve exact KNN-ADS
+(:mod:`databazaar.valuation.knn_asymmetric`) and Monte Carlo ADS
+(:mod:`databazaar.valuation.montecarlo.ads`).
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ import numpy as np
 
 from databazaar.core.errors import InvalidInput
 from databazaar.valuation.result import ValuationResult
+from databazaar.valuation.utility import as_indices, players_of
 
-__all__ = ["GroupOrder", "group_result", "json_scalar", "resolve_group_order"]
+__all__ = ["GroupOrder", "GroupUtility", "group_result", "json_scalar", "resolve_group_order"]
 
 
 @dataclass(frozen=True)
@@ -173,3 +176,76 @@ def group_result(
         method=method,
         params={**params, "group_mode": "sum of member values"},
     )
+
+
+class _Forwarded:
+    """A counter attribute read from and written to the wrapped ``utility`` (0 if absent)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        return int(getattr(obj.utility, self.name, 0))
+
+    def __set__(self, obj: Any, value: int) -> None:
+        if hasattr(obj.utility, self.name):
+            setattr(obj.utility, self.name, value)
+
+
+class GroupUtility:
+    """The game whose players are groups of training points.
+
+    Player ``g`` is the ``g``-th distinct id in ``groups`` (sorted, as
+    :func:`numpy.unique` orders them); a coalition of groups is worth
+    ``utility(union of their members)``.  Caching and counters are the wrapped
+    utility's.  ``ids`` holds the group id of each player.
+
+    Example:
+        >>> from databazaar.valuation.utility import GameUtility
+        >>> g = GroupUtility(GameUtility(lambda s: float(len(s)), 4), ["b", "a", "b", "c"])
+        >>> g.ids.tolist(), g([1]), g([0, 2])
+        (['a', 'b', 'c'], 2.0, 2.0)
+    """
+
+    def __init__(self, utility: Any, groups: Any) -> None:
+        from databazaar.valuation._validate import check_groups
+
+        n = players_of(utility)
+        self.utility = utility
+        self.ids, inverse = check_groups(groups, n)
+        order = np.argsort(inverse, kind="stable")
+        bounds = np.searchsorted(inverse[order], np.arange(len(self.ids) + 1))
+        self.members: list[np.ndarray] = [
+            order[bounds[g] : bounds[g + 1]].astype(np.int64) for g in range(len(self.ids))
+        ]
+
+    @property
+    def n_players(self) -> int:
+        return len(self.members)
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    def points(self, players: Any) -> np.ndarray:
+        """Training-point positions of the union of the given groups."""
+        idx = as_indices(players, self.n_players)
+        if idx.size == 0:
+            return np.empty(0, dtype=np.int64)
+        return np.concatenate([self.members[g] for g in idx])
+
+    def __call__(self, players: Any) -> float:
+        return float(self.utility(self.points(players)))
+
+    # counters forward to the wrapped utility
+    n_evaluations = _Forwarded("n_evaluations")
+    n_cache_hits = _Forwarded("n_cache_hits")
+    n_errors = _Forwarded("n_errors")
+
+    @property
+    def last_error(self) -> str | None:
+        return getattr(self.utility, "last_error", None)
+
+    def __repr__(self) -> str:
+        return f"GroupUtility({self.utility!r}, n_groups={self.n_players})"

@@ -81,7 +81,7 @@ import numpy as np
 
 from databazaar.core.errors import InvalidInput
 from databazaar.core.parallel import ParallelConfig
-from databazaar.valuation._validate import check_progress
+from databazaar.valuation._validate import check_int_at_least, check_progress
 from databazaar.valuation.montecarlo.samplers import spawn_seeds
 from databazaar.valuation.result import ValuationResult
 
@@ -224,12 +224,6 @@ def _resolve_method(method: str, cheap: bool) -> str:
     return method
 
 
-def _check_pos_int(x: Any, name: str, minimum: int) -> int:
-    if isinstance(x, bool) or not isinstance(x, (int, np.integer)) or x < minimum:
-        raise InvalidInput(f"{name} must be an integer >= {minimum}, got {x!r}")
-    return int(x)
-
-
 def _check_confidence(confidence: Any) -> float:
     try:
         c = float(confidence)
@@ -283,12 +277,12 @@ def shapley_variance(
             "utility only",
             hint="use 'double_mc' or 'pick_and_freeze' with a model utility",
         )
-    n_outer = _check_pos_int(n_outer, "n_outer", 2)
+    n_outer = check_int_at_least(n_outer, "n_outer", 2)
     if n_inner is None and not oracle.cheap:
         n_inner = 100
     if n_inner is not None:
-        n_inner = _check_pos_int(n_inner, "n_inner", 2)
-    n_pairs = _check_pos_int(n_pairs, "n_pairs", 2)
+        n_inner = check_int_at_least(n_inner, "n_inner", 2)
+    n_pairs = check_int_at_least(n_pairs, "n_pairs", 2)
     parallel = ParallelConfig(n_jobs, backend, ray_address)
     n = oracle.n
     if n < 3:
@@ -322,6 +316,24 @@ def shapley_variance(
     if getattr(oracle, "k", None) is not None and method != "jackknife":
         _warn_if_not_deletion_stable(oracle.k, n)
     return var, method
+
+
+#: The arguments of :func:`shapley_variance` that the interval functions pass through.
+VARIANCE_OPTIONS = (
+    "n_outer",
+    "n_inner",
+    "n_pairs",
+    "random_state",
+    "n_jobs",
+    "backend",
+    "ray_address",
+    "progress",
+)
+
+
+def variance_options(arguments: dict[str, Any]) -> dict[str, Any]:
+    """The :data:`VARIANCE_OPTIONS` among a caller's ``locals()``."""
+    return {name: arguments[name] for name in VARIANCE_OPTIONS}
 
 
 def deletion_stable(k: int, n: int) -> bool:
@@ -405,19 +417,7 @@ def shapley_confidence_intervals(
             f"the result has {len(result)} values but the utility has {oracle.n} players",
             hint="pass point-level values of the same training set",
         )
-    var, resolved = shapley_variance(
-        oracle,
-        indices,
-        method=method,
-        n_outer=n_outer,
-        n_inner=n_inner,
-        n_pairs=n_pairs,
-        random_state=random_state,
-        n_jobs=n_jobs,
-        backend=backend,
-        ray_address=ray_address,
-        progress=progress,
-    )
+    var, resolved = shapley_variance(oracle, indices, method=method, **variance_options(locals()))
     if include_stderr is None:
         include_stderr = not result.method.startswith("knn")
     total = var + (result.stderr**2 if include_stderr else 0.0)

@@ -23,7 +23,11 @@ import numpy as np
 
 from databazaar.valuation._neighbours import NeighbourKeys, check_knn_data, sorted_order
 from databazaar.valuation._validate import check_k
-from databazaar.valuation.inference import shapley_confidence_intervals, size_nodes
+from databazaar.valuation.inference import (
+    shapley_confidence_intervals,
+    size_nodes,
+    variance_options,
+)
 from databazaar.valuation.knn import knn_shapley
 from databazaar.valuation.result import ValuationResult
 
@@ -135,12 +139,5 @@ def knn_shapley_ci(
         method,
         indices=indices,
         include_stderr=False,
-        n_outer=n_outer,
-        n_inner=n_inner,
-        n_pairs=n_pairs,
-        random_state=random_state,
-        n_jobs=n_jobs,
-        backend=backend,
-        ray_address=ray_address,
-        progress=progress,
+        **variance_options(locals()),
     )

@@ -187,8 +187,8 @@ def value_table(
         check_backend(backend)
     # the natural default of each kind of work: GIL-free KNN kernels in threads,
     # scikit-learn model fits in processes; an explicit backend is used as given
-    knn_backend = backend or "threads"
-    mc_backend = backend or "processes"
+    knn_par = {"n_jobs": n_jobs, "backend": backend or "threads", "progress": progress}
+    mc_par = {"n_jobs": n_jobs, "backend": backend or "processes"}
     if ci is not None and method not in CI_METHODS:
         raise InvalidInput(
             f"confidence intervals are not available for {method}",
@@ -211,18 +211,12 @@ def value_table(
                 groups=groups,
                 order=list(order),
                 k=k,
-                n_jobs=n_jobs,
-                backend=knn_backend,
-                progress=progress,
+                **knn_par,
             )
         else:
             util = model_utility(model, k, args)
             est = asymmetric.AsymmetricShapley(
-                method="mc",
-                n_permutations=budget,
-                n_jobs=n_jobs,
-                backend=mc_backend,
-                random_state=random_state,
+                method="mc", n_permutations=budget, random_state=random_state, **mc_par
             )
             result = est.fit(util, groups=groups, order=list(order), progress=progress).result_
         return result, prob
@@ -232,24 +226,14 @@ def value_table(
         if ci is not None:
             from databazaar.valuation.knn_inference import knn_shapley_ci
 
-            result = knn_shapley_ci(
-                *args,
-                k=k,
-                confidence=ci,
-                random_state=random_state,
-                n_jobs=n_jobs,
-                backend=knn_backend,
-                progress=progress,
-            )
+            result = knn_shapley_ci(*args, k=k, confidence=ci, random_state=random_state, **knn_par)
             return result, prob
         result = knn_shapley(
             *args,
             k=k,
             task="classification" if method == "knn-shapley" else "regression",
             groups=prob.groups,
-            n_jobs=n_jobs,
-            backend=knn_backend,
-            progress=progress,
+            **knn_par,
         )
         return result, prob
     if method == "threshold-knn":
@@ -257,21 +241,14 @@ def value_table(
             raise InvalidInput("threshold-knn needs a radius", hint="pass --tau")
         from databazaar.valuation.knn import threshold_knn_shapley
 
-        result = threshold_knn_shapley(
-            *args,
-            tau=tau,
-            groups=prob.groups,
-            n_jobs=n_jobs,
-            backend=knn_backend,
-            progress=progress,
-        )
+        result = threshold_knn_shapley(*args, tau=tau, groups=prob.groups, **knn_par)
         return result, prob
     from databazaar.valuation import montecarlo
 
     util = model_utility(model, k, args)
-    common = {"n_jobs": n_jobs, "backend": mc_backend, "random_state": random_state}
+    common = {"random_state": random_state, **mc_par}
     if method == "loo":
-        est: Any = montecarlo.LeaveOneOut(n_jobs=n_jobs, backend=mc_backend)
+        est: Any = montecarlo.LeaveOneOut(**mc_par)
     else:
         stop = montecarlo.MaxSamples(budget)
         if method == "tmc-shapley":
@@ -290,9 +267,7 @@ def value_table(
             confidence=ci,
             n_outer=ci_samples,
             n_inner=ci_samples,
-            random_state=random_state,
-            n_jobs=n_jobs,
-            backend=mc_backend,
             progress=progress,
+            **common,
         )
     return result, prob

@@ -3,7 +3,8 @@
 * :mod:`.samplers`: what is drawn (permutations, order-consistent permutations, MSR
   coalitions) and the one seeding rule;
 * :mod:`.stopping`: stopping criteria combined with ``|`` and ``&``;
-* :mod:`.engine`: the parallel, reproducible sampling loop;
+* :mod:`.engine`: the parallel, reproducible sampling loop (:mod:`.stats`: running
+  statistics);
 * :mod:`.base`: :class:`Valuation`, the estimator base (one ``fit`` convention, one
   place for ``progress``);
 * :mod:`.methods` and :mod:`.ads`: TMC-Shapley, Beta Shapley, Banzhaf-MSR,
@@ -18,8 +19,6 @@ from databazaar.valuation.montecarlo.ads import (
 )
 from databazaar.valuation.montecarlo.base import Valuation
 from databazaar.valuation.montecarlo.engine import (
-    MonteCarloStats,
-    RunningStats,
     as_game,
     estimate_msr_values,
     estimate_permutation_values,
@@ -40,6 +39,7 @@ from databazaar.valuation.montecarlo.samplers import (
     seed_entropy,
     spawn_seeds,
 )
+from databazaar.valuation.montecarlo.stats import MonteCarloStats, RunningStats
 from databazaar.valuation.montecarlo.stopping import (
     MaxSamples,
     MaxTime,

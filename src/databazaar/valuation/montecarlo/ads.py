@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from databazaar.core.errors import InvalidInput
+from databazaar.valuation._validate import check_int_at_least, store_params
 from databazaar.valuation.groups import resolve_group_order
 from databazaar.valuation.montecarlo.base import ProgressFn, Valuation, result_from_stats
 from databazaar.valuation.montecarlo.samplers import OrderedPermutationSampler
@@ -81,19 +82,12 @@ class MonteCarloADS(Valuation):
     def __init__(
         self,
         order: Sequence[Any] | None = None,
-        stopping: StoppingCriterion | None = None,
         utility_range: float = 1.0,
         delta: float = 0.05,
-        n_jobs: int = 1,
-        backend: str = "processes",
-        random_state: Any = None,
-        batch_size: int | None = None,
-        ray_address: str | None = None,
+        **sampling: Any,
     ) -> None:
-        self.order = order
-        self.utility_range = utility_range
-        self.delta = delta
-        self._set_sampling_params(stopping, n_jobs, backend, random_state, batch_size, ray_address)
+        super().__init__(**sampling)
+        store_params(self, locals())
 
     def _default_stopping(self) -> StoppingCriterion:
         return MaxSamples(200)
@@ -131,6 +125,10 @@ class MonteCarloADS(Valuation):
         return result_from_stats(stats, None, self._method, params)
 
 
+#: Arguments of :func:`mc_asymmetric_shapley` that are not :class:`MonteCarloADS` settings.
+_NOT_SETTINGS = ("utility", "groups", "n_permutations", "progress")
+
+
 def mc_asymmetric_shapley(
     utility: Any,
     groups: Any = None,
@@ -153,19 +151,7 @@ def mc_asymmetric_shapley(
     values for every backend and ``n_jobs``.
     """
     if stopping is None:
-        if isinstance(n_permutations, bool) or not isinstance(n_permutations, (int, np.integer)):
-            raise InvalidInput(f"n_permutations must be an integer >= 1, got {n_permutations!r}")
-        if n_permutations < 1:
-            raise InvalidInput(f"n_permutations must be >= 1, got {n_permutations}")
-        stopping = MaxSamples(int(n_permutations))
-    est = MonteCarloADS(
-        order=order,
-        stopping=stopping,
-        utility_range=utility_range,
-        delta=delta,
-        n_jobs=n_jobs,
-        backend=backend,
-        random_state=random_state,
-        ray_address=ray_address,
-    )
+        stopping = MaxSamples(check_int_at_least(n_permutations, "n_permutations"))
+    settings = {k: v for k, v in locals().items() if k not in _NOT_SETTINGS}
+    est = MonteCarloADS(**settings)
     return est.fit(utility, groups=groups, progress=progress).result_

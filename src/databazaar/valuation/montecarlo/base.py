@@ -8,6 +8,7 @@ an argument of ``fit`` only, never of ``__init__``.
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -17,14 +18,19 @@ from sklearn.base import BaseEstimator
 
 from databazaar.core.errors import InvalidInput
 from databazaar.core.parallel import ParallelConfig
-from databazaar.valuation._validate import check_progress, is_nonneg_number, is_pos_int
+from databazaar.valuation._validate import (
+    check_progress,
+    is_nonneg_number,
+    is_pos_int,
+    store_params,
+)
 from databazaar.valuation.montecarlo.engine import (
-    MonteCarloStats,
     as_game,
     counters,
     counters_delta,
     estimate_permutation_values,
 )
+from databazaar.valuation.montecarlo.stats import MonteCarloStats
 from databazaar.valuation.montecarlo.stopping import MaxSamples, StoppingCriterion, check_criterion
 from databazaar.valuation.result import ValuationResult
 
@@ -39,9 +45,48 @@ class Valuation(BaseEstimator):
     Subclasses store their parameters in ``__init__`` (scikit-learn style, so
     ``get_params``/``set_params``/``clone`` work) and implement
     ``_fit(game, ids, progress) -> ValuationResult``.
+
+    Args (the sampling parameters every Monte Carlo method takes):
+        stopping: a stopping criterion on samples; default per method.
+        n_jobs: parallel workers (``-1`` = all cores).
+        backend: ``"processes"`` (default), ``"threads"`` or ``"ray"``
+            (:mod:`databazaar.core.parallel`).
+        random_state: int, ``None`` or :class:`numpy.random.Generator`.
+        batch_size: samples per parallel task; results never depend on it.
+        ray_address: Ray cluster address for ``backend="ray"``.
     """
 
     _method = "unknown"
+
+    def __init__(
+        self,
+        stopping: StoppingCriterion | None = None,
+        n_jobs: int = 1,
+        backend: str = "processes",
+        random_state: Any = None,
+        batch_size: int | None = None,
+        ray_address: str | None = None,
+    ) -> None:
+        store_params(self, locals())
+
+    @classmethod
+    def _get_param_names(cls) -> list[str]:
+        """The ``__init__`` parameters, including those a subclass passes on as ``**sampling``.
+
+        scikit-learn's ``get_params``, ``set_params`` and ``clone`` read this list; a
+        subclass whose ``__init__`` ends in ``**sampling`` (forwarded to
+        :class:`Valuation`) takes the sampling parameters above as well.
+        """
+        names: set[str] = set()
+        for klass in cls.__mro__:
+            init = vars(klass).get("__init__")
+            if init is None:
+                continue
+            params = inspect.signature(init).parameters.values()
+            names.update(p.name for p in params if p.name != "self" and p.kind < p.VAR_KEYWORD)
+            if not any(p.kind == p.VAR_KEYWORD for p in params):
+                break
+        return sorted(names)
 
     def fit(self, utility: Any, groups: Any = None, progress: ProgressFn | None = None) -> Any:
         """Estimate the values of the players of ``utility`` (or of groups of them).
@@ -94,23 +139,6 @@ class Valuation(BaseEstimator):
             raise NotFittedError(f"{type(self).__name__} is not fitted yet; call fit(utility)")
         return result
 
-    def _set_sampling_params(
-        self,
-        stopping: StoppingCriterion | None,
-        n_jobs: int,
-        backend: str,
-        random_state: Any,
-        batch_size: int | None,
-        ray_address: str | None,
-    ) -> None:
-        """Store the constructor arguments shared by the sampling estimators as given."""
-        self.stopping = stopping
-        self.n_jobs = n_jobs
-        self.backend = backend
-        self.random_state = random_state
-        self.batch_size = batch_size
-        self.ray_address = ray_address
-
     def _common_checks(self) -> tuple[StoppingCriterion, int | None]:
         stopping = self.stopping if self.stopping is not None else self._default_stopping()
         check_criterion(stopping)
@@ -126,6 +154,31 @@ class Valuation(BaseEstimator):
         """The validated parallel setting of this estimator."""
         return ParallelConfig(self.n_jobs, self.backend, getattr(self, "ray_address", None))
 
+    def _estimate(
+        self,
+        engine: Callable[..., Any],
+        game: Any,
+        stopping: StoppingCriterion,
+        batch_size: int | None,
+        progress: ProgressFn | None,
+        **options: Any,
+    ) -> Any:
+        """Run an engine loop (:func:`estimate_permutation_values`, ...) with this
+        estimator's seed and parallel setting.
+
+        ``stopping`` and ``batch_size`` as returned by :meth:`_common_checks`; ``options``
+        are the method-specific keyword arguments (truncation, weights, sampler, ...).
+        """
+        return engine(
+            game,
+            stopping=stopping,
+            random_state=self.random_state,
+            parallel=self._parallel(),
+            batch_size=batch_size,
+            progress=progress,
+            **options,
+        )
+
     def _permutation_stats(
         self,
         game: Any,
@@ -134,19 +187,9 @@ class Valuation(BaseEstimator):
         progress: ProgressFn | None,
         **options: Any,
     ) -> MonteCarloStats:
-        """:func:`estimate_permutation_values` with this estimator's sampling settings.
-
-        ``stopping`` and ``batch_size`` as returned by :meth:`_common_checks`; ``options``
-        are the estimator-specific keyword arguments (truncation, weights, ...).
-        """
-        return estimate_permutation_values(
-            game,
-            stopping=stopping,
-            random_state=self.random_state,
-            parallel=self._parallel(),
-            batch_size=batch_size,
-            progress=progress,
-            **options,
+        """:meth:`_estimate` with :func:`estimate_permutation_values`."""
+        return self._estimate(
+            estimate_permutation_values, game, stopping, batch_size, progress, **options
         )
 
     def _params(self, stopping: StoppingCriterion, extra: dict[str, Any]) -> dict[str, Any]:

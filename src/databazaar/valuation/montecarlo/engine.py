@@ -35,18 +35,20 @@ import numpy as np
 from databazaar.core.errors import InvalidInput
 from databazaar.core.parallel import ParallelConfig, blas_limit
 from databazaar.valuation._validate import is_pos_int
+from databazaar.valuation.groups import GroupUtility
 from databazaar.valuation.montecarlo.samplers import (
     MSRSampler,
     PermutationSampler,
     sample_rng,
     seed_entropy,
 )
+from databazaar.valuation.montecarlo.stats import MonteCarloStats, RunningStats
 from databazaar.valuation.montecarlo.stopping import (
     SamplingState,
     StoppingCriterion,
     check_criterion,
 )
-from databazaar.valuation.utility import GroupUtility, blas_threads_of, players_of
+from databazaar.valuation.utility import blas_threads_of, players_of
 
 __all__ = [
     "MonteCarloStats",
@@ -58,45 +60,6 @@ __all__ = [
 ]
 
 ProgressFn = Callable[[int], None]
-
-
-class RunningStats:
-    """Per-player running mean and sum of squared deviations (Welford), NaN = no sample."""
-
-    def __init__(self, n: int) -> None:
-        self.count = np.zeros(n, dtype=np.int64)
-        self.mean = np.zeros(n, dtype=np.float64)
-        self.m2 = np.zeros(n, dtype=np.float64)
-
-    def update(self, row: np.ndarray) -> None:
-        ok = ~np.isnan(row)
-        if ok.all():
-            self.count += 1
-            delta = row - self.mean
-            self.mean += delta / self.count
-            self.m2 += delta * (row - self.mean)
-            return
-        c = self.count[ok] + 1
-        x = row[ok]
-        delta = x - self.mean[ok]
-        mean = self.mean[ok] + delta / c
-        self.m2[ok] += delta * (x - mean)
-        self.mean[ok] = mean
-        self.count[ok] = c
-
-    def variance(self) -> np.ndarray:
-        """Unbiased sample variance (``inf`` where fewer than two samples)."""
-        out = np.full(self.count.shape, np.inf)
-        ok = self.count >= 2
-        out[ok] = self.m2[ok] / (self.count[ok] - 1)
-        return out
-
-    def stderr(self) -> np.ndarray:
-        """Standard error of the mean (``inf`` where fewer than two samples)."""
-        out = np.full(self.count.shape, np.inf)
-        ok = self.count >= 2
-        out[ok] = np.sqrt(np.maximum(self.m2[ok], 0.0) / (self.count[ok] - 1) / self.count[ok])
-        return out
 
 
 def as_game(utility: Any, groups: Any = None) -> tuple[Any, np.ndarray | None]:
@@ -125,6 +88,10 @@ def permutation_marginals(
     max_positions: int | None = None,
 ) -> np.ndarray:
     r"""Marginal contributions along one permutation (Ghorbani & Zou 2019, Alg. 1 inner loop).
+
+    When ``game`` has ``prefix_scores(order)`` returning the utilities of all prefixes
+    (an exact incremental model, :mod:`databazaar.valuation.incremental`), they come
+    from one pass instead of one fit per prefix; ``None`` from it means "refit".
 
     Returns ``m`` with ``m[j] = game(base ∪ π[:j+1]) - game(base ∪ π[:j])`` in
     *permutation order*.
@@ -160,9 +127,15 @@ def permutation_marginals(
     coalition = np.concatenate([base_arr, perm])
     nb = base_arr.shape[0]
     tol = float(truncation_tol) * (abs(u_total) if u_total is not None else 0.0)
+    # one incremental pass where the utility offers it (exact; see valuation.incremental)
+    stop = limit if u_total is None or limit < n else n - 1
+    scan = getattr(game, "prefix_scores", None)
+    scores = scan(coalition[: nb + stop]) if scan is not None and stop > 0 else None
     for j in range(limit):
         if j == n - 1 and u_total is not None:
             cur = float(u_total)
+        elif scores is not None:
+            cur = float(scores[nb + j])
         else:
             cur = float(game(coalition[: nb + j + 1]))
         out[j] = cur - prev
@@ -275,32 +248,25 @@ def merge_counters(game: Any, before: Counters, deltas: Sequence[Counters]) -> N
                 pass
 
 
-@dataclass
-class MonteCarloStats:
-    """Outcome of a sampling loop: per-player estimates and how many samples they used."""
-
-    values: np.ndarray
-    stderr: np.ndarray
-    counts: np.ndarray
-    n_samples: int
-    elapsed: float
-
-
 def _drive(
     job: Callable[[tuple[int, int]], tuple[Any, Counters]],
-    fold: _Folder,
+    update: Callable[[Any, int], None],
+    stderr_fn: Callable[[], np.ndarray],
     game: Any,
     stopping: StoppingCriterion,
     *,
-    parallel: ParallelConfig,
+    parallel: ParallelConfig | None,
     batch_size: int,
     progress: ProgressFn | None,
 ) -> tuple[int, float]:
     """Dispatch batches of samples round by round and fold them in sample order.
 
-    ``fold(batch_output)`` folds a batch sample by sample and returns how many samples it
-    used before the stopping criterion fired (``-1`` if it did not).
+    ``update(batch_output, r)`` folds sample ``r`` of a batch into the running
+    statistics; ``stderr_fn()`` gives the per-player stderr the stopping criterion sees.
+    Returns ``(samples folded, seconds)``.
     """
+    parallel = parallel or ParallelConfig()
+    fold = _Folder(update, stderr_fn, stopping)
     stopping.reset()
     t0 = time.monotonic()
     bound = stopping.max_samples()
@@ -411,13 +377,13 @@ def estimate_permutation_values(
     def update(batch: np.ndarray, r: int) -> None:
         stats.update(batch[r])
 
-    folder = _Folder(update, stats.stderr, stopping)
     n_samples, elapsed = _drive(
         job,
-        folder,
+        update,
+        stats.stderr,
         game,
         stopping,
-        parallel=parallel or ParallelConfig(),
+        parallel=parallel,
         batch_size=batch_size,
         progress=progress,
     )
@@ -461,13 +427,14 @@ def estimate_msr_values(
         inside.update(np.where(mask, u, np.nan))
         outside.update(np.where(mask, np.nan, u))
 
-    folder = _Folder(update, stderr, stopping)
+    job = _SubsetJob(game, n, entropy, MSRSampler())
     n_samples, elapsed = _drive(
-        _SubsetJob(game, n, entropy, MSRSampler()),
-        folder,
+        job,
+        update,
+        stderr,
         game,
         stopping,
-        parallel=parallel or ParallelConfig(),
+        parallel=parallel,
         batch_size=batch_size,
         progress=progress,
     )

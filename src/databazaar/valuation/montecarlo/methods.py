@@ -52,7 +52,7 @@ from scipy.special import betaln, gammaln
 
 from databazaar.core.errors import InvalidInput
 from databazaar.core.parallel import blas_limit
-from databazaar.valuation._validate import is_nonneg_number
+from databazaar.valuation._validate import is_nonneg_number, store_params
 from databazaar.valuation.exact import check_alpha_beta
 from databazaar.valuation.montecarlo.base import (
     ProgressFn,
@@ -134,16 +134,10 @@ class TMCShapley(Valuation):
         self,
         truncation_tol: float = 0.01,
         truncation_patience: int = 5,
-        stopping: StoppingCriterion | None = None,
-        n_jobs: int = 1,
-        backend: str = "processes",
-        random_state: Any = None,
-        batch_size: int | None = None,
-        ray_address: str | None = None,
+        **sampling: Any,
     ) -> None:
-        self.truncation_tol = truncation_tol
-        self.truncation_patience = truncation_patience
-        self._set_sampling_params(stopping, n_jobs, backend, random_state, batch_size, ray_address)
+        super().__init__(**sampling)
+        store_params(self, locals())
 
     def _fit(
         self, game: Any, ids: np.ndarray | None, progress: ProgressFn | None
@@ -157,7 +151,7 @@ class TMCShapley(Valuation):
         return result_from_stats(stats, ids, self._method, params)
 
 
-class BetaShapley(Valuation):
+class BetaShapley(TMCShapley):
     r"""Beta(alpha, beta)-Shapley (Kwon & Zou 2022) by importance-weighted permutations.
 
     Converges to :func:`~databazaar.valuation.exact.exact_semivalue` with
@@ -172,7 +166,7 @@ class BetaShapley(Valuation):
             at most ``weight_tol`` times the mean absolute marginal of the skipped
             positions; ``0`` (default) is unbiased.
         truncation_tol, truncation_patience: TMC truncation as in :class:`TMCShapley`;
-            off by default.
+            off by default (``truncation_tol=0``).
         stopping, n_jobs, backend, random_state, batch_size, ray_address: as in
             :class:`TMCShapley`.
     """
@@ -185,20 +179,10 @@ class BetaShapley(Valuation):
         beta: float = 1.0,
         weight_tol: float = 0.0,
         truncation_tol: float = 0.0,
-        truncation_patience: int = 5,
-        stopping: StoppingCriterion | None = None,
-        n_jobs: int = 1,
-        backend: str = "processes",
-        random_state: Any = None,
-        batch_size: int | None = None,
-        ray_address: str | None = None,
+        **sampling: Any,
     ) -> None:
-        self.alpha = alpha
-        self.beta = beta
-        self.weight_tol = weight_tol
-        self.truncation_tol = truncation_tol
-        self.truncation_patience = truncation_patience
-        self._set_sampling_params(stopping, n_jobs, backend, random_state, batch_size, ray_address)
+        super().__init__(truncation_tol=truncation_tol, **sampling)
+        store_params(self, locals())
 
     def _fit(
         self, game: Any, ids: np.ndarray | None, progress: ProgressFn | None
@@ -253,17 +237,6 @@ class BanzhafMSR(Valuation):
 
     _method = "banzhaf-msr"
 
-    def __init__(
-        self,
-        stopping: StoppingCriterion | None = None,
-        n_jobs: int = 1,
-        backend: str = "processes",
-        random_state: Any = None,
-        batch_size: int | None = None,
-        ray_address: str | None = None,
-    ) -> None:
-        self._set_sampling_params(stopping, n_jobs, backend, random_state, batch_size, ray_address)
-
     def _default_stopping(self) -> StoppingCriterion:
         return MaxSamples(1000)
 
@@ -271,14 +244,7 @@ class BanzhafMSR(Valuation):
         self, game: Any, ids: np.ndarray | None, progress: ProgressFn | None
     ) -> ValuationResult:
         stopping, batch_size = self._common_checks()
-        stats, both = estimate_msr_values(
-            game,
-            stopping=stopping,
-            random_state=self.random_state,
-            parallel=self._parallel(),
-            batch_size=batch_size,
-            progress=progress,
-        )
+        stats, both = self._estimate(estimate_msr_values, game, stopping, batch_size, progress)
         if not both.all():
             warnings.warn(
                 f"{int((~both).sum())} player(s) were never both inside and outside a sampled "
@@ -317,9 +283,7 @@ class LeaveOneOut(Valuation):
     def __init__(
         self, n_jobs: int = 1, backend: str = "processes", ray_address: str | None = None
     ) -> None:
-        self.n_jobs = n_jobs
-        self.backend = backend
-        self.ray_address = ray_address
+        store_params(self, locals())
 
     def _fit(
         self, game: Any, ids: np.ndarray | None, progress: ProgressFn | None

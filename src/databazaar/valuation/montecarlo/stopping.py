@@ -67,11 +67,11 @@ class StoppingCriterion(ABC):
 
     def __or__(self, other: StoppingCriterion) -> StoppingCriterion:
         check_criterion(other)
-        return _Or(self, other)
+        return _Combined(self, other, "|")
 
     def __and__(self, other: StoppingCriterion) -> StoppingCriterion:
         check_criterion(other)
-        return _And(self, other)
+        return _Combined(self, other, "&")
 
 
 def check_criterion(obj: Any, name: str = "stopping") -> StoppingCriterion:
@@ -154,33 +154,23 @@ class MaxTime(StoppingCriterion):
 
 
 class _Combined(StoppingCriterion):
-    """Two criteria joined by ``|`` or ``&``."""
+    """Two criteria joined by ``|`` (stop when either does) or ``&`` (when both do)."""
 
-    def __init__(self, a: StoppingCriterion, b: StoppingCriterion) -> None:
-        self.a, self.b = a, b
+    def __init__(self, a: StoppingCriterion, b: StoppingCriterion, op: str) -> None:
+        self.a, self.b, self.op = a, b, op
 
     def reset(self) -> None:
         self.a.reset()
         self.b.reset()
 
-
-class _Or(_Combined):
     def __call__(self, state: SamplingState) -> bool:
-        return self.a(state) or self.b(state)
-
-    def max_samples(self) -> float:
-        return min(self.a.max_samples(), self.b.max_samples())
-
-    def __repr__(self) -> str:
-        return f"({self.a!r} | {self.b!r})"
-
-
-class _And(_Combined):
-    def __call__(self, state: SamplingState) -> bool:
+        if self.op == "|":
+            return self.a(state) or self.b(state)
         return self.a(state) and self.b(state)
 
     def max_samples(self) -> float:
-        return max(self.a.max_samples(), self.b.max_samples())
+        pick = min if self.op == "|" else max
+        return pick(self.a.max_samples(), self.b.max_samples())
 
     def __repr__(self) -> str:
-        return f"({self.a!r} & {self.b!r})"
+        return f"({self.a!r} {self.op} {self.b!r})"
