@@ -332,6 +332,7 @@ def run_pydvl(tmp_path: Path, xtr, ytr, xte, yte, k: int) -> np.ndarray:  # type
         return out["values"]
 
 
+@pytest.mark.slow  # ~15 s: two pyDVL interpreters start
 def test_equals_pydvl_on_untied_data(tmp_path: Path) -> None:
     """Same numbers as pyDVL 0.10's KNNShapleyValuation, run in its own venv."""
     rng = np.random.default_rng(7)
