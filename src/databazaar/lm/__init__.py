@@ -37,6 +37,8 @@ from databazaar.lm.generate import (
     GenerationBackend,
     LocalModelBackend,
     OpenAICompatibleBackend,
+    SamplingParams,
+    read_conversations,
 )
 from databazaar.lm.model import ModelConfig, build_model, count_parameters, load_model, save_model
 from databazaar.lm.tokenizer import load_tokenizer, save_tokenizer, train_bpe_tokenizer
@@ -61,6 +63,7 @@ __all__ = [
     "ModelConfig",
     "MultiDomainCorpus",
     "OpenAICompatibleBackend",
+    "SamplingParams",
     "TokenizedCorpus",
     "TrainConfig",
     "TrainResult",
@@ -77,6 +80,7 @@ __all__ = [
     "load_tokenizer",
     "mixture_blocks",
     "pack_blocks",
+    "read_conversations",
     "read_chat_jsonl",
     "render_chat",
     "save_model",
