@@ -48,3 +48,46 @@ def tiny_lm(tmp_path_factory: pytest.TempPathFactory) -> dict:
 @pytest.fixture()
 def tiny_texts() -> list[str]:
     return list(TEXTS)
+
+
+CHATS = [
+    [{"role": "user", "content": "hello"}, {"role": "assistant", "content": "hi there"}],
+    [{"role": "user", "content": "add 2 and 3"}, {"role": "assistant", "content": "5"}],
+    [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": "name a fox"},
+        {"role": "assistant", "content": "the quick brown fox"},
+    ],
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_chat_lm(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A 1-layer GPT-2 with the default chat template, trained 150 steps on three short
+    conversations so it answers them and ends its turn with EOS; saved to a folder."""
+    from databazaar.lm import (
+        ModelConfig,
+        TrainConfig,
+        build_model,
+        pack_blocks,
+        render_chat,
+        save_model,
+        set_chat_template,
+        train_bpe_tokenizer,
+        train_lm,
+    )
+
+    tok = set_chat_template(train_bpe_tokenizer(TEXTS, vocab_size=300))
+    # render_chat ends each assistant turn with EOS; pack_blocks adds one between texts
+    texts = [render_chat(tok, c) for c in CHATS] * 8
+    blocks = pack_blocks(texts, tok, 48)
+    model = build_model(
+        ModelConfig(n_layer=1, n_embd=32, n_head=2, n_positions=96),
+        vocab_size=len(tok),
+        seed=0,
+        eos_token_id=tok.eos_token_id,
+    )
+    train_lm(model, blocks, config=TrainConfig(batch_size=8, max_steps=150, lr=1e-2, num_threads=1))
+    folder: Path = tmp_path_factory.mktemp("tiny_chat_lm")
+    save_model(model, folder, tok)
+    return {"model": model, "tokenizer": tok, "folder": folder}
