@@ -30,7 +30,7 @@ and the number of messages. Requests run in a worker thread; a
 Run it with ``databazaar lm serve`` or ``uvicorn.run(create_openai_app(backend))``.
 """
 
-from __future__ import annotations
+# No "from __future__ import annotations": FastAPI must resolve the local ``Request`` import.
 
 import json
 import time
