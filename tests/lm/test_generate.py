@@ -94,13 +94,19 @@ def test_greedy_n_repeats_the_greedy_answer_and_tiny_top_p_is_greedy(
 
 
 def test_checkpoint_generation_defaults_do_not_change_decoding(local: LocalModelBackend) -> None:
+    sample = {"max_new_tokens": 8, "temperature": 1.0, "n": 2, "seed": 0}
     plain = local.generate(["for i in"], max_new_tokens=8)[0]
+    drawn = local.generate(["for i in"], **sample)
     cfg = local.model.generation_config
-    cfg.repetition_penalty, cfg.no_repeat_ngram_size = 50.0, 1
+    saved = cfg.to_dict()
+    cfg.update(repetition_penalty=50.0, no_repeat_ngram_size=1, top_k=1, min_p=0.9, typical_p=0.1)
     try:
         assert local.generate(["for i in"], max_new_tokens=8)[0].token_ids == plain.token_ids
+        again = local.generate(["for i in"], **sample)
+        assert [g.token_ids for g in again] == [g.token_ids for g in drawn]
+        assert local.model.generation_config is cfg
     finally:
-        cfg.repetition_penalty, cfg.no_repeat_ngram_size = 1.0, 0
+        cfg.update(**saved)
 
 
 def test_stop_sequences_cut_text_and_tokens(local: LocalModelBackend) -> None:
@@ -131,7 +137,7 @@ def test_chat_uses_the_chat_template_and_ends_at_eos(chat_backend: LocalModelBac
         g.tokens
     )
     prompt = render_chat(chat_backend.tokenizer, HELLO, add_generation_prompt=True)
-    assert chat_backend.render_chat(HELLO) == prompt
+    assert chat_backend.chat_prompt(HELLO) == prompt
     same = chat_backend.generate([prompt], max_new_tokens=12)[0]
     assert same.token_ids == g.token_ids and same.token_logprobs == g.token_logprobs
     # max_new_tokens=None: up to the context; OpenAI text parts are joined

@@ -270,7 +270,10 @@ class _StopOnStrings:
         import torch
 
         done = [
-            any(s in self.tokenizer.decode(row[self.prompt_len :]) for s in self.stop)
+            any(
+                s in self.tokenizer.decode(row[self.prompt_len :], skip_special_tokens=True)
+                for s in self.stop
+            )
             for row in input_ids.tolist()
         ]
         return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
@@ -325,7 +328,7 @@ class LocalModelBackend(GenerationBackend):
         ids = [tok(p, add_special_tokens=True)["input_ids"] for p in prompts]
         return self._generate_ids(ids, params)
 
-    def render_chat(self, messages: Sequence[Mapping[str, Any]]) -> str:
+    def chat_prompt(self, messages: Sequence[Mapping[str, Any]]) -> str:
         """The prompt text for one conversation, from the tokenizer's chat template,
         ending with the assistant turn's opening (``add_generation_prompt=True``)."""
         if not self.has_chat_template:
@@ -341,7 +344,7 @@ class LocalModelBackend(GenerationBackend):
     def _chat(
         self, conversations: list[list[dict[str, str]]], params: SamplingParams
     ) -> list[Generation]:
-        texts = [self.render_chat(c) for c in conversations]
+        texts = [self.chat_prompt(c) for c in conversations]
         ids = [self.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
         return self._generate_ids(ids, params)
 
@@ -401,8 +404,6 @@ class LocalModelBackend(GenerationBackend):
         pad = tok.pad_token_id
         if pad is None:
             pad = self.eos_token_ids[0] if self.eos_token_ids else 0
-        # every decoding option is set explicitly, so a checkpoint's own generation
-        # defaults (repetition penalty, top-k...) cannot change the semantics above
         gen = GenerationConfig(
             max_new_tokens=budget,
             do_sample=sample,
@@ -410,9 +411,6 @@ class LocalModelBackend(GenerationBackend):
             temperature=params.temperature if sample else 1.0,
             top_p=params.top_p if sample else 1.0,
             top_k=0 if sample else None,
-            repetition_penalty=1.0,
-            no_repeat_ngram_size=0,
-            min_new_tokens=0,
             eos_token_id=self.eos_token_ids or None,
             pad_token_id=pad,
             return_dict_in_generate=True,
@@ -422,13 +420,19 @@ class LocalModelBackend(GenerationBackend):
         stopping = None
         if params.stop:
             stopping = StoppingCriteriaList([_StopOnStrings(tok, len(ids), params.stop)])
-        with torch.no_grad():
-            res = model.generate(
-                inputs,
-                attention_mask=torch.ones_like(inputs),
-                generation_config=gen,
-                stopping_criteria=stopping,
-            )
+        # transformers fills options left unset from the checkpoint's generation defaults
+        # (repetition penalty, top-k, min-p...); a blank config keeps the semantics above
+        saved, model.generation_config = model.generation_config, GenerationConfig()
+        try:
+            with torch.no_grad():
+                res = model.generate(
+                    inputs,
+                    attention_mask=torch.ones_like(inputs),
+                    generation_config=gen,
+                    stopping_criteria=stopping,
+                )
+        finally:
+            model.generation_config = saved
         logp = torch.log_softmax(torch.stack(res.logits, dim=1).float(), dim=-1)
         gens = []
         for j in range(rows):
