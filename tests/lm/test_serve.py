@@ -263,3 +263,40 @@ def test_client_rejects_misbehaving_servers(status: int, body: bytes, msg: str) 
     with OpenAICompatibleBackend("http://127.0.0.1:9/v1", transport=transport) as bad:
         with pytest.raises(BackendError, match=msg):
             bad.generate(["x"])
+
+
+def test_backend_failures_become_5xx_errors() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead_port = s.getsockname()[1]
+    # the server over a remote backend whose server is down: 502 with the reason
+    proxy = OpenAICompatibleBackend(f"http://127.0.0.1:{dead_port}/v1", timeout=2)
+    with TestClient(create_openai_app(proxy, model_name="proxy")) as c:
+        r = c.post("/v1/completions", json={"prompt": "x"})
+    assert r.status_code == 502
+    err = r.json()["error"]
+    assert err["type"] == "server_error" and err["code"] == "backend_error"
+    assert "cannot reach" in err["message"]
+
+    class Broken(OpenAICompatibleBackend):
+        def _complete(self, prompts, params):  # type: ignore[no-untyped-def]
+            raise RuntimeError("out of memory")
+
+    app = create_openai_app(Broken("http://127.0.0.1:9/v1"), model_name="broken")
+    with TestClient(app, raise_server_exceptions=False) as c:
+        r = c.post("/v1/completions", json={"prompt": "x"})
+    assert r.status_code == 500
+    assert r.json()["error"]["message"] == "the backend failed: RuntimeError"
+
+
+def test_concurrent_seeded_requests_repeat(client: TestClient) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def ask(seed: int) -> list[list[int]]:
+        body = {"prompt": "for i in", "max_tokens": 6, "n": 2, "seed": seed}
+        return [c["token_ids"] for c in client.post("/v1/completions", json=body).json()["choices"]]
+
+    alone = [ask(s) for s in range(4)]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(ask, range(4)))
+    assert together == alone and len({str(a) for a in alone}) == 4
