@@ -36,11 +36,11 @@ from databazaar.lm.generate import (
     Generation,
     GenerationBackend,
     LocalModelBackend,
-    OpenAICompatibleBackend,
     SamplingParams,
     read_conversations,
 )
 from databazaar.lm.model import ModelConfig, build_model, count_parameters, load_model, save_model
+from databazaar.lm.openai_client import OpenAICompatibleBackend
 from databazaar.lm.tokenizer import load_tokenizer, save_tokenizer, train_bpe_tokenizer
 from databazaar.lm.train import (
     EvalRecord,

@@ -6,7 +6,7 @@
   greedy by default; ``--json`` prints tokens and ids, ``--logprobs`` log-probabilities;
 * ``serve MODEL_DIR [--host 127.0.0.1] [--port 8001] [--name NAME]`` serves it under the
   OpenAI API shapes (``/v1/completions``, ``/v1/chat/completions``, ``/v1/models``), so
-  :class:`~databazaar.lm.generate.OpenAICompatibleBackend` and other OpenAI clients
+  :class:`~databazaar.lm.openai_client.OpenAICompatibleBackend` and other OpenAI clients
   can use it.
 
 ``MODEL_DIR`` is a folder written by :func:`databazaar.lm.model.save_model` (for example

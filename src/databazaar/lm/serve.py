@@ -15,7 +15,7 @@ Routes (the OpenAI wire format for the fields listed; no streaming):
   ``n``, ``seed``, ``stop``, ``logprobs`` (bool) and ``top_logprobs`` (0-20).
 
 Each choice also carries ``token_ids`` (the generated ids, an extension vLLM offers too),
-which :class:`~databazaar.lm.generate.OpenAICompatibleBackend` reads. Log-probabilities
+which :class:`~databazaar.lm.openai_client.OpenAICompatibleBackend` reads. Log-probabilities
 are those of :mod:`databazaar.lm.generate` (the model's distribution). Unknown fields are
 ignored, as vLLM does; features we do not implement (``stream``, ``echo``, ``suffix``,
 penalties, ``logit_bias``, tools, ``best_of`` other than ``n``) are refused when set to
