@@ -22,7 +22,7 @@ from typing import Annotated, Optional
 
 import typer
 
-lm_app = typer.Typer(help="Generate with, or serve, a causal LM from a local folder.")
+lm_app = typer.Typer(help="Fine-tune, evaluate, generate with or serve a causal LM (local folder).")
 
 
 @lm_app.callback()
@@ -162,3 +162,207 @@ def serve_cmd(
     app = create_openai_app(backend, model_name=name or model_dir.name)
     typer.echo(f"serving {model_dir} as {name or model_dir.name!r} on http://{host}:{port}/v1")
     uvicorn.run(app, host=host, port=port, log_level=log_level)
+
+
+# ------------------------------------------------------------------ instruction tuning
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")]
+Taxonomy = Annotated[
+    Optional[Path],  # noqa: UP045
+    typer.Option("--taxonomy", help="AIR-Bench 2024 folder (risk_mapping.json)"),
+]
+
+
+def _families(tasks: str | None) -> list[str] | None:
+    return [t.strip() for t in tasks.split(",") if t.strip()] if tasks else None
+
+
+@lm_app.command("sft")
+def sft_cmd(
+    model_dir: ModelDir,
+    data: Annotated[Path, typer.Argument(help="chat JSONL: messages or prompt/completion")],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="folder for the tuned model")],
+    lora: Annotated[bool, typer.Option("--lora", help="train LoRA adapters only")] = False,
+    epochs: Annotated[float, typer.Option("--epochs", help="passes over the data")] = 1.0,
+    lr: Annotated[float, typer.Option("--lr", help="peak learning rate")] = 5e-4,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="conversations per step")] = 16,
+    max_steps: Annotated[
+        Optional[int],  # noqa: UP045
+        typer.Option("--max-steps", help="stop after N steps (overrides --epochs)"),
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="random state (data order, LoRA init)")] = 0,
+    checkpoint_every: Annotated[
+        Optional[int],  # noqa: UP045
+        typer.Option("--checkpoint-every", help="save a checkpoint every N steps"),
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="continue from the newest checkpoint in OUT_DIR")
+    ] = False,
+    eval_tasks: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--eval-tasks", help="comma-separated task families scored after training"),
+    ] = None,
+    taxonomy: Taxonomy = None,
+    threads: Threads = None,
+    quiet: Quiet = False,
+) -> None:
+    """Fine-tune MODEL_DIR on DATA (loss on assistant turns) and save it to OUT_DIR."""
+    from databazaar.core.errors import InvalidInput
+    from databazaar.core.progress import progress_bar
+    from databazaar.lm.chat import read_chat_jsonl
+    from databazaar.lm.model import load_model
+    from databazaar.lm.sft import SFTConfig, sft
+    from databazaar.lm.tasks import generate_tasks
+
+    if out_dir.exists() and any(out_dir.iterdir()) and not resume:
+        raise InvalidInput(
+            f"output folder {out_dir} is not empty", hint="pick a new folder or pass --resume"
+        )
+    config = SFTConfig(
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        max_steps=max_steps,
+        random_state=seed,
+        lora=lora,
+        checkpoint_every=checkpoint_every,
+        num_threads=threads,
+    )
+    config.validate()
+    conversations = read_chat_jsonl(data)
+    model, tok = load_model(model_dir)
+    fams = _families(eval_tasks)
+    examples = (
+        generate_tasks(fams, n_per_family=50, split="test", taxonomy=taxonomy) if fams else None
+    )
+    steps = max_steps or None
+    with progress_bar("fine-tuning", steps, quiet=quiet) as advance:
+        _, result = sft(
+            model,
+            tok,
+            conversations,
+            out_dir,
+            config=config,
+            eval_examples=examples,
+            progress=advance,
+            resume=resume,
+        )
+    typer.echo(
+        f"trained {result.steps} steps on {result.n_conversations} conversations "
+        f"({result.n_trainable_tokens} trainable tokens) in {result.seconds:.1f}s; "
+        f"final loss {result.train_loss[-1]:.4f}; saved to {out_dir}"
+    )
+    if result.scores:
+        _print_scores(result.scores)
+
+
+def _print_scores(scores: dict) -> None:  # type: ignore[type-arg]
+    for fam, m in scores["families"].items():
+        cols = "  ".join(f"{k}={v:.3f}" for k, v in m.items() if k != "n")
+        typer.echo(f"{fam:16s} n={m['n']:<4d} {cols}")
+    for k in ("refusal_rate_unsafe", "answer_rate_benign"):
+        if k in scores:
+            typer.echo(f"{k}: {scores[k]:.3f}")
+
+
+@lm_app.command("tasks")
+def tasks_cmd(
+    out: Annotated[Path, typer.Option("--out", "-o", help="JSONL file to write")],
+    tasks: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--tasks", help="comma-separated families (default: the training ones)"),
+    ] = None,
+    n: Annotated[int, typer.Option("--n", help="examples per family")] = 100,
+    split: Annotated[str, typer.Option("--split", help="train or test")] = "train",
+    seed: Annotated[int, typer.Option("--seed", help="random state of the draw")] = 0,
+    paraphrased: Annotated[
+        bool, typer.Option("--paraphrase", help="reword the prompts (robustness sets)")
+    ] = False,
+    taxonomy: Taxonomy = None,
+) -> None:
+    """Write task-suite examples as chat JSONL (a ready SFT data file)."""
+    from databazaar.lm.chat import write_chat_jsonl
+    from databazaar.lm.tasks import generate_tasks, paraphrase
+
+    examples = generate_tasks(
+        _families(tasks), n_per_family=n, split=split, random_state=seed, taxonomy=taxonomy
+    )
+    if paraphrased:
+        examples = [paraphrase(e, seed) for e in examples]
+    write_chat_jsonl([e.messages() for e in examples], out)
+    typer.echo(f"wrote {len(examples)} conversations to {out}")
+
+
+@lm_app.command("eval")
+def eval_cmd(
+    model_dir: ModelDir,
+    tasks: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--tasks", help="comma-separated families (default: the training ones)"),
+    ] = None,
+    n: Annotated[int, typer.Option("--n", help="examples per family")] = 100,
+    split: Annotated[str, typer.Option("--split", help="test (held out) or train")] = "test",
+    seed: Annotated[int, typer.Option("--seed", help="random state of the draw")] = 1,
+    paraphrased: Annotated[
+        bool, typer.Option("--paraphrase", help="score on reworded prompts")
+    ] = False,
+    taxonomy: Taxonomy = None,
+    threads: Threads = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the scores as JSON")] = False,
+    quiet: Quiet = False,
+) -> None:
+    """Score a chat model on task-suite prompts: exact match, refusal and answer rates."""
+    from databazaar.core.progress import progress_bar
+    from databazaar.lm.evaluate import evaluate_tasks
+    from databazaar.lm.model import load_model
+    from databazaar.lm.tasks import generate_tasks, paraphrase
+
+    examples = generate_tasks(
+        _families(tasks), n_per_family=n, split=split, random_state=seed, taxonomy=taxonomy
+    )
+    if paraphrased:
+        examples = [paraphrase(e, seed) for e in examples]
+    model, tok = load_model(model_dir)
+    with progress_bar("evaluating", len(examples), quiet=quiet) as advance:
+        scores = evaluate_tasks(model, tok, examples, progress=advance, num_threads=threads)
+    if as_json:
+        typer.echo(json.dumps({k: v for k, v in scores.items() if k != "samples"}, indent=1))
+    else:
+        _print_scores(scores)
+
+
+zoo_app = typer.Typer(help="Tiny base model and assistant trained from scratch (cached).")
+lm_app.add_typer(zoo_app, name="zoo")
+
+
+@zoo_app.callback()
+def _zoo() -> None:
+    """Tiny base model and assistant trained from scratch (cached)."""
+
+
+@zoo_app.command("build")
+def zoo_build_cmd(
+    out: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option("--out", help="cache root (default: DATA_HOME/zoo)"),
+    ] = None,
+    small: Annotated[bool, typer.Option("--small", help="the reduced test recipe")] = False,
+    force: Annotated[bool, typer.Option("--force", help="rebuild even if cached")] = False,
+    taxonomy: Taxonomy = None,
+    threads: Threads = None,
+    quiet: Quiet = False,
+) -> None:
+    """Train (or reuse) the zoo; print its folders and held-out scores."""
+    from dataclasses import replace
+
+    from databazaar.core.progress import progress_bar
+    from databazaar.lm.zoo import ZooConfig, build_zoo
+
+    config = ZooConfig.small() if small else ZooConfig()
+    config = replace(config, num_threads=threads)
+    total = config.base_steps + (config.sft.max_steps or 0)
+    with progress_bar("building zoo", total or None, quiet=quiet) as advance:
+        zoo = build_zoo(config, out=out, taxonomy=taxonomy, force=force, progress=advance)
+    typer.echo(f"base:      {zoo.base_dir}")
+    typer.echo(f"assistant: {zoo.assistant_dir}")
+    typer.echo(f"built in {zoo.meta['build_seconds']:.0f}s (hash {zoo.meta['hash']})")
+    _print_scores(zoo.scores)
