@@ -134,6 +134,7 @@ def test_bad_requests_get_openai_errors(
     assert r.status_code == status, r.text
     err = r.json()["error"]
     assert match in err["message"] and err["type"] == "invalid_request_error"
+    assert "conversation 0" not in err["message"]
 
 
 def test_bad_bodies_and_routes(client: TestClient) -> None:

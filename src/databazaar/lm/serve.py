@@ -43,6 +43,7 @@ from databazaar.lm.generate import (
     Generation,
     GenerationBackend,
     SamplingParams,
+    check_conversation,
 )
 
 MAX_COMPLETION_LOGPROBS = 5  # OpenAI's limit for the completions ``logprobs`` field
@@ -302,7 +303,8 @@ def create_openai_app(
             logprobs=bool(logprobs),
             top=top,
         )
-        gens = await run_in_threadpool(backend.chat, [messages], params)
+        checked = check_conversation(messages, where="messages")  # errors name no index
+        gens = await run_in_threadpool(backend.chat, [checked], params)
         return {
             **meta("chatcmpl"),
             "object": "chat.completion",
