@@ -225,11 +225,46 @@ def test_server_subprocess_matches_local_backend(
         pytest.raises(BackendError, match="HTTP 404: model 'nope' is not served here"),
     ):
         wrong.chat([HELLO])
+    check_with_the_official_openai_client(base, local)
     r = httpx.post(f"{base}/completions", json={"prompt": "x", "max_tokens": 0}, timeout=30)
     assert r.status_code == 422 and "max_tokens must be" in r.json()["error"]["message"]
     proc.terminate()
     out, _ = proc.communicate(timeout=30)
     assert f"127.0.0.1:{port}/v1" in out
+
+
+def check_with_the_official_openai_client(base: str, local: LocalModelBackend) -> None:
+    """The ``openai`` package (the reference client of the wire format) reads our answers."""
+    import openai
+
+    oa = openai.OpenAI(base_url=base, api_key="unused", max_retries=0)
+    assert [m.id for m in oa.models.list()] == ["tiny"]
+    chat = oa.chat.completions.create(
+        model="tiny", messages=HELLO, max_tokens=8, temperature=0, n=2, logprobs=True,
+        top_logprobs=2,
+    )  # fmt: skip
+    want = local.chat([HELLO], max_new_tokens=8, n=2, top_logprobs=2)
+    assert [c.message.content for c in chat.choices] == [g.text for g in want] == ["hi there"] * 2
+    assert chat.choices[0].finish_reason == "stop"
+    content = chat.choices[0].logprobs.content
+    assert [t.logprob for t in content] == pytest.approx(want[0].token_logprobs, abs=1e-6)
+    assert [a.token for a in content[0].top_logprobs] == [t for t, _ in want[0].top_logprobs[0]]
+    assert chat.usage.completion_tokens == sum(len(g.tokens) for g in want)
+    prompts = ["The quick", "for i in"]
+    comp = oa.completions.create(
+        model="tiny", prompt=prompts, max_tokens=5, temperature=1.0, n=2, seed=3, logprobs=1
+    )
+    want = local.generate(prompts, max_new_tokens=5, temperature=1.0, n=2, seed=3)
+    assert [c.text for c in sorted(comp.choices, key=lambda c: c.index)] == [g.text for g in want]
+    assert comp.choices[3].logprobs.token_logprobs == pytest.approx(
+        want[3].token_logprobs, abs=1e-6
+    )
+    with pytest.raises(openai.NotFoundError, match="'gpt-4' is not served here"):
+        oa.chat.completions.create(model="gpt-4", messages=HELLO)
+    with pytest.raises(openai.UnprocessableEntityError, match="unknown role 'robot'"):
+        oa.chat.completions.create(model="tiny", messages=[{"role": "robot", "content": "x"}])
+    with pytest.raises(openai.UnprocessableEntityError, match="stream is not supported"):
+        oa.completions.create(model="tiny", prompt="x", stream=True)
 
 
 def test_client_errors() -> None:
