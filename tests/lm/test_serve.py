@@ -336,3 +336,53 @@ def test_concurrent_seeded_requests_repeat(client: TestClient) -> None:
     with ThreadPoolExecutor(4) as pool:
         together = list(pool.map(ask, range(4)))
     assert together == alone and len({str(a) for a in alone}) == 4
+
+
+def test_api_key_guards_the_v1_routes(chat_backend: LocalModelBackend) -> None:
+    app = create_openai_app(chat_backend, model_name="tiny", api_key="s3cret")
+    with TestClient(app) as c:
+        for method, path in [("get", "/v1/models"), ("get", "/v1/models/tiny")]:
+            r = getattr(c, method)(path)
+            assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"
+        body = {"messages": HELLO, "max_tokens": 3, "temperature": 0}
+        for auth in (None, "Bearer wrong", "Basic s3cret", "Bearer"):
+            headers = {"Authorization": auth} if auth else {}
+            r = c.post("/v1/chat/completions", json=body, headers=headers)
+            assert r.status_code == 401, auth
+        r = c.post("/v1/completions", json={"prompt": "x"}, headers={"Authorization": "x"})
+        assert r.status_code == 401
+        assert c.get("/health").status_code == 200
+        ok = c.post("/v1/chat/completions", json=body, headers={"Authorization": "Bearer s3cret"})
+        assert ok.status_code == 200 and ok.json()["choices"][0]["message"]["content"] == "hi the"
+    with pytest.raises(InvalidInput, match="api_key"):
+        create_openai_app(chat_backend, api_key="")
+
+
+def test_client_sends_the_openai_request_fields() -> None:
+    import json
+
+    sent: list[tuple[str, dict, str | None]] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        sent.append((request.url.path, body, request.headers.get("authorization")))
+        choice = {"index": 0, "text": "ok", "message": {"role": "assistant", "content": "ok"}}
+        return httpx.Response(200, json={"choices": [choice] * body["n"]})
+
+    transport = httpx.MockTransport(answer)
+    with OpenAICompatibleBackend(
+        "http://127.0.0.1:9/v1/", model="m", api_key="k", transport=transport
+    ) as remote:
+        gens = remote.generate(["a", "b"], temperature=0.5, n=2, seed=10, stop="\n", top_logprobs=1)
+        remote.chat([HELLO], max_new_tokens=None, logprobs=False)
+    assert [g.text for g in gens] == ["ok"] * 4 and gens[3].prompt_index == 1
+    assert gens[3].sample_index == 1 and gens[0].token_logprobs is None  # none were sent
+    (p1, b1, a1), (_, b2, _), (p3, b3, _) = sent
+    assert (p1, p3, a1) == ("/v1/completions", "/v1/chat/completions", "Bearer k")
+    assert b1 == {
+        "model": "m", "prompt": "a", "max_tokens": 32, "temperature": 0.5, "top_p": 1.0,
+        "n": 2, "seed": 10, "stop": ["\n"], "logprobs": 1,
+    }  # fmt: skip
+    assert b2["prompt"] == "b" and b2["seed"] == 11  # prompt i is sent with seed + i
+    assert b3["messages"] == HELLO and b3["max_tokens"] is None and b3["logprobs"] is False
+    assert "seed" not in b3 and "top_logprobs" not in b3

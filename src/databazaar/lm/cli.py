@@ -149,6 +149,14 @@ def serve_cmd(
     ] = None,
     threads: Threads = None,
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level")] = "info",
+    api_key: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(
+            "--api-key",
+            envvar="DATABAZAAR_LM_API_KEY",
+            help="require Authorization: Bearer KEY on /v1 routes",
+        ),
+    ] = None,
 ) -> None:
     """Serve the model with OpenAI-compatible completion and chat endpoints."""
     import uvicorn
@@ -159,7 +167,7 @@ def serve_cmd(
     if not (0 < port < 65536):
         raise InvalidInput(f"port must be in 1..65535, got {port}")
     backend = _backend(model_dir, threads)
-    app = create_openai_app(backend, model_name=name or model_dir.name)
+    app = create_openai_app(backend, model_name=name or model_dir.name, api_key=api_key)
     typer.echo(f"serving {model_dir} as {name or model_dir.name!r} on http://{host}:{port}/v1")
     uvicorn.run(app, host=host, port=port, log_level=log_level)
 

@@ -21,23 +21,32 @@ ignored, as vLLM does; features we do not implement (``stream``, ``echo``, ``suf
 penalties, ``logit_bias``, tools, ``best_of`` other than ``n``) are refused when set to
 anything but their neutral value.
 
-Bad requests get an OpenAI-style error body ``{"error": {"message", "type", "param",
-"code"}}`` whose status comes from the :mod:`databazaar.core.errors` class (422 invalid
-input, 404 unknown model or route, 413 body over ``max_body_bytes``, 502 backend
-failure). Request size is bounded: body bytes, prompts per request, ``n``, ``max_tokens``
-and the number of messages. Requests run in a worker thread; a
+With an API key set, the ``/v1`` routes answer 401 without ``Authorization: Bearer
+KEY`` (``/health`` stays open). Bad requests get an OpenAI-style error body
+``{"error": {"message", "type", "param", "code"}}`` whose status comes from the
+:mod:`databazaar.core.errors` class (422 invalid input, 401 missing key, 404 unknown
+model or route, 413 body over ``max_body_bytes``, 502 backend failure). Request size
+is bounded: body bytes, prompts per request, ``n``, ``max_tokens`` and the number of
+messages. Requests run in a worker thread; a
 :class:`~databazaar.lm.generate.LocalModelBackend` serialises them with its lock.
 Run it with ``databazaar lm serve`` or ``uvicorn.run(create_openai_app(backend))``.
 """
 
 # No "from __future__ import annotations": FastAPI must resolve the local ``Request`` import.
 
+import hmac
 import json
 import time
 import uuid
 from typing import Any
 
-from databazaar.core.errors import DatabazaarError, InvalidInput, NotFound, PayloadTooLarge
+from databazaar.core.errors import (
+    DatabazaarError,
+    InvalidInput,
+    NotFound,
+    PayloadTooLarge,
+    Unauthorized,
+)
 from databazaar.lm.generate import (
     MAX_TOP_LOGPROBS,
     Generation,
@@ -181,10 +190,13 @@ def create_openai_app(
     max_n: int = 16,
     max_prompts: int = 32,
     max_tokens: int = 4096,
+    api_key: str | None = None,
 ) -> Any:
     """Build a FastAPI app serving ``backend`` as model ``model_name`` under the OpenAI
-    API shapes, with the request bounds given (see the module docstring)."""
-    from fastapi import FastAPI, Request
+    API shapes, with the request bounds given (see the module docstring). With
+    ``api_key``, every ``/v1`` route needs ``Authorization: Bearer <api_key>`` (401
+    otherwise), as OpenAI clients send it."""
+    from fastapi import Depends, FastAPI, Request
     from fastapi.responses import JSONResponse
     from starlette.concurrency import run_in_threadpool
     from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -207,6 +219,18 @@ def create_openai_app(
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
         msg = f"the backend failed: {type(exc).__name__}"
         return JSONResponse(_error_body(500, msg, "internal_error"), 500)
+
+    if api_key is not None and (not isinstance(api_key, str) or not api_key):
+        raise InvalidInput("api_key must be a non-empty string")
+
+    def authorize(request: Request) -> None:
+        if api_key is None:
+            return
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), api_key.encode()):
+            raise Unauthorized("a valid API key is needed", hint="send Authorization: Bearer KEY")
+
+    guarded = [Depends(authorize)]
 
     async def read_body(request: Request) -> dict[str, Any]:
         """The JSON object of the request, read at most ``max_body_bytes`` bytes far."""
@@ -246,17 +270,17 @@ def create_openai_app(
     def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/v1/models")
+    @app.get("/v1/models", dependencies=guarded)
     def models() -> dict[str, Any]:
         return {"object": "list", "data": [card()]}
 
-    @app.get("/v1/models/{model_id}")
+    @app.get("/v1/models/{model_id}", dependencies=guarded)
     def model_card(model_id: str) -> dict[str, Any]:
         if model_id != model_name:
             raise NotFound(f"model {model_id!r} is not served here")
         return card()
 
-    @app.post("/v1/completions")
+    @app.post("/v1/completions", dependencies=guarded)
     async def completions(request: Request) -> dict[str, Any]:
         body = await read_body(request)
         prompt = body.get("prompt")
@@ -283,7 +307,7 @@ def create_openai_app(
             "usage": _usage(gens),
         }
 
-    @app.post("/v1/chat/completions")
+    @app.post("/v1/chat/completions", dependencies=guarded)
     async def chat(request: Request) -> dict[str, Any]:
         body = await read_body(request)
         messages = body.get("messages")
