@@ -1,4 +1,4 @@
-"""Shared language-model toolkit: corpora, tokenizers, GPT-2 models, training, generation.
+"""Shared language-model toolkit: corpora, tokenizers, models, training, chat + SFT, tasks, zoo.
 
 Everything runs offline on a CPU: a byte-level BPE tokenizer is trained from local text,
 models are real ``transformers`` GPT-2 classes built from small configs (the same loader
@@ -31,6 +31,7 @@ from databazaar.lm.data import (
     pack_blocks,
     tokenize_corpus,
 )
+from databazaar.lm.evaluate import evaluate_tasks
 from databazaar.lm.generate import (
     BackendError,
     Generation,
@@ -41,6 +42,17 @@ from databazaar.lm.generate import (
 )
 from databazaar.lm.model import ModelConfig, build_model, count_parameters, load_model, save_model
 from databazaar.lm.openai_client import OpenAICompatibleBackend
+from databazaar.lm.sft import SFTConfig, SFTResult, sft
+from databazaar.lm.tasks import (
+    FAMILIES,
+    HELDOUT_FAMILIES,
+    TRAIN_FAMILIES,
+    TaskExample,
+    generate_tasks,
+    grade,
+    paraphrase,
+    score_outputs,
+)
 from databazaar.lm.tokenizer import load_tokenizer, save_tokenizer, train_bpe_tokenizer
 from databazaar.lm.train import (
     EvalRecord,
@@ -50,10 +62,14 @@ from databazaar.lm.train import (
     token_losses,
     train_lm,
 )
+from databazaar.lm.zoo import Zoo, ZooConfig, build_zoo
 
 __all__ = [
     "BUILTIN_DOMAINS",
     "CHAT_TEMPLATE",
+    "FAMILIES",
+    "HELDOUT_FAMILIES",
+    "TRAIN_FAMILIES",
     "BackendError",
     "EncodedChat",
     "EvalRecord",
@@ -63,29 +79,41 @@ __all__ = [
     "ModelConfig",
     "MultiDomainCorpus",
     "OpenAICompatibleBackend",
+    "SFTConfig",
+    "SFTResult",
     "SamplingParams",
+    "TaskExample",
     "TokenizedCorpus",
     "TrainConfig",
     "TrainResult",
+    "Zoo",
+    "ZooConfig",
     "build_corpus",
     "build_model",
+    "build_zoo",
     "builtin_corpus",
     "check_weights",
     "chunk_text",
     "count_parameters",
     "encode_chat",
     "evaluate_domains",
+    "evaluate_tasks",
+    "generate_tasks",
+    "grade",
     "load_corpus_dir",
     "load_model",
     "load_tokenizer",
     "mixture_blocks",
     "pack_blocks",
+    "paraphrase",
     "read_chat_jsonl",
     "read_conversations",
     "render_chat",
     "save_model",
     "save_tokenizer",
+    "score_outputs",
     "set_chat_template",
+    "sft",
     "split_documents",
     "token_losses",
     "tokenize_corpus",

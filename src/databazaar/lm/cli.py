@@ -17,6 +17,7 @@ tokenizer.  Only ``typer`` is imported at module level.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -242,7 +243,7 @@ def sft_cmd(
     examples = (
         generate_tasks(fams, n_per_family=50, split="test", taxonomy=taxonomy) if fams else None
     )
-    steps = max_steps or None
+    steps = max_steps or math.ceil(len(conversations) / batch_size * epochs)
     with progress_bar("fine-tuning", steps, quiet=quiet) as advance:
         _, result = sft(
             model,

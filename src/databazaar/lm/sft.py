@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -164,6 +165,35 @@ def _wrap_lora(model: PreTrainedModel, config: SFTConfig) -> Any:
     return get_peft_model(model, lora)
 
 
+def batch_order(
+    lengths: Sequence[int], batch_size: int, epochs: float, random_state: int
+) -> list[int]:
+    """Row order of a whole run: shuffled batches of similar length, one pass per epoch.
+
+    Each pass draws a permutation, sorts windows of ``50 * batch_size`` rows by length,
+    cuts them into batches and shuffles the batches (less padding than random batches,
+    same randomness). The order is fixed by ``random_state`` and the run reads it
+    sequentially, so a resumed run sees exactly the batches it would have seen.
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(random_state)
+    n = len(lengths)
+    lens = np.asarray(lengths)
+    out: list[int] = []
+    for _ in range(math.ceil(epochs)):
+        perm = rng.permutation(n)
+        window = 50 * batch_size
+        batches = []
+        for start in range(0, n, window):
+            chunk = perm[start : start + window]
+            chunk = chunk[np.argsort(lens[chunk], kind="stable")]
+            batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
+        for b in rng.permutation(len(batches)):
+            out.extend(int(i) for i in batches[b])
+    return out[: max(batch_size, round(n * epochs))]
+
+
 def _trainer(
     model: Any,
     tokenizer: PreTrainedTokenizerBase,
@@ -190,7 +220,7 @@ def _trainer(
 
     args = TRLConfig(
         output_dir=str(checkpoint_dir),
-        num_train_epochs=config.epochs,
+        num_train_epochs=1,  # the epochs are laid out by batch_order
         max_steps=config.max_steps if config.max_steps is not None else -1,
         per_device_train_batch_size=config.batch_size,
         learning_rate=config.lr,
@@ -210,19 +240,24 @@ def _trainer(
         fp16=False,
         activation_checkpointing=False,
         dataloader_num_workers=0,
+        train_sampling_strategy="sequential",
         assistant_only_loss=False,  # the masks come with the data (assistant_masks column)
         completion_only_loss=False,
         packing=False,
     )
+    ids = columns["input_ids"]
+    order = batch_order(
+        [len(x) for x in ids], config.batch_size, config.epochs, config.random_state
+    )
     labels = [
-        [t if m else -100 for t, m in zip(ids, mask, strict=True)]
-        for ids, mask in zip(columns["input_ids"], columns["assistant_masks"], strict=True)
+        [t if m else -100 for t, m in zip(ids[i], columns["assistant_masks"][i], strict=True)]
+        for i in order
     ]
     disable_progress_bar()
     trainer = SFTTrainer(
         model=model,
         args=args,
-        train_dataset=Dataset.from_dict({"input_ids": columns["input_ids"], "labels": labels}),
+        train_dataset=Dataset.from_dict({"input_ids": [ids[i] for i in order], "labels": labels}),
         processing_class=tokenizer,
         callbacks=[_Progress()],
     )

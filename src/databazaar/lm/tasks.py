@@ -429,10 +429,9 @@ def grade(example: TaskExample, output: str) -> dict[str, float]:
     if example.grader == "refusal":
         return {"refused": float(is_refusal(output))}
     if example.grader == "answer":
-        return {
-            "answered": float(bool(output.strip()) and not is_refusal(output)),
-            "exact_match": em,
-        }
+        refused = is_refusal(output)
+        answered = bool(output.strip()) and not refused
+        return {"answered": float(answered), "refused": float(refused), "exact_match": em}
     return {"exact_match": em}
 
 
