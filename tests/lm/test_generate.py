@@ -56,7 +56,7 @@ def test_greedy_logprobs_match_a_forward_pass(local: LocalModelBackend) -> None:
 
 def test_samples_are_distinct_seeded_and_scored_by_the_model(local: LocalModelBackend) -> None:
     rng_before = torch.get_rng_state()
-    opts = {"max_new_tokens": 8, "temperature": 1.0, "n": 4, "seed": 7}
+    opts = {"max_new_tokens": 8, "temperature": 1.0, "n": 4, "random_state": 7}
     a = local.generate(["for i in", "The quick"], **opts)
     assert torch.equal(torch.get_rng_state(), rng_before)  # global random state untouched
     assert [(g.prompt_index, g.sample_index) for g in a] == [
@@ -68,9 +68,9 @@ def test_samples_are_distinct_seeded_and_scored_by_the_model(local: LocalModelBa
     assert [g.token_ids for g in a] == [g.token_ids for g in b]
     assert [g.token_logprobs for g in a] == [g.token_logprobs for g in b]
     # prompt i is drawn with seed + i: alone, the second prompt needs seed 8
-    alone = local.generate(["The quick"], **{**opts, "seed": 8})
+    alone = local.generate(["The quick"], **{**opts, "random_state": 8})
     assert [g.token_ids for g in alone] == [g.token_ids for g in a[4:]]
-    other = local.generate(["for i in", "The quick"], **{**opts, "seed": 8})
+    other = local.generate(["for i in", "The quick"], **{**opts, "random_state": 8})
     assert [g.token_ids for g in other] != [g.token_ids for g in a]
     # a sample's log-probs are the model's (before temperature), so they match a forward pass
     g = a[1]
@@ -88,13 +88,13 @@ def test_greedy_n_repeats_the_greedy_answer_and_tiny_top_p_is_greedy(
     gens[0].token_ids.append(-1)  # copies are independent
     assert gens[1].token_ids != gens[0].token_ids
     nucleus = local.generate(
-        ["Permission is"], max_new_tokens=5, temperature=1.5, top_p=1e-6, seed=1
+        ["Permission is"], max_new_tokens=5, temperature=1.5, top_p=1e-6, random_state=1
     )
     assert nucleus[0].token_ids == gens[1].token_ids
 
 
 def test_checkpoint_generation_defaults_do_not_change_decoding(local: LocalModelBackend) -> None:
-    sample = {"max_new_tokens": 8, "temperature": 1.0, "n": 2, "seed": 0}
+    sample = {"max_new_tokens": 8, "temperature": 1.0, "n": 2, "random_state": 0}
     plain = local.generate(["for i in"], max_new_tokens=8)[0]
     drawn = local.generate(["for i in"], **sample)
     cfg = local.model.generation_config
@@ -123,7 +123,7 @@ def test_stop_sequences_cut_text_and_tokens(local: LocalModelBackend) -> None:
     assert stop not in local.tokenizer.decode(cut.token_ids[:-1])
     assert cut.token_logprobs == full.token_logprobs[: len(cut.token_ids)]
     sampled = local.generate(
-        ["The quick"], max_new_tokens=10, temperature=1.0, n=3, seed=2, stop="e"
+        ["The quick"], max_new_tokens=10, temperature=1.0, n=3, random_state=2, stop="e"
     )
     assert all("e" not in g.text for g in sampled)
 
@@ -186,8 +186,8 @@ def test_llama_folder_generates_with_model_logprobs(tiny_lm: dict, tmp_path: Pat
         ({"top_p": 1.5}, "top_p"),
         ({"n": 0}, "n must be a positive integer"),
         ({"n": True}, "n must be"),
-        ({"seed": -1}, "seed"),
-        ({"seed": 2**63}, "seed"),
+        ({"random_state": -1}, "random_state"),
+        ({"random_state": 2**63}, "random_state"),
         ({"stop": [""]}, "stop"),
         ({"stop": [3]}, "stop"),
         ({"logprobs": "yes"}, "logprobs"),

@@ -38,14 +38,14 @@ def test_generate_prints_the_greedy_completions(tiny_lm: dict) -> None:
     res = runner.invoke(app, [*args, "--json"])
     assert res.exit_code == 0, res.output
     record = json.loads(res.stdout)
-    sampled = local.generate(["for"], max_new_tokens=3, temperature=1.0, seed=3)[0]
+    sampled = local.generate(["for"], max_new_tokens=3, temperature=1.0, random_state=3)[0]
     assert record["text"] == sampled.text and record["tokens"] == sampled.tokens
-    assert record["token_ids"] == sampled.token_ids and "token_logprobs" not in record
+    assert record == {**sampled.to_dict(), "token_logprobs": None, "logprob": None}
     res = runner.invoke(app, [*args, "-n", "3", "--logprobs", "--top-logprobs", "2"])
     assert res.exit_code == 0, res.output
     records = [json.loads(line) for line in res.stdout.splitlines()]
     samples = local.generate(
-        ["for"], max_new_tokens=3, temperature=1.0, seed=3, n=3, top_logprobs=2
+        ["for"], max_new_tokens=3, temperature=1.0, random_state=3, n=3, top_logprobs=2
     )
     assert [r["sample_index"] for r in records] == [0, 1, 2]
     for r, g in zip(records, samples, strict=True):

@@ -48,7 +48,7 @@ def test_completions_wire_format(client: TestClient, chat_backend: LocalModelBac
     data = r.json()
     assert data["object"] == "text_completion" and data["model"] == "tiny"
     want = chat_backend.generate(
-        prompts, max_new_tokens=4, temperature=0.8, n=2, seed=3, top_logprobs=2
+        prompts, max_new_tokens=4, temperature=0.8, n=2, random_state=3, top_logprobs=2
     )
     assert [c["index"] for c in data["choices"]] == [0, 1, 2, 3]
     for c, g in zip(data["choices"], want, strict=True):
@@ -182,7 +182,7 @@ def test_server_subprocess_matches_local_backend(
         prompts = ["The quick", "def add(a, b):"]
         for opts in (
             {"max_new_tokens": 6, "top_logprobs": 3},  # greedy
-            {"max_new_tokens": 6, "temperature": 1.0, "n": 3, "seed": 11},  # seeded samples
+            {"max_new_tokens": 6, "temperature": 1.0, "n": 3, "random_state": 11},  # seeded samples
             {"max_new_tokens": 6, "stop": ["e"], "logprobs": False},
         ):
             got, want = remote.generate(prompts, **opts), local.generate(prompts, **opts)
@@ -205,7 +205,7 @@ def test_server_subprocess_matches_local_backend(
         convs = [HELLO, ADD]
         for opts in (
             {"max_new_tokens": 8, "top_logprobs": 2},
-            {"max_new_tokens": None, "temperature": 1.0, "n": 2, "seed": 4},
+            {"max_new_tokens": None, "temperature": 1.0, "n": 2, "random_state": 4},
         ):
             got, want = remote.chat(convs, **opts), local.chat(convs, **opts)
             for r, d in zip(got, want, strict=True):
@@ -254,7 +254,7 @@ def check_with_the_official_openai_client(base: str, local: LocalModelBackend) -
     comp = oa.completions.create(
         model="tiny", prompt=prompts, max_tokens=5, temperature=1.0, n=2, seed=3, logprobs=1
     )
-    want = local.generate(prompts, max_new_tokens=5, temperature=1.0, n=2, seed=3)
+    want = local.generate(prompts, max_new_tokens=5, temperature=1.0, n=2, random_state=3)
     assert [c.text for c in sorted(comp.choices, key=lambda c: c.index)] == [g.text for g in want]
     assert comp.choices[3].logprobs.token_logprobs == pytest.approx(
         want[3].token_logprobs, abs=1e-6
@@ -373,7 +373,9 @@ def test_client_sends_the_openai_request_fields() -> None:
     with OpenAICompatibleBackend(
         "http://127.0.0.1:9/v1/", model="m", api_key="k", transport=transport
     ) as remote:
-        gens = remote.generate(["a", "b"], temperature=0.5, n=2, seed=10, stop="\n", top_logprobs=1)
+        gens = remote.generate(
+            ["a", "b"], temperature=0.5, n=2, random_state=10, stop="\n", top_logprobs=1
+        )
         remote.chat([HELLO], max_new_tokens=None, logprobs=False)
     assert [g.text for g in gens] == ["ok"] * 4 and gens[3].prompt_index == 1
     assert gens[3].sample_index == 1 and gens[0].token_logprobs is None  # none were sent

@@ -90,7 +90,7 @@ def generate_cmd(
     """Complete prompts, or answer conversations, and print the generations.
 
     Prints one line per sample (prompt-major: all samples of the first prompt first), or
-    one JSON object per sample with ``--json``/``--logprobs``.
+    one JSON object per sample (:meth:`Generation.to_dict`) with ``--json``/``--logprobs``.
     """
     from databazaar.core.errors import InvalidInput
     from databazaar.lm.generate import SamplingParams, read_conversations
@@ -100,7 +100,7 @@ def generate_cmd(
         temperature=temperature,
         top_p=top_p,
         n=n,
-        seed=seed,
+        random_state=seed,
         stop=tuple(stop or ()),
         logprobs=logprobs or top_logprobs > 0,
         top_logprobs=top_logprobs,
@@ -123,20 +123,7 @@ def generate_cmd(
         if not (as_json or params.logprobs):
             typer.echo(g.text)
             continue
-        record = {
-            "prompt_index": g.prompt_index,
-            "sample_index": g.sample_index,
-            "text": g.text,
-            "tokens": g.tokens,
-            "token_ids": g.token_ids,
-            "finish_reason": g.finish_reason,
-        }
-        if params.logprobs:
-            record["token_logprobs"] = g.token_logprobs
-            record["logprob"] = g.logprob
-        if g.top_logprobs:
-            record["top_logprobs"] = [[list(pair) for pair in step] for step in g.top_logprobs]
-        typer.echo(json.dumps(record, ensure_ascii=False))
+        typer.echo(json.dumps(g.to_dict(), ensure_ascii=False))
 
 
 @lm_app.command("serve")

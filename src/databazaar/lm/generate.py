@@ -33,7 +33,7 @@ import copy
 import math
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +77,14 @@ class Generation:
         """Sum of the token log-probabilities (the sequence log-likelihood), if known."""
         return None if self.token_logprobs is None else float(sum(self.token_logprobs))
 
+    def to_dict(self) -> dict[str, Any]:
+        """The fields and :attr:`logprob` as JSON-ready values (pairs become lists)."""
+        out = asdict(self)
+        if self.top_logprobs is not None:
+            out["top_logprobs"] = [[list(pair) for pair in step] for step in self.top_logprobs]
+        out["logprob"] = self.logprob
+        return out
+
 
 def _is_int(x: Any) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
@@ -89,18 +97,19 @@ class SamplingParams:
     ``temperature=0`` is greedy decoding (then all ``n`` samples are the greedy one);
     above 0, tokens are sampled from the softmax of ``logits / temperature`` restricted to
     the smallest set of tokens whose probability reaches ``top_p`` (nucleus sampling,
-    Holtzman et al., 2020). ``seed`` makes sampling repeatable: prompt ``i`` is sampled with
-    seed ``seed + i``. Generation ends at an end-of-sequence token, after a ``stop`` string
-    (cut from the text) or after ``max_new_tokens`` tokens (``None``: up to the model's
-    context). ``logprobs`` asks for per-token log-probabilities, ``top_logprobs`` for that
-    many alternatives per step.
+    Holtzman et al., 2020). ``random_state`` makes sampling repeatable: prompt ``i`` is
+    sampled with seed ``random_state + i`` (the OpenAI ``seed`` field on the wire).
+    Generation ends at an end-of-sequence token, after a ``stop`` string (cut from the
+    text) or after ``max_new_tokens`` tokens (``None``: up to the model's context).
+    ``logprobs`` asks for per-token log-probabilities, ``top_logprobs`` for that many
+    alternatives per step.
     """
 
     max_new_tokens: int | None = 32
     temperature: float = 0.0
     top_p: float = 1.0
     n: int = 1
-    seed: int | None = None
+    random_state: int | None = None
     stop: tuple[str, ...] = ()
     logprobs: bool = True
     top_logprobs: int = 0
@@ -118,8 +127,9 @@ class SamplingParams:
             raise InvalidInput(f"top_p must be in (0, 1], got {p!r}")
         if not _is_int(self.n) or self.n < 1:
             raise InvalidInput(f"n must be a positive integer, got {self.n!r}")
-        if self.seed is not None and (not _is_int(self.seed) or not 0 <= self.seed < 2**63):
-            raise InvalidInput(f"seed must be an integer in [0, 2**63), got {self.seed!r}")
+        rs = self.random_state
+        if rs is not None and (not _is_int(rs) or not 0 <= rs < 2**63):
+            raise InvalidInput(f"random_state must be an integer in [0, 2**63), got {rs!r}")
         stop = (self.stop,) if isinstance(self.stop, str) else self.stop
         if not isinstance(stop, Sequence) or not all(isinstance(s, str) and s for s in stop):
             raise InvalidInput("stop must be a string or a list of non-empty strings")
@@ -385,7 +395,7 @@ class LocalModelBackend(GenerationBackend):
         with self._lock:
             set_threads(self.num_threads)
             for i, (ids, budget) in enumerate(zip(prompt_ids, budgets, strict=True)):
-                seed = None if params.seed is None else params.seed + i
+                seed = None if params.random_state is None else params.random_state + i
                 with torch.random.fork_rng(devices=[]):
                     if seed is not None:
                         torch.manual_seed(seed)

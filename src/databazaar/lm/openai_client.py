@@ -21,7 +21,7 @@ class OpenAICompatibleBackend(GenerationBackend):
     posts to ``/completions`` (log-probabilities from ``logprobs.tokens`` and
     ``token_logprobs``), :meth:`chat` to ``/chat/completions`` (``logprobs.content``), one
     request per prompt or conversation with ``n`` samples each; prompt ``i`` is sent with
-    seed ``seed + i``, as :class:`LocalModelBackend` uses. ``model=None`` leaves the model
+    seed ``random_state + i``, as :class:`LocalModelBackend` uses. ``model=None`` leaves the model
     field out (the databazaar server then uses its only model). Token ids are read from the
     ``token_ids`` field databazaar's server adds to each choice, where present.
     """
@@ -90,8 +90,8 @@ class OpenAICompatibleBackend(GenerationBackend):
         }
         if self.model is not None:
             body["model"] = self.model
-        if params.seed is not None:
-            body["seed"] = params.seed + index
+        if params.random_state is not None:
+            body["seed"] = params.random_state + index
         if params.stop:
             body["stop"] = list(params.stop)
         return body

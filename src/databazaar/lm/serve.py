@@ -115,7 +115,7 @@ def _sampling(
         temperature=body.get("temperature", 1.0),
         top_p=body.get("top_p", 1.0),
         n=n,
-        seed=body.get("seed"),
+        random_state=_int_field(body, "seed", None, 0, 2**63 - 1),
         stop=() if stop is None else stop,
         logprobs=logprobs,
         top_logprobs=top,
