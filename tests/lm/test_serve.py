@@ -67,6 +67,11 @@ def test_completions_wire_format(client: TestClient, chat_backend: LocalModelBac
     plain = client.post("/v1/completions", json={"prompt": "The quick", "temperature": 0}).json()
     (choice,) = plain["choices"]
     assert choice["logprobs"] is None and len(choice["token_ids"]) == 16  # OpenAI default
+    nulls = {"n": None, "temperature": None, "top_p": None, "seed": None, "stop": None}
+    r = client.post("/v1/completions", json={"prompt": "The quick", "max_tokens": 3, **nulls})
+    assert r.status_code == 200 and len(r.json()["choices"]) == 1  # null means the default
+    r = client.post("/v1/completions", json={"prompt": "The quick", "max_tokens": None})
+    assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] > 16  # not the default
     lp0 = client.post("/v1/completions", json={**body, "temperature": 0, "logprobs": 0}).json()[
         "choices"
     ][0]

@@ -279,13 +279,11 @@ class _StopOnStrings:
     def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
         import torch
 
-        done = [
-            any(
-                s in self.tokenizer.decode(row[self.prompt_len :], skip_special_tokens=True)
-                for s in self.stop
-            )
+        texts = [
+            self.tokenizer.decode(row[self.prompt_len :], skip_special_tokens=True)
             for row in input_ids.tolist()
         ]
+        done = [_first_stop(text, self.stop) is not None for text in texts]
         return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
 
 

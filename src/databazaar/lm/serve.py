@@ -73,8 +73,14 @@ _NEUTRAL: dict[str, tuple[Any, ...]] = {
 }
 
 
+def _field(body: dict[str, Any], name: str, default: Any) -> Any:
+    """``body[name]``, or ``default`` when it is missing or null (clients send both)."""
+    value = body.get(name)
+    return default if value is None else value
+
+
 def _int_field(body: dict[str, Any], name: str, default: Any, lo: int, hi: int) -> Any:
-    value = body.get(name, default)
+    value = _field(body, name, default)
     if value is None:
         return None
     if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
@@ -112,8 +118,8 @@ def _sampling(
         raise InvalidInput(f"stop holds {len(stop)} sequences; at most {MAX_STOP} are allowed")
     return SamplingParams(
         max_new_tokens=max_tokens,
-        temperature=body.get("temperature", 1.0),
-        top_p=body.get("top_p", 1.0),
+        temperature=_field(body, "temperature", 1.0),
+        top_p=_field(body, "top_p", 1.0),
         n=n,
         random_state=_int_field(body, "seed", None, 0, 2**63 - 1),
         stop=() if stop is None else stop,
@@ -295,7 +301,9 @@ def create_openai_app(
         params = _sampling(
             body,
             limits,
-            max_tokens=_int_field(body, "max_tokens", 16, 1, limits.tokens),
+            max_tokens=None  # an explicit null fills the context, as in vLLM
+            if "max_tokens" in body and body["max_tokens"] is None
+            else _int_field(body, "max_tokens", 16, 1, limits.tokens),
             logprobs=lp is not None,
             top=lp or 0,
         )
@@ -316,10 +324,10 @@ def create_openai_app(
         logprobs = body.get("logprobs", False)
         if not isinstance(logprobs, bool | None):
             raise InvalidInput(f"logprobs must be true or false, got {logprobs!r}")
-        top = _int_field(body, "top_logprobs", 0, 0, MAX_TOP_LOGPROBS) or 0
+        top = _int_field(body, "top_logprobs", 0, 0, MAX_TOP_LOGPROBS)
         if top and not logprobs:
             raise InvalidInput("top_logprobs needs logprobs: true")
-        budget = "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens"
+        budget = "max_completion_tokens" if body.get("max_completion_tokens") else "max_tokens"
         params = _sampling(
             body,
             limits,
