@@ -64,7 +64,9 @@ def test_samples_are_distinct_seeded_and_scored_by_the_model(local: LocalModelBa
     ]
     for i in (0, 1):
         assert len({tuple(g.token_ids) for g in a[4 * i : 4 * i + 4]}) == 4
-    b = local.generate(["for i in", "The quick"], **opts)
+    done: list[int] = []
+    b = local.generate(["for i in", "The quick"], progress=done.append, **opts)
+    assert done == [1, 1]  # one step per prompt
     assert [g.token_ids for g in a] == [g.token_ids for g in b]
     assert [g.token_logprobs for g in a] == [g.token_logprobs for g in b]
     # prompt i is drawn with seed + i: alone, the second prompt needs seed 8

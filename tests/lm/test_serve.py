@@ -323,7 +323,7 @@ def test_backend_failures_become_5xx_errors() -> None:
     assert "cannot reach" in err["message"]
 
     class Broken(OpenAICompatibleBackend):
-        def _complete(self, prompts, params):  # type: ignore[no-untyped-def]
+        def _complete(self, prompts, params, progress):  # type: ignore[no-untyped-def]
             raise RuntimeError("out of memory")
 
     app = create_openai_app(Broken("http://127.0.0.1:9/v1"), model_name="broken")
@@ -381,9 +381,12 @@ def test_client_sends_the_openai_request_fields() -> None:
     with OpenAICompatibleBackend(
         "http://127.0.0.1:9/v1/", model="m", api_key="k", transport=transport
     ) as remote:
+        done: list[int] = []
         gens = remote.generate(
-            ["a", "b"], temperature=0.5, n=2, random_state=10, stop="\n", top_logprobs=1
-        )
+            ["a", "b"], temperature=0.5, n=2, random_state=10, stop="\n", top_logprobs=1,
+            progress=done.append,
+        )  # fmt: skip
+        assert done == [1, 1]
         remote.chat([HELLO], max_new_tokens=None, logprobs=False)
     assert [g.text for g in gens] == ["ok"] * 4 and gens[3].prompt_index == 1
     assert gens[3].sample_index == 1 and gens[0].token_logprobs is None  # none were sent

@@ -86,6 +86,7 @@ def generate_cmd(
     as_json: Annotated[
         bool, typer.Option("--json", help="one JSON object per sample (tokens, ids, finish)")
     ] = False,
+    quiet: Quiet = False,  # Quiet is defined with the instruction-tuning commands below
 ) -> None:
     """Complete prompts, or answer conversations, and print the generations.
 
@@ -93,6 +94,7 @@ def generate_cmd(
     one JSON object per sample (:meth:`Generation.to_dict`) with ``--json``/``--logprobs``.
     """
     from databazaar.core.errors import InvalidInput
+    from databazaar.core.progress import progress_bar
     from databazaar.lm.generate import SamplingParams, read_conversations
 
     params = SamplingParams(
@@ -115,10 +117,12 @@ def generate_cmd(
     elif chat:
         convs = [[{"role": "user", "content": p}] for p in prompts or []]
     backend = _backend(model_dir, threads)
-    if convs is not None:
-        out = backend.chat(convs, params)
-    else:
-        out = backend.generate(prompts or [], params)
+    total = len(convs if convs is not None else prompts or [])
+    with progress_bar("generating", total, quiet=quiet) as advance:
+        if convs is not None:
+            out = backend.chat(convs, params, progress=advance)
+        else:
+            out = backend.generate(prompts or [], params, progress=advance)
     for g in out:
         if not (as_json or params.logprobs):
             typer.echo(g.text)

@@ -32,12 +32,15 @@ import abc
 import copy
 import math
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from databazaar.core.errors import DatabazaarError, InvalidInput, NotFound
+from databazaar.core.progress import ProgressFn
+
+T = TypeVar("T")
 
 MAX_TOP_LOGPROBS = 20
 
@@ -225,37 +228,70 @@ class GenerationBackend(abc.ABC):
     """Anything that turns prompts or conversations into :class:`Generation` objects.
 
     Subclasses implement :meth:`_complete` and :meth:`_chat`; the public calls check the
-    input and the options first, so every backend rejects the same bad input.
+    input and the options first, so every backend rejects the same bad input, and
+    :meth:`_each` runs the items one by one with the per-prompt seed and the progress
+    callback (``progress(1)`` after each prompt or conversation).
     """
 
     name: str = "model"
 
     def generate(
-        self, prompts: Sequence[str], params: SamplingParams | None = None, **options: Any
+        self,
+        prompts: Sequence[str],
+        params: SamplingParams | None = None,
+        *,
+        progress: ProgressFn | None = None,
+        **options: Any,
     ) -> list[Generation]:
         """Continue each prompt; options as in :class:`SamplingParams` (or pass ``params``)."""
         checked = check_prompts(prompts)
-        return self._complete(checked, _params(params, options))
+        return self._complete(checked, _params(params, options), progress)
 
     def chat(
         self,
         conversations: Sequence[Sequence[Mapping[str, Any]]],
         params: SamplingParams | None = None,
+        *,
+        progress: ProgressFn | None = None,
         **options: Any,
     ) -> list[Generation]:
         """Answer each conversation with an assistant turn; options as in :meth:`generate`."""
         checked = check_conversations(conversations)
-        return self._chat(checked, _params(params, options))
+        return self._chat(checked, _params(params, options), progress)
 
     @abc.abstractmethod
-    def _complete(self, prompts: list[str], params: SamplingParams) -> list[Generation]:
+    def _complete(
+        self, prompts: list[str], params: SamplingParams, progress: ProgressFn | None
+    ) -> list[Generation]:
         """Generate for checked prompts."""
 
     @abc.abstractmethod
     def _chat(
-        self, conversations: list[list[dict[str, str]]], params: SamplingParams
+        self,
+        conversations: list[list[dict[str, str]]],
+        params: SamplingParams,
+        progress: ProgressFn | None,
     ) -> list[Generation]:
         """Generate for checked conversations."""
+
+    @staticmethod
+    def _each(
+        items: Sequence[T],
+        params: SamplingParams,
+        progress: ProgressFn | None,
+        one: Callable[[T, SamplingParams], list[Generation]],
+    ) -> list[Generation]:
+        """``one(item, params)`` for each item in order, item ``i`` with random state
+        ``random_state + i``; the generations get their ``prompt_index``."""
+        out: list[Generation] = []
+        for i, item in enumerate(items):
+            rs = params.random_state
+            for g in one(item, params if rs is None else replace(params, random_state=rs + i)):
+                g.prompt_index = i
+                out.append(g)
+            if progress is not None:
+                progress(1)
+        return out
 
 
 def _params(params: SamplingParams | None, options: dict[str, Any]) -> SamplingParams:
@@ -331,10 +367,12 @@ class LocalModelBackend(GenerationBackend):
         """Whether the tokenizer carries a chat template (needed by :meth:`chat`)."""
         return bool(getattr(self.tokenizer, "chat_template", None))
 
-    def _complete(self, prompts: list[str], params: SamplingParams) -> list[Generation]:
+    def _complete(
+        self, prompts: list[str], params: SamplingParams, progress: ProgressFn | None
+    ) -> list[Generation]:
         tok = self.tokenizer
         ids = [tok(p, add_special_tokens=True)["input_ids"] for p in prompts]
-        return self._generate_ids(ids, params)
+        return self._generate_ids(ids, params, progress)
 
     def chat_prompt(self, messages: Sequence[Mapping[str, Any]]) -> str:
         """The prompt text for one conversation, from the tokenizer's chat template,
@@ -350,11 +388,14 @@ class LocalModelBackend(GenerationBackend):
         )
 
     def _chat(
-        self, conversations: list[list[dict[str, str]]], params: SamplingParams
+        self,
+        conversations: list[list[dict[str, str]]],
+        params: SamplingParams,
+        progress: ProgressFn | None,
     ) -> list[Generation]:
         texts = [self.chat_prompt(c) for c in conversations]
         ids = [self.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
-        return self._generate_ids(ids, params)
+        return self._generate_ids(ids, params, progress)
 
     def _budget(self, n_prompt: int, params: SamplingParams, index: int) -> int:
         ctx = self.context_length
@@ -378,31 +419,32 @@ class LocalModelBackend(GenerationBackend):
         return params.max_new_tokens
 
     def _generate_ids(
-        self, prompt_ids: list[list[int]], params: SamplingParams
+        self, prompt_ids: list[list[int]], params: SamplingParams, progress: ProgressFn | None
     ) -> list[Generation]:
-        import torch
-
         from databazaar.lm.train import set_threads
 
         start = self.tokenizer.bos_token_id
         if start is None:
             start = self.eos_token_ids[0] if self.eos_token_ids else 0
         prompt_ids = [ids or [start] for ids in prompt_ids]
+        # every prompt is checked against the context before any work starts
         budgets = [self._budget(len(ids), params, i) for i, ids in enumerate(prompt_ids)]
-        out: list[Generation] = []
         with self._lock:
             set_threads(self.num_threads)
-            for i, (ids, budget) in enumerate(zip(prompt_ids, budgets, strict=True)):
-                seed = None if params.random_state is None else params.random_state + i
-                with torch.random.fork_rng(devices=[]):
-                    if seed is not None:
-                        torch.manual_seed(seed)
-                    out.extend(self._one_prompt(i, ids, budget, params))
-        return out
+            return self._each(
+                list(zip(prompt_ids, budgets, strict=True)), params, progress, self._one_prompt
+            )
 
-    def _one_prompt(
-        self, index: int, ids: list[int], budget: int, params: SamplingParams
-    ) -> list[Generation]:
+    def _one_prompt(self, item: tuple[list[int], int], params: SamplingParams) -> list[Generation]:
+        """The ``n`` samples of one tokenized prompt within its token ``budget``."""
+        import torch
+
+        with torch.random.fork_rng(devices=[]):
+            if params.random_state is not None:
+                torch.manual_seed(params.random_state)
+            return self._decode(*item, params)
+
+    def _decode(self, ids: list[int], budget: int, params: SamplingParams) -> list[Generation]:
         import torch
         from transformers import GenerationConfig, StoppingCriteriaList
 
@@ -445,14 +487,13 @@ class LocalModelBackend(GenerationBackend):
         gens = []
         for j in range(rows):
             new = res.sequences[j, len(ids) :].tolist()
-            gens.append(self._finish(index, j, len(ids), new, logp[j], params))
+            gens.append(self._finish(j, len(ids), new, logp[j], params))
         if not sample:  # greedy: the n samples are all the greedy continuation
             gens = [replace(copy.deepcopy(gens[0]), sample_index=j) for j in range(params.n)]
         return gens
 
     def _finish(
         self,
-        index: int,
         sample: int,
         n_prompt: int,
         new: list[int],
@@ -480,7 +521,6 @@ class LocalModelBackend(GenerationBackend):
             tokens=[tok.decode([t]) for t in new],
             token_ids=new,
             finish_reason=finish,
-            prompt_index=index,
             sample_index=sample,
             n_prompt_tokens=n_prompt,
         )

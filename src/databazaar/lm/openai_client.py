@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from databazaar.core.errors import InvalidInput
+from databazaar.core.progress import ProgressFn
 from databazaar.lm.generate import BackendError, Generation, GenerationBackend, SamplingParams
 
 
@@ -81,7 +82,7 @@ class OpenAICompatibleBackend(GenerationBackend):
             raise BackendError(f"{self.base_url}{path} answered without 'choices'")
         return data
 
-    def _body(self, params: SamplingParams, index: int) -> dict[str, Any]:
+    def _body(self, params: SamplingParams) -> dict[str, Any]:
         body: dict[str, Any] = {
             "temperature": params.temperature,
             "top_p": params.top_p,
@@ -91,53 +92,62 @@ class OpenAICompatibleBackend(GenerationBackend):
         if self.model is not None:
             body["model"] = self.model
         if params.random_state is not None:
-            body["seed"] = params.random_state + index
+            body["seed"] = params.random_state
         if params.stop:
             body["stop"] = list(params.stop)
         return body
 
-    def _complete(self, prompts: list[str], params: SamplingParams) -> list[Generation]:
-        out: list[Generation] = []
-        for i, prompt in enumerate(prompts):
-            body = {**self._body(params, i), "prompt": prompt}
-            if params.logprobs:
-                body["logprobs"] = params.top_logprobs
-            data = self._post("/completions", body)
-            for j, choice in enumerate(_choices(data, params.n, self.base_url)):
-                lp = choice.get("logprobs") or {}
-                tops = lp.get("top_logprobs")
-                g = _generation(choice, choice.get("text"), lp.get("tokens"), i, j, data)
-                if params.logprobs:
-                    g.token_logprobs = _floats(lp.get("token_logprobs"), self.base_url)
-                    if params.top_logprobs and tops:
-                        g.top_logprobs = [
-                            sorted(((t, float(v)) for t, v in d.items()), key=lambda x: -x[1])
-                            for d in tops
-                        ]
-                out.append(g)
-        return out
+    def _complete(
+        self, prompts: list[str], params: SamplingParams, progress: ProgressFn | None
+    ) -> list[Generation]:
+        return self._each(prompts, params, progress, self._complete_one)
 
     def _chat(
-        self, conversations: list[list[dict[str, str]]], params: SamplingParams
+        self,
+        conversations: list[list[dict[str, str]]],
+        params: SamplingParams,
+        progress: ProgressFn | None,
     ) -> list[Generation]:
-        out: list[Generation] = []
-        for i, messages in enumerate(conversations):
-            body = {**self._body(params, i), "messages": messages, "logprobs": params.logprobs}
-            if params.top_logprobs:
-                body["top_logprobs"] = params.top_logprobs
-            data = self._post("/chat/completions", body)
-            for j, choice in enumerate(_choices(data, params.n, self.base_url)):
-                content = (choice.get("logprobs") or {}).get("content") or []
-                text = (choice.get("message") or {}).get("content")
-                g = _generation(choice, text, [c["token"] for c in content], i, j, data)
-                if params.logprobs:
-                    g.token_logprobs = _floats([c["logprob"] for c in content], self.base_url)
-                    if params.top_logprobs:
-                        g.top_logprobs = [
-                            [(t["token"], float(t["logprob"])) for t in c.get("top_logprobs", [])]
-                            for c in content
-                        ]
-                out.append(g)
+        return self._each(conversations, params, progress, self._chat_one)
+
+    def _complete_one(self, prompt: str, params: SamplingParams) -> list[Generation]:
+        body = {**self._body(params), "prompt": prompt}
+        if params.logprobs:
+            body["logprobs"] = params.top_logprobs
+        data = self._post("/completions", body)
+        out = []
+        for j, choice in enumerate(_choices(data, params.n, self.base_url)):
+            lp = choice.get("logprobs") or {}
+            tops = lp.get("top_logprobs")
+            g = _generation(choice, choice.get("text"), lp.get("tokens"), j, data)
+            if params.logprobs:
+                g.token_logprobs = _floats(lp.get("token_logprobs"), self.base_url)
+                if params.top_logprobs and tops:
+                    g.top_logprobs = [
+                        sorted(((t, float(v)) for t, v in d.items()), key=lambda x: -x[1])
+                        for d in tops
+                    ]
+            out.append(g)
+        return out
+
+    def _chat_one(self, messages: list[dict[str, str]], params: SamplingParams) -> list[Generation]:
+        body = {**self._body(params), "messages": messages, "logprobs": params.logprobs}
+        if params.top_logprobs:
+            body["top_logprobs"] = params.top_logprobs
+        data = self._post("/chat/completions", body)
+        out = []
+        for j, choice in enumerate(_choices(data, params.n, self.base_url)):
+            content = (choice.get("logprobs") or {}).get("content") or []
+            text = (choice.get("message") or {}).get("content")
+            g = _generation(choice, text, [c["token"] for c in content], j, data)
+            if params.logprobs:
+                g.token_logprobs = _floats([c["logprob"] for c in content], self.base_url)
+                if params.top_logprobs:
+                    g.top_logprobs = [
+                        [(t["token"], float(t["logprob"])) for t in c.get("top_logprobs", [])]
+                        for c in content
+                    ]
+            out.append(g)
         return out
 
 
@@ -158,7 +168,7 @@ def _floats(values: Any, url: str) -> list[float] | None:
 
 
 def _generation(
-    choice: dict[str, Any], text: Any, tokens: Any, index: int, sample: int, data: dict[str, Any]
+    choice: dict[str, Any], text: Any, tokens: Any, sample: int, data: dict[str, Any]
 ) -> Generation:
     ids = choice.get("token_ids")
     usage = data.get("usage") or {}
@@ -167,7 +177,6 @@ def _generation(
         tokens=list(tokens or []),
         token_ids=list(ids) if isinstance(ids, list) else None,
         finish_reason=choice.get("finish_reason") or "length",
-        prompt_index=index,
         sample_index=sample,
         n_prompt_tokens=usage.get("prompt_tokens"),
     )
