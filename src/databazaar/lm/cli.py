@@ -172,8 +172,28 @@ Taxonomy = Annotated[
 ]
 
 
+TaskList = Annotated[
+    Optional[str],  # noqa: UP045
+    typer.Option("--tasks", help="comma-separated families (default: the training ones)"),
+]
+PerFamily = Annotated[int, typer.Option("--n", help="examples per family")]
+Paraphrased = Annotated[bool, typer.Option("--paraphrase", help="reword the prompts")]
+
+
 def _families(tasks: str | None) -> list[str] | None:
     return [t.strip() for t in tasks.split(",") if t.strip()] if tasks else None
+
+
+def _examples(  # type: ignore[no-untyped-def]
+    tasks: str | None, n: int, split: str, seed: int, paraphrased: bool, taxonomy: Path | None
+):
+    """Task examples for the ``tasks`` and ``eval`` commands."""
+    from databazaar.lm.tasks import generate_tasks, paraphrase
+
+    examples = generate_tasks(
+        _families(tasks), n_per_family=n, split=split, random_state=seed, taxonomy=taxonomy
+    )
+    return [paraphrase(e, seed) for e in examples] if paraphrased else examples
 
 
 @lm_app.command("sft")
@@ -267,27 +287,17 @@ def _print_scores(scores: dict) -> None:  # type: ignore[type-arg]
 @lm_app.command("tasks")
 def tasks_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="JSONL file to write")],
-    tasks: Annotated[
-        Optional[str],  # noqa: UP045
-        typer.Option("--tasks", help="comma-separated families (default: the training ones)"),
-    ] = None,
-    n: Annotated[int, typer.Option("--n", help="examples per family")] = 100,
+    tasks: TaskList = None,
+    n: PerFamily = 100,
     split: Annotated[str, typer.Option("--split", help="train or test")] = "train",
     seed: Annotated[int, typer.Option("--seed", help="random state of the draw")] = 0,
-    paraphrased: Annotated[
-        bool, typer.Option("--paraphrase", help="reword the prompts (robustness sets)")
-    ] = False,
+    paraphrased: Paraphrased = False,
     taxonomy: Taxonomy = None,
 ) -> None:
     """Write task-suite examples as chat JSONL (a ready SFT data file)."""
     from databazaar.lm.chat import write_chat_jsonl
-    from databazaar.lm.tasks import generate_tasks, paraphrase
 
-    examples = generate_tasks(
-        _families(tasks), n_per_family=n, split=split, random_state=seed, taxonomy=taxonomy
-    )
-    if paraphrased:
-        examples = [paraphrase(e, seed) for e in examples]
+    examples = _examples(tasks, n, split, seed, paraphrased, taxonomy)
     write_chat_jsonl([e.messages() for e in examples], out)
     typer.echo(f"wrote {len(examples)} conversations to {out}")
 
@@ -295,16 +305,11 @@ def tasks_cmd(
 @lm_app.command("eval")
 def eval_cmd(
     model_dir: ModelDir,
-    tasks: Annotated[
-        Optional[str],  # noqa: UP045
-        typer.Option("--tasks", help="comma-separated families (default: the training ones)"),
-    ] = None,
-    n: Annotated[int, typer.Option("--n", help="examples per family")] = 100,
+    tasks: TaskList = None,
+    n: PerFamily = 100,
     split: Annotated[str, typer.Option("--split", help="test (held out) or train")] = "test",
     seed: Annotated[int, typer.Option("--seed", help="random state of the draw")] = 1,
-    paraphrased: Annotated[
-        bool, typer.Option("--paraphrase", help="score on reworded prompts")
-    ] = False,
+    paraphrased: Paraphrased = False,
     taxonomy: Taxonomy = None,
     threads: Threads = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the scores as JSON")] = False,
@@ -314,13 +319,8 @@ def eval_cmd(
     from databazaar.core.progress import progress_bar
     from databazaar.lm.evaluate import evaluate_tasks
     from databazaar.lm.model import load_model
-    from databazaar.lm.tasks import generate_tasks, paraphrase
 
-    examples = generate_tasks(
-        _families(tasks), n_per_family=n, split=split, random_state=seed, taxonomy=taxonomy
-    )
-    if paraphrased:
-        examples = [paraphrase(e, seed) for e in examples]
+    examples = _examples(tasks, n, split, seed, paraphrased, taxonomy)
     model, tok = load_model(model_dir)
     with progress_bar("evaluating", len(examples), quiet=quiet) as advance:
         scores = evaluate_tasks(model, tok, examples, progress=advance, num_threads=threads)

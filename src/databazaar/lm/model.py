@@ -73,11 +73,25 @@ def build_model(
     if vocab_size < 2:
         raise InvalidInput(f"vocab_size must be at least 2, got {vocab_size}")
     eos = eos_token_id if eos_token_id is not None else 0
-    if config.architecture != "gpt2":
+    if config.architecture == "gpt2":
+        model_cls = transformers.GPT2LMHeadModel
+        hf = transformers.GPT2Config(
+            vocab_size=vocab_size,
+            n_positions=config.n_positions,
+            n_embd=config.n_embd,
+            n_layer=config.n_layer,
+            n_head=config.n_head,
+            resid_pdrop=config.dropout,
+            embd_pdrop=config.dropout,
+            attn_pdrop=config.dropout,
+            bos_token_id=eos,
+            eos_token_id=eos,
+        )
+    else:
         name = "Llama" if config.architecture == "llama" else "Mistral"
-        cfg_cls = getattr(transformers, f"{name}Config")
+        model_cls = getattr(transformers, f"{name}ForCausalLM")
         extra = {"sliding_window": config.n_positions} if name == "Mistral" else {}
-        hf_cfg = cfg_cls(
+        hf = getattr(transformers, f"{name}Config")(
             vocab_size=vocab_size,
             hidden_size=config.n_embd,
             intermediate_size=4 * config.n_embd,
@@ -91,26 +105,8 @@ def build_model(
             tie_word_embeddings=False,
             **extra,
         )
-        torch.manual_seed(seed)
-        model = getattr(transformers, f"{name}ForCausalLM")(hf_cfg)
-        model.eval()
-        return model
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    hf = GPT2Config(
-        vocab_size=vocab_size,
-        n_positions=config.n_positions,
-        n_embd=config.n_embd,
-        n_layer=config.n_layer,
-        n_head=config.n_head,
-        resid_pdrop=config.dropout,
-        embd_pdrop=config.dropout,
-        attn_pdrop=config.dropout,
-        bos_token_id=eos,
-        eos_token_id=eos,
-    )
     torch.manual_seed(seed)
-    model = GPT2LMHeadModel(hf)
+    model = model_cls(hf)
     model.eval()
     return model
 

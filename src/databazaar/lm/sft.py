@@ -225,6 +225,8 @@ def _trainer(
         per_device_train_batch_size=config.batch_size,
         learning_rate=config.lr,
         weight_decay=config.weight_decay,
+        adam_beta2=0.95,  # steadier than 0.999 at the high rates small models train with
+        max_grad_norm=1.0,
         warmup_steps=config.warmup_ratio,  # a float below 1 is a fraction of the steps
         lr_scheduler_type=config.lr_scheduler,
         seed=config.random_state,

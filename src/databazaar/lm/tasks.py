@@ -3,7 +3,7 @@
 Every example is a :class:`TaskExample`: a user prompt, the reference answer, the
 family it belongs to and the grader that scores a model's output. Families:
 
-* ``arithmetic``: ``a + b`` and ``a - b`` on numbers below 50 (numeric grader);
+* ``arithmetic``: ``a + b`` and ``a - b`` on numbers below 20 (numeric grader);
 * ``lookup``: question answering over a generated fact base given in the prompt
   ("Facts: Ana lives in Oslo. ..." -> "Oslo"; exact match);
 * ``strings``: reverse, upper-case or first letter of a word (exact match);
@@ -200,7 +200,7 @@ Gen = Callable[[np.random.Generator], TaskExample]
 
 
 def _arithmetic(rng: np.random.Generator) -> TaskExample:
-    a, b = (int(x) for x in rng.integers(0, 50, size=2))
+    a, b = (int(x) for x in rng.integers(0, 20, size=2))
     if rng.random() < 0.5:
         op, value = "+", a + b
     else:
