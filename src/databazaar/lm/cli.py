@@ -4,8 +4,9 @@
   [--temperature T] [--top-p P] [--seed S] [--stop STR] [--json] [--logprobs]`` prints
   one completion (or, with ``--chat``/``--messages``, one assistant answer) per sample,
   greedy by default; ``--json`` prints tokens and ids, ``--logprobs`` log-probabilities;
-* ``serve MODEL_DIR [--host 127.0.0.1] [--port 8001] [--name NAME]`` serves it under the
-  OpenAI API shapes (``/v1/completions``, ``/v1/chat/completions``, ``/v1/models``), so
+* ``serve MODEL_DIR [--host 127.0.0.1] [--port 8001] [--name NAME] [--api-key KEY]``
+  serves it under the OpenAI API shapes (``/v1/completions``, ``/v1/chat/completions``,
+  ``/v1/models``), so
   :class:`~databazaar.lm.openai_client.OpenAICompatibleBackend` and other OpenAI clients
   can use it.
 
