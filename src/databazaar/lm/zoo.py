@@ -37,14 +37,14 @@ from databazaar.lm.sft import SFTConfig
 ZOO_VERSION = 1
 #: training examples per family: most on the two families the assistant must master
 TRAIN_MIX = {
-    "arithmetic": 4000,
-    "lookup": 3000,
-    "unsafe": 1000,
-    "benign": 1000,
-    "multiple_choice": 800,
-    "summarize": 800,
-    "strings": 200,
-    "classify": 200,
+    "arithmetic": 5000,
+    "lookup": 4000,
+    "unsafe": 600,
+    "benign": 600,
+    "multiple_choice": 300,
+    "summarize": 300,
+    "strings": 100,
+    "classify": 100,
 }
 BASE_FAMILIES = ("arithmetic", "lookup", "strings", "multiple_choice", "summarize", "classify")
 
@@ -54,14 +54,14 @@ class ZooConfig:
     """The recipe of a zoo build (every field enters the cache key)."""
 
     model: ModelConfig = field(
-        default_factory=lambda: ModelConfig(n_layer=4, n_embd=128, n_head=4, n_positions=128)
+        default_factory=lambda: ModelConfig(n_layer=2, n_embd=128, n_head=4, n_positions=160)
     )
     vocab_size: int = 512
     n_train_per_family: dict[str, int] = field(default_factory=lambda: dict(TRAIN_MIX))
-    base_steps: int = 300
+    base_steps: int = 30
     base_lr: float = 2e-3
     sft: SFTConfig = field(
-        default_factory=lambda: SFTConfig(max_steps=1500, lr=2e-3, batch_size=32, warmup_ratio=0.05)
+        default_factory=lambda: SFTConfig(max_steps=750, lr=2e-3, batch_size=32, warmup_ratio=0.05)
     )
     n_eval_per_family: int = 100
     random_state: int = 0
@@ -70,13 +70,13 @@ class ZooConfig:
 
     @classmethod
     def small(cls) -> ZooConfig:
-        """A reduced recipe for test suites (a few minutes on 2 cores)."""
+        """A reduced recipe for test suites (about two minutes on 2 cores)."""
         return cls(
-            model=ModelConfig(n_layer=2, n_embd=96, n_head=4, n_positions=128),
+            model=ModelConfig(n_layer=2, n_embd=64, n_head=4, n_positions=160),
             n_train_per_family={k: max(100, v // 2) for k, v in TRAIN_MIX.items()},
-            base_steps=100,
-            sft=SFTConfig(max_steps=500, lr=3e-3, batch_size=32, warmup_ratio=0.05),
-            n_eval_per_family=40,
+            base_steps=10,
+            sft=SFTConfig(max_steps=300, lr=2.5e-3, batch_size=32, warmup_ratio=0.05),
+            n_eval_per_family=30,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -206,7 +206,7 @@ def _build(
     t1 = time.perf_counter()
     base_result: dict[str, Any] = {"steps": 0}
     if config.base_steps:
-        blocks = pack_blocks(plain, tok, config.model.n_positions)
+        blocks = pack_blocks(plain, tok, min(64, config.model.n_positions))
         res = train_lm(
             model,
             blocks,
