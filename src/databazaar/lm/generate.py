@@ -41,6 +41,8 @@ from databazaar.core.errors import DatabazaarError, InvalidInput, NotFound
 from databazaar.core.progress import ProgressFn
 
 T = TypeVar("T")
+#: One conversation: ``[{"role": ..., "content": ...}, ...]``.
+Conversation = list[dict[str, str]]
 
 MAX_TOP_LOGPROBS = 20
 
@@ -187,14 +189,14 @@ def check_conversation(messages: Any, *, where: str = "conversation") -> list[di
     return out
 
 
-def check_conversations(conversations: Any) -> list[list[dict[str, str]]]:
+def check_conversations(conversations: Any) -> list[Conversation]:
     """A list of conversations, each checked by :func:`check_conversation`."""
     if isinstance(conversations, str | bytes | Mapping) or not isinstance(conversations, Sequence):
         raise InvalidInput("conversations must be a list of message lists")
     return [check_conversation(c, where=f"conversation {i}") for i, c in enumerate(conversations)]
 
 
-def read_conversations(path: str | Path) -> list[list[dict[str, str]]]:
+def read_conversations(path: str | Path) -> list[Conversation]:
     """Conversations to answer, from a file.
 
     ``*.jsonl``: one ``{"messages": [...]}`` record per line, read by
@@ -267,10 +269,7 @@ class GenerationBackend(abc.ABC):
 
     @abc.abstractmethod
     def _chat(
-        self,
-        conversations: list[list[dict[str, str]]],
-        params: SamplingParams,
-        progress: ProgressFn | None,
+        self, conversations: list[Conversation], params: SamplingParams, progress: ProgressFn | None
     ) -> list[Generation]:
         """Generate for checked conversations."""
 
@@ -388,10 +387,7 @@ class LocalModelBackend(GenerationBackend):
         )
 
     def _chat(
-        self,
-        conversations: list[list[dict[str, str]]],
-        params: SamplingParams,
-        progress: ProgressFn | None,
+        self, conversations: list[Conversation], params: SamplingParams, progress: ProgressFn | None
     ) -> list[Generation]:
         texts = [self.chat_prompt(c) for c in conversations]
         ids = [self.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]

@@ -12,7 +12,13 @@ from typing import Any
 
 from databazaar.core.errors import InvalidInput
 from databazaar.core.progress import ProgressFn
-from databazaar.lm.generate import BackendError, Generation, GenerationBackend, SamplingParams
+from databazaar.lm.generate import (
+    BackendError,
+    Conversation,
+    Generation,
+    GenerationBackend,
+    SamplingParams,
+)
 
 
 class OpenAICompatibleBackend(GenerationBackend):
@@ -103,10 +109,7 @@ class OpenAICompatibleBackend(GenerationBackend):
         return self._each(prompts, params, progress, self._complete_one)
 
     def _chat(
-        self,
-        conversations: list[list[dict[str, str]]],
-        params: SamplingParams,
-        progress: ProgressFn | None,
+        self, conversations: list[Conversation], params: SamplingParams, progress: ProgressFn | None
     ) -> list[Generation]:
         return self._each(conversations, params, progress, self._chat_one)
 
@@ -130,7 +133,7 @@ class OpenAICompatibleBackend(GenerationBackend):
             out.append(g)
         return out
 
-    def _chat_one(self, messages: list[dict[str, str]], params: SamplingParams) -> list[Generation]:
+    def _chat_one(self, messages: Conversation, params: SamplingParams) -> list[Generation]:
         body = {**self._body(params), "messages": messages, "logprobs": params.logprobs}
         if params.top_logprobs:
             body["top_logprobs"] = params.top_logprobs
