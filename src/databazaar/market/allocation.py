@@ -287,7 +287,7 @@ def contribution_values(
             params={**res.params, "k": k, "chance": chance},
         )
     if method == "ads":
-        from databazaar.valuation.asymmetric import knn_asymmetric_shapley
+        from databazaar.valuation.knn_asymmetric import knn_asymmetric_shapley
 
         if order is None:
             raise InvalidInput(
@@ -351,7 +351,7 @@ def contribution_values(
             method="exact-group-shapley",
             params={"model": type(est).__name__, "scorer": "accuracy"},
         )
-    from databazaar.valuation.sampling import MaxSamples, TMCShapley
+    from databazaar.valuation.montecarlo import MaxSamples, TMCShapley
 
     if (
         isinstance(n_permutations, bool)
