@@ -76,7 +76,7 @@ def test_level1_grouping_and_lookups(taxonomy) -> None:
 
 
 def test_unknown_ids_and_names_get_clear_errors(taxonomy) -> None:
-    with pytest.raises(NotFound, match="unknown AIR category id '99.1'"):
+    with pytest.raises(NotFound, match=r"unknown AIR category id '99\.1'"):
         taxonomy.get("99.1")
     with pytest.raises(NotFound, match="merged level-3 entry") as exc:
         taxonomy.get("14.3940")
@@ -137,6 +137,10 @@ def test_malformed_taxonomy_file(air_dir: Path, tmp_path: Path, mutate, message:
     (folder / "risk_mapping.json").write_text(text)
     with pytest.raises(InvalidInput, match=message):
         load_taxonomy(folder)
+
+
+def _item(mapping: dict, l3: str) -> dict:
+    return mapping[l3.split(".")[0]]["subcategories"][l3]["items"][0]
 
 
 def _set(mapping: dict, change) -> dict:  # type: ignore[no-untyped-def]

@@ -21,8 +21,8 @@ __all__ = [
     "Category",
     "RefusalJudge",
     "RiskScreener",
-    "TemplateJudge",
     "Taxonomy",
+    "TemplateJudge",
     "load_taxonomy",
     "run_airbench",
 ]
