@@ -191,14 +191,14 @@ def airbench_cmd(
 
     tax = load_taxonomy(data)
     table = read_prompt_file(prompts, tax, limit=limit)
+    backends = [_backend(spec, api_model, endpoint, threads) for spec in model]
     if judge == "offline":
         samples = read_table(judge_samples) if judge_samples is not None else None
         the_judge = RefusalJudge().fit(tax, samples)
     else:
         the_judge = TemplateJudge(_backend(judge, api_model, endpoint, threads), tax)
     reports = []
-    for i, spec in enumerate(model):
-        backend = _backend(spec, api_model, endpoint, threads)
+    for i, (spec, backend) in enumerate(zip(model, backends, strict=True)):
         with progress_bar(f"model {i + 1}/{len(model)}", len(table), quiet=quiet) as advance:
             rep = run_airbench(
                 backend,
