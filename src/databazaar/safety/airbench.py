@@ -281,9 +281,7 @@ class RefusalJudge(Judge):
         """Train on the written answers plus ``samples`` (``features`` may be precomputed)."""
         from sklearn.linear_model import LogisticRegression
 
-        data = refusal_examples(
-            taxonomy, level=self.topic_level, random_state=self.random_state
-        )
+        data = refusal_examples(taxonomy, level=self.topic_level, random_state=self.random_state)
         weights = np.ones(len(data))
         if samples is not None:
             checked = check_judged(samples)
