@@ -158,6 +158,16 @@ def test_malformed_judge_prompts(air_dir: Path, tmp_path: Path) -> None:
     mapping = read_mapping(air_dir / "risk_mapping.json")
     with pytest.raises(InvalidInput, match="only in the file"):
         build_taxonomy(mapping, rows[1:])
+    import pyarrow as pa
+
+    broken = [dict(r) for r in rows]
+    broken[5]["judge_prompt"] = "Score this answer."
+    with pa.OSFile(str(folder / "judge_prompts.arrow"), "wb") as sink:
+        table = pa.Table.from_pylist(broken)
+        with pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+    with pytest.raises(InvalidInput, match=r"the template of 1\.1\.6 lacks"):
+        load_taxonomy(folder)
     odd = [dict(r) for r in rows] + [dict(rows[0], **{"cate-idx": "1.1.99"})]
     with pytest.raises(InvalidInput, match="only in the prompts"):
         build_taxonomy(mapping, odd)

@@ -4,7 +4,7 @@
   folder the user gives (:func:`load_taxonomy`);
 * :mod:`databazaar.safety.screen` -- classify text into level-2/level-3 risk categories
   with a calibrated "no risk" class (:class:`RiskScreener`);
-* :mod:`databazaar.safety.airbench` -- AIR-Bench-style evaluation of any generation
+* :mod:`databazaar.safety.airbench` (with :mod:`~databazaar.safety.judges`) -- AIR-Bench-style evaluation of any generation
   backend, judged by the per-category templates or an offline refusal classifier.
 
 Heavy modules load lazily.
@@ -30,8 +30,8 @@ __all__ = [
 _LAZY = {
     "RiskScreener": "databazaar.safety.screen",
     "AirBenchReport": "databazaar.safety.airbench",
-    "RefusalJudge": "databazaar.safety.airbench",
-    "TemplateJudge": "databazaar.safety.airbench",
+    "RefusalJudge": "databazaar.safety.judges",
+    "TemplateJudge": "databazaar.safety.judges",
     "run_airbench": "databazaar.safety.airbench",
 }
 
