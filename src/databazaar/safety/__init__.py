@@ -4,8 +4,9 @@
   folder the user gives (:func:`load_taxonomy`);
 * :mod:`databazaar.safety.screen` -- classify text into level-2/level-3 risk categories
   with a calibrated "no risk" class (:class:`RiskScreener`);
-* :mod:`databazaar.safety.airbench` (with :mod:`~databazaar.safety.judges`) -- AIR-Bench-style evaluation of any generation
-  backend, judged by the per-category templates or an offline refusal classifier.
+* :mod:`databazaar.safety.airbench` -- AIR-Bench-style evaluation of any generation
+  backend, judged (:mod:`databazaar.safety.judges`) by the per-category templates or an
+  offline refusal classifier.
 
 Heavy modules load lazily.
 """
