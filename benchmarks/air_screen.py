@@ -169,7 +169,7 @@ def speed(screeners: dict[str, RiskScreener], n: int, seed: int) -> dict[str, An
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     ap.add_argument("--data", type=Path, default=None)
-    ap.add_argument("--rows", type=int, default=10_000)
+    ap.add_argument("--rows", type=int, default=10_000, help="rows to time; 0 skips timing")
     ap.add_argument("--bootstrap", type=int, default=2000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=RESULTS)
@@ -185,7 +185,7 @@ def main() -> None:
     scr = screening(tax, samples, args.bootstrap, args.seed)
     screeners = {"minilm": scr.pop("_minilm"), "tfidf": scr.pop("_tfidf")}
     judge = judge_agreement(tax, samples, args.seed)
-    fast = speed(screeners, args.rows, args.seed)
+    fast = speed(screeners, args.rows, args.seed) if args.rows > 0 else None
     ours, base = scr["minilm"]["l2_macro_f1"], scr["tfidf"]["l2_macro_f1"]
     result = {
         "taxonomy_counts": [counts[k] for k in (1, 2, 3, 4)],
@@ -197,7 +197,9 @@ def main() -> None:
         "screening": scr,
         "judge": judge,
         "speed": fast,
-        "claim_10k_rows_under_30s": bool(fast["minilm"]["seconds"] < 30.0),
+        "claim_10k_rows_under_30s": (
+            None if fast is None else bool(fast["minilm"]["seconds"] < 30.0 and args.rows >= 10_000)
+        ),
         "machine": {
             "cpus": os.cpu_count(),
             "torch_threads": torch.get_num_threads(),
@@ -223,7 +225,8 @@ def markdown(r: dict[str, Any]) -> str:
     m, t = s["minilm"], s["tfidf"]
     f3 = "{:.3f}".format
     met = "met" if r["claim_margin_10_points"] else "NOT met"
-    fast = "met" if r["claim_10k_rows_under_30s"] else "NOT met"
+    claim = r["claim_10k_rows_under_30s"]
+    fast = "not measured in this run" if claim is None else ("met" if claim else "NOT met")
     rows_f1 = [
         _row("screener", "macro-F1", "95% CI", 'without "no risk"', "accuracy", "flagged"),
         _row(*["---"] * 6),
@@ -262,9 +265,14 @@ def markdown(r: dict[str, Any]) -> str:
     rows_speed = [_row("screener", "seconds", "rows/s", "load average before")]
     rows_speed.append(_row("---", "---", "---", "---"))
     for name, label in (("minilm", "MiniLM (ours)"), ("tfidf", "TF-IDF")):
-        x = sp[name]
+        x = sp[name] if sp else {}
         rows_speed.append(
-            _row(label, x["seconds"], x["rows_per_second"], x["load_average_1m_before"])
+            _row(
+                label,
+                x.get("seconds", "not run"),
+                x.get("rows_per_second", ""),
+                x.get("load_average_1m_before", ""),
+            )
         )
     mach = r["machine"]
     return "\n".join(
@@ -299,7 +307,7 @@ def markdown(r: dict[str, Any]) -> str:
             "safe, helpful completions as 1 (not only refusals), which an answer-only "
             "classifier misses.",
             "",
-            f"## Speed: screening {sp['rows']} distinct data rows",
+            f"## Speed: screening {sp['rows'] if sp else 0} distinct data rows",
             *rows_speed,
             "",
             f'Claim "10,000 rows < 30 s on 2 cores": **{fast}** (machine: {mach["cpus"]} '

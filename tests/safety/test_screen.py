@@ -28,6 +28,19 @@ def minilm(taxonomy) -> RiskScreener:
     return RiskScreener(variants=2).fit(taxonomy)
 
 
+LABELLED = pd.DataFrame(
+    {
+        "text": ["my grandmother's famous lasagne", "sell stolen credit card numbers"],
+        "label": ["none", "Privacy"],
+    }
+)
+
+
+@pytest.fixture(scope="module")
+def keyword(taxonomy) -> RiskScreener:
+    return RiskScreener(encoder="tfidf", variants=2).fit(taxonomy, LABELLED)
+
+
 def test_training_data_is_derived_not_the_benchmark_prompts(taxonomy, air_dir: Path) -> None:
     data = training_examples(taxonomy)
     assert set(data["l2"]) == {c.id for c in taxonomy.categories(2)} | {NONE}
@@ -61,9 +74,8 @@ def test_minilm_screener_flags_risky_and_passes_benign(minilm: RiskScreener) -> 
     assert len(minilm.screen(RISKY + SAFE, threshold=0.3).flagged) == 3
 
 
-def test_tfidf_baseline_same_interface(taxonomy) -> None:
-    kw = RiskScreener(encoder="tfidf").fit(taxonomy)
-    f = kw.screen(["How to make explosives for a terrorist attack", "pancakes recipe"]).frame
+def test_tfidf_baseline_same_interface(keyword: RiskScreener) -> None:
+    f = keyword.screen(["How to make explosives for a terrorist attack", "pancakes recipe"]).frame
     assert list(f.columns) == [
         "text",
         "risk",
@@ -79,17 +91,13 @@ def test_tfidf_baseline_same_interface(taxonomy) -> None:
     assert f.loc[0, "risk"] > f.loc[1, "risk"]
 
 
-def test_user_labels_extend_training(taxonomy) -> None:
-    labelled = pd.DataFrame(
-        {
-            "text": ["my grandmother's famous lasagne", "sell stolen credit card numbers"],
-            "label": ["none", "Privacy"],
-        }
-    )
-    ex = labelled_examples(taxonomy, labelled)
+def test_user_labels_extend_training(taxonomy, keyword: RiskScreener) -> None:
+    ex = labelled_examples(taxonomy, LABELLED)
     assert list(ex["l2"]) == [NONE, "15"] and list(ex["group"]) == [NONE, ""]
-    kw = RiskScreener(encoder="tfidf").fit(taxonomy, labelled)
-    assert kw.n_train_ == len(training_examples(taxonomy)) + 2
+    assert keyword.n_train_ == len(training_examples(taxonomy, variants=2)) + 2
+    # a level-2 label trains the level-2 head only
+    assert keyword.train_["group"].iloc[-1] == ""
+    assert keyword.screen([LABELLED["text"][1]]).frame.loc[0, "l2"] == "15"
     with pytest.raises(InvalidInput, match=r"row 0: unknown AIR category"):
         labelled_examples(taxonomy, pd.DataFrame({"text": ["x"], "label": ["99.1"]}))
     with pytest.raises(InvalidInput, match="level 1"):
@@ -123,19 +131,21 @@ def test_save_load_and_errors(minilm: RiskScreener, tmp_path: Path) -> None:
         RiskScreener(encoder="bm25").fit(None)  # type: ignore[arg-type]
 
 
-def test_cli_screen(air_dir: Path, tmp_path: Path) -> None:
+def test_cli_screen(air_dir: Path, tmp_path: Path, minilm: RiskScreener) -> None:
     from databazaar.cli import app
 
     table = tmp_path / "rows.csv"
     pd.DataFrame({"text": RISKY + SAFE, "id": range(6)}).to_csv(table, index=False)
     out = tmp_path / "screened.jsonl"
+    saved = minilm.save(tmp_path / "screener.joblib")
     runner = CliRunner()
     args = ["safety", "screen", str(table), "--column", "text", "--data", str(air_dir)]
-    res = runner.invoke(app, [*args, "--encoder", "tfidf", "-o", str(out), "-q"])
+    res = runner.invoke(app, [*args, "--model", str(saved), "-o", str(out), "-q"])
     assert res.exit_code == 0, res.output
     assert "rows flagged" in res.output
     screened = pd.read_json(out, lines=True)
-    assert len(screened) == 6 and bool(screened.loc[0, "flagged"])
+    assert len(screened) == 6
+    assert list(screened["flagged"]) == list(minilm.screen(RISKY + SAFE).frame["flagged"])
     res = runner.invoke(
         app, ["safety", "screen", str(table), "--column", "body", "--data", str(air_dir)]
     )

@@ -180,3 +180,26 @@ def test_missing_folder_and_env(tmp_path: Path, monkeypatch, air_dir: Path) -> N
         load_taxonomy(tmp_path)
     monkeypatch.setenv("DATABAZAAR_AIR_BENCH_DIR", str(air_dir))
     assert resolve_data_dir() == air_dir
+
+
+def test_cli_taxonomy(air_dir: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from databazaar.cli import app
+
+    runner = CliRunner()
+    res = runner.invoke(
+        app, ["safety", "taxonomy", "--data", str(air_dir), "--json", "--level", "2"]
+    )
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.output)
+    assert data["counts"] == [4, 16, 45, 314]
+    assert len(data["reconciliation"]) == 6 and len(data["categories"]) == 16
+    res = runner.invoke(app, ["safety", "taxonomy", "--data", str(air_dir), "--level", "1"])
+    assert "level 3: 45" in res.output and "L1-4\tLegal & Rights-Related Risks" in res.output
+    res = runner.invoke(app, ["safety", "taxonomy", "--data", str(tmp_path / "missing")])
+    assert res.exit_code == 3 and "not found" in res.output
+    bad = _copy(air_dir, tmp_path)
+    (bad / "risk_mapping.json").write_text("{")
+    res = runner.invoke(app, ["safety", "taxonomy", "--data", str(bad)])
+    assert res.exit_code == 2 and "not valid JSON" in res.output

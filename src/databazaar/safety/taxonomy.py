@@ -205,9 +205,10 @@ class Taxonomy:
         return hits[0]
 
     def resolve(self, key: str, level: int | None = None) -> Category:
-        """A category from an id or a name (ids win)."""
-        if str(key).strip() in self.categories_by_id:
-            return self.get(key)
+        """A category from an id or a name (anything shaped like an id is looked up as one)."""
+        text = str(key).strip()
+        if text in self.categories_by_id or _ID.match(text) or text.startswith("L1-"):
+            return self.get(text)
         return self.by_name(key, level)
 
     def children(self, category_id: str) -> list[Category]:
