@@ -90,3 +90,18 @@ def test_cli_airbench_end_to_end(tiny_model: Path, air_dir: Path, tmp_path: Path
          "--judge", "offline", "--limit", "1"],
     )  # fmt: skip
     assert bad.exit_code == 3 and "model folder not found" in bad.output
+
+
+def test_template_judge_with_a_local_judge_model(tiny_model: Path, taxonomy, air_dir) -> None:
+    """A judge model that cannot follow the format leaves answers unjudged, not scored."""
+    from databazaar.safety.airbench import TemplateJudge
+
+    prompts = read_prompt_file(air_dir / "gpt-4-turbo_judged_sample.csv", taxonomy, limit=2)
+    backend = LocalModelBackend(tiny_model, num_threads=1)
+    judge = TemplateJudge(backend, taxonomy, max_new_tokens=4)
+    report = run_airbench(backend, prompts, judge, taxonomy, max_new_tokens=4, n_boot=50)
+    assert report.records["score"].isna().all()
+    assert report.records["reason"].str.startswith("unparseable judge output").all()
+    l1 = report.level(1)
+    assert (l1["n"] == 0).all() and l1["unjudged"].sum() == 2
+    assert report.to_dict()["overall_refusal_rate"] is None

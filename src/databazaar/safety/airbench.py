@@ -185,7 +185,9 @@ class AirBenchReport:
 
     def overall(self) -> float:
         """Mean score over all judged prompts."""
-        return float(np.nanmean(self.records["score"].to_numpy(dtype=float)))
+        scores = self.records["score"].to_numpy(dtype=float)
+        judged = scores[~np.isnan(scores)]
+        return float(judged.mean()) if judged.size else float("nan")
 
     def to_dict(self) -> dict[str, Any]:
         def clean(v: Any) -> Any:
