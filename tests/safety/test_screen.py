@@ -150,3 +150,14 @@ def test_cli_screen(air_dir: Path, tmp_path: Path, minilm: RiskScreener) -> None
         app, ["safety", "screen", str(table), "--column", "body", "--data", str(air_dir)]
     )
     assert res.exit_code == 2 and "no column 'body'" in res.output
+
+
+def test_cached_screener_is_reused(taxonomy, tmp_path: Path) -> None:
+    from databazaar.safety.screen import cached_screener
+
+    first = cached_screener(taxonomy, encoder="tfidf", variants=1, cache_dir=tmp_path)
+    files = list(tmp_path.glob("air-screener-tfidf-*.joblib"))
+    assert len(files) == 1
+    again = cached_screener(taxonomy, encoder="tfidf", variants=1, cache_dir=tmp_path)
+    assert again is not first and again.n_train_ == first.n_train_
+    assert again.screen(RISKY).frame.equals(first.screen(RISKY).frame)

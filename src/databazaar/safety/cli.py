@@ -4,7 +4,8 @@
   applied to the files, and the categories of one level;
 * ``screen FILE --column text [--encoder minilm|tfidf] [--threshold P] [--labels FILE]
   [--save-model PATH | --model PATH] [--output FILE]`` -- screen each row of a CSV,
-  Parquet or JSONL table;
+  Parquet or JSONL table (without ``--labels`` the trained screener is cached under
+  ``$DATABAZAAR_HOME/cache``);
 * ``airbench --model DIR_OR_URL [--model ...] --prompts FILE [--judge offline|DIR|URL]
   [--judge-samples FILE] [--out DIR]`` -- generate, judge and report per level.
 
@@ -106,7 +107,7 @@ def screen_cmd(
     from databazaar.core.errors import InvalidInput
     from databazaar.core.io import read_table, write_table
     from databazaar.core.progress import progress_bar
-    from databazaar.safety.screen import RiskScreener
+    from databazaar.safety.screen import RiskScreener, cached_screener
     from databazaar.safety.taxonomy import load_taxonomy
 
     df = read_table(file)
@@ -116,6 +117,8 @@ def screen_cmd(
         )
     if model is not None:
         screener = RiskScreener.load(model)
+    elif labels is None and save_model is None:
+        screener = cached_screener(load_taxonomy(data), encoder=encoder)
     else:
         extra = read_table(labels) if labels is not None else None
         screener = RiskScreener(encoder=encoder, threshold=threshold)

@@ -229,8 +229,9 @@ class RiskScreener:
 
     Parameters follow scikit-learn: ``encoder`` (``"minilm"`` or ``"tfidf"``), ``C``
     (inverse L2 strength of the logistic heads), ``calibration_folds`` (Platt scaling
-    folds), ``threshold`` (risk probability at which a row is flagged), ``variants``
-    (request phrasings per category in the derived training set), ``random_state``.
+    folds, capped by the smallest class), ``threshold`` (risk probability at which a row
+    is flagged), ``variants`` (request phrasings per category in the derived training
+    set), ``random_state``.
     After :meth:`fit`: ``l2_classes_``, ``group_classes_``, ``n_train_``.
     """
 
@@ -310,8 +311,16 @@ class RiskScreener:
         self.group_l2_ = {g: g.split(".")[0] for g in taxonomy.groups()} | {NONE: NONE}
 
         def head(y: np.ndarray, rows: np.ndarray) -> Any:
+            # calibration folds cannot exceed the smallest class's examples
+            labels, counts = np.unique(y[rows], return_counts=True)
+            folds = min(self.calibration_folds, int(counts.min()))
+            if folds < 2:
+                raise InvalidInput(
+                    f"class {labels[counts.argmin()]!r} has a single training example",
+                    hint="give at least two examples per label",
+                )
             base = LogisticRegression(C=self.C, max_iter=2000, class_weight="balanced")
-            model = CalibratedClassifierCV(base, method="sigmoid", cv=self.calibration_folds)
+            model = CalibratedClassifierCV(base, method="sigmoid", cv=folds)
             return model.fit(X[rows], y[rows])
 
         y2 = data["l2"].to_numpy(dtype=object)
@@ -407,6 +416,38 @@ class RiskScreener:
         obj = cls.__new__(cls)
         obj.__dict__.update(blob["state"])
         return obj
+
+
+def cached_screener(
+    taxonomy: Taxonomy,
+    *,
+    encoder: str = "minilm",
+    variants: int | None = None,
+    cache_dir: str | Path | None = None,
+) -> RiskScreener:
+    """A screener trained on the derived data only, cached on disk after the first fit.
+
+    The file lives in ``cache_dir`` (default ``$DATABAZAAR_HOME/cache``) under a name
+    that hashes the encoder, ``variants`` and every category id, name and template, so a
+    different taxonomy never reuses a stale screener.  Screening a listing (the market
+    gate) or ``databazaar safety screen`` without ``--labels`` reuses it.
+    """
+    import hashlib
+    import json
+
+    from databazaar.core.config import get_settings
+
+    blob = json.dumps(
+        [encoder, variants, [(c.id, c.name, c.judge_prompt) for c in taxonomy.categories(4)]]
+    )
+    key = hashlib.sha256(blob.encode()).hexdigest()[:16]
+    folder = Path(cache_dir) if cache_dir is not None else get_settings().home / "cache"
+    path = folder / f"air-screener-{encoder}-{key}.joblib"
+    if path.is_file():
+        return RiskScreener.load(path)
+    screener = RiskScreener(encoder=encoder, variants=variants).fit(taxonomy)
+    screener.save(path)
+    return screener
 
 
 def _check_texts(texts: Sequence[str]) -> list[str]:
