@@ -118,6 +118,8 @@ def screen_cmd(
     if model is not None:
         screener = RiskScreener.load(model)
     elif labels is None and save_model is None:
+        if not quiet:
+            typer.echo("loading the screener (trained and cached on first use)", err=True)
         screener = cached_screener(load_taxonomy(data), encoder=encoder)
     else:
         extra = read_table(labels) if labels is not None else None
