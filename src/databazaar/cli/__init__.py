@@ -252,6 +252,9 @@ def _add_market_commands() -> None:
     from databazaar.lm.cli import lm_app
 
     app.add_typer(lm_app, name="lm")
+    from databazaar.safety.cli import safety_app
+
+    app.add_typer(safety_app, name="safety")
 
 
 _add_market_commands()
