@@ -184,7 +184,7 @@ class Catalog(MarketBase):
         """The sentence encoder (MiniLM loaded on first use)."""
         with self._embedder_lock:
             if self._embedder is None:
-                from databazaar.market.embeddings import MiniLMEmbedder
+                from databazaar.core.embeddings import MiniLMEmbedder
 
                 self._embedder = MiniLMEmbedder()
             return self._embedder

@@ -12,7 +12,7 @@ chance (a randomly labelled product is worth about 0).
 Features: numeric columns shared by the buyer's set and every candidate, standardised
 with the buyer's statistics (the buyer's distribution defines the metric), plus MiniLM
 sentence embeddings (``all-MiniLM-L6-v2``, 384 dimensions, from the market's
-:mod:`~databazaar.market.embeddings`) of shared text columns.
+:mod:`~databazaar.core.embeddings`) of shared text columns.
 
 Uncertainty: a product's value is a mean over the buyer's validation points, so the
 report gives a confidence interval by batch means: the validation set is split into
@@ -105,7 +105,7 @@ class Featurizer:
             parts.append((num - self.mean_) / self.scale_)
         if self.text_:
             if self.embedder is None:
-                from databazaar.market.embeddings import MiniLMEmbedder
+                from databazaar.core.embeddings import MiniLMEmbedder
 
                 self.embedder = MiniLMEmbedder()
             for col in self.text_:
