@@ -14,7 +14,7 @@ from argon2 import PasswordHasher
 from sklearn.datasets import make_classification
 
 from databazaar.market.db import Database
-from databazaar.market.econ_service import Economics
+from databazaar.market.economics import Economics
 from databazaar.market.schemas import AccountOut
 from databazaar.market.service import Market
 

@@ -13,8 +13,8 @@ import typer
 from typer.testing import CliRunner
 
 from databazaar.cli import _Group
+from databazaar.cli.econ import econ_app
 from databazaar.core.config import get_settings
-from databazaar.market.econ_cli import econ_app
 from databazaar.market.service import Market
 
 from .conftest import PASSWORD, ListFn, task_frame
@@ -144,7 +144,7 @@ def test_market_commands(
     )
     assert r.exit_code == 5
 
-    from databazaar.market.econ_service import Economics
+    from databazaar.market.economics import Economics
 
     Economics(market).offer_dp(sam, "good-data", 0.3, {"age": {"bounds": [0, 100]}})
     r = runner.invoke(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from databazaar.market.econ_demo import run_economics_demo
+from databazaar.demo.economics import run_economics_demo
 
 
 @pytest.mark.slow

@@ -16,12 +16,14 @@ from databazaar.core.errors import (
     NotFound,
     PaymentError,
 )
+from databazaar.market.common import load_product
 from databazaar.market.econ_models import EconDpBudget, EconDpRelease, EconSale, EconSplit
-from databazaar.market.econ_service import Economics, sale_postings
+from databazaar.market.economics import Economics
 from databazaar.market.models import Grant, LedgerEntry
 from databazaar.market.pricing import NoisyLinearModel
 from databazaar.market.schemas import AccountOut
 from databazaar.market.service import Market
+from databazaar.market.settlement import sale_postings
 
 from .conftest import PASSWORD, ListFn, task_frame
 
@@ -36,12 +38,12 @@ def test_posted_sale_is_a_market_order(
     list_table(seller, "plain", task_frame(0, 50), price=2000)
     assert econ.quote("plain").price_minor == 2000
     sale = econ.buy(buyer, "plain", None, "k-1")
-    assert sale["order"]["total_minor"] == 2000 and sale["order"]["fee_minor"] == 100
-    assert sale["splits"] == [] and sale["deliverable"] == {"kind": "dataset"}
+    assert sale.order.total_minor == 2000 and sale.order.fee_minor == 100
+    assert sale.splits == [] and sale.deliverable == {"kind": "dataset"}
     assert market.has_access(buyer, "plain")
     assert _balance(market, "seller-a") == 1900 and _balance(market, "@market-fee") == 100
     again = econ.buy(buyer, "plain", None, "k-1")
-    assert again["replayed"] and again["sale_id"] == sale["sale_id"]
+    assert again.replayed and again.sale_id == sale.sale_id
     assert _balance(market, "buyer-a") == 1_000_000 - 2000
     with pytest.raises(Conflict, match="different purchase"):
         econ.buy(buyer, "plain", {"x": 1}, "k-1")
@@ -49,7 +51,7 @@ def test_posted_sale_is_a_market_order(
         econ.buy(buyer, "plain", None, "k-2")
     assert market.verify_ledger().ok
     # the order shows up in the market's own order list
-    assert [o.id for o in market.orders_for(buyer)] == [sale["order"]["id"]]
+    assert [o.id for o in market.orders_for(buyer)] == [sale.order.id]
 
 
 def test_query_sale_returns_answer_without_grant(
@@ -69,15 +71,15 @@ def test_query_sale_returns_answer_without_grant(
     q = {"query": {"where": {"region": ["north", "east"]}}}
     assert econ.quote("regional", q).price_minor == 1700
     sale = econ.buy(buyer, "regional", q, "q-1")
-    assert sale["order"]["total_minor"] == 1700
-    assert len(sale["rows"]) == 40 and {r["region"] for r in sale["rows"]} == {"north", "east"}
-    assert sale["deliverable"]["n_rows"] == 40 and len(sale["deliverable"]["sha256"]) == 64
+    assert sale.order.total_minor == 1700
+    assert len(sale.rows) == 40 and {r["region"] for r in sale.rows} == {"north", "east"}
+    assert sale.deliverable["n_rows"] == 40 and len(sale.deliverable["sha256"]) == 64
     assert not market.has_access(buyer, "regional")
     # the buyer can read the answer again; another buyer cannot see the sale
-    assert len(econ.sale(buyer, sale["sale_id"])["rows"]) == 40
+    assert len(econ.sale(buyer, sale.sale_id).rows) == 40
     other = market.create_account("buyer-b", PASSWORD, "buyer")
     with pytest.raises(NotFound):
-        econ.sale(other, sale["sale_id"])
+        econ.sale(other, sale.sale_id)
     # a second, overlapping query is a separate purchase
     econ.buy(buyer, "regional", {"query": {"where": {"region": ["south"]}}}, "q-2")
     assert market.verify_ledger().ok
@@ -94,13 +96,13 @@ def test_model_sale_delivers_a_noisy_model(
         {"curve": [[0.01, 4000], [0.1, 1500], [1.0, 300]], "label_column": "label"},
     )
     sale = econ.buy(buyer, "model-data", {"variance": 0.1}, "m-1")
-    assert sale["order"]["total_minor"] == 1500
-    model = NoisyLinearModel(sale["deliverable"]["model"])
+    assert sale.order.total_minor == 1500
+    model = NoisyLinearModel(sale.deliverable["model"])
     test = task_frame(1000, 300)
     acc = np.mean(model.predict(test[[f"f{i}" for i in range(5)]].to_numpy()) == test["label"])
     assert acc > 0.7
     assert model.variance == pytest.approx(0.1)
-    assert 0 <= sale["deliverable"]["expected_training_error"] < 0.5
+    assert 0 <= sale.deliverable["expected_training_error"] < 0.5
     assert not market.has_access(buyer, "model-data")
     with pytest.raises(InvalidInput, match="no label column"):
         econ.set_pricing(seller, "model-data", "model", {"curve": [[1.0, 5]], "label_column": "y"})
@@ -121,7 +123,7 @@ def test_value_based_sale_charges_a_share_of_measured_value(
     expected = int(0.2 * quote.details["value_low"] * 100_000)
     assert abs(quote.price_minor - expected) <= 1
     sale = econ.buy(buyer, "valuable", req, "v-1")
-    assert sale["order"]["total_minor"] == quote.price_minor
+    assert sale.order.total_minor == quote.price_minor
     assert market.has_access(buyer, "valuable")
     with pytest.raises(InvalidInput, match="needs 'worth_minor'"):
         econ.quote("valuable", {"validation": req["validation"], "label_column": "label"})
@@ -176,15 +178,15 @@ def test_bundle_split_on_the_ledger(
         contributors={"ann": "ann", "bob": "bob", "nat": "nat"},
         reference=ref,
     )
-    vals = dict(zip(reg["valuation"]["groups"], reg["valuation"]["values"], strict=True))
+    vals = dict(zip(reg.valuation["groups"], reg.valuation["values"], strict=True))
     # the copy is valued like the original; noise is worth nothing (here: it hurts)
     assert vals["ann"] == pytest.approx(vals["bob"]) and vals["nat"] < 0.05 * vals["ann"]
-    assert econ.valuation("bundle")["digest"] == reg["digest"]
+    assert econ.valuation("bundle").digest == reg.digest
 
     sale = econ.buy(buyer, "bundle", None, "b-1")
-    (split,) = sale["splits"]
-    assert split["total_minor"] == 9500 and split["valuation_id"] == reg["valuation_id"]
-    amounts = {sh["group"]: sh["amount_minor"] for sh in split["shares"]}
+    (split,) = sale.splits
+    assert split.total_minor == 9500 and split.valuation_id == reg.valuation_id
+    amounts = {sh["group"]: sh["amount_minor"] for sh in split.shares}
     assert sum(amounts.values()) == 9500
     assert abs(amounts["ann"] - amounts["bob"]) <= 1 and amounts["nat"] <= 300
     assert _balance(market, "ann") == amounts["ann"] and _balance(market, "nat") == amounts["nat"]
@@ -192,11 +194,11 @@ def test_bundle_split_on_the_ledger(
     with market.db.read() as s:
         memos = {
             e.account_id: e.memo
-            for e in s.scalars(select(LedgerEntry).where(LedgerEntry.txn_id == split["txn_id"]))
+            for e in s.scalars(select(LedgerEntry).where(LedgerEntry.txn_id == split.txn_id))
         }
-    assert f"valuation {reg['valuation_id']} sha256 {reg['digest'][:16]}" in memos[ann.id]
+    assert f"valuation {reg.valuation_id} sha256 {reg.digest[:16]}" in memos[ann.id]
     assert market.verify_ledger().ok
-    assert econ.splits(bob, "bundle")[0]["id"] == split["id"]
+    assert econ.splits(bob, "bundle")[0].id == split.id
     stranger = market.create_account("zed", PASSWORD, "seller")
     with pytest.raises(Forbidden):
         econ.splits(stranger, "bundle")
@@ -215,8 +217,8 @@ def test_bundle_split_on_the_ledger(
     other = market.create_account("buyer-c", PASSWORD, "buyer")
     market.deposit(other.id, 50_000)
     sale2 = econ.buy(other, "bundle", None, "b-2")
-    shares2 = {sh["group"]: sh["amount_minor"] for sh in sale2["splits"][0]["shares"]}
-    assert sale2["splits"][0]["valuation_id"] == reg2["valuation_id"]
+    shares2 = {sh["group"]: sh["amount_minor"] for sh in sale2.splits[0].shares}
+    assert sale2.splits[0].valuation_id == reg2.valuation_id
     # plain Shapley paid the copier as much as the original; ADS pays it ~5%
     assert shares2["bob"] < 0.1 * shares2["ann"] and shares2["ann"] >= 8500
     assert market.verify_ledger().ok
@@ -227,7 +229,7 @@ def test_sale_postings_hook_matches_plain_purchase(
 ) -> None:
     list_table(seller, "plain", task_frame(0, 20))
     with market.db.write() as s:
-        prod_id = econ._product(s, "plain").id
+        prod_id = load_product(s, "plain", eager=False).id
         postings = sale_postings(
             s, None, [(prod_id, seller.id, 950), (prod_id, seller.id, 50)], "order 9", "t"
         )
@@ -292,9 +294,9 @@ def test_sealed_bid_auction(
     list_table(other_seller, "side", task_frame(0, 10), price=9000)
     market.purchase(bidders["amy"], ["side"], "side-1")
     out = econ.close_auction(seller, "rare")
-    assert out["outcome"]["winners"] == [bidders["ben"].id]
-    assert out["outcome"]["disqualified"] == [bidders["amy"].id]
-    assert out["outcome"]["price_minor"] == 2000  # reserve: no other eligible bid left
+    assert out.outcome["winners"] == [bidders["ben"].id]
+    assert out.outcome["disqualified"] == [bidders["amy"].id]
+    assert out.outcome["price_minor"] == 2000  # reserve: no other eligible bid left
     assert market.has_access(bidders["ben"], "rare")
     assert _balance(market, "ben") == 8000
     with pytest.raises(NotFound):
@@ -321,25 +323,25 @@ def test_dp_budget_is_enforced_and_persistent(
         {"age": {"bounds": [0, 100], "bins": 4}, "label": {"categories": ["yes", "no"]}},
     )
     r1 = econ.dp_query(buyer, "census", "mean", "age", 0.4, random_state=1)
-    assert abs(r1["value"] - df["age"].mean()) < 5 and r1["epsilon_remaining"] == pytest.approx(0.6)
+    assert abs(r1.value - df["age"].mean()) < 5 and r1.epsilon_remaining == pytest.approx(0.6)
     r2 = econ.dp_query(buyer, "census", "histogram", "label", 0.5, random_state=2)
-    assert r2["categories"] == ["yes", "no"] and abs(sum(r2["counts"]) - 400) < 30
+    assert r2.categories == ["yes", "no"] and abs(sum(r2.counts) - 400) < 30
     with pytest.raises(BudgetExceeded, match=r"only 0\.1 of the product's 1 is left"):
         econ.dp_query(buyer, "census", "count", None, 0.2)
     with pytest.raises(InvalidInput, match="not offered"):
         econ.dp_query(buyer, "census", "mean", "f0", 0.05)
     # the refusal and the failure spent nothing
     status = econ.dp_budget("census")
-    assert status["epsilon_spent"] == pytest.approx(0.9) and status["n_releases"] == 2
+    assert status.epsilon_spent == pytest.approx(0.9) and status.n_releases == 2
     # a fresh service over the same store sees the same budget (persistent)
     again = Economics(market)
     with pytest.raises(BudgetExceeded):
         again.dp_query(buyer, "census", "count", None, 0.100001)
-    assert again.dp_query(buyer, "census", "count", None, 0.1)["epsilon_remaining"] == 0
+    assert again.dp_query(buyer, "census", "count", None, 0.1).epsilon_remaining == 0
     with pytest.raises(InvalidInput, match="never shrink"):
         econ.offer_dp(seller, "census", 0.5, {"age": {"bounds": [0, 100]}})
     econ.offer_dp(seller, "census", 2.0, {"age": {"bounds": [0, 100]}})
-    assert econ.dp_budget("census")["epsilon_remaining"] == pytest.approx(1.0)
+    assert econ.dp_budget("census").epsilon_remaining == pytest.approx(1.0)
     with market.db.read() as s:
         assert s.scalar(select(func.count()).select_from(EconDpRelease)) == 3
         row = s.scalar(select(EconDpBudget))
@@ -396,15 +398,13 @@ def test_sale_postings_hook_splits_a_bundle(
     frame = pd.concat([task_frame(0, 80).assign(src="a"), task_frame(100, 80).assign(src="b")])
     ann, bob, reg = _two_seller_bundle(econ, market, seller, list_table, "duo", frame)
     with market.db.write() as s:
-        pid = econ._product(s, "duo").id
+        pid = load_product(s, "duo", eager=False).id
         postings = sale_postings(s, None, [(pid, seller.id, 1001)], "order 7", "txn-7")
         assert sum(p.amount_minor for p in postings) == 1001
         assert {p.account_id for p in postings} == {ann.id, bob.id}
-        assert all(
-            p.kind == "sale" and f"valuation {reg['valuation_id']}" in p.memo for p in postings
-        )
+        assert all(p.kind == "sale" and f"valuation {reg.valuation_id}" in p.memo for p in postings)
         (row,) = s.scalars(select(EconSplit).where(EconSplit.txn_id == "txn-7")).all()
-        assert row.total_minor == 1001 and row.valuation_id == reg["valuation_id"]
+        assert row.total_minor == 1001 and row.valuation_id == reg.valuation_id
         s.rollback()
 
 
@@ -415,7 +415,7 @@ def test_auction_without_eligible_bids(
     econ.open_auction(seller, "niche", reserve_minor=5000, units=2)
     econ.place_bid(buyer, "niche", 4000)
     out = econ.close_auction(seller, "niche")
-    assert out["outcome"]["winners"] == [] and out["sales"] == []
+    assert out.outcome["winners"] == [] and out.sales == []
     assert not market.has_access(buyer, "niche")
     with pytest.raises(InvalidInput, match="units"):
         econ.open_auction(seller, "niche", reserve_minor=1, units=0)

@@ -95,14 +95,17 @@ def listed(market: Market) -> ListedFactory:
 
 def store_state(market: Market) -> dict[str, Any]:
     """Row counts of every table, the ledger head and the files on disk."""
-    from databazaar.market.models import Base, LedgerHead
+    from databazaar.market.models import Base, LedgerChain
 
     state: dict[str, Any] = {}
     with market.db.read() as s:
         for table in Base.metadata.sorted_tables:
+            if table.name == "login_attempts":  # the throttle's count, not market data
+                continue
             state[table.name] = s.scalar(select(func.count()).select_from(table))
-        head = s.get(LedgerHead, 1)
-        state["head"] = (head.last_seq, head.last_hash) if head else None
+        state["heads"] = sorted(
+            (h.account_id, h.last_seq, h.last_hash) for h in s.scalars(select(LedgerChain))
+        )
         state["balances"] = sorted(
             s.execute(select(Base.metadata.tables["accounts"].c.balance_minor)).scalars().all()
         )
@@ -123,3 +126,22 @@ def state_of() -> Callable[[Market], dict[str, Any]]:
 def make_csv() -> Callable[..., bytes]:
     """The :func:`csv_bytes` function."""
     return csv_bytes
+
+
+def tamper_ledger(db: Database, sql: str) -> None:
+    """Run ``sql`` as an attacker with table access would: bypassing the append-only guard."""
+    from sqlalchemy import text
+
+    with db.engine.begin() as conn:
+        if db.dialect == "postgresql":
+            conn.execute(text("ALTER TABLE ledger_entries DISABLE TRIGGER ledger_append_only"))
+        else:
+            conn.execute(text("DROP TRIGGER IF EXISTS ledger_no_update"))
+            conn.execute(text("DROP TRIGGER IF EXISTS ledger_no_delete"))
+        conn.execute(text(sql))
+
+
+@pytest.fixture
+def tamper() -> Callable[[Database, str], None]:
+    """The :func:`tamper_ledger` function."""
+    return tamper_ledger

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from databazaar.market.cli import run_market_demo
+from databazaar.demo.market import run_market_demo
 
 
 def test_demo_walks_a_purchase_end_to_end(tmp_path: Path) -> None:
@@ -45,7 +45,7 @@ def test_serve_runs_the_api_on_the_sqlite_default(tmp_path: Path, http_subproces
                                                            "DATABAZAAR_DATABASE_URL")}  # fmt: skip
     env["DATABAZAAR_HOME"] = str(tmp_path)
     code = (
-        f"from databazaar.market.cli import serve; serve('127.0.0.1', {port}, log_level='warning')"
+        f"from databazaar.server.app import serve; serve('127.0.0.1', {port}, log_level='warning')"
     )
     _, r = http_subprocess(code, f"http://127.0.0.1:{port}/api/health", env)
     assert r.json() == {"status": "ok", "database": "sqlite"}
@@ -57,8 +57,8 @@ def test_db_upgrade_follows_database_url_and_home(tmp_path: Path, monkeypatch) -
     """Without --url the store comes from the settings: DATABAZAAR_HOME, else DATABASE_URL."""
     from typer.testing import CliRunner
 
+    from databazaar.cli.market import db_app
     from databazaar.core.config import get_settings
-    from databazaar.market.cli import db_app
     from databazaar.market.db import head_revision
 
     monkeypatch.delenv("DATABASE_URL", raising=False)
@@ -82,8 +82,8 @@ def test_db_upgrade_on_postgres_from_database_url(postgres_schema, monkeypatch) 
 
     from typer.testing import CliRunner
 
+    from databazaar.cli.market import db_app
     from databazaar.core.config import get_settings
-    from databazaar.market.cli import db_app
     from databazaar.market.db import head_revision
 
     # a plain postgresql:// URL, as deployment tools set it, is mapped to psycopg 3

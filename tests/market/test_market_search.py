@@ -113,7 +113,7 @@ def test_rrf_and_cosine_helpers() -> None:
 @pytest.fixture(scope="session")
 def minilm():
     """The real MiniLM encoder from the offline package, loaded once per session."""
-    from databazaar.market.embeddings import MiniLMEmbedder
+    from databazaar.core.embeddings import MiniLMEmbedder
 
     enc = MiniLMEmbedder()
     vec = enc.encode(["hello world"])

@@ -86,17 +86,20 @@ def build_market(db: Database, home: Path) -> Market:
 
 
 def store_state(market: Market) -> dict[str, Any]:
-    """Row counts of every table, the ledger head, balances and the files on disk."""
+    """Row counts of every table, the ledger's chain heads, balances and the files on disk."""
     from sqlalchemy import func, select
 
-    from databazaar.market.models import Base, LedgerHead
+    from databazaar.market.models import Base, LedgerChain
 
     state: dict[str, Any] = {}
     with market.db.read() as s:
         for table in Base.metadata.sorted_tables:
+            if table.name == "login_attempts":  # the throttle's count, not market data
+                continue
             state[table.name] = s.scalar(select(func.count()).select_from(table))
-        head = s.get(LedgerHead, 1)
-        state["head"] = (head.last_seq, head.last_hash) if head else None
+        state["heads"] = sorted(
+            (h.account_id, h.last_seq, h.last_hash) for h in s.scalars(select(LedgerChain))
+        )
         accounts = Base.metadata.tables["accounts"]
         state["balances"] = s.execute(
             select(accounts.c.username, accounts.c.balance_minor).order_by(accounts.c.id)

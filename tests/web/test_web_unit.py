@@ -19,9 +19,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from databazaar.core.errors import InvalidInput
+from databazaar.core.money import format_minor as money
+from databazaar.core.money import parse_decimal as parse_money
 from databazaar.server.web import router as pages_router
 from databazaar.server.web.charts import bar_svg, earnings_svg, line_svg
-from databazaar.server.web.rendering import TEMPLATES_DIR, make_env, money, parse_money, safe_next
+from databazaar.server.web.rendering import TEMPLATES_DIR, make_env, safe_next
 from databazaar.server.web.session import COOKIE_NAME, SECURE_COOKIE_NAME
 from databazaar.server.web.statements import account_postings, cumulative, seller_sales
 
@@ -498,7 +500,7 @@ def test_demo_app_serves_the_seeded_market(tmp_path: Path) -> None:
             home = c.get("/")
             assert "Iris flower measurements" in home.text
             token = re.search(r'name="csrf_token" value="([^"]+)"', c.get("/login").text)[1]
-            from databazaar.market.cli import DEMO_PASSWORD
+            from databazaar.demo.market import DEMO_PASSWORD
 
             admin = c.post(
                 "/login",

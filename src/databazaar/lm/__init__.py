@@ -37,9 +37,11 @@ from databazaar.lm.generate import (
     Generation,
     GenerationBackend,
     LocalModelBackend,
-    OpenAICompatibleBackend,
+    SamplingParams,
+    read_conversations,
 )
 from databazaar.lm.model import ModelConfig, build_model, count_parameters, load_model, save_model
+from databazaar.lm.openai_client import OpenAICompatibleBackend
 from databazaar.lm.sft import SFTConfig, SFTResult, sft
 from databazaar.lm.tasks import (
     FAMILIES,
@@ -79,6 +81,7 @@ __all__ = [
     "OpenAICompatibleBackend",
     "SFTConfig",
     "SFTResult",
+    "SamplingParams",
     "TaskExample",
     "TokenizedCorpus",
     "TrainConfig",
@@ -104,6 +107,7 @@ __all__ = [
     "pack_blocks",
     "paraphrase",
     "read_chat_jsonl",
+    "read_conversations",
     "render_chat",
     "save_model",
     "save_tokenizer",

@@ -3,9 +3,11 @@
 * Passwords are hashed with Argon2id (``argon2-cffi``'s :class:`PasswordHasher`, its
   default RFC 9106 low-memory profile).
 * API tokens look like ``dbz_<lookup>_<secret>``: ``lookup`` (16 hex characters) finds
-  the row, and only an Argon2id hash of ``secret`` (32 random bytes) is stored, so a
-  leaked database does not leak usable tokens.  Tokens are high-entropy, so a lighter
-  Argon2 cost is used for them than for passwords.
+  the row, and only a SHA-256 digest of ``secret`` (32 random bytes) is stored, so a
+  leaked database does not leak usable tokens.  A slow password hash buys nothing for a
+  256-bit random secret (there is no dictionary to search), while it would cost every
+  authenticated request several milliseconds; tokens minted before (stored as Argon2id
+  hashes) are still checked with Argon2.  Digests are compared in constant time.
 * Download links are ``itsdangerous`` signatures over ``(account, version, expiry)``
   with the market's secret key; a link is refused when its signature is wrong, when it
   has expired, or when the account no longer holds a grant at download time.
@@ -14,31 +16,33 @@
 from __future__ import annotations
 
 import functools
+import hashlib
+import hmac
 import re
 import secrets
-import threading
 import time
-from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from itsdangerous import BadSignature, URLSafeSerializer
 
-from databazaar.core.errors import Forbidden, InvalidInput, TooManyRequests, Unauthorized
+from databazaar.core.errors import Forbidden, InvalidInput, Unauthorized
 from databazaar.market.models import Role
 
 PASSWORD_HASHER = PasswordHasher()
 TOKEN_HASHER = PasswordHasher(time_cost=1, memory_cost=8 * 1024, parallelism=1)
 TOKEN_PREFIX = "dbz_"
+TOKEN_DIGEST_PREFIX = "sha256$"
 _LOOKUP_RE = re.compile(r"[0-9a-f]{16}")
 _SECRET_RE = re.compile(r"[A-Za-z0-9_-]{1,100}")
 MIN_PASSWORD = 8
 MAX_PASSWORD = 256
 LINK_SALT = "databazaar.download.v1"
 MAX_LINK_TTL = 7 * 24 * 3600
+#: Lifetime of a download link unless the caller asks otherwise (five minutes).
+DEFAULT_LINK_TTL = 300
 
 
 @functools.cache
@@ -81,14 +85,18 @@ class NewToken:
     token_hash: str
 
 
+def _token_digest(secret: str) -> str:
+    return TOKEN_DIGEST_PREFIX + hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
 def mint_token() -> NewToken:
-    """A new random API token and the hash to store for it."""
+    """A new random API token and the digest to store for it."""
     lookup = secrets.token_hex(8)
     secret = secrets.token_urlsafe(32)
     return NewToken(
         token=f"{TOKEN_PREFIX}{lookup}_{secret}",
         lookup=lookup,
-        token_hash=TOKEN_HASHER.hash(secret),
+        token_hash=_token_digest(secret),
     )
 
 
@@ -104,7 +112,9 @@ def split_token(token: str) -> tuple[str, str]:
 
 
 def check_token_secret(token_hash: str, secret: str) -> bool:
-    """Whether ``secret`` matches a stored token hash."""
+    """Whether ``secret`` matches a stored token digest (or a legacy Argon2 hash)."""
+    if token_hash.startswith(TOKEN_DIGEST_PREFIX):
+        return hmac.compare_digest(token_hash, _token_digest(secret))
     try:
         return TOKEN_HASHER.verify(token_hash, secret)
     except (VerifyMismatchError, VerificationError, InvalidHashError):
@@ -141,11 +151,13 @@ def load_secret_key(home: Path, configured: str | None) -> str:
 
 @dataclass(frozen=True)
 class LinkClaims:
-    """What a valid download link grants: one account, one version, until ``expires``."""
+    """What a valid download link grants: one account, one version, until ``expires``;
+    a ``bound`` link works only for a request authenticated as that account."""
 
     account_id: int
     version_id: int
     expires: int
+    bound: bool = False
 
 
 class LinkSigner:
@@ -155,15 +167,25 @@ class LinkSigner:
         self._serializer = URLSafeSerializer(secret_key, salt=LINK_SALT)
 
     def sign(
-        self, account_id: int, version_id: int, ttl_seconds: int, *, now: float | None = None
+        self,
+        account_id: int,
+        version_id: int,
+        ttl_seconds: int = DEFAULT_LINK_TTL,
+        *,
+        now: float | None = None,
+        bound: bool = False,
     ) -> tuple[str, int]:
-        """A link token valid for ``ttl_seconds`` (1 s to 7 days) and its expiry time."""
+        """A link token valid for ``ttl_seconds`` (1 s to 7 days) and its expiry time;
+        ``bound`` ties it to the account (see :class:`LinkClaims`)."""
         if isinstance(ttl_seconds, bool) or not isinstance(ttl_seconds, int):
             raise InvalidInput("ttl_seconds must be an integer")
         if not (1 <= ttl_seconds <= MAX_LINK_TTL):
             raise InvalidInput(f"ttl_seconds must be between 1 and {MAX_LINK_TTL}")
         expires = int(now if now is not None else time.time()) + ttl_seconds
-        token = self._serializer.dumps({"a": account_id, "v": version_id, "e": expires})
+        claims: dict[str, int] = {"a": account_id, "v": version_id, "e": expires}
+        if bound:
+            claims["b"] = 1
+        token = self._serializer.dumps(claims)
         return str(token), expires
 
     def check(self, token: str, *, now: float | None = None) -> LinkClaims:
@@ -175,75 +197,12 @@ class LinkSigner:
         except BadSignature:
             raise Forbidden("invalid download link", hint="request a new link") from None
         try:
-            claims = LinkClaims(int(data["a"]), int(data["v"]), int(data["e"]))
+            claims = LinkClaims(
+                int(data["a"]), int(data["v"]), int(data["e"]), bool(data.get("b", 0))
+            )
         except (KeyError, TypeError, ValueError):
             raise Forbidden("invalid download link") from None
         current = now if now is not None else time.time()
         if current >= claims.expires:
             raise Forbidden("download link has expired", hint="request a new link")
         return claims
-
-
-class LoginThrottle:
-    """Refuse logins for a username after ``max_failures`` failures within ``window``
-    seconds, until the oldest of them is ``window`` seconds old.
-
-    Failures count per username whether or not the account exists (so the answer does not
-    reveal which names exist); a successful login clears the count.  The state lives in
-    this process: with several server workers each keeps its own count, so the bound is
-    ``max_failures`` per worker.  ``max_failures=0`` turns the throttle off.
-    """
-
-    def __init__(
-        self, max_failures: int = 5, window: float = 900.0, clock: Any = time.monotonic
-    ) -> None:
-        if max_failures < 0 or window <= 0:
-            raise InvalidInput("max_failures must be >= 0 and window > 0")
-        self.max_failures = int(max_failures)
-        self.window = float(window)
-        self._clock = clock
-        self._failures: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
-
-    def _recent(self, username: str) -> tuple[str, deque[float], float]:
-        """``(key, failures inside the window, now)``; drops older failures (and a name
-        left with none) from the table.  The caller holds the lock."""
-        key = str(username).lower()
-        now = self._clock()
-        times = self._failures.get(key, deque())
-        while times and now - times[0] >= self.window:
-            times.popleft()
-        if not times:
-            self._failures.pop(key, None)
-        return key, times, now
-
-    def check(self, username: str) -> None:
-        """Raise :class:`TooManyRequests` while ``username`` is locked out."""
-        if self.max_failures == 0:
-            return
-        with self._lock:
-            _, times, now = self._recent(username)
-            if len(times) >= self.max_failures:
-                wait = self.window - (now - times[0])
-                raise TooManyRequests(
-                    f"too many failed logins for {username!r}",
-                    retry_after=int(wait) + 1,
-                    hint=f"try again in {int(wait) + 1} s",
-                )
-
-    def failed(self, username: str) -> None:
-        if self.max_failures == 0:
-            return
-        with self._lock:
-            key, times, now = self._recent(username)
-            times.append(now)
-            # (re-)inserted last, so the table is ordered by latest failure and the
-            # oldest entry is the first one
-            self._failures.pop(key, None)
-            self._failures[key] = times
-            if len(self._failures) > 100_000:  # bound memory under a spray of names
-                del self._failures[next(iter(self._failures))]
-
-    def succeeded(self, username: str) -> None:
-        with self._lock:
-            self._failures.pop(str(username).lower(), None)

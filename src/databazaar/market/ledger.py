@@ -1,33 +1,49 @@
-"""The append-only, hash-chained, double-entry ledger.
+"""The append-only, hash-chained, double-entry ledger: per-account chains, sealed.
 
 Every movement of money is a *transaction*: a group of postings ``(account, amount)``
-with ``sum(amount) == 0`` (credits positive, debits negative).  Postings are appended as
-rows numbered ``seq = 1, 2, 3, ...`` and chained::
+with ``sum(amount) == 0`` (credits positive, debits negative).  A transaction is
+appended to one **chain**, that of its *payer* (the account debited the most; the
+lowest id on a tie): a buyer's purchases, an account's payouts, the funding account's
+deposits.  Rows of a chain sit at positions ``chain_seq = 1, 2, 3, ...`` and are
+linked::
 
-    row_hash[seq] = sha256(prev_hash | seq | txn_id | account_id | amount | kind | memo
-                           | created_at)
-    prev_hash[seq] = row_hash[seq - 1],     prev_hash[1] = "0" * 64
+    row_hash = sha256(prev_hash | chain_id | chain_seq | txn_id | account_id | amount
+                      | kind | memo | created_at)
+    prev_hash = row_hash of the previous row of the chain ("0" * 64 for the first)
 
-so changing, deleting, inserting or reordering any row changes a hash from that row on.
-The single ``ledger_head`` row holds the last ``seq`` and hash; appending locks it, which
-serialises writers and lets :func:`verify` detect a truncated tail.  Account balances are
-a cache of the ledger: ``balance(account) == sum(amount over its postings)``.
+so changing, deleting, inserting or reordering a row changes a hash from that row on.
+Each chain's head (``ledger_chains``: last position and hash) is locked while a
+transaction is appended to it, so appends to one chain are linear while purchases by
+different buyers do not wait on one shared row; the head also reveals a truncated
+chain.  The chains are tied together by the **global chain** of seals
+(:func:`seal`): a seal hashes every chain head at one moment together with the previous
+seal, so a sealed position cannot later be rewritten or cut off, even together with its
+chain head, without :func:`verify` noticing.  Account balances are a cache of the
+ledger: ``balance(account) == sum(amount over its postings)``.
+
+Locks: a writer locks its payer's chain head, then updates balances in ascending
+account id, so two writers never wait on each other in a cycle.  A credit to a popular
+account (the market-fee account, a seller) is a single ``UPDATE`` whose row lock is held
+only until commit; callers append the postings as the last step of their transaction.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import case, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from databazaar.core.errors import InvalidInput
-from databazaar.market.models import Account, LedgerEntry, LedgerHead, Role
+from databazaar.market.models import Account, LedgerChain, LedgerEntry, LedgerSeal, Role
 
 GENESIS_HASH = "0" * 64
 
@@ -44,7 +60,8 @@ class Posting:
 
 def row_digest(
     prev_hash: str,
-    seq: int,
+    chain_id: int,
+    chain_seq: int,
     txn_id: str,
     account_id: int,
     amount_minor: int,
@@ -54,77 +71,160 @@ def row_digest(
 ) -> str:
     """The chained sha256 of one ledger row (see the module docstring)."""
     canonical = "|".join(
-        [prev_hash, str(seq), txn_id, str(account_id), str(amount_minor), kind, memo, created_at]
+        [
+            prev_hash,
+            str(chain_id),
+            str(chain_seq),
+            txn_id,
+            str(account_id),
+            str(amount_minor),
+            kind,
+            memo,
+            created_at,
+        ]
     )
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
-def lock_head(session: Session) -> LedgerHead:
-    """Lock and return the ledger head (``FOR UPDATE``; SQLite relies on BEGIN IMMEDIATE)."""
-    head = session.execute(
-        select(LedgerHead)
-        .where(LedgerHead.id == 1)
-        .with_for_update()
-        .execution_options(populate_existing=True)  # the locked row's current values
-    ).scalar_one_or_none()
+def seal_digest(prev_hash: str, created_at: str, heads: str) -> str:
+    """The sha256 of one seal of the global chain."""
+    return hashlib.sha256(f"{prev_hash}|{created_at}|{heads}".encode()).hexdigest()
+
+
+def payer_of(postings: Sequence[Posting]) -> int:
+    """The account whose chain a transaction joins: the largest debit, lowest id on a tie."""
+    return min(postings, key=lambda p: (p.amount_minor, p.account_id)).account_id
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def lock_chain(session: Session, account_id: int) -> LedgerChain:
+    """Lock and return the head of an account's chain, creating it on first use.
+
+    ``FOR UPDATE`` on PostgreSQL (a second writer to the same chain waits); SQLite's
+    ``BEGIN IMMEDIATE`` already serialises writers.
+    """
+
+    def locked() -> LedgerChain | None:
+        return session.execute(
+            select(LedgerChain)
+            .where(LedgerChain.account_id == account_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)  # the locked row's current values
+        ).scalar_one_or_none()
+
+    key = ("ledger_chain", account_id)
+    cached = session.info.get(key)
+    if cached is not None:  # already locked in this transaction
+        return cached
+    head = locked()
     if head is None:
-        raise InvalidInput("the ledger is not initialised", hint="run `databazaar db upgrade`")
+        if not session.scalar(select(Account.id).where(Account.id == account_id)):
+            raise InvalidInput(f"ledger posting to unknown account(s) {[account_id]}")
+        insert = (
+            postgresql.insert
+            if session.get_bind().dialect.name == "postgresql"
+            else (sqlite.insert)
+        )
+        session.execute(
+            insert(LedgerChain)
+            .values(account_id=account_id, last_seq=0, last_hash=GENESIS_HASH)
+            .on_conflict_do_nothing()
+        )
+        head = locked()
+        assert head is not None
+    session.info[key] = head
     return head
 
 
 def post(session: Session, postings: Sequence[Posting], *, txn_id: str | None = None) -> str:
     """Append one balanced transaction and update the cached balances; return its id.
 
-    The caller owns the database transaction; this function locks the ledger head.
-    Raises :class:`InvalidInput` if the postings do not sum to zero or are empty.
+    The caller owns the database transaction; this function locks the payer's chain
+    head (see the module docstring).  Raises :class:`InvalidInput` if the postings are
+    empty, not integers, do not sum to zero or name an unknown account.
     """
     if not postings:
         raise InvalidInput("a ledger transaction needs at least two postings")
+    for p in postings:
+        if isinstance(p.amount_minor, bool) or not isinstance(p.amount_minor, int):
+            raise InvalidInput("ledger amounts must be integers (minor units)")
     total = sum(p.amount_minor for p in postings)
     if total != 0:
         raise InvalidInput(f"ledger transaction does not balance (sum = {total})")
     txn = txn_id or str(uuid.uuid4())
-    for p in postings:
-        if isinstance(p.amount_minor, bool) or not isinstance(p.amount_minor, int):
-            raise InvalidInput("ledger amounts must be integers (minor units)")
-    head = lock_head(session)
-    # Lock the touched accounts in ascending id order (after the head): every writer
-    # takes its locks in the same order, so concurrent postings cannot deadlock.
     ids = sorted({p.account_id for p in postings})
-    found = session.scalars(
-        select(Account.id).where(Account.id.in_(ids)).order_by(Account.id).with_for_update()
-    ).all()
-    if len(found) != len(ids):
-        missing = sorted(set(ids) - set(found))
-        raise InvalidInput(f"ledger posting to unknown account(s) {missing}")
+    chain_id = payer_of(postings)
+    head = lock_chain(session, chain_id)
+    session.flush()  # the caller's pending rows first, so their errors stay theirs
     seq, prev = head.last_seq, head.last_hash
-    created = datetime.now(UTC).isoformat(timespec="microseconds")
+    created = _now()
     for p in postings:
         seq += 1
-        digest = row_digest(prev, seq, txn, p.account_id, p.amount_minor, p.kind, p.memo, created)
+        digest = row_digest(
+            prev, chain_id, seq, txn, p.account_id, p.amount_minor, p.kind, p.memo, created
+        )
         session.add(
             LedgerEntry(
-                seq=seq,
                 txn_id=txn,
                 account_id=p.account_id,
                 amount_minor=p.amount_minor,
                 kind=p.kind,
                 memo=p.memo,
                 created_at=created,
+                chain_id=chain_id,
+                chain_seq=seq,
                 prev_hash=prev,
                 row_hash=digest,
             )
         )
-        session.execute(
-            update(Account)
-            .where(Account.id == p.account_id)
-            .values(balance_minor=Account.balance_minor + p.amount_minor)
-        )
         prev = digest
     head.last_seq = seq
     head.last_hash = prev
-    session.flush()
+    try:
+        session.flush()
+    except IntegrityError:  # only the account foreign key can fail here
+        raise InvalidInput(f"ledger posting to unknown account(s) among {ids}") from None
+    # The cached balances last, in one statement: a credit to a popular account (the
+    # fee account, a busy seller) holds that row's lock only from here to the commit.
+    delta: dict[int, int] = defaultdict(int)
+    for p in postings:
+        delta[p.account_id] += p.amount_minor
+    moved = sorted(a for a in ids if delta[a])
+    if moved:
+        session.execute(
+            update(Account)
+            .where(Account.id.in_(moved))
+            .values(balance_minor=Account.balance_minor + case(delta, value=Account.id))
+            .execution_options(synchronize_session=False)
+        )
     return txn
+
+
+def seal(session: Session) -> LedgerSeal:
+    """Append a seal of every chain head to the global chain and return it.
+
+    Two concurrent sealers would both extend the same seal; the unique ``prev_hash``
+    makes the second fail (retry it).
+    """
+    last = session.scalars(select(LedgerSeal).order_by(LedgerSeal.id.desc()).limit(1)).first()
+    prev = last.seal_hash if last is not None else GENESIS_HASH
+    heads = json.dumps(
+        [
+            [h.account_id, h.last_seq, h.last_hash]
+            for h in session.scalars(select(LedgerChain).order_by(LedgerChain.account_id))
+        ],
+        separators=(",", ":"),
+    )
+    created = _now()
+    row = LedgerSeal(
+        created_at=created, heads=heads, prev_hash=prev, seal_hash=seal_digest(prev, created, heads)
+    )
+    session.add(row)
+    session.flush()
+    return row
 
 
 @dataclass
@@ -151,11 +251,13 @@ class LedgerReport:
     n_transactions: int
     total_minor: int
     head_seq: int
+    n_chains: int = 0
+    n_seals: int = 0
     problems: list[LedgerProblem] = field(default_factory=list)
 
     @property
     def first_bad_seq(self) -> int | None:
-        """The first row that breaks the hash chain, else the first row named at all.
+        """The first row that breaks a hash chain, else the first row named at all.
 
         A row edited in place breaks its own hash; the transaction it belongs to then
         also fails to balance, but that problem names the transaction's first row, so
@@ -175,20 +277,91 @@ class LedgerReport:
             "n_transactions": self.n_transactions,
             "total_minor": self.total_minor,
             "head_seq": self.head_seq,
+            "n_chains": self.n_chains,
+            "n_seals": self.n_seals,
             "first_bad_seq": self.first_bad_seq,
             "problems": [str(p) for p in self.problems],
         }
 
 
+@dataclass
+class _ChainWalk:
+    """Where the walk of one chain stands."""
+
+    last_seq: int = 0
+    last_hash: str = GENESIS_HASH
+    last_row: int | None = None
+
+
+def _check_row(row: LedgerEntry, walk: _ChainWalk, add: Callable[[LedgerProblem], None]) -> None:
+    """Check one row against the position and hash its chain expects; advance the walk."""
+    expected = walk.last_seq + 1
+    if row.chain_seq != expected:
+        add(
+            LedgerProblem(
+                row.seq,
+                f"sequence gap in the chain of account {row.chain_id}: expected "
+                f"chain_seq={expected}, found {row.chain_seq} (rows were deleted or added)",
+                chain=True,
+            )
+        )
+    if row.prev_hash != walk.last_hash:
+        add(LedgerProblem(row.seq, "prev_hash does not match the previous row's hash", chain=True))
+    digest = row_digest(
+        row.prev_hash,
+        row.chain_id,
+        row.chain_seq,
+        row.txn_id,
+        row.account_id,
+        row.amount_minor,
+        row.kind,
+        row.memo,
+        row.created_at,
+    )
+    if digest != row.row_hash:
+        add(
+            LedgerProblem(
+                row.seq,
+                "row_hash does not match the row's contents (row was edited)",
+                account_id=row.account_id,
+                txn_id=row.txn_id,
+                chain=True,
+            )
+        )
+    walk.last_seq, walk.last_hash, walk.last_row = row.chain_seq, row.row_hash, row.seq
+
+
+def _check_seals(
+    session: Session, add: Callable[[LedgerProblem], None]
+) -> tuple[int, dict[tuple[int, int], str]]:
+    """Walk the global chain; return its length and the positions the last seal fixed."""
+    prev = GENESIS_HASH
+    n = 0
+    sealed: dict[tuple[int, int], str] = {}
+    for s in session.scalars(select(LedgerSeal).order_by(LedgerSeal.id)):
+        n += 1
+        if s.prev_hash != prev or seal_digest(s.prev_hash, s.created_at, s.heads) != s.seal_hash:
+            add(LedgerProblem(None, f"seal {s.id} of the global chain was altered"))
+        prev = s.seal_hash
+        try:
+            sealed = {(int(a), int(q)): str(h) for a, q, h in json.loads(s.heads) if int(q) > 0}
+        except (ValueError, TypeError):
+            add(LedgerProblem(None, f"seal {s.id} of the global chain is unreadable"))
+            sealed = {}
+    return n, sealed
+
+
 def verify(session: Session, *, max_problems: int = 100) -> LedgerReport:
     """Check the whole ledger and the balances it implies.
 
-    Checks, row by row in ``seq`` order: the sequence has no gaps, ``prev_hash`` equals
-    the previous row's hash, and ``row_hash`` equals the recomputed digest.  Then: every
-    transaction sums to zero, the whole ledger sums to zero, the head names the last row,
-    every account's cached balance equals the sum of its postings, and no account other
-    than a system account is negative.  Each problem names the offending row (``seq``)
-    or account.
+    Checks, chain by chain in position order: positions have no gaps, ``prev_hash``
+    equals the previous row's hash and ``row_hash`` equals the recomputed digest; each
+    chain ends where its head says; each transaction lies in one chain; every position
+    fixed by the newest seal still holds the sealed hash, and the seals form an intact
+    chain.  Then: every transaction sums to zero, the whole ledger sums to zero, every
+    account's cached balance equals the sum of its postings, and no account other than a
+    system account is negative.  Each problem names the offending row (``seq``),
+    account or seal.
     """
     problems: list[LedgerProblem] = []
 
@@ -196,56 +369,50 @@ def verify(session: Session, *, max_problems: int = 100) -> LedgerReport:
         if len(problems) < max_problems:
             problems.append(p)
 
-    expected_seq = 0
-    prev = GENESIS_HASH
+    n_seals, sealed = _check_seals(session, problem)
+    walks: dict[int, _ChainWalk] = defaultdict(_ChainWalk)
     txn_sums: dict[str, int] = defaultdict(int)
     txn_first_seq: dict[str, int] = {}
+    txn_chain: dict[str, int] = {}
     account_sums: dict[int, int] = defaultdict(int)
     total = 0
     n_rows = 0
+    max_seq = 0
     rows = session.execute(
-        select(LedgerEntry).order_by(LedgerEntry.seq).execution_options(yield_per=2000)
+        select(LedgerEntry)
+        .order_by(LedgerEntry.chain_id, LedgerEntry.chain_seq)
+        .execution_options(yield_per=2000)
     ).scalars()
     for row in rows:
         n_rows += 1
-        expected_seq += 1
-        if row.seq != expected_seq:
+        max_seq = max(max_seq, row.seq)
+        _check_row(row, walks[row.chain_id], problem)
+        want = sealed.pop((row.chain_id, row.chain_seq), None)
+        if want is not None and want != row.row_hash:
             problem(
-                LedgerProblem(row.seq, f"sequence gap: expected seq={expected_seq}", chain=True)
+                LedgerProblem(row.seq, "row differs from the sealed chain position", chain=True)
             )
-            expected_seq = row.seq
-        if row.prev_hash != prev:
-            problem(
-                LedgerProblem(
-                    row.seq, "prev_hash does not match the previous row's hash", chain=True
-                )
-            )
-        digest = row_digest(
-            row.prev_hash,
-            row.seq,
-            row.txn_id,
-            row.account_id,
-            row.amount_minor,
-            row.kind,
-            row.memo,
-            row.created_at,
-        )
-        if digest != row.row_hash:
+        if txn_chain.setdefault(row.txn_id, row.chain_id) != row.chain_id:
             problem(
                 LedgerProblem(
-                    row.seq,
-                    "row_hash does not match the row's contents (row was edited)",
-                    account_id=row.account_id,
-                    txn_id=row.txn_id,
-                    chain=True,
+                    row.seq, f"transaction {row.txn_id} spans two chains", txn_id=row.txn_id
                 )
             )
-        prev = row.row_hash
         txn_sums[row.txn_id] += row.amount_minor
         txn_first_seq.setdefault(row.txn_id, row.seq)
         account_sums[row.account_id] += row.amount_minor
         total += row.amount_minor
 
+    for (chain_id, chain_seq), _ in sorted(sealed.items()):
+        walk = walks.get(chain_id)
+        problem(
+            LedgerProblem(
+                walk.last_row if walk else None,
+                f"the chain of account {chain_id} was sealed at chain_seq={chain_seq} but "
+                f"ends at chain_seq={walk.last_seq if walk else 0} (rows were deleted)",
+                account_id=chain_id,
+            )
+        )
     for txn, s in txn_sums.items():
         if s != 0:
             problem(
@@ -256,21 +423,31 @@ def verify(session: Session, *, max_problems: int = 100) -> LedgerReport:
     if total != 0:
         problem(LedgerProblem(None, f"ledger sums to {total}, not 0"))
 
-    head = session.get(LedgerHead, 1)
-    head_seq = head.last_seq if head is not None else 0
-    if head is None:
-        problem(LedgerProblem(None, "ledger head row is missing"))
-    else:
-        if head.last_seq != expected_seq:
+    heads = {h.account_id: h for h in session.scalars(select(LedgerChain))}
+    for chain_id in sorted(set(heads) | set(walks)):
+        head, walk = heads.get(chain_id), walks.get(chain_id, _ChainWalk())
+        if head is None:
+            problem(
+                LedgerProblem(walk.last_row, f"the chain of account {chain_id} has no head row")
+            )
+        elif head.last_seq != walk.last_seq:
             problem(
                 LedgerProblem(
-                    head.last_seq if head.last_seq > expected_seq else expected_seq,
-                    f"head says last seq={head.last_seq} but the ledger ends at seq={expected_seq}"
+                    walk.last_row,
+                    f"the head of the chain of account {chain_id} says chain_seq="
+                    f"{head.last_seq} but the chain ends at chain_seq={walk.last_seq}"
                     " (rows were deleted or added outside the ledger)",
+                    account_id=chain_id,
                 )
             )
-        elif head.last_hash != prev:
-            problem(LedgerProblem(expected_seq or None, "head hash does not match the last row"))
+        elif head.last_hash != walk.last_hash:
+            problem(
+                LedgerProblem(
+                    walk.last_row,
+                    f"the head of the chain of account {chain_id} does not match its last row",
+                    account_id=chain_id,
+                )
+            )
 
     for acc in session.execute(select(Account).order_by(Account.id)).scalars():
         booked = account_sums.get(acc.id, 0)
@@ -293,6 +470,8 @@ def verify(session: Session, *, max_problems: int = 100) -> LedgerReport:
         n_rows=n_rows,
         n_transactions=len(txn_sums),
         total_minor=total,
-        head_seq=head_seq,
+        head_seq=max_seq,
+        n_chains=len(walks),
+        n_seals=n_seals,
         problems=problems,
     )

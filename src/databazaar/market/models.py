@@ -12,8 +12,12 @@ Tables
 ``orders``            purchases, with the buyer's idempotency key
 ``order_items``       one row per product bought in an order (seller, price, fee)
 ``grants``            which account may download which product
-``ledger_entries``    append-only double-entry ledger, each row hash-chained
-``ledger_head``       a single row with the last sequence number and hash (the lock)
+``ledger_entries``    append-only double-entry ledger, each row hash-chained in its
+                      transaction's chain (one chain per paying account)
+``ledger_chains``     the head (last position and hash) of each account's chain
+``ledger_seals``      the global chain: each seal hashes every chain head at one moment
+``login_attempts``    recent login attempts per (username, client address): the throttle
+``catalog_state``     one row whose ``generation`` triggers bump on every catalog change
 ``search_docs``       the text of each published version indexed for full-text search
 ``card_embeddings``   MiniLM embeddings of published cards for semantic search
 
@@ -34,6 +38,7 @@ from sqlalchemy import (
     CheckConstraint,
     DateTime,
     Enum,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -273,38 +278,88 @@ class LedgerEntry(Base):
     """One posting of the double-entry ledger.
 
     A transaction (``txn_id``) is a group of postings whose ``amount_minor`` sum to zero;
-    a positive amount credits the account, a negative one debits it.  ``seq`` numbers
-    rows 1, 2, 3, ... without gaps, and ``row_hash = sha256(prev_hash | canonical row)``
-    chains each row to the one before, so editing, deleting or reordering any row breaks
-    the chain at that row.
+    a positive amount credits the account, a negative one debits it.  All postings of
+    one transaction belong to one *chain*, that of its paying account (``chain_id``), at
+    consecutive positions ``chain_seq = 1, 2, 3, ...``; ``row_hash = sha256(prev_hash |
+    canonical row)`` links each row to the one before it in its chain, so editing,
+    deleting or reordering a row breaks that chain at that row.  ``seq`` is the row's
+    global number (an identity: it names rows, it is not part of any chain).
     """
 
     __tablename__ = "ledger_entries"
+    __table_args__ = (UniqueConstraint("chain_id", "chain_seq", name="uq_ledger_chain_position"),)
 
-    seq: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     txn_id: Mapped[str] = mapped_column(String(36), index=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
     amount_minor: Mapped[int] = mapped_column(BigInteger)
     kind: Mapped[str] = mapped_column(String(16))
     memo: Mapped[str] = mapped_column(String(200), default="")
     created_at: Mapped[str] = mapped_column(String(32))
+    chain_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
+    chain_seq: Mapped[int] = mapped_column(BigInteger)
     prev_hash: Mapped[str] = mapped_column(String(64))
     row_hash: Mapped[str] = mapped_column(String(64), unique=True)
 
 
-class LedgerHead(Base):
-    """The single row naming the ledger's last ``seq`` and ``row_hash``.
+class LedgerChain(Base):
+    """The head of one account's chain: its last position and row hash.
 
-    Appending to the ledger locks this row (``SELECT ... FOR UPDATE`` on PostgreSQL, a
-    write transaction on SQLite), which serialises appends so the chain stays linear.
+    Appending a transaction locks only the head of its payer's chain, so purchases by
+    different buyers do not wait for one another; the head also lets
+    :func:`databazaar.market.ledger.verify` detect a truncated chain.
     """
 
-    __tablename__ = "ledger_head"
-    __table_args__ = (CheckConstraint("id = 1", name="ck_ledger_head_single"),)
+    __tablename__ = "ledger_chains"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
     last_seq: Mapped[int] = mapped_column(BigInteger, default=0)
     last_hash: Mapped[str] = mapped_column(String(64))
+
+
+class LedgerSeal(Base):
+    """One link of the global chain: every chain head at one moment, hashed.
+
+    ``seal_hash = sha256(prev_hash | created_at | heads)`` where ``heads`` is the JSON list
+    ``[[account_id, last_seq, last_hash], ...]`` sorted by account.  A later truncation
+    or rewrite of any sealed chain position is then detectable even if the attacker
+    also rewrites the chain heads.
+    """
+
+    __tablename__ = "ledger_seals"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    created_at: Mapped[str] = mapped_column(String(32))
+    heads: Mapped[str] = mapped_column(Text)
+    prev_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    seal_hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class LoginAttempt(Base):
+    """A login attempt not yet cleared by a success (see :mod:`databazaar.market.throttle`)."""
+
+    __tablename__ = "login_attempts"
+    __table_args__ = (
+        Index("ix_login_attempts_pair", "username", "client", "attempted_at"),
+        Index("ix_login_attempts_client", "client", "attempted_at"),
+        Index("ix_login_attempts_time", "attempted_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(String(64))
+    client: Mapped[str] = mapped_column(String(64))
+    attempted_at: Mapped[float] = mapped_column(Float)
+
+
+class CatalogState(Base):
+    """The single row whose ``generation`` database triggers bump whenever a product,
+    version, tag or listing changes: the validator of cached catalog responses."""
+
+    __tablename__ = "catalog_state"
+    __table_args__ = (CheckConstraint("id = 1", name="ck_catalog_state_single"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    generation: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class SearchDoc(Base):

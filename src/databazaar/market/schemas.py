@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class AccountOut(BaseModel):
@@ -137,13 +137,16 @@ class OrderOut(BaseModel):
 
 
 class DownloadLinkOut(BaseModel):
-    """An expiring signed link to one version's file."""
+    """An expiring signed link to one version's file (five minutes by default)."""
 
     url: str
     token: str
     expires_at: int = Field(description="unix time after which the link is refused")
     sha256: str
     filename: str
+    bound: bool = Field(
+        default=False, description="true: the download must authenticate as the same account"
+    )
 
 
 class LedgerReportOut(BaseModel):
@@ -163,3 +166,139 @@ class DepositOut(BaseModel):
 
     txn_id: str
     account: AccountOut
+
+
+# ---------------------------------------------------------------------- economics
+class PricingOut(BaseModel):
+    """A product's pricing mechanism and its configuration."""
+
+    slug: str
+    mechanism: str
+    config: dict[str, Any]
+
+
+class QuoteOut(BaseModel):
+    """What a request would cost under a product's mechanism, and what it delivers."""
+
+    mechanism: str
+    price_minor: int
+    currency: str
+    deliverable: str
+    details: dict[str, Any]
+
+
+class SaleOrderOut(BaseModel):
+    """The market order behind a sale."""
+
+    id: int
+    total_minor: int
+    fee_minor: int
+    txn_id: str
+    idempotency_key: str
+
+
+class SplitOut(BaseModel):
+    """One revenue split of a bundle sale: the valuation it used and each share."""
+
+    id: int
+    txn_id: str
+    order_id: int | None
+    valuation_id: int
+    total_minor: int
+    shares: list[dict[str, Any]]
+    rule: str
+
+
+class SaleOut(BaseModel):
+    """A sale under a pricing mechanism; ``rows`` holds a query answer for its buyer."""
+
+    sale_id: int
+    slug: str
+    mechanism: str
+    order: SaleOrderOut
+    quote: dict[str, Any]
+    deliverable: dict[str, Any]
+    splits: list[SplitOut]
+    replayed: bool = False
+    rows: list[dict[str, Any]] | None = None
+
+
+class ValuationOut(BaseModel):
+    """A bundle's stored contributor valuation (values per group, method, sha256)."""
+
+    valuation_id: int
+    digest: str
+    valuation: dict[str, Any]
+
+
+class BundleOut(ValuationOut):
+    """A registered bundle: its valuation and the account behind each group."""
+
+    contributors: dict[str, str]
+
+
+class AuctionOut(BaseModel):
+    """An open sealed-bid auction."""
+
+    auction_id: int
+    slug: str
+    reserve_minor: int
+    units: int
+    status: str
+
+
+class BidOut(BaseModel):
+    """A sealed bid as its bidder sees it."""
+
+    auction_id: int
+    slug: str
+    amount_minor: int
+    sealed: bool
+
+
+class AuctionResultOut(BaseModel):
+    """A closed auction: the clearing outcome and the sales to its winners."""
+
+    auction_id: int
+    outcome: dict[str, Any]
+    sales: list[SaleOut]
+
+
+class DpBudgetOut(BaseModel):
+    """A product's DP offer: columns, total, spent and remaining epsilon."""
+
+    slug: str
+    columns: dict[str, Any]
+    epsilon_total: float
+    epsilon_spent: float
+    epsilon_remaining: float
+    n_releases: int
+
+
+class DpReleaseOut(BaseModel):
+    """One DP release; the statistic's own fields (``value``, ``counts``...) follow."""
+
+    model_config = ConfigDict(extra="allow")
+
+    statistic: str
+    column: str | None
+    epsilon: float
+    mechanism: str
+    noise_std: float | None = None
+    epsilon_remaining: float
+
+
+class ValueSearchOut(BaseModel):
+    """Products ranked by their value for the buyer's validation set."""
+
+    method: str
+    k: int
+    n_validation: int
+    numeric_features: list[str]
+    text_features: list[str]
+    confidence: float | None
+    chance: float
+    products: list[dict[str, Any]]
+    removal_curves: dict[str, dict[str, Any]]
+    removal_curve_svg: str | None = None
+    skipped: list[dict[str, str]]

@@ -12,7 +12,7 @@ syntax: on SQLite the words are extracted and each is quoted as an FTS5 string; 
 PostgreSQL ``plainto_tsquery`` ignores operators.
 
 Semantic search embeds the query and every candidate card with a sentence encoder
-(MiniLM, see :mod:`databazaar.market.embeddings`) and ranks by cosine similarity.
+(MiniLM, see :mod:`databazaar.core.embeddings`) and ranks by cosine similarity.
 Hybrid search fuses the two rankings by reciprocal rank fusion,
 ``score(d) = sum_r 1 / (k + rank_r(d))`` with ``k = 60`` (Cormack et al., SIGIR 2009).
 """

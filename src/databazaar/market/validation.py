@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterable
 
 from databazaar.core.errors import InvalidInput
+from databazaar.core.money import check_minor
 
 USERNAME_RE = re.compile(r"^[a-z][a-z0-9_.-]{2,31}$")
 SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
@@ -111,18 +112,10 @@ def check_text(value: object, what: str, *, max_len: int, required: bool = False
 
 
 def check_price(value: object) -> int:
-    """A price in integer minor units, 0 to 10^12."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidInput(f"price must be an integer number of minor units, got {value!r}")
-    if value < 0 or value > 10**12:
-        raise InvalidInput(f"price out of range: {value}", hint="use 0 to 10^12 minor units")
-    return value
+    """A price in integer minor units, 0 to :data:`~databazaar.core.money.MAX_MINOR`."""
+    return check_minor(value, "price")
 
 
 def check_amount(value: object) -> int:
-    """A positive amount in integer minor units, at most 10^12."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidInput(f"amount must be an integer number of minor units, got {value!r}")
-    if value <= 0 or value > 10**12:
-        raise InvalidInput(f"amount out of range: {value}", hint="use 1 to 10^12 minor units")
-    return value
+    """A positive amount in integer minor units, at most ``MAX_MINOR``."""
+    return check_minor(value, "amount", allow_zero=False)

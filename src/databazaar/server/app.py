@@ -7,12 +7,16 @@ answers with its ``http_status`` and ``to_dict()`` body; FastAPI's own request
 validation errors and HTTP errors (unknown route, wrong method, oversized body) answer
 with the same ``{"error", "message", "hint"}`` shape.  Request bodies larger than the
 upload limit (plus multipart overhead) are refused with 413 while they stream in.
-Further route groups (HTML pages) attach with ``extra_routers``.
+The web pages (:mod:`databazaar.server.web`) are mounted too, so
+``uvicorn --factory databazaar.server.app:create_app`` serves API and pages; public
+catalog reads are answered from a validated cache (:mod:`databazaar.server.cache`).
+:func:`serve` runs the app with uvicorn and any number of worker processes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
@@ -23,8 +27,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from databazaar import __version__
 from databazaar.core.config import Settings, get_settings
-from databazaar.core.errors import DatabazaarError, TooManyRequests, Unauthorized
+from databazaar.core.errors import (
+    DatabazaarError,
+    InvalidInput,
+    TooManyRequests,
+    Unauthorized,
+)
 from databazaar.market.service import Market
+from databazaar.server.cache import CatalogCache, CatalogGeneration
 
 MULTIPART_OVERHEAD = 256 * 1024
 
@@ -129,17 +139,28 @@ def _describe_validation(errors: Iterable[Any]) -> str:
     return "; ".join(parts) or "the request is invalid"
 
 
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    yield
+    generation = getattr(app.state, "catalog_generation", None)
+    if generation is not None:
+        generation.close()
+
+
 def create_app(
     settings: Settings | None = None,
     *,
     market: Market | None = None,
     extra_routers: Iterable[APIRouter] = (),
+    web: bool = True,
+    catalog_cache: bool = True,
 ) -> FastAPI:
-    """Build the databazaar web app.
+    """Build the databazaar web app: the JSON API, and the web pages unless ``web=False``.
 
     ``settings`` default to :func:`databazaar.core.config.get_settings`; the store is
     migrated to the newest schema when the app is created.  Pass ``market`` to serve an
-    existing :class:`Market` (tests do, to share one with the library).
+    existing :class:`Market` (tests do, to share one with the library).  Called without
+    arguments it is the factory uvicorn's worker processes use (see :func:`serve`).
     """
     from databazaar.server.api import api_router
 
@@ -147,6 +168,7 @@ def create_app(
     market = market or Market.from_settings(settings)
 
     app = FastAPI(
+        lifespan=_lifespan,
         title="databazaar market API",
         version=__version__,
         description=(
@@ -187,5 +209,93 @@ def create_app(
     app.include_router(api_router, prefix="/api")
     for router in extra_routers:
         app.include_router(router)
+    if web:
+        from databazaar.server.web import mount_web
+
+        mount_web(app)
+    if catalog_cache:
+        app.state.catalog_generation = CatalogGeneration(market.db.engine)
+        app.add_middleware(CatalogCache, generation=app.state.catalog_generation)
     app.add_middleware(BodyLimitMiddleware, max_bytes=market.max_upload_bytes + MULTIPART_OVERHEAD)
     return app
+
+
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    *,
+    workers: int = 1,
+    log_level: str = "info",
+    access_log: bool = True,
+    settings: Settings | None = None,
+) -> None:
+    """Serve API and pages with uvicorn in ``workers`` processes until interrupted.
+
+    The store (``DATABASE_URL``, else the SQLite file in ``DATABAZAAR_HOME``) is migrated
+    once here, before the workers start; each worker then builds the app with
+    :func:`create_app` from the same environment.  Client addresses (used by the login
+    throttle) are taken from ``X-Forwarded-For`` only when the connection comes from a
+    proxy listed in ``DATABAZAAR_TRUSTED_PROXIES``.
+    """
+    from databazaar.market.db import Database, upgrade
+
+    if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= 64:
+        raise InvalidInput("workers must be an integer from 1 to 64")
+    settings = settings or get_settings()
+    db = Database.from_url(settings.resolved_database_url)
+    try:
+        upgrade(db.engine)
+    finally:
+        db.dispose()
+    run_uvicorn(
+        "databazaar.server.app:create_app",
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+        access_log=access_log,
+        trusted_proxies=settings.trusted_proxies.strip(),
+    )
+
+
+def run_uvicorn(
+    factory: str,
+    *,
+    host: str,
+    port: int,
+    workers: int,
+    log_level: str = "info",
+    access_log: bool = True,
+    trusted_proxies: str = "",
+) -> None:
+    """Run the app factory named ``module:function`` with uvicorn in ``workers`` processes.
+
+    The listening socket is opened here with ``TCP_NODELAY``: the socket uvicorn opens
+    for several workers has protocol number 0, so asyncio does not set ``TCP_NODELAY``
+    on the connections it accepts, and an answer written in two parts (head, body)
+    then waits about 40 ms for the client's delayed ACK.  Linux copies the option from
+    the listening socket to every accepted one.  ``X-Forwarded-For`` is believed only
+    from ``trusted_proxies`` (comma-separated; empty: never).
+    """
+    import socket
+
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    config = uvicorn.Config(
+        factory,
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+        access_log=access_log,
+        proxy_headers=bool(trusted_proxies),
+        forwarded_allow_ips=trusted_proxies or None,
+    )
+    sock = config.bind_socket()
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if workers > 1:
+        Multiprocess(config, sockets=[sock]).run()
+    else:
+        uvicorn.Server(config).run(sockets=[sock])

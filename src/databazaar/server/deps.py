@@ -27,6 +27,15 @@ MarketDep = Annotated[Market, Depends(get_market)]
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 
 
+def client_address(request: Request) -> str | None:
+    """The client's address as the server saw it: the TCP peer, or what a trusted proxy
+    reported (``serve`` believes ``X-Forwarded-For`` only from DATABAZAAR_TRUSTED_PROXIES)."""
+    return request.client.host if request.client is not None else None
+
+
+ClientAddress = Annotated[str | None, Depends(client_address)]
+
+
 def optional_account(market: MarketDep, creds: Credentials) -> AccountOut | None:
     """The authenticated account, or ``None`` when no credentials were sent."""
     if creds is None:

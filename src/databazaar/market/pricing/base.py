@@ -5,7 +5,7 @@ round-trip through JSON so the choice can be stored) and answers buyers with a
 :class:`Quote`: an integer price in minor units, what is delivered for it (the whole
 dataset, a query answer, a noisy model, an auction licence) and the numbers that
 justify the price.  Mechanisms are pure: they never touch the database; the market
-books a quote with :mod:`databazaar.market.econ_service`.
+books a quote with :mod:`databazaar.market.economics`.
 
 Mechanisms (see the survey of Zhang et al. 2024, "A Survey on Data Markets", pricing
 stage, and the original papers cited in each module):
@@ -27,26 +27,10 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from databazaar.core.errors import InvalidInput
+from databazaar.core.money import check_minor
 
 #: What a buyer receives for a quote.
 DELIVERABLES = ("dataset", "query-answer", "model", "licence")
-
-#: Largest price any mechanism quotes (10^12 minor units, ten billion USD).
-MAX_PRICE_MINOR = 10**12
-
-
-def check_minor(value: Any, name: str = "price", *, allow_zero: bool = True) -> int:
-    """An amount of money in integer minor units (cents); floats and bools are refused."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidInput(
-            f"{name} must be an integer number of minor units (cents), got {value!r}",
-            hint="money is never a float: 12.50 USD is 1250",
-        )
-    if value < 0 or (value == 0 and not allow_zero):
-        raise InvalidInput(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
-    if value > MAX_PRICE_MINOR:
-        raise InvalidInput(f"{name} {value} is larger than the limit {MAX_PRICE_MINOR}")
-    return value
 
 
 def check_keys(request: Mapping[str, Any], allowed: Iterable[str], what: str) -> None:
@@ -103,6 +87,12 @@ class PricingMechanism(ABC):
 
     name: ClassVar[str]
     deliverable: ClassVar[str]
+    #: how the web pages name and explain the mechanism, an example configuration,
+    #: and its place in the seller's menu
+    label: ClassVar[str]
+    summary: ClassVar[str]
+    example: ClassVar[dict[str, Any]]
+    menu_order: ClassVar[int] = 100
     #: request fields :meth:`quote` accepts
     request_fields: ClassVar[tuple[str, ...]] = ()
 
@@ -140,35 +130,3 @@ def register(cls: type[PricingMechanism]) -> type[PricingMechanism]:
     """Class decorator adding a mechanism to the registry under ``cls.name``."""
     _REGISTRY[cls.name] = cls
     return cls
-
-
-def mechanism_names() -> list[str]:
-    """Names of the registered mechanisms."""
-    _load_all()
-    return sorted(_REGISTRY)
-
-
-def get_mechanism_class(name: str) -> type[PricingMechanism]:
-    """The mechanism class registered under ``name``."""
-    _load_all()
-    cls = _REGISTRY.get(name)
-    if cls is None:
-        raise InvalidInput(
-            f"unknown pricing mechanism {name!r}", hint=f"use one of {', '.join(sorted(_REGISTRY))}"
-        )
-    return cls
-
-
-def mechanism_from_config(name: str, config: Mapping[str, Any]) -> PricingMechanism:
-    """Build the mechanism ``name`` from its stored configuration."""
-    return get_mechanism_class(name).from_config(config)
-
-
-def _load_all() -> None:
-    from databazaar.market.pricing import (  # noqa: F401 - imported for registration
-        auction,
-        model_based,
-        posted,
-        query,
-        value_based,
-    )

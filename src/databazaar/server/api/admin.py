@@ -5,18 +5,19 @@ from __future__ import annotations
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
+from databazaar.core.money import Amount
 from databazaar.market.schemas import DepositOut, LedgerReportOut
-from databazaar.server.api.common import MAX_ID, errors
+from databazaar.server.api.common import MAX_ID, StrictIn, errors
 from databazaar.server.deps import AdminAccount, MarketDep
 
 router = APIRouter(tags=["admin"])
 
 
-class DepositIn(BaseModel):
+class DepositIn(StrictIn):
     """Funds to credit to an account, in minor units."""
 
     account_id: int = Field(ge=1, le=MAX_ID)
-    amount_minor: int = Field(ge=1, le=10**12)
+    amount_minor: Amount
     memo: str = Field(default="deposit", max_length=200)
 
 

@@ -5,25 +5,35 @@ from __future__ import annotations
 from typing import Literal
 
 from fastapi import APIRouter
-from pydantic import BaseModel, Field
+from pydantic import Field
 
+from databazaar.market.access import MAX_PASSWORD, MIN_PASSWORD
 from databazaar.market.schemas import AccountOut, TokenOut
-from databazaar.server.api.common import errors
-from databazaar.server.deps import Credentials, CurrentAccount, MarketDep
+from databazaar.market.validation import USERNAME_RE
+from databazaar.server.api.common import StrictIn, errors
+from databazaar.server.deps import ClientAddress, Credentials, CurrentAccount, MarketDep
 
 router = APIRouter(tags=["accounts"])
 
 
-class RegisterIn(BaseModel):
+class RegisterIn(StrictIn):
     """A new account: username, password and role."""
 
-    username: str = Field(min_length=1, max_length=64, examples=["alice"])
-    password: str = Field(min_length=1, max_length=256, examples=["correct horse battery"])
+    username: str = Field(
+        pattern=USERNAME_RE.pattern,
+        min_length=3,
+        max_length=32,
+        examples=["alice"],
+        description="3-32 characters: a lowercase letter, then lowercase letters, digits, _ . -",
+    )
+    password: str = Field(
+        min_length=MIN_PASSWORD, max_length=MAX_PASSWORD, examples=["correct horse battery"]
+    )
     role: Literal["seller", "buyer"] = "buyer"
 
 
-class LoginIn(BaseModel):
-    """Credentials exchanged for an API token."""
+class LoginIn(StrictIn):
+    """Credentials exchanged for an API token (any wrong or malformed pair answers 401)."""
 
     username: str = Field(min_length=1, max_length=64)
     password: str = Field(min_length=1, max_length=256)
@@ -36,9 +46,13 @@ def register(body: RegisterIn, market: MarketDep) -> AccountOut:
 
 
 @router.post("/auth/token", response_model=TokenOut, responses=errors(401, 422, 429))
-def login(body: LoginIn, market: MarketDep) -> TokenOut:
-    """Log in with a password; returns a bearer token (shown once)."""
-    return market.login(body.username, body.password)
+def login(body: LoginIn, market: MarketDep, client: ClientAddress) -> TokenOut:
+    """Log in with a password; returns a bearer token (shown once).
+
+    Five failed logins for a username from one address within 15 minutes make further
+    attempts from that address answer 429 (with ``Retry-After``) until the window passes.
+    """
+    return market.login(body.username, body.password, client=client)
 
 
 @router.post("/auth/logout", status_code=204, responses=errors(401))

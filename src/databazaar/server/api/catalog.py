@@ -6,13 +6,12 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 
+from databazaar.core.money import MAX_MINOR
 from databazaar.market.schemas import SearchResults
 from databazaar.server.api.common import errors
 from databazaar.server.deps import MarketDep
 
 router = APIRouter(tags=["catalog"])
-
-MAX_PRICE = 10**12
 
 
 @router.get("/catalog", response_model=SearchResults, responses=errors(422))
@@ -22,8 +21,8 @@ def catalog(
     mode: Literal["fulltext", "semantic", "hybrid"] = "fulltext",
     task: Annotated[str | None, Query(max_length=64)] = None,
     license: Annotated[str | None, Query(max_length=64)] = None,
-    min_price: Annotated[int | None, Query(ge=0, le=MAX_PRICE)] = None,
-    max_price: Annotated[int | None, Query(ge=0, le=MAX_PRICE)] = None,
+    min_price: Annotated[int | None, Query(ge=0, le=MAX_MINOR)] = None,
+    max_price: Annotated[int | None, Query(ge=0, le=MAX_MINOR)] = None,
     tag: Annotated[list[str] | None, Query(max_length=20, description="all must match")] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,

@@ -1,20 +1,35 @@
 """Market economics routes: pricing mechanisms, quotes and purchases, value-aware search,
 bundles and revenue splits, sealed-bid auctions, differentially private statistics.
 
-Thin: each route parses, calls :class:`~databazaar.market.econ_service.Economics` and
-returns its JSON.  Mount with ``api_router.include_router(economics.router)`` (paths
-then start with ``/api/econ``).
+Thin: each route parses, calls :class:`~databazaar.market.economics.Economics` and
+returns its typed view (:mod:`databazaar.market.schemas`).  Mount with
+``api_router.include_router(economics.router)`` (paths then start with ``/api/econ``).
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Request
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Depends, Path, Request, Response
+from pydantic import Field
 
-from databazaar.market.econ_service import Economics
-from databazaar.server.api.common import MAX_ID, Slug, errors
+from databazaar.core.money import Amount, Price
+from databazaar.market.economics import Economics
+from databazaar.market.schemas import (
+    AuctionOut,
+    AuctionResultOut,
+    BidOut,
+    BundleOut,
+    DpBudgetOut,
+    DpReleaseOut,
+    PricingOut,
+    QuoteOut,
+    SaleOut,
+    SplitOut,
+    ValuationOut,
+    ValueSearchOut,
+)
+from databazaar.server.api.common import MAX_ID, REPLAY_DOC, Slug, StrictIn, errors, mark_replay
 from databazaar.server.deps import CurrentAccount, MarketDep
 
 router = APIRouter(prefix="/econ", tags=["economics"])
@@ -33,7 +48,7 @@ EconDep = Annotated[Economics, Depends(get_economics)]
 Rows = list[dict[str, Any]]
 
 
-class PricingIn(BaseModel):
+class PricingIn(StrictIn):
     """A pricing mechanism and its configuration."""
 
     mechanism: str = Field(examples=["query"])
@@ -43,7 +58,7 @@ class PricingIn(BaseModel):
     )
 
 
-class QuoteIn(BaseModel):
+class QuoteIn(StrictIn):
     """The mechanism's request: a query, a noise variance, a validation set, or nothing."""
 
     request: dict[str, Any] = Field(default_factory=dict, examples=[{"variance": 0.1}])
@@ -55,7 +70,7 @@ class PurchaseIn(QuoteIn):
     idempotency_key: str = Field(min_length=1, max_length=128, examples=["b5e0c1"])
 
 
-class ValueSearchIn(BaseModel):
+class ValueSearchIn(StrictIn):
     """The buyer's validation set and label; candidates default to the catalog."""
 
     validation: Rows = Field(min_length=1, max_length=5000)
@@ -67,7 +82,7 @@ class ValueSearchIn(BaseModel):
     svg: bool = False
 
 
-class BundleIn(BaseModel):
+class BundleIn(StrictIn):
     """A multi-seller product: contributor column, accounts, reference task, method."""
 
     group_column: str = Field(min_length=1, max_length=200)
@@ -79,21 +94,21 @@ class BundleIn(BaseModel):
     k: int = Field(default=5, ge=1, le=100)
 
 
-class AuctionIn(BaseModel):
-    reserve_minor: int = Field(ge=0, le=10**12)
+class AuctionIn(StrictIn):
+    reserve_minor: Price
     units: int = Field(default=1, ge=1, le=1000)
 
 
-class BidIn(BaseModel):
-    amount_minor: int = Field(ge=1, le=10**12)
+class BidIn(StrictIn):
+    amount_minor: Amount
 
 
-class DpOfferIn(BaseModel):
+class DpOfferIn(StrictIn):
     epsilon_total: float = Field(gt=0, le=100)
     columns: dict[str, dict[str, Any]]
 
 
-class DpQueryIn(BaseModel):
+class DpQueryIn(StrictIn):
     statistic: str = Field(examples=["mean"])
     column: str | None = None
     epsilon: float = Field(gt=0, le=100)
@@ -107,47 +122,69 @@ def mechanisms() -> list[str]:
     return mechanism_names()
 
 
-@router.put("/products/{slug}/pricing", responses=errors(401, 403, 404, 409, 422))
-def set_pricing(
-    slug: Slug, body: PricingIn, account: CurrentAccount, econ: EconDep
-) -> dict[str, Any]:
+@router.put(
+    "/products/{slug}/pricing",
+    response_model=PricingOut,
+    responses=errors(401, 403, 404, 409, 422),
+)
+def set_pricing(slug: Slug, body: PricingIn, account: CurrentAccount, econ: EconDep) -> PricingOut:
     """Choose the product's pricing mechanism (its seller or an admin)."""
     return econ.set_pricing(account, slug, body.mechanism, body.config)
 
 
-@router.get("/products/{slug}/pricing", responses=errors(404, 409, 422))
-def get_pricing(slug: Slug, econ: EconDep) -> dict[str, Any]:
+@router.get("/products/{slug}/pricing", response_model=PricingOut, responses=errors(404, 409, 422))
+def get_pricing(slug: Slug, econ: EconDep) -> PricingOut:
     """The product's mechanism and configuration (``posted`` at the listing by default)."""
     mech = econ.mechanism_for(slug)
-    return {"slug": slug, "mechanism": mech.name, "config": mech.config()}
+    return PricingOut(slug=slug, mechanism=mech.name, config=mech.config())
 
 
-@router.post("/products/{slug}/quote", responses=errors(404, 409, 422))
-def quote(slug: Slug, body: QuoteIn, econ: EconDep) -> dict[str, Any]:
+@router.post("/products/{slug}/quote", response_model=QuoteOut, responses=errors(404, 409, 422))
+def quote(slug: Slug, body: QuoteIn, econ: EconDep) -> QuoteOut:
     """What the request would cost under the product's mechanism."""
-    return econ.quote(slug, body.request).to_dict()
+    return QuoteOut(**econ.quote(slug, body.request).to_dict())
 
 
 @router.post(
-    "/products/{slug}/purchase", status_code=201, responses=errors(401, 402, 403, 404, 409, 422)
+    "/products/{slug}/purchase",
+    status_code=201,
+    response_model=SaleOut,
+    response_model_exclude_unset=True,
+    responses={**errors(401, 402, 403, 404, 409, 422), **REPLAY_DOC},
 )
 def purchase(
-    slug: Slug, body: PurchaseIn, account: CurrentAccount, econ: EconDep
-) -> dict[str, Any]:
-    """Buy under the product's mechanism; the seller side is split for bundles."""
-    return econ.buy(account, slug, body.request, body.idempotency_key)
+    slug: Slug, body: PurchaseIn, account: CurrentAccount, econ: EconDep, response: Response
+) -> SaleOut:
+    """Buy under the product's mechanism; the seller side is split for bundles.
+
+    Replaying the same ``idempotency_key`` returns the first sale with the original
+    status (201), ``replayed: true`` and the header ``Idempotent-Replayed: true``.
+    """
+    sale = econ.buy(account, slug, body.request, body.idempotency_key)
+    mark_replay(response, sale.replayed)
+    return sale
 
 
-@router.get("/sales/{sale_id}", responses=errors(401, 404, 422))
+@router.get(
+    "/sales/{sale_id}",
+    response_model=SaleOut,
+    response_model_exclude_unset=True,
+    responses=errors(401, 404, 422),
+)
 def get_sale(
     sale_id: Annotated[int, Path(ge=1, le=MAX_ID)], account: CurrentAccount, econ: EconDep
-) -> dict[str, Any]:
+) -> SaleOut:
     """One sale with its quote, deliverable and splits (query answers re-derived)."""
     return econ.sale(account, sale_id)
 
 
-@router.post("/search/value", responses=errors(401, 404, 422))
-def value_search(body: ValueSearchIn, account: CurrentAccount, econ: EconDep) -> dict[str, Any]:
+@router.post(
+    "/search/value",
+    response_model=ValueSearchOut,
+    response_model_exclude_unset=True,
+    responses=errors(401, 404, 422),
+)
+def value_search(body: ValueSearchIn, account: CurrentAccount, econ: EconDep) -> ValueSearchOut:
     """Rank products by KNN-Shapley value for the caller's validation set."""
     report, skipped = econ.rank(
         body.validation,
@@ -158,15 +195,15 @@ def value_search(body: ValueSearchIn, account: CurrentAccount, econ: EconDep) ->
         confidence=body.confidence,
         curves=body.svg,
     )
-    out = report.to_dict(svg=body.svg)
-    out["skipped"] = skipped
-    return out
+    return ValueSearchOut(**report.to_dict(svg=body.svg), skipped=skipped)
 
 
-@router.put("/products/{slug}/bundle", responses=errors(401, 403, 404, 409, 422))
+@router.put(
+    "/products/{slug}/bundle", response_model=BundleOut, responses=errors(401, 403, 404, 409, 422)
+)
 def register_bundle(
     slug: Slug, body: BundleIn, account: CurrentAccount, econ: EconDep
-) -> dict[str, Any]:
+) -> BundleOut:
     """Declare the product's contributors and value them on a reference task."""
     return econ.register_bundle(
         account,
@@ -181,53 +218,75 @@ def register_bundle(
     )
 
 
-@router.get("/products/{slug}/valuation", responses=errors(404, 422))
-def valuation(slug: Slug, econ: EconDep) -> dict[str, Any]:
+@router.get("/products/{slug}/valuation", response_model=ValuationOut, responses=errors(404, 422))
+def valuation(slug: Slug, econ: EconDep) -> ValuationOut:
     """The bundle's latest contributor valuation (what splits are computed from)."""
     return econ.valuation(slug)
 
 
-@router.get("/products/{slug}/splits", responses=errors(401, 403, 404, 422))
-def splits(slug: Slug, account: CurrentAccount, econ: EconDep) -> list[dict[str, Any]]:
+@router.get(
+    "/products/{slug}/splits",
+    response_model=list[SplitOut],
+    responses=errors(401, 403, 404, 422),
+)
+def splits(slug: Slug, account: CurrentAccount, econ: EconDep) -> list[SplitOut]:
     """Every revenue split of the product (seller, contributors, admins)."""
     return econ.splits(account, slug)
 
 
-@router.post("/products/{slug}/auction", status_code=201, responses=errors(401, 403, 404, 409, 422))
-def open_auction(
-    slug: Slug, body: AuctionIn, account: CurrentAccount, econ: EconDep
-) -> dict[str, Any]:
+@router.post(
+    "/products/{slug}/auction",
+    status_code=201,
+    response_model=AuctionOut,
+    responses=errors(401, 403, 404, 409, 422),
+)
+def open_auction(slug: Slug, body: AuctionIn, account: CurrentAccount, econ: EconDep) -> AuctionOut:
     """Open a sealed-bid second-price auction with a reserve."""
     return econ.open_auction(account, slug, body.reserve_minor, body.units)
 
 
 @router.post(
-    "/products/{slug}/bids", status_code=201, responses=errors(401, 402, 403, 404, 409, 422)
+    "/products/{slug}/bids",
+    status_code=201,
+    response_model=BidOut,
+    responses=errors(401, 402, 403, 404, 409, 422),
 )
-def bid(slug: Slug, body: BidIn, account: CurrentAccount, econ: EconDep) -> dict[str, Any]:
+def bid(slug: Slug, body: BidIn, account: CurrentAccount, econ: EconDep) -> BidOut:
     """Place or replace a sealed bid."""
     return econ.place_bid(account, slug, body.amount_minor)
 
 
-@router.post("/products/{slug}/auction/close", responses=errors(401, 403, 404, 422))
-def close_auction(slug: Slug, account: CurrentAccount, econ: EconDep) -> dict[str, Any]:
+@router.post(
+    "/products/{slug}/auction/close",
+    response_model=AuctionResultOut,
+    response_model_exclude_unset=True,
+    responses=errors(401, 403, 404, 422),
+)
+def close_auction(slug: Slug, account: CurrentAccount, econ: EconDep) -> AuctionResultOut:
     """Clear the auction: winners pay the clearing price and get a licence."""
     return econ.close_auction(account, slug)
 
 
-@router.put("/products/{slug}/dp", responses=errors(401, 403, 404, 409, 422))
-def offer_dp(slug: Slug, body: DpOfferIn, account: CurrentAccount, econ: EconDep) -> dict[str, Any]:
+@router.put(
+    "/products/{slug}/dp", response_model=DpBudgetOut, responses=errors(401, 403, 404, 409, 422)
+)
+def offer_dp(slug: Slug, body: DpOfferIn, account: CurrentAccount, econ: EconDep) -> DpBudgetOut:
     """Offer DP statistics of the product under a total epsilon budget."""
     return econ.offer_dp(account, slug, body.epsilon_total, body.columns)
 
 
-@router.get("/products/{slug}/dp", responses=errors(404, 422))
-def dp_budget(slug: Slug, econ: EconDep) -> dict[str, Any]:
+@router.get("/products/{slug}/dp", response_model=DpBudgetOut, responses=errors(404, 422))
+def dp_budget(slug: Slug, econ: EconDep) -> DpBudgetOut:
     """The DP offer and the budget left."""
     return econ.dp_budget(slug)
 
 
-@router.post("/products/{slug}/dp/query", responses=errors(401, 403, 404, 422))
-def dp_query(slug: Slug, body: DpQueryIn, account: CurrentAccount, econ: EconDep) -> dict[str, Any]:
+@router.post(
+    "/products/{slug}/dp/query",
+    response_model=DpReleaseOut,
+    response_model_exclude_unset=True,
+    responses=errors(401, 403, 404, 422),
+)
+def dp_query(slug: Slug, body: DpQueryIn, account: CurrentAccount, econ: EconDep) -> DpReleaseOut:
     """Release one DP statistic; 403 ``budget_exceeded`` past the budget."""
     return econ.dp_query(account, slug, body.statistic, body.column, body.epsilon)

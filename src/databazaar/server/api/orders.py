@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Path, Query, Response
+from pydantic import Field
 
 from databazaar.market.schemas import OrderOut
-from databazaar.server.api.common import MAX_ID, errors
+from databazaar.server.api.common import MAX_ID, REPLAY_DOC, StrictIn, errors, mark_replay
 from databazaar.server.deps import CurrentAccount, MarketDep
 
 router = APIRouter(prefix="/orders", tags=["orders"])
 
 
-class OrderIn(BaseModel):
+class OrderIn(StrictIn):
     """Products to buy and a key that makes retries of this request safe."""
 
     products: list[str] = Field(min_length=1, max_length=50, examples=[["iris-measurements"]])
@@ -22,14 +22,22 @@ class OrderIn(BaseModel):
 
 
 @router.post(
-    "", status_code=201, response_model=OrderOut, responses=errors(401, 402, 403, 404, 409, 422)
+    "",
+    status_code=201,
+    response_model=OrderOut,
+    responses={**errors(401, 402, 403, 404, 409, 422), **REPLAY_DOC},
 )
-def place_order(body: OrderIn, account: CurrentAccount, market: MarketDep) -> OrderOut:
+def place_order(
+    body: OrderIn, account: CurrentAccount, market: MarketDep, response: Response
+) -> OrderOut:
     """Buy products: debit buyer, credit sellers and fee, grant access, in one transaction.
 
-    Replaying the same ``idempotency_key`` returns the first order (``replayed: true``).
+    Replaying the same ``idempotency_key`` returns the first order with the original
+    status (201), ``replayed: true`` and the header ``Idempotent-Replayed: true``.
     """
-    return market.purchase(account, body.products, body.idempotency_key)
+    order = market.purchase(account, body.products, body.idempotency_key)
+    mark_replay(response, order.replayed)
+    return order
 
 
 @router.get("", response_model=list[OrderOut], responses=errors(401, 422))

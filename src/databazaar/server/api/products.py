@@ -5,24 +5,26 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, UploadFile
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from databazaar.core.errors import InvalidInput
+from databazaar.core.money import Price
+from databazaar.market.access import DEFAULT_LINK_TTL, MAX_LINK_TTL
 from databazaar.market.schemas import DownloadLinkOut, ListingOut, ProductOut, VersionOut
-from databazaar.server.api.common import Slug, VersionNumber, errors
+from databazaar.server.api.common import Slug, StrictIn, VersionNumber, errors
 from databazaar.server.deps import CurrentAccount, MarketDep, OptionalAccount
 
 router = APIRouter(prefix="/products", tags=["products"])
 
 
-class ProductIn(BaseModel):
+class ProductIn(StrictIn):
     """A new product: its slug (URL name) and title."""
 
     slug: str = Field(min_length=1, max_length=64, examples=["iris-measurements"])
     title: str = Field(min_length=1, max_length=200, examples=["Iris flower measurements"])
 
 
-class CardPatch(BaseModel):
+class CardPatch(StrictIn):
     """Card fields to change on a draft version (omitted fields stay)."""
 
     title: str | None = Field(default=None, max_length=200)
@@ -33,18 +35,24 @@ class CardPatch(BaseModel):
     tags: list[str] | None = Field(default=None, max_length=20)
 
 
-class ListingIn(BaseModel):
+class ListingIn(StrictIn):
     """The price in minor units (cents) and whether the product is on sale."""
 
-    price_minor: int = Field(ge=0, le=10**12)
+    price_minor: Price
     active: bool = True
 
 
-class LinkIn(BaseModel):
-    """Which version to link to (latest published by default) and for how long."""
+class LinkIn(StrictIn):
+    """Which version to link to (latest published by default), for how long, and whether
+    only you may use the link."""
 
     version: int | None = Field(default=None, ge=1, le=1_000_000)
-    ttl_seconds: int = Field(default=600, ge=1, le=7 * 24 * 3600)
+    ttl_seconds: int = Field(
+        default=DEFAULT_LINK_TTL, ge=1, le=MAX_LINK_TTL, description="seconds (default 300)"
+    )
+    bind_to_account: bool = Field(
+        default=False, description="only a request authenticated as you may use the link"
+    )
 
 
 @router.post("", status_code=201, response_model=ProductOut, responses=errors(401, 403, 409, 422))
@@ -145,4 +153,10 @@ def download_link(
     slug: Slug, body: LinkIn, account: CurrentAccount, market: MarketDep
 ) -> DownloadLinkOut:
     """An expiring signed download link, for grantees, the owner and admins only."""
-    return market.download_link(account, slug, body.version, ttl_seconds=body.ttl_seconds)
+    return market.download_link(
+        account,
+        slug,
+        body.version,
+        ttl_seconds=body.ttl_seconds,
+        bind_to_account=body.bind_to_account,
+    )

@@ -1,7 +1,7 @@
 """``databazaar demo --serve``: seed the demo market and serve its pages and API.
 
 :func:`serve_demo` runs the market walk-through of
-:func:`databazaar.market.cli.run_market_demo` (two sellers, three products, a buyer who
+:func:`databazaar.demo.market.run_market_demo` (two sellers, three products, a buyer who
 bought two of them) into ``home/market-demo``, adds an admin account so the ledger page
 can be tried, then serves the web pages and the JSON API on that store with uvicorn
 until interrupted, after printing the URL and the demo logins.
@@ -19,7 +19,7 @@ DEMO_ADMIN = "admin"
 def build_demo_app(home: Path, say: Callable[[str], None]) -> tuple[Any, dict[str, Any]]:
     """Seed the demo store under ``home`` and return ``(app, summary)`` (not yet served)."""
     from databazaar.core.config import Settings
-    from databazaar.market.cli import DEMO_PASSWORD, run_market_demo
+    from databazaar.demo.market import DEMO_PASSWORD, run_market_demo
     from databazaar.server.app import create_app
     from databazaar.server.web import mount_web
 
@@ -38,7 +38,7 @@ def serve_demo(
     """Seed the demo market under ``home`` and serve it at ``http://host:port/``."""
     import uvicorn
 
-    from databazaar.market.cli import DEMO_BUYER, DEMO_PASSWORD, DEMO_SELLERS
+    from databazaar.demo.market import DEMO_BUYER, DEMO_PASSWORD, DEMO_SELLERS
 
     app, _summary = build_demo_app(Path(home), say)
     shown_host = f"[{host}]" if ":" in host else host

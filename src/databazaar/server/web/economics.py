@@ -1,6 +1,6 @@
 """Pages of the market economics: value-aware search, value reports, pricing, sales.
 
-Every handler calls :class:`databazaar.market.econ_service.Economics` (the same object
+Every handler calls :class:`databazaar.market.economics.Economics` (the same object
 the JSON routes under ``/api/econ`` use, kept on the app) and renders the answer:
 
 ``/value-search``                     a buyer uploads a validation set; products on sale
@@ -39,8 +39,10 @@ from databazaar.core.errors import (
     PayloadTooLarge,
     Unauthorized,
 )
+from databazaar.core.money import format_minor, parse_decimal
+from databazaar.market.allocation import METHOD_DESCRIPTIONS
 from databazaar.market.privacy import STATISTICS
-from databazaar.market.schemas import AccountOut, VersionOut
+from databazaar.market.schemas import AccountOut, ProductOut, VersionOut
 from databazaar.market.service import Market
 from databazaar.server.web.base import (
     Csrf,
@@ -52,7 +54,7 @@ from databazaar.server.web.base import (
     render,
     web_session,
 )
-from databazaar.server.web.rendering import parse_money, redirect
+from databazaar.server.web.rendering import redirect
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
 
@@ -60,42 +62,19 @@ MAX_VALIDATION_BYTES = 5 * 1024 * 1024
 MAX_VALIDATION_ROWS = 5000
 CHUNK = 1 << 16
 
-#: name -> (label, what the buyer gets and pays, an example configuration)
-MECHANISMS: dict[str, tuple[str, str, dict[str, Any]]] = {
-    "posted": (
-        "Posted price",
-        "Buyers pay the listed price for the whole dataset.",
-        {"price_minor": 1250},
-    ),
-    "value": (
-        "Share of measured value",
-        "Buyers upload a validation set; they pay a share of the value the data has for "
-        "their task (at least the floor, at most the cap).",
-        {"share_bps": 2000, "floor_minor": 100, "cap_minor": 50000},
-    ),
-    "query": (
-        "Query-based (pay per selection)",
-        "Buyers choose values of the priced columns and buy the matching rows; the price "
-        "is arbitrage-free (Koutris et al.).",
-        {"price_points": {"city": {"Oslo": 300, "Lisbon": 200}}},
-    ),
-    "model": (
-        "Noisy models (model-based)",
-        "Buyers buy a model trained on the data with a chosen noise variance; less noise "
-        "costs more along an arbitrage-free price curve (Chen, Koutris, Kumar).",
-        {
-            "curve": [[0.01, 5000], [0.1, 1500], [1.0, 400]],
-            "label_column": "label",
-            "task": "classification",
-        },
-    ),
-    "auction": (
-        "Sealed-bid auction",
-        "Buyers place sealed bids; when you close the auction the winners pay the "
-        "second price (at least the reserve) for a licence.",
-        {"reserve_minor": 1000, "units": 1},
-    ),
-}
+
+def _mechanisms() -> dict[str, tuple[str, str, dict[str, Any]]]:
+    """name -> (label, what the buyer gets and pays, an example configuration), in menu
+    order, from the pricing registry."""
+    from databazaar.market.pricing import get_mechanism_class, mechanism_names
+
+    classes = sorted(
+        (get_mechanism_class(n) for n in mechanism_names()), key=lambda c: c.menu_order
+    )
+    return {c.name: (c.label, c.summary, c.example) for c in classes}
+
+
+MECHANISMS = _mechanisms()
 
 
 # ---------------------------------------------------------------------- helpers
@@ -111,18 +90,18 @@ def svg_data_uri(svg: str) -> str:
     return "data:image/svg+xml;base64," + base64.b64encode(svg.encode("utf-8")).decode("ascii")
 
 
-def read_table(upload: Any, what: str = "the validation set") -> Any:
+def uploaded_table(upload: Any, what: str = "the validation set") -> Any:
     """A small uploaded table (CSV, Parquet or JSONL) as a DataFrame.
 
     The bytes are copied to a temporary file (at most :data:`MAX_VALIDATION_BYTES`) and
-    parsed by the market's own reader, so the same formats and checks apply as for
-    products; the file is deleted afterwards.
+    parsed by the one table reader (:func:`databazaar.core.io.read_table`), so the same
+    formats and checks apply as for products; the file is deleted afterwards.
     """
-    from databazaar.market.profile import format_for, read_upload
+    from databazaar.core.io import read_table, table_format
 
     if upload is None or not isinstance(upload, StarletteUpload) or not upload.filename:
         raise InvalidInput(f"choose a file with {what}", hint="a .csv, .parquet or .jsonl table")
-    fmt = format_for(upload.filename)
+    fmt = table_format(upload.filename)
     fd, name = tempfile.mkstemp(suffix="." + fmt)
     path = FsPath(name)
     try:
@@ -138,7 +117,7 @@ def read_table(upload: Any, what: str = "the validation set") -> Any:
                 out.write(chunk)
         if size == 0:
             raise InvalidInput(f"the file with {what} is empty")
-        frame = read_upload(path, fmt)
+        frame = read_table(path, fmt)
     finally:
         path.unlink(missing_ok=True)
     if len(frame) > MAX_VALIDATION_ROWS:
@@ -183,7 +162,7 @@ def _valuation_view(econ: Any, slug: str) -> dict[str, Any] | None:
         stored = econ.valuation(slug)
     except NotFound:
         return None
-    rec = stored["valuation"]
+    rec = stored.valuation
     groups = [str(g) for g in rec.get("groups", [])]
     values = [float(x) for x in rec.get("values", [])]
     lows, highs = rec.get("ci_low"), rec.get("ci_high")
@@ -206,8 +185,8 @@ def _valuation_view(econ: Any, slug: str) -> dict[str, Any] | None:
         xlabel="value on the reference task",
     )
     return {
-        "id": stored["valuation_id"],
-        "digest": stored["digest"],
+        "id": stored.valuation_id,
+        "digest": stored.digest,
         "method": rec.get("method", ""),
         "rows": rows,
         "chart": svg_data_uri(chart),
@@ -269,7 +248,7 @@ def _dp_view(econ: Any, slug: str) -> dict[str, Any] | None:
     except NotFound:
         return None
     columns = []
-    for name, pol in sorted(budget["columns"].items()):
+    for name, pol in sorted(budget.columns.items()):
         if "categories" in pol:
             about = "categorical: " + ", ".join(str(c) for c in pol["categories"])
             stats = [st for st in STATISTICS if st in ("count", "histogram")]
@@ -279,9 +258,9 @@ def _dp_view(econ: Any, slug: str) -> dict[str, Any] | None:
             stats = list(STATISTICS)
         columns.append({"name": name, "about": about, "statistics": stats})
     return {
-        **budget,
+        **budget.model_dump(),
         "column_views": columns,
-        "columns_json": json.dumps(budget["columns"]),
+        "columns_json": json.dumps(budget.columns),
         "statistics": STATISTICS,
     }
 
@@ -328,11 +307,11 @@ def _buy_request(form: FormData, mechanism: dict[str, Any]) -> dict[str, Any] | 
     if name == "posted":
         return None
     if name == "value":
-        frame = read_table(form.get("validation"))
+        frame = uploaded_table(form.get("validation"))
         label = _form_text(form, "label_column")
         if not label:
             raise InvalidInput("name the label column of your validation set")
-        worth = parse_money(_form_text(form, "worth", 20), "worth of a perfect model")
+        worth = parse_decimal(_form_text(form, "worth", 20), "worth of a perfect model")
         return {
             "validation": json.loads(frame.to_json(orient="records")),
             "label_column": label,
@@ -384,16 +363,14 @@ async def buy(request: Request, slug: SlugPath) -> Response:
         return render(request, sess, "product.html", {**ctx, "error": exc}, status=exc.http_status)
     finally:
         await form.close()
-    total = sale["order"]["total_minor"]
+    total = sale.order.total_minor
     note = " (this order had already been placed; you were not charged twice)"
     sess.flash(
-        f"Order {sale['order']['id']}: you bought {slug} for "
-        f"{total // 100}.{total % 100:02d} USD ({sale['mechanism']})"
-        + (note if sale["replayed"] else "")
-        + ".",
+        f"Order {sale.order.id}: you bought {slug} for "
+        f"{format_minor(total)} ({sale.mechanism})" + (note if sale.replayed else "") + ".",
         "success",
     )
-    return redirect(sess, f"/sales/{sale['sale_id']}")
+    return redirect(sess, f"/sales/{sale.sale_id}")
 
 
 @router.post("/products/{slug}/bid")
@@ -408,15 +385,15 @@ def bid(
     account = form_user(sess, csrf_token)
     econ = economics(request)
     try:
-        placed = econ.place_bid(account, slug, parse_money(amount, "bid"))
+        placed = econ.place_bid(account, slug, parse_decimal(amount, "bid"))
     except DatabazaarError as exc:
         if isinstance(exc, Unauthorized):
             raise
         ctx = product_context(request, market, account, slug, None)
         return render(request, sess, "product.html", {**ctx, "error": exc}, status=exc.http_status)
-    amt = placed["amount_minor"]
+    amt = placed.amount_minor
     sess.flash(
-        f"Your sealed bid of {amt // 100}.{amt % 100:02d} USD is in. You pay at most your bid "
+        f"Your sealed bid of {format_minor(amt)} is in. You pay at most your bid "
         "if you win when the seller closes the auction.",
         "success",
     )
@@ -438,8 +415,8 @@ def sale_page(
         {
             "title": f"Sale {sale_id}",
             "sale": sale,
-            "model_json": json.dumps(sale["deliverable"].get("model"), indent=2)
-            if sale["deliverable"].get("kind") == "model"
+            "model_json": json.dumps(sale.deliverable.get("model"), indent=2)
+            if sale.deliverable.get("kind") == "model"
             else None,
         },
     )
@@ -485,7 +462,7 @@ def value_search(
             raise InvalidInput("name the label column of your validation set")
         neighbours = _form_k(k)
         slugs = [s.strip() for s in products.split(",") if s.strip()] or None
-        frame = read_table(validation)
+        frame = uploaded_table(validation)
         report, skipped = economics(request).rank(
             frame,
             label_column.strip(),
@@ -553,6 +530,30 @@ def _json_form(text: str, what: str, empty: Any, hint: str) -> Any:
         ) from None
 
 
+def manage_context(
+    request: Request, market: Market, account: AccountOut, slug: str
+) -> dict[str, Any]:
+    """The seller's manage page: versions, upload form, price and pricing mechanism."""
+    product: ProductOut = market.get_product(slug, account)
+    if account.role != "admin" and product.seller != account.username:
+        raise Forbidden(f"product {slug!r} belongs to another seller")
+    versions = [market.get_version(slug, n, account) for n in product.versions][::-1]
+    listing = product.listing
+    has_published = any(v.status == "published" for v in versions)
+    return {
+        **(manage_extras(request, slug) if has_published else {"mechanism": None}),
+        "title": f"Manage {product.title}",
+        "product": product,
+        "versions": versions,
+        "has_published": has_published,
+        "upload": {},
+        "price_form": {
+            "price": "" if listing is None else format_minor(listing.price_minor, code=False),
+            "active": True if listing is None else listing.active,
+        },
+    }
+
+
 def _manage_error(
     request: Request,
     sess: Any,
@@ -563,8 +564,6 @@ def _manage_error(
     **form: Any,
 ) -> Response:
     """The seller's manage page again, with the error and the form as it was sent."""
-    from databazaar.server.web.router import manage_context
-
     ctx = manage_context(request, market, account, slug)
     ctx.update(error=exc, **form)
     return render(request, sess, "sell_manage.html", ctx, status=exc.http_status)
@@ -612,11 +611,10 @@ def set_pricing(
 def close_auction(request: Request, sess: Sess, slug: SlugPath, csrf_token: Csrf = "") -> Response:
     account = form_user(sess, csrf_token, "seller")
     result = economics(request).close_auction(account, slug)
-    outcome = result["outcome"]
+    outcome = result.outcome
     price = int(outcome.get("price_minor", 0))
     sess.flash(
-        f"Auction closed: {len(result['sales'])} licence(s) sold at "
-        f"{price // 100}.{price % 100:02d} USD each.",
+        f"Auction closed: {len(result.sales)} licence(s) sold at {format_minor(price)} each.",
         "success",
     )
     return redirect(sess, f"/sell/products/{slug}")
@@ -655,7 +653,7 @@ def dp_release(
         ctx = product_context(request, market, account, slug, None)
         ctx["dp_form"] = {"statistic": statistic, "column": column, "epsilon": epsilon}
         return render(request, sess, "product.html", {**ctx, "error": exc}, status=exc.http_status)
-    sess.flash(_dp_summary(slug, result), "success")
+    sess.flash(_dp_summary(slug, result.model_dump(exclude_unset=True)), "success")
     return redirect(sess, f"/products/{slug}#dp-title")
 
 
@@ -685,12 +683,7 @@ def dp_offer(
 
 
 # ---------------------------------------------------------------------- bundles
-BUNDLE_METHODS = {
-    "knn": "exact KNN-Shapley of each group (fast; the default)",
-    "exact": "exact group Shapley with a KNN classifier (up to 12 groups)",
-    "tmc": "truncated Monte Carlo Shapley of the groups",
-    "ads": "Asymmetric Data Shapley: earlier groups first (give the order)",
-}
+BUNDLE_METHODS = METHOD_DESCRIPTIONS
 
 
 def _contributors(text: str) -> dict[str, str]:
@@ -745,7 +738,7 @@ def register_bundle(
         neighbours = _form_k(k)
         named = _contributors(contributors)
         groups = [g.strip() for g in order.split(",") if g.strip()] or None
-        frame = read_table(reference, "the reference rows")
+        frame = uploaded_table(reference, "the reference rows")
         out = economics(request).register_bundle(
             account,
             slug,
@@ -763,7 +756,7 @@ def register_bundle(
         return _manage_error(request, sess, market, account, slug, exc, bundle_form=form)
     sess.flash(
         f"{slug} is a bundle of {len(named)} contributors, valued with {method} "
-        f"(valuation {out['valuation_id']}); each sale is now split by these values.",
+        f"(valuation {out.valuation_id}); each sale is now split by these values.",
         "success",
     )
     return redirect(sess, f"/sell/products/{slug}#bundle-title")

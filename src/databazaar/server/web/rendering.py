@@ -10,7 +10,6 @@ headers.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,12 +19,11 @@ from starlette.datastructures import URL
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from databazaar.core.errors import InvalidInput
+from databazaar.core.money import format_minor, parse_decimal
 from databazaar.server.web.session import CSRF_FIELD, WebSession
 
 TEMPLATES_DIR = Path(__file__).with_name("templates")
 STATIC_DIR = Path(__file__).with_name("static")
-MAX_PRICE_MINOR = 10**12
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -37,15 +35,6 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
-
-
-def money(minor: int | None, currency: str = "USD") -> str:
-    """``1250`` -> ``"12.50 USD"`` (integer arithmetic, no float rounding)."""
-    if minor is None:
-        return "-"
-    sign = "-" if minor < 0 else ""
-    whole, cents = divmod(abs(int(minor)), 100)
-    return f"{sign}{whole:,}.{cents:02d} {currency}"
 
 
 def when(value: datetime | None) -> str:
@@ -82,7 +71,7 @@ def make_env() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters["money"] = money
+    env.filters["money"] = format_minor
     env.filters["when"] = when
     env.filters["iso"] = iso
     env.filters["cell"] = cell
@@ -90,28 +79,8 @@ def make_env() -> Environment:
     return env
 
 
-def parse_money(raw: str, what: str = "price") -> int:
-    """A decimal amount typed by a person (``12``, ``12.5``, ``$12.50``) in minor units."""
-    text = (raw or "").strip().removeprefix("$").replace(",", "").strip()
-    if not text:
-        raise InvalidInput(f"enter a {what}", hint="for example 12.50")
-    try:
-        amount = Decimal(text)
-    except InvalidOperation:
-        raise InvalidInput(f"{what} {raw!r} is not a number", hint="for example 12.50") from None
-    if not amount.is_finite() or amount < 0:
-        raise InvalidInput(f"{what} must be zero or more")
-    minor = amount * 100
-    if minor != minor.to_integral_value():
-        raise InvalidInput(f"{what} has more than two decimals", hint="use cents at most")
-    value = int(minor)
-    if value > MAX_PRICE_MINOR:
-        raise InvalidInput(f"{what} is too large")
-    return value
-
-
 def optional_money(raw: str, what: str) -> int | None:
-    return None if not (raw or "").strip() else parse_money(raw, what)
+    return None if not (raw or "").strip() else parse_decimal(raw, what)
 
 
 def safe_next(raw: str | None, default: str = "/") -> str:

@@ -33,8 +33,9 @@ from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
 
 from databazaar.core.errors import DatabazaarError, Forbidden, InvalidInput, NotFound, Unauthorized
-from databazaar.market.schemas import AccountOut, ProductOut
+from databazaar.core.money import format_minor, parse_decimal
 from databazaar.market.service import Market
+from databazaar.server.deps import client_address
 from databazaar.server.web import statements
 from databazaar.server.web.base import (
     Csrf,
@@ -48,13 +49,12 @@ from databazaar.server.web.base import (
     render,
     require_user,
 )
-from databazaar.server.web.economics import manage_extras, product_context
+from databazaar.server.web.economics import manage_context, product_context
 from databazaar.server.web.economics import router as econ_router
 from databazaar.server.web.rendering import (
     STATIC_DIR,
     Renderer,
     optional_money,
-    parse_money,
     redirect,
     safe_next,
 )
@@ -197,7 +197,12 @@ def login(
 ) -> Response:
     sess.check_csrf(csrf_token)
     try:
-        token = market.login(username.strip(), password, ttl=timedelta(seconds=SESSION_MAX_AGE))
+        token = market.login(
+            username.strip(),
+            password,
+            ttl=timedelta(seconds=SESSION_MAX_AGE),
+            client=client_address(request),
+        )
     except DatabazaarError as exc:
         ctx = {"title": "Log in", "next": safe_next(next, ""), "form": {"username": username}}
         return render(request, sess, "login.html", {**ctx, "error": exc}, status=exc.http_status)
@@ -230,7 +235,12 @@ def signup(
         if password != password_again:
             raise InvalidInput("the two passwords differ", hint="type the same password twice")
         market.create_account(username.strip(), password, role)
-        token = market.login(username.strip(), password, ttl=timedelta(seconds=SESSION_MAX_AGE))
+        token = market.login(
+            username.strip(),
+            password,
+            ttl=timedelta(seconds=SESSION_MAX_AGE),
+            client=client_address(request),
+        )
     except DatabazaarError as exc:
         ctx = {"title": "Create an account", "form": form, "error": exc}
         return render(request, sess, "signup.html", ctx, status=exc.http_status)
@@ -316,30 +326,6 @@ def new_product(
     return redirect(sess, f"/sell/products/{product.slug}")
 
 
-def manage_context(
-    request: Request, market: Market, account: AccountOut, slug: str
-) -> dict[str, Any]:
-    """The seller's manage page: versions, upload form, price and pricing mechanism."""
-    product: ProductOut = market.get_product(slug, account)
-    if account.role != "admin" and product.seller != account.username:
-        raise Forbidden(f"product {slug!r} belongs to another seller")
-    versions = [market.get_version(slug, n, account) for n in product.versions][::-1]
-    listing = product.listing
-    has_published = any(v.status == "published" for v in versions)
-    return {
-        **(manage_extras(request, slug) if has_published else {"mechanism": None}),
-        "title": f"Manage {product.title}",
-        "product": product,
-        "versions": versions,
-        "has_published": has_published,
-        "upload": {},
-        "price_form": {
-            "price": "" if listing is None else f"{listing.price_minor / 100:.2f}",
-            "active": True if listing is None else listing.active,
-        },
-    }
-
-
 @router.get("/sell/products/{slug}")
 def manage_product(request: Request, sess: Sess, market: MarketDep, slug: SlugPath) -> Response:
     account = require_user(sess, "seller")
@@ -415,7 +401,7 @@ def set_listing(
     account = form_user(sess, csrf_token, "seller")
     on_sale = active == "on"
     try:
-        listing = market.set_listing(account, slug, parse_money(price), active=on_sale)
+        listing = market.set_listing(account, slug, parse_decimal(price), active=on_sale)
     except DatabazaarError as exc:
         if isinstance(exc, Unauthorized | NotFound | Forbidden):
             raise
@@ -424,7 +410,7 @@ def set_listing(
         return render(request, sess, "sell_manage.html", ctx, status=exc.http_status)
     state = "on sale" if listing.active else "off sale"
     p = listing.price_minor
-    sess.flash(f"{slug} is {state} at {p // 100}.{p % 100:02d} {listing.currency}.", "success")
+    sess.flash(f"{slug} is {state} at {format_minor(p, listing.currency)}.", "success")
     return redirect(sess, f"/sell/products/{slug}")
 
 
@@ -488,7 +474,7 @@ def admin_deposit(
     form_user(sess, csrf_token, "admin")
     try:
         target = market.account_by_name(username.strip())
-        done = market.deposit(target.id, parse_money(amount, "amount"), memo=memo or "deposit")
+        done = market.deposit(target.id, parse_decimal(amount, "amount"), memo=memo or "deposit")
     except DatabazaarError as exc:
         if isinstance(exc, Unauthorized):
             raise
@@ -500,7 +486,7 @@ def admin_deposit(
         return render(request, sess, "admin.html", ctx, status=exc.http_status)
     bal = done.account.balance_minor
     sess.flash(
-        f"Deposited to {done.account.username}; balance now {bal // 100}.{bal % 100:02d} USD.",
+        f"Deposited to {done.account.username}; balance now {format_minor(bal)}.",
         "success",
     )
     return redirect(sess, "/admin")

@@ -1,13 +1,8 @@
-"""Command-line pieces of the market, wired into ``databazaar`` by the top-level CLI.
+"""The market walk-through of ``databazaar demo``: a throw-away market, end to end.
 
-* ``db_app``: ``databazaar db upgrade`` (run the packaged Alembic migrations) and
-  ``databazaar db create-admin`` (the only way to make an admin account);
-* ``ledger_app``: ``databazaar ledger verify`` (recompute the hash chain and balances;
-  exit code 0 when intact, 1 with the offending rows named otherwise);
-* :func:`serve`: run the HTTP API with uvicorn;
-* :func:`run_market_demo`: seed a throw-away market and walk a purchase end to end.
-
-Only ``typer`` is imported at module level; everything heavy loads inside the commands.
+Two sellers list three products (a CSV, a second CSV, a JSONL), a buyer deposits and
+buys two of them in one order, a replayed purchase is a no-op, a download link is
+fetched and checked against its sha256, and the ledger verifies.
 """
 
 from __future__ import annotations
@@ -16,146 +11,9 @@ import io
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Any
 
-import typer
-
-db_app = typer.Typer(help="Manage the market database.", no_args_is_help=True)
-ledger_app = typer.Typer(help="Inspect the market ledger.", no_args_is_help=True)
-
-
-@db_app.callback()
-def _db() -> None:
-    """Manage the market database."""
-
-
-@ledger_app.callback()
-def _ledger() -> None:
-    """Inspect the market ledger."""
-
-
-UrlOption = Annotated[
-    Optional[str],  # noqa: UP045
-    typer.Option(
-        "--url",
-        help="SQLAlchemy URL (default: DATABASE_URL, else the SQLite file in DATABAZAAR_HOME)",
-    ),
-]
-
-
-def _url(url: str | None) -> str:
-    from databazaar.core.config import get_settings
-
-    return url or get_settings().resolved_database_url
-
-
-def _safe_url(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
-
-
-@db_app.command("upgrade")
-def db_upgrade(
-    url: UrlOption = None,
-    revision: Annotated[str, typer.Option(help="target Alembic revision")] = "head",
-) -> None:
-    """Create or migrate the market tables to the newest schema."""
-    from databazaar.market.db import Database, upgrade
-
-    target = _url(url)
-    db = Database.from_url(target)
-    try:
-        rev = upgrade(db.engine, revision)
-    finally:
-        db.dispose()
-    typer.echo(f"database {_safe_url(target)} is at revision {rev}")
-
-
-@db_app.command("create-admin")
-def db_create_admin(
-    username: Annotated[str, typer.Argument(help="the admin's username")],
-    password: Annotated[
-        str,
-        typer.Option(
-            prompt=True,
-            hide_input=True,
-            confirmation_prompt=True,
-            envvar="DATABAZAAR_ADMIN_PASSWORD",
-            help="password (prompted when not given; or DATABAZAAR_ADMIN_PASSWORD)",
-        ),
-    ],
-    url: UrlOption = None,
-) -> None:
-    """Create an admin account (admins cannot be registered over the API)."""
-    from databazaar.core.config import get_settings
-    from databazaar.market.db import Database, upgrade
-    from databazaar.market.service import Market
-
-    settings = get_settings()
-    db = Database.from_url(_url(url))
-    try:
-        upgrade(db.engine)
-        market = Market(db, settings.home, secret_key=settings.secret_key)
-        acc = market.create_account(username, password, "admin")
-    finally:
-        db.dispose()
-    typer.echo(f"admin account {acc.username!r} created (id {acc.id})")
-
-
-@ledger_app.command("verify")
-def ledger_verify(
-    url: UrlOption = None,
-    as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
-) -> None:
-    """Recompute the ledger's hash chain, double entry and balances; name any bad row."""
-    import json
-
-    from databazaar.market import ledger
-    from databazaar.market.db import Database
-
-    db = Database.from_url(_url(url))
-    try:
-        with db.snapshot() as session:
-            report = ledger.verify(session)
-    finally:
-        db.dispose()
-    if as_json:
-        typer.echo(json.dumps(report.to_dict(), indent=2))
-    elif report.ok:
-        typer.echo(
-            f"ledger OK: {report.n_rows} rows, {report.n_transactions} transactions, "
-            f"sum {report.total_minor}, head seq {report.head_seq}"
-        )
-    else:
-        typer.echo(f"ledger FAILED verification ({len(report.problems)} problems):", err=True)
-        for problem in report.problems:
-            typer.echo(f"  {problem}", err=True)
-    if not report.ok:
-        raise typer.Exit(code=1)
-
-
-def serve(host: str = "127.0.0.1", port: int = 8000, *, log_level: str = "info") -> None:
-    """Serve the market API (OpenAPI at ``/docs``) and the web pages with uvicorn.
-
-    Runs until interrupted.
-
-    The store comes from the settings: ``DATABASE_URL`` if set, else the SQLite file in
-    ``DATABAZAAR_HOME``; it is migrated on start.
-    """
-    import uvicorn
-
-    from databazaar.server.app import create_app
-
-    app = create_app()
-    try:  # the web pages are optional: serve the JSON API alone without them
-        from databazaar.server.web import mount_web
-    except ImportError:
-        pass
-    else:
-        mount_web(app)
-    uvicorn.run(app, host=host, port=port, log_level=log_level)
-
+from databazaar.core.money import format_minor
 
 DEMO_SELLERS = ("ada-labs", "bayes-data")
 DEMO_BUYER = "carol"
@@ -264,7 +122,7 @@ def run_market_demo(home: Path, say: Callable[[str], None]) -> dict[str, Any]:
             say(
                 f"{seller.username} listed {slug!r}: {ver.n_rows} rows x {ver.n_columns} "
                 f"columns ({ver.file_format}, sha256 {ver.sha256[:12]}...), "
-                f"price {price / 100:.2f} USD"
+                f"price {format_minor(price)}"
             )
 
         market.deposit(carol.id, 10_000)
@@ -272,15 +130,15 @@ def run_market_demo(home: Path, say: Callable[[str], None]) -> dict[str, Any]:
         hits = market.search("iris flowers", task="classification", max_price=5_000)
         say(
             "search 'iris flowers' (task=classification, price<=50.00): "
-            + ", ".join(f"{h.slug} ({h.price_minor / 100:.2f})" for h in hits.hits)
+            + ", ".join(f"{h.slug} ({format_minor(h.price_minor, code=False)})" for h in hits.hits)
         )
         token = market.login(DEMO_BUYER, DEMO_PASSWORD)
         buyer = market.authenticate(token.token)
         basket = ["iris-measurements", "product-reviews"]
         order = market.purchase(buyer, basket, "demo-order-1")
         say(
-            f"order {order.id}: {', '.join(basket)} for {order.total_minor / 100:.2f} USD "
-            f"(market fee {order.fee_minor / 100:.2f})"
+            f"order {order.id}: {', '.join(basket)} for {format_minor(order.total_minor)} "
+            f"(market fee {format_minor(order.fee_minor, code=False)})"
         )
         replay = market.purchase(buyer, basket, "demo-order-1")
         say(
@@ -317,4 +175,4 @@ def run_market_demo(home: Path, say: Callable[[str], None]) -> dict[str, Any]:
         db.dispose()
 
 
-__all__ = ["db_app", "ledger_app", "run_market_demo", "serve"]
+__all__ = ["DEMO_BUYER", "DEMO_PASSWORD", "DEMO_SELLERS", "run_market_demo"]

@@ -2,7 +2,7 @@
 chosen pricing mechanism and the Shapley revenue split of a multi-seller product.
 
 :func:`run_economics_demo` works on the SQLite store that the market walk-through
-(:func:`databazaar.market.cli.run_market_demo`) leaves in ``home/market-demo`` (it runs
+(:func:`databazaar.demo.market.run_market_demo`) leaves in ``home/market-demo`` (it runs
 that walk-through first, quietly, when the store is missing), migrates it to the
 economics schema and uses only the market's and the economics service's public
 functions.
@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from databazaar.core.money import format_minor
 
 SPECIES = ("setosa", "versicolor", "virginica")
 PASSWORD = "demo-password-1"
@@ -86,12 +88,12 @@ def run_economics_demo(home: Path, say: Callable[[str], None]) -> dict[str, Any]
     closes the tour.  Returns the numbers it printed.
     """
     from databazaar.market.db import Database, upgrade
-    from databazaar.market.econ_service import Economics
+    from databazaar.market.economics import Economics
     from databazaar.market.service import Market
 
     root = Path(home) / "market-demo"
     if not (root / "databazaar.db").is_file() or _already_ran(root):
-        from databazaar.market.cli import run_market_demo
+        from databazaar.demo.market import run_market_demo
 
         run_market_demo(home, lambda _line: None)  # a fresh store (it wipes the old one)
     db = Database.from_url(f"sqlite:///{root / 'databazaar.db'}")
@@ -131,11 +133,11 @@ def run_economics_demo(home: Path, say: Callable[[str], None]) -> dict[str, Any]
             contributors={"cora": "cora", "dan": "dan", "eve": "eve"},
             reference=reference,
         )
-        vals = dict(zip(reg["valuation"]["groups"], reg["valuation"]["values"], strict=True))
+        vals = dict(zip(reg.valuation["groups"], reg.valuation["values"], strict=True))
         say(
             "co-op contributors valued by KNN-Shapley on its reference set: "
             + ", ".join(f"{g}={x:+.3f}" for g, x in vals.items())
-            + f" (valuation {reg['valuation_id']}, sha256 {reg['digest'][:12]}...)"
+            + f" (valuation {reg.valuation_id}, sha256 {reg.digest[:12]}...)"
         )
 
         carol = market.account_by_name("carol")
@@ -147,7 +149,7 @@ def run_economics_demo(home: Path, say: Callable[[str], None]) -> dict[str, Any]
             say(
                 f"  {p.rank}. {p.slug:<20} value {p.value:+.3f} "
                 f"(95% CI {p.ci_low:+.3f}..{p.ci_high:+.3f}), {p.n_rows} rows, "
-                f"price {p.price_minor / 100:.2f} USD"
+                f"price {format_minor(p.price_minor)}"
             )
 
         econ.set_pricing(
@@ -165,25 +167,26 @@ def run_economics_demo(home: Path, say: Callable[[str], None]) -> dict[str, Any]
         say(
             f"value-based quote for 'iris-field-coop': 20% of its value alone "
             f"{quote.details['value_low']:.3f} (CI lower bound) x 200.00 USD = "
-            f"{quote.price_minor / 100:.2f} USD"
+            f"{format_minor(quote.price_minor)}"
         )
         sale = econ.buy(market.account_by_name("carol"), "iris-field-coop", request, "econ-demo-1")
-        (split,) = sale["splits"]
-        order = sale["order"]
+        (split,) = sale.splits
+        order = sale.order
         say(
-            f"sale {sale['sale_id']}: paid {order['total_minor'] / 100:.2f} USD, market fee "
-            f"{order['fee_minor'] / 100:.2f}; {split['total_minor']} minor units split by "
-            f"valuation {split['valuation_id']}:"
+            f"sale {sale.sale_id}: paid {format_minor(order.total_minor)}, market fee "
+            f"{format_minor(order.fee_minor, code=False)}; "
+            f"{split.total_minor} minor units split by "
+            f"valuation {split.valuation_id}:"
         )
-        for sh in split["shares"]:
+        for sh in split.shares:
             say(f"  {sh['group']:<5} value {sh['value']:+.3f} -> {sh['amount_minor']} minor units")
         econ.offer_dp(
             accs["field-coop"], "iris-field-coop", 1.0, {"petal_length": {"bounds": [0, 10]}}
         )
         dp = econ.dp_query(carol, "iris-field-coop", "mean", "petal_length", 0.5, random_state=0)
         say(
-            f"DP mean petal_length = {dp['value']:.2f} (epsilon 0.5, noise std "
-            f"{dp['noise_std']:.3f}); budget left {dp['epsilon_remaining']:g}"
+            f"DP mean petal_length = {dp.value:.2f} (epsilon 0.5, noise std "
+            f"{dp.noise_std:.3f}); budget left {dp.epsilon_remaining:g}"
         )
         report_ledger = market.ledger_report()
         say(
@@ -192,11 +195,11 @@ def run_economics_demo(home: Path, say: Callable[[str], None]) -> dict[str, Any]
         return {
             "ranking": [p.slug for p in report.products],
             "values": {p.slug: p.value for p in report.products},
-            "price_minor": sale["order"]["total_minor"],
-            "split": {sh["group"]: sh["amount_minor"] for sh in split["shares"]},
-            "split_total_minor": split["total_minor"],
-            "valuation_id": split["valuation_id"],
-            "dp_mean": dp["value"],
+            "price_minor": sale.order.total_minor,
+            "split": {sh["group"]: sh["amount_minor"] for sh in split.shares},
+            "split_total_minor": split.total_minor,
+            "valuation_id": split.valuation_id,
+            "dp_mean": dp.value,
             "ledger_ok": report_ledger.ok,
         }
     finally:

@@ -76,7 +76,7 @@ def _loads(text: str | None, what: str) -> dict[str, Any]:
 def _economics(url: str | None) -> Iterator[Any]:
     from databazaar.core.config import get_settings
     from databazaar.market.db import Database, upgrade
-    from databazaar.market.econ_service import Economics
+    from databazaar.market.economics import Economics
     from databazaar.market.service import Market
 
     settings = get_settings()
@@ -97,6 +97,8 @@ def _login(econ: Any, user: str, password: str) -> Any:
 
 
 def _echo_json(obj: Any) -> None:
+    if hasattr(obj, "model_dump"):  # a typed view of databazaar.market.schemas
+        obj = obj.model_dump(mode="json", exclude_unset=True)
     typer.echo(json.dumps(obj, indent=2, default=str))
 
 

@@ -80,7 +80,7 @@ def run_demo(home: Path | None, say: Say) -> dict[str, Any]:
     """Run every part of the tour; returns the numbers it printed."""
     out: dict[str, Any] = {"valuation": valuation_tour(say)}
     try:
-        from databazaar.market.cli import run_market_demo
+        from databazaar.demo.market import run_market_demo
     except ImportError:  # pragma: no cover - the market ships in the same package
         return out
     if home is None:
@@ -88,7 +88,7 @@ def run_demo(home: Path | None, say: Say) -> dict[str, Any]:
     home.mkdir(parents=True, exist_ok=True)
     say(f"[bold]2. Market[/bold]: a fresh SQLite store in {home}")
     out["market"] = run_market_demo(home, lambda line: say(f"   {line}"))
-    from databazaar.market.econ_demo import run_economics_demo
+    from databazaar.demo.economics import run_economics_demo
 
     say("[bold]3. Market economics[/bold]: value-aware search, pricing, revenue split")
     out["economics"] = run_economics_demo(home, lambda line: say(f"   {line}"))

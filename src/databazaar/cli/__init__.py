@@ -119,7 +119,14 @@ def value_cmd(
         ),
     ] = 10,
     n_jobs: Annotated[int, typer.Option("--n-jobs", "-j", help="workers (-1: all cores)")] = -1,
-    backend: Annotated[str, typer.Option("--backend", help="threads or ray")] = "threads",
+    backend: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(
+            "--backend",
+            help="threads, processes or ray (default: threads for KNN methods, "
+            "processes for model-based Monte Carlo)",
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option("--seed", help="random seed")] = 0,
     top: Annotated[int, typer.Option("--top", help="rows shown in the summary")] = 5,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
@@ -232,19 +239,22 @@ def _print_values(result, prob, train_df, target, elapsed, output, top):  # type
 
 # --------------------------------------------------------------------------- market
 def _add_market_commands() -> None:
-    from databazaar.market.cli import db_app, ledger_app
+    from databazaar.cli.market import db_app, ledger_app
 
     app.add_typer(db_app, name="db")
     app.add_typer(ledger_app, name="ledger")
     from databazaar.mixture.cli import mixture_app
 
     app.add_typer(mixture_app, name="mixture")
-    from databazaar.market.econ_cli import econ_app
+    from databazaar.cli.econ import econ_app
 
     app.add_typer(econ_app, name="econ")
     from databazaar.lm.cli import lm_app
 
     app.add_typer(lm_app, name="lm")
+    from databazaar.safety.cli import safety_app
+
+    app.add_typer(safety_app, name="safety")
 
 
 _add_market_commands()
@@ -254,11 +264,24 @@ _add_market_commands()
 def serve_cmd(
     host: Annotated[str, typer.Option("--host", help="interface to bind")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="TCP port")] = 8000,
+    workers: Annotated[
+        int, typer.Option("--workers", min=1, max=64, help="worker processes (uvicorn)")
+    ] = 1,
+    log_level: Annotated[
+        str, typer.Option("--log-level", help="critical, error, warning, info, debug or trace")
+    ] = "info",
+    access_log: Annotated[
+        bool, typer.Option("--access-log/--no-access-log", help="log every request")
+    ] = True,
 ) -> None:
-    """Serve the market API (and web UI) on the data home's store (DATABAZAAR_HOME)."""
-    from databazaar.market.cli import serve
+    """Serve the market API and web pages on the data home's store (DATABAZAAR_HOME).
 
-    serve(host, port)
+    The store is migrated first; then WORKERS processes share the port.  Login throttling
+    and cached catalog answers are kept in the store, so every worker sees the same.
+    """
+    from databazaar.server.app import serve
+
+    serve(host, port, workers=workers, log_level=log_level, access_log=access_log)
 
 
 # ----------------------------------------------------------------------------- demo

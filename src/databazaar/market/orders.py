@@ -1,0 +1,344 @@
+"""Orders: the one booking path of every sale.
+
+:func:`book_order` records a sale inside the caller's write transaction: it locks the
+buyer, checks the balance, writes the order, its items and the buyer's grants, and
+books the money through :func:`databazaar.market.settlement.settle_sale`.  Plain
+purchases (:meth:`Orders.purchase`), sales under a pricing mechanism, auction
+clearings and bundle sales (:mod:`databazaar.market.economics`) all go through it, and
+all run it under :func:`run_booking`, which retries a transaction that lost a race
+(``IntegrityError``: a concurrent request with the same idempotency key won, so its
+order is replayed; ``OperationalError``: deadlock, serialization failure or a busy
+SQLite file, retried with jittered backoff).
+
+The buyer's idempotency key makes a replay of the same request return the first order
+without moving money again; the same key with a different request is a
+:class:`~databazaar.core.errors.Conflict`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+from sqlalchemy import and_, select
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session, contains_eager, defer
+
+from databazaar.core.errors import Conflict, InvalidInput, NotFound, PaymentError
+from databazaar.market import access, ledger
+from databazaar.market import validation as v
+from databazaar.market.common import MarketBase, created
+from databazaar.market.db import Database
+from databazaar.market.models import (
+    Account,
+    Grant,
+    Order,
+    OrderItem,
+    Product,
+    ProductVersion,
+    Role,
+    VersionStatus,
+)
+from databazaar.market.schemas import AccountOut, OrderItemOut, OrderOut
+from databazaar.market.settlement import SaleItem, market_fee, settle_sale
+
+MAX_BASKET = 50
+PURCHASE_RETRIES = 5
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class SaleLine:
+    """One product to sell: the version sold, its price, and whether access is granted."""
+
+    product: Product
+    version: ProductVersion
+    price_minor: int
+    grant: bool = True
+
+
+def check_sellable(prod: Product, buyer_id: int, *, granted: bool) -> None:
+    """:class:`Conflict` unless ``prod`` is on sale to ``buyer_id``.
+
+    ``granted`` says whether the buyer already holds access (refused for sales that
+    would grant it again).
+    """
+    if prod.listing is None or not prod.listing.active:
+        raise Conflict(f"product {prod.slug!r} is not on sale")
+    if prod.seller_id == buyer_id:
+        raise Conflict(f"product {prod.slug!r} is your own")
+    if granted:
+        raise Conflict(f"you already have access to {prod.slug!r}", hint="download it instead")
+
+
+def granted_products(s: Session, buyer_id: int, product_ids: Sequence[int]) -> set[int]:
+    """The ids among ``product_ids`` the buyer already has access to."""
+    return set(
+        s.scalars(
+            select(Grant.product_id).where(
+                Grant.account_id == buyer_id, Grant.product_id.in_(list(product_ids))
+            )
+        )
+    )
+
+
+def keyed_order(s: Session, buyer_id: int, key: str, req_hash: str) -> Order | None:
+    """The buyer's order under an idempotency key, if any; :class:`Conflict` when the
+    key was used for a different request."""
+    order = s.scalar(select(Order).where(Order.buyer_id == buyer_id, Order.idempotency_key == key))
+    if order is not None and order.request_hash != req_hash:
+        raise Conflict(
+            f"idempotency key {key!r} was already used for a different purchase",
+            hint="use a new key for a new purchase",
+        )
+    return order
+
+
+def book_order(
+    s: Session,
+    buyer_id: int,
+    lines: Sequence[SaleLine],
+    *,
+    key: str,
+    req_hash: str,
+    fee_bps: int,
+    mechanism: str | None = None,
+) -> Order:
+    """Record one sale in the caller's write transaction (the ledger head locked).
+
+    Debits the buyer the sum of the lines' prices (:class:`PaymentError` if the balance
+    is short), credits each seller its price minus the market fee (bundles split among
+    their contributors) and the fee account the fees, and grants access for the lines
+    with ``grant``.  The ledger memo is ``order <id>`` (plus `` (<mechanism>)`` for a
+    sale under a pricing mechanism).
+    """
+    buyer = s.get(Account, buyer_id, with_for_update=True, populate_existing=True)
+    if buyer is None:
+        raise NotFound(f"account {buyer_id} not found")
+    total = sum(line.price_minor for line in lines)
+    if buyer.balance_minor < total:
+        raise PaymentError(
+            f"insufficient balance: {buyer.balance_minor} < {total} (minor units)",
+            hint="deposit funds first",
+        )
+    fees = [market_fee(line.price_minor, fee_bps) for line in lines]
+    txn_id = str(uuid.uuid4())
+    order = Order(
+        buyer_id=buyer_id,
+        idempotency_key=key,
+        request_hash=req_hash,
+        total_minor=total,
+        fee_minor=sum(fees),
+        txn_id=txn_id,
+    )
+    s.add(order)
+    s.flush()
+    for line, fee in zip(lines, fees, strict=True):
+        s.add(
+            OrderItem(
+                order_id=order.id,
+                product_id=line.product.id,
+                version_id=line.version.id,
+                seller_id=line.product.seller_id,
+                price_minor=line.price_minor,
+                fee_minor=fee,
+            )
+        )
+        if line.grant:
+            s.add(Grant(account_id=buyer_id, product_id=line.product.id, order_id=order.id))
+    memo = f"order {order.id}" + (f" ({mechanism})" if mechanism else "")
+    items = [
+        SaleItem(line.product.id, line.product.seller_id, line.price_minor, fee)
+        for line, fee in zip(lines, fees, strict=True)
+    ]
+    settle_sale(s, buyer_id, order.id, items, memo, txn_id)
+    s.flush()
+    return order
+
+
+def run_booking(
+    db: Database,
+    attempt: Callable[[Session], T],
+    replay: Callable[[Session], T | None],
+) -> T:
+    """Run ``attempt`` in a write transaction, retrying the races of concurrent sales.
+
+    On ``IntegrityError`` (a concurrent request with the same idempotency key won)
+    ``replay`` is asked for the winner's result; on ``OperationalError`` (deadlock,
+    serialization failure, busy database) the attempt is retried with jittered
+    exponential backoff.  After :data:`PURCHASE_RETRIES` attempts: :class:`Conflict`.
+    """
+    last_exc: Exception | None = None
+    for attempt_no in range(PURCHASE_RETRIES):
+        try:
+            with db.write() as s:
+                return attempt(s)
+        except IntegrityError as exc:
+            last_exc = exc
+            with db.read() as s:
+                done = replay(s)
+            if done is not None:
+                return done
+        except OperationalError as exc:
+            last_exc = exc
+            time.sleep(random.uniform(0, 0.02 * 2**attempt_no))
+    raise Conflict(
+        "the purchase could not be completed because of concurrent updates",
+        hint="retry with the same idempotency key",
+    ) from last_exc
+
+
+def order_out(s: Session, order: Order, *, replayed: bool) -> OrderOut:
+    """The public view of an order with its items."""
+    items = s.execute(
+        select(OrderItem, Product.slug, ProductVersion.number)
+        .join(Product, Product.id == OrderItem.product_id)
+        .join(ProductVersion, ProductVersion.id == OrderItem.version_id)
+        .where(OrderItem.order_id == order.id)
+        .order_by(OrderItem.id)
+    ).all()
+    return OrderOut(
+        id=order.id,
+        buyer_id=order.buyer_id,
+        idempotency_key=order.idempotency_key,
+        total_minor=order.total_minor,
+        fee_minor=order.fee_minor,
+        txn_id=order.txn_id,
+        created_at=created(order.created_at),
+        items=[
+            OrderItemOut(
+                slug=slug,
+                version=num,
+                seller_id=it.seller_id,
+                price_minor=it.price_minor,
+                fee_minor=it.fee_minor,
+            )
+            for it, slug, num in items
+        ],
+        replayed=replayed,
+    )
+
+
+def _request_hash(slugs: Sequence[str]) -> str:
+    return hashlib.sha256(json.dumps(sorted(slugs)).encode()).hexdigest()
+
+
+class Orders(MarketBase):
+    """Plain purchases and order reads of :class:`~databazaar.market.service.Market`."""
+
+    def purchase(self, account: AccountOut, slugs: Sequence[str], idempotency_key: str) -> OrderOut:
+        """Buy one or more products at their listed prices in one transaction.
+
+        Replaying ``idempotency_key`` with the same products returns the original order
+        (``replayed=True``) and moves no money; with different products it is a
+        :class:`Conflict`.  Raises :class:`PaymentError` when the balance is short,
+        :class:`Conflict` when a product is not on sale, is the buyer's own or is
+        already granted, and :class:`NotFound` for an unknown slug.
+        """
+        access.require_role(Role(account.role), {Role.buyer}, "buy products")
+        key = v.check_idempotency_key(idempotency_key)
+        if isinstance(slugs, str) or not isinstance(slugs, Sequence):
+            raise InvalidInput("products must be a list of slugs")
+        clean = [v.check_slug(x) for x in slugs]
+        if not clean:
+            raise InvalidInput("the order has no products")
+        if len(clean) > MAX_BASKET:
+            raise InvalidInput(f"at most {MAX_BASKET} products per order")
+        if len(set(clean)) != len(clean):
+            raise InvalidInput("the order lists a product twice")
+        req_hash = _request_hash(clean)
+
+        def replay(s: Session) -> OrderOut | None:
+            order = keyed_order(s, account.id, key, req_hash)
+            return None if order is None else order_out(s, order, replayed=True)
+
+        def attempt(s: Session) -> OrderOut:
+            # this buyer's purchases queue here (only); the order check below is final
+            ledger.lock_chain(s, account.id)
+            done = replay(s)
+            if done is not None:
+                return done
+            lines = self._basket(s, account.id, clean)
+            order = book_order(
+                s, account.id, lines, key=key, req_hash=req_hash, fee_bps=self.fee_bps
+            )
+            return order_out(s, order, replayed=False)
+
+        return run_booking(self.db, attempt, replay)
+
+    @staticmethod
+    def _basket(s: Session, buyer_id: int, slugs: list[str]) -> list[SaleLine]:
+        # One query: the basket's products with their listings, their published versions
+        # (without the large JSON columns) and whether the buyer already has access.
+        has_grant = (
+            select(Grant.id)
+            .where(Grant.account_id == buyer_id, Grant.product_id == Product.id)
+            .exists()
+        )
+        rows = s.execute(
+            select(Product, ProductVersion, has_grant)
+            .outerjoin(Product.listing)
+            .outerjoin(
+                ProductVersion,
+                and_(
+                    ProductVersion.product_id == Product.id,
+                    ProductVersion.status == VersionStatus.published,
+                ),
+            )
+            .where(Product.slug.in_(slugs))
+            .options(
+                contains_eager(Product.listing),
+                defer(ProductVersion.schema),
+                defer(ProductVersion.stats),
+                defer(ProductVersion.preview),
+            )
+        ).all()
+        found: dict[str, tuple[Product, ProductVersion | None, bool]] = {}
+        for prod, ver, granted in rows:
+            best = found.get(prod.slug)
+            if best is None or (
+                ver is not None and (best[1] is None or ver.number > best[1].number)
+            ):
+                found[prod.slug] = (prod, ver, bool(granted))
+        lines: list[SaleLine] = []
+        for slug in slugs:
+            if slug not in found:
+                raise NotFound(f"product {slug!r} not found")
+            prod, latest, granted = found[slug]
+            if latest is None:
+                raise Conflict(f"product {slug!r} is not on sale")
+            check_sellable(prod, buyer_id, granted=granted)
+            assert prod.listing is not None
+            lines.append(SaleLine(prod, latest, prod.listing.price_minor))
+        return lines
+
+    def orders_for(
+        self, account: AccountOut, *, limit: int = 100, offset: int = 0
+    ) -> list[OrderOut]:
+        """The orders an account placed, newest first."""
+        if not 1 <= limit <= 1000 or offset < 0:
+            raise InvalidInput("limit must be 1-1000 and offset >= 0")
+        with self.db.read() as s:
+            orders = s.scalars(
+                select(Order)
+                .where(Order.buyer_id == account.id)
+                .order_by(Order.id.desc())
+                .limit(limit)
+                .offset(offset)
+            ).all()
+            return [order_out(s, o, replayed=False) for o in orders]
+
+    def get_order(self, account: AccountOut, order_id: int) -> OrderOut:
+        """One order; only its buyer and admins may read it (others get NotFound)."""
+        with self.db.read() as s:
+            order = s.get(Order, order_id)
+            if order is None or (order.buyer_id != account.id and account.role != Role.admin.value):
+                raise NotFound(f"order {order_id} not found")
+            return order_out(s, order, replayed=False)
