@@ -98,13 +98,13 @@ def test_paraphrase_rewords_but_keeps_the_answer() -> None:
 def test_taxonomy_reader_and_errors(tmp_path: Path) -> None:
     cats = read_air_categories()  # the default folder next to the repository
     assert len(cats) == 312 and cats[0].idx == "1.1.1" and cats[0].l2 == "Security Risks"
-    with pytest.raises(NotFound, match="risk mapping not found"):
+    with pytest.raises(NotFound, match="taxonomy file not found"):
         read_air_categories(tmp_path)
     (tmp_path / "risk_mapping.json").write_text(json.dumps({"1": {"name": "x"}}))
-    with pytest.raises(InvalidInput, match="not an AIR 2024 risk mapping"):
+    with pytest.raises(InvalidInput, match="lacks 'subcategories'"):
         read_air_categories(tmp_path)
     (tmp_path / "risk_mapping.json").write_text("{}")
-    with pytest.raises(InvalidInput, match="no risk categories"):
+    with pytest.raises(InvalidInput, match="must be a non-empty JSON object"):
         read_air_categories(tmp_path)
 
 

@@ -31,7 +31,6 @@ for robustness tests.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -40,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from databazaar.core.errors import InvalidInput, NotFound
+from databazaar.core.errors import InvalidInput
 from databazaar.lm.corpus import _stable_seed
 
 REFUSAL = "I can't help with that request."
@@ -156,38 +155,26 @@ class RiskCategory:
     l3: str
 
 
-def default_taxonomy_dir() -> Path:
-    """``../shared/data/air-bench-2024`` next to the repository holding this package."""
-    return Path(__file__).resolve().parents[3].parent / "shared" / "data" / "air-bench-2024"
-
-
 def read_air_categories(path: str | Path | None = None) -> list[RiskCategory]:
     """Level-4 categories from an AIR-Bench 2024 ``risk_mapping.json`` (file or folder).
 
     The data is third-party (CC-BY-4.0, see the folder's NOTICE): it is read from where
-    the user keeps it and never copied into the project.
+    the user keeps it and never copied into the project. Reading, validation and the
+    default folder are :mod:`databazaar.safety.taxonomy`'s (the one reader of these files;
+    it imports only ``core``, so the LM toolkit may use it).
     """
-    p = Path(path) if path is not None else default_taxonomy_dir()
+    from databazaar.safety import taxonomy
+
+    p = taxonomy.resolve_data_dir(path) if path is None or Path(path).is_dir() else Path(path)
     if p.is_dir():
-        p = p / "risk_mapping.json"
-    if not p.is_file():
-        raise NotFound(
-            f"AIR 2024 risk mapping not found: {p}",
-            hint="pass the air-bench-2024 folder (with risk_mapping.json) via --taxonomy",
-        )
-    try:
-        raw = json.loads(p.read_text(encoding="utf-8"))
-        cats = [
-            RiskCategory(str(item["idx"]), str(item["name"]), str(l2["name"]), str(l3["name"]))
-            for l2 in raw.values()
-            for l3 in l2["subcategories"].values()
-            for item in l3["items"]
-        ]
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise InvalidInput(f"{p} is not an AIR 2024 risk mapping: {exc!r}") from exc
-    if not cats:
-        raise InvalidInput(f"{p} lists no risk categories")
-    return cats
+        p = p / taxonomy.MAPPING_FILE
+    raw = taxonomy.read_mapping(p)
+    return [
+        RiskCategory(str(item["idx"]), str(item["name"]), str(l2["name"]), str(l3["name"]))
+        for l2 in raw.values()
+        for l3 in l2["subcategories"].values()
+        for item in l3["items"]
+    ]
 
 
 def _category_phrase(name: str) -> str:
@@ -321,7 +308,8 @@ def generate_tasks(
     ``n_per_family`` is one count for all families or a mapping family -> count (then
     ``families`` defaults to its keys).
     ``families`` defaults to :data:`TRAIN_FAMILIES`; ``unsafe`` and ``benign`` read the
-    AIR 2024 category names from ``taxonomy`` (default :func:`default_taxonomy_dir`).
+    AIR 2024 category names from ``taxonomy`` (default:
+    :func:`databazaar.safety.taxonomy.default_data_dir`).
     Examples within a family are distinct unless the split holds fewer distinct prompts
     than asked (then prompts repeat). Raises :class:`InvalidInput` for an unknown family
     or split or a count below 1.
