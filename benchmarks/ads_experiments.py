@@ -287,7 +287,7 @@ def timing() -> dict[str, Any]:
     runs = {}
     for label, kw in (
         ("ads_1_thread", {"n_jobs": 1}),
-        ("ads_2_threads", {"n_jobs": 2, "backend": "threading"}),
+        ("ads_2_threads", {"n_jobs": 2, "backend": "threads"}),
     ):
         best = np.inf
         for _ in range(2):

@@ -44,9 +44,10 @@ from typing import Any
 import numpy as np
 from joblib import Parallel, delayed
 
-from databazaar.valuation._ads_kernels import knn_projection
-from databazaar.valuation.asymmetric import knn_asymmetric_shapley
-from databazaar.valuation.inference import knn_marginals, knn_shapley_ci, size_nodes
+from databazaar.valuation._ci_kernels import knn_projection
+from databazaar.valuation.inference import size_nodes
+from databazaar.valuation.knn_asymmetric import knn_asymmetric_shapley
+from databazaar.valuation.knn_inference import knn_marginals, knn_shapley_ci
 
 REGIMES = {
     "k_sqrt_n": "K = ceil(sqrt(N)) (deletion-stable: the paper's condition)",

@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     target = float(args.budget)
     steps = max(1, round(target * args.epochs / (args.batch_size * args.block_size)))
-    par = {"backend": "joblib", "n_jobs": args.n_jobs}
+    par = {"backend": "processes", "n_jobs": args.n_jobs}
     timings: dict[str, float] = {}
     found: dict[str, Any] = {}
 

@@ -10,6 +10,11 @@ python3 -m venv .venv
 if ! command -v chromium >/dev/null 2>&1; then
   (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || echo "warning: could not install chromium; browser tests will fail" >&2
 fi
+# pyDVL 0.10 (numpy<2) lives in its own venv (~30 s to build once); the KNN-Shapley
+# agreement test (tests/valuation/test_knn.py) runs it as a subprocess and fails, rather
+# than skips, when DATABAZAAR_PYDVL_PYTHON names a missing interpreter
+bash benchmarks/peers/setup_pydvl.sh
+export DATABAZAAR_PYDVL_PYTHON="${DATABAZAAR_PYDVL_PYTHON:-$PWD/benchmarks/peers/.venv-pydvl/bin/python}"
 # the Ray paths run on a local 2-CPU Ray in the suite
 export DATABAZAAR_TEST_RAY="${DATABAZAAR_TEST_RAY:-1}"
 .venv/bin/python -m pytest "$@"

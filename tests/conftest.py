@@ -31,10 +31,9 @@ DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
 def _psycopg_url(url: str) -> str:
-    for prefix in ("postgres://", "postgresql://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix) :]
-    return url
+    from databazaar.core.config import normalize_url
+
+    return normalize_url(url)
 
 
 def _in_ci() -> bool:
@@ -144,3 +143,23 @@ def http_subprocess() -> Iterator[Any]:
     for proc in procs:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+# ------------------------------------------------------------------------- LM zoo
+@pytest.fixture(scope="session")
+def tiny_zoo(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The zoo's tiny base model and assistant (``ZooConfig.small()``), built once.
+
+    Built by :func:`databazaar.lm.zoo.build_zoo` and cached by config hash in
+    ``DATABAZAAR_TEST_ZOO_DIR`` if set, else in pytest's cache folder
+    (``.pytest_cache/d/databazaar-zoo``), else next to pytest's temporary folders, so
+    later sessions (and the tests of later LM issues) reuse the same build.
+    """
+    from databazaar.lm.zoo import ZooConfig, build_zoo
+
+    root = os.environ.get("DATABAZAAR_TEST_ZOO_DIR")
+    if not root and request.config.cache is not None:
+        root = str(request.config.cache.mkdir("databazaar-zoo"))
+    if not root:
+        root = str(tmp_path_factory.getbasetemp().parent / "databazaar-zoo")
+    return build_zoo(ZooConfig.small(), out=Path(root))

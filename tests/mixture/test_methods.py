@@ -38,7 +38,7 @@ BUDGET = 16 * 8 * 6  # 6 steps of 8 blocks of 16 tokens at the reference mixture
 
 @pytest.fixture(scope="module")
 def ddo_fit(mix_data, proxy):  # type: ignore[no-untyped-def]
-    return DDO(BUDGET, proxy=proxy, seed=0, backend="serial").fit(mix_data[1])
+    return DDO(BUDGET, proxy=proxy, seed=0, backend="processes", n_jobs=1).fit(mix_data[1])
 
 
 # ------------------------------------------------------------------------ DDO
@@ -118,11 +118,11 @@ def test_ddo_end_to_end(ddo_fit, mix_data, tmp_path: Path) -> None:  # type: ign
     assert "| code |" in d.result_.to_markdown()
 
 
-def test_ddo_is_deterministic_and_joblib_matches_serial(ddo_fit, mix_data, proxy) -> None:  # type: ignore[no-untyped-def]
+def test_ddo_is_deterministic_and_processes_match_in_process(ddo_fit, mix_data, proxy) -> None:  # type: ignore[no-untyped-def]
     ticks: list[int] = []
-    again = DDO(BUDGET, proxy=proxy, seed=0, backend="joblib", n_jobs=2, progress=ticks.append).fit(
-        mix_data[1]
-    )
+    again = DDO(
+        BUDGET, proxy=proxy, seed=0, backend="processes", n_jobs=2, progress=ticks.append
+    ).fit(mix_data[1])
     assert ticks == [1] * 7
     for a, b in zip(ddo_fit.runs_, again.runs_, strict=True):
         assert a.tag == b.tag
@@ -155,7 +155,12 @@ def test_autoscale_end_to_end(mix_data, proxy, tmp_path: Path) -> None:  # type:
     data = mix_data[1]
     ticks: list[int] = []
     auto = AutoScale(
-        (BUDGET / 2, BUDGET), 4 * BUDGET, proxy=proxy, backend="serial", progress=ticks.append
+        (BUDGET / 2, BUDGET),
+        4 * BUDGET,
+        proxy=proxy,
+        backend="processes",
+        n_jobs=1,
+        progress=ticks.append,
     ).fit(data)
     assert sum(ticks) == proxy_runs_needed("autoscale", 3) == 14
     q1 = np.array([auto.ddo_[0].quantities_[d] for d in data.domains])
@@ -318,7 +323,7 @@ def test_run_proxies_edge_cases(mix_data, proxy) -> None:  # type: ignore[no-unt
 @pytest.mark.skipif(
     os.environ.get("DATABAZAAR_TEST_RAY") != "1", reason="set DATABAZAAR_TEST_RAY=1 for Ray"
 )
-def test_ray_backend_matches_serial(mix_data, proxy) -> None:  # type: ignore[no-untyped-def]
+def test_ray_backend_matches_in_process(mix_data, proxy) -> None:  # type: ignore[no-untyped-def]
     import ray
 
     jobs = [("a", [96.0, 96.0, 96.0]), ("b", [192.0, 48.0, 48.0])]
@@ -326,7 +331,7 @@ def test_ray_backend_matches_serial(mix_data, proxy) -> None:  # type: ignore[no
         got = run_proxies(mix_data[1], jobs, proxy, backend="ray", n_jobs=2)
     finally:
         ray.shutdown()
-    ref = run_proxies(mix_data[1], jobs, proxy, backend="serial")
+    ref = run_proxies(mix_data[1], jobs, proxy, backend="processes", n_jobs=1)
     assert [g.average for g in got] == pytest.approx([r.average for r in ref], abs=1e-6)
 
 

@@ -3,7 +3,8 @@
 Every operation is called with generated valid and invalid data, anonymously and as a
 logged-in buyer, against the real app over a seeded store on SQLite and on PostgreSQL
 (where a NUL character in text would otherwise surface as a database error).  The API must never
-answer 5xx, and every response must match the documented status codes and schemas.
+answer 5xx, every response must match the documented status codes, content types, headers
+and schemas, and every request the schema calls invalid must be refused.
 Examples per operation are bounded so the run stays well under two minutes.
 """
 
@@ -19,6 +20,9 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    negative_data_rejection,
+    response_headers_conformance,
     response_schema_conformance,
     status_code_conformance,
 )
@@ -71,7 +75,17 @@ def api_schema(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
         admin.dispose()
 
 
-CHECKS = [not_a_server_error, status_code_conformance, response_schema_conformance]
+#: Beyond "no 5xx": every status code, content type, header and body must be the one the
+#: schema documents, and data the schema calls invalid (a string or a float for an
+#: integer, a short password, a username off the pattern...) must be refused with a 4xx.
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    negative_data_rejection,
+]
 
 
 def _fuzz(

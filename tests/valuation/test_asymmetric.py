@@ -28,9 +28,17 @@ def _sqdist(x_train: np.ndarray, x_test: np.ndarray) -> np.ndarray:
 
 
 def knn_utility(subset, dist_row, y_train, y_test_one, k) -> float:
-    """v(S) for one test point: (1/K) * #label matches among the K nearest of S."""
-    nearest = sorted(subset, key=lambda i: (dist_row[i], i))[:k]
-    return sum(1.0 for i in nearest if y_train[i] == y_test_one) / k
+    """v(S) for one test point: (1/K) * expected label matches among the K nearest of S
+    when tied points are ordered uniformly at random (the tie rule): the points tied at
+    the K-th place fill the free places with their mean match rate."""
+    items = sorted(subset, key=lambda i: dist_row[i])
+    match = [1.0 if y_train[i] == y_test_one else 0.0 for i in items]
+    if len(items) <= k:
+        return sum(match) / k
+    cut = dist_row[items[k - 1]]
+    sure = [c for i, c in zip(items, match, strict=True) if dist_row[i] < cut]
+    tied = [c for i, c in zip(items, match, strict=True) if dist_row[i] == cut]
+    return (sum(sure) + (k - len(sure)) * sum(tied) / len(tied)) / k
 
 
 def brute_force_ads(x_train, y_train, x_test, y_test, groups, order, k) -> np.ndarray:
@@ -196,7 +204,7 @@ def test_chunking_and_threading_do_not_change_values():
     groups = rng.integers(0, 4, 80)
     a = knn_asymmetric_shapley(x, y, xt, yt, groups=groups, k=4)
     b = knn_asymmetric_shapley(
-        x, y, xt, yt, groups=groups, k=4, chunk_size=5, n_jobs=2, backend="threading"
+        x, y, xt, yt, groups=groups, k=4, chunk_size=5, n_jobs=2, backend="threads"
     )
     seen: list[int] = []
     c = knn_asymmetric_shapley(
@@ -249,12 +257,46 @@ def test_mc_ads_converges_within_hoeffding_bound():
     assert permutations_for(8, eps) <= 400 + 1
 
 
+def test_mc_ads_takes_any_stopping_criterion_and_the_shared_seeding():
+    from databazaar.valuation.montecarlo import (
+        MaxSamples,
+        MonteCarloADS,
+        OrderedPermutationSampler,
+        StderrBelow,
+        estimate_permutation_values,
+    )
+
+    x, y, xt, yt = _instance(5, 6)
+    u = _knn_game(x, y, xt, yt, 1)
+    groups, order = [0, 0, 1, 1, 2, 2], [2, 0, 1]
+    by_count = mc_asymmetric_shapley(u, groups, order, n_permutations=25, random_state=3)
+    by_rule = mc_asymmetric_shapley(u, groups, order, stopping=MaxSamples(25), random_state=3)
+    np.testing.assert_array_equal(by_count.values, by_rule.values)
+    # permutation j is sample_rng(3, j) through the ordered sampler, as in the engine
+    members = [np.array([4, 5]), np.array([0, 1]), np.array([2, 3])]
+    stats = estimate_permutation_values(
+        u, stopping=MaxSamples(25), random_state=3, sampler=OrderedPermutationSampler(members)
+    )
+    np.testing.assert_array_equal(by_count.values, stats.values)
+    # a combined rule stops at whichever comes first
+    loose = MaxSamples(500) | StderrBelow(1.0, min_samples=10)
+    res = MonteCarloADS(order=order, stopping=loose, random_state=3).fit(u, groups=groups)
+    assert res.result_.params["n_samples"] == 10
+    assert res.result_.params["hoeffding_epsilon"] == pytest.approx(
+        hoeffding_epsilon(6, 10, 1.0, 0.05)
+    )
+    seen: list[int] = []
+    est = AsymmetricShapley(method="mc", stopping=MaxSamples(12), random_state=3)
+    est.fit(u, groups=groups, order=order, progress=seen.append)
+    assert sum(seen) == 12
+
+
 def test_mc_ads_reproducible_across_jobs_and_backends():
     x, y, xt, yt = _instance(4, 6)
     u = _knn_game(x, y, xt, yt, 1)
     kw = {"groups": [0, 0, 1, 1, 2, 2], "order": [0, 1, 2], "n_permutations": 20, "random_state": 7}
     a = mc_asymmetric_shapley(u, **kw)
-    b = mc_asymmetric_shapley(u, **kw, n_jobs=2, backend="threading")
+    b = mc_asymmetric_shapley(u, **kw, n_jobs=2, backend="threads")
     np.testing.assert_array_equal(a.values, b.values)
     c = mc_asymmetric_shapley(u, **{**kw, "random_state": 8})
     assert not np.array_equal(a.values, c.values)
@@ -409,14 +451,3 @@ def test_estimator_params_roundtrip():
     est = AsymmetricShapley(k=3).set_params(method="mc", n_permutations=10)
     assert est.get_params()["k"] == 3 and est.method == "mc"
     assert "n_permutations=10" in repr(est)
-
-
-def test_sorted_order_breaks_ties_by_index():
-    from databazaar.valuation.asymmetric import distinct_rows, sorted_order
-
-    keys = np.array([[3.0, 1.0, 3.0, 1.0, 0.5], [5.0, 4.0, 3.0, 2.0, 1.0]])
-    np.testing.assert_array_equal(sorted_order(keys), [[4, 1, 3, 0, 2], [4, 3, 2, 1, 0]])
-    x = np.array([[1.0, 2.0], [0.0, 0.0], [1.0, 2.0]])
-    xu, inv = distinct_rows(x)
-    np.testing.assert_array_equal(xu[inv], x)
-    assert distinct_rows(x[:2])[1] is None

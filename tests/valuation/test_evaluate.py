@@ -16,13 +16,12 @@ from sklearn.preprocessing import StandardScaler
 
 from databazaar.core.errors import InvalidInput
 from databazaar.valuation.evaluate import (
-    EvaluationReport,
-    evaluation_report,
     flip_labels,
     noisy_label_detection,
     point_removal_curve,
     two_means_split,
 )
+from databazaar.valuation.report import EvaluationReport, evaluation_report
 from databazaar.valuation.result import ValuationResult
 
 # -- flip_labels ----------------------------------------------------------------

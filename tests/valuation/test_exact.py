@@ -21,7 +21,8 @@ from databazaar.valuation.exact import (
     exact_shapley,
     shapley_weight,
 )
-from databazaar.valuation.utility import GameUtility, GroupUtility
+from databazaar.valuation.groups import GroupUtility
+from databazaar.valuation.utility import GameUtility
 
 
 def unanimity(t: set[int]):  # type: ignore[no-untyped-def]

@@ -11,10 +11,10 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
+from databazaar.core import parallel
 from databazaar.core.errors import InvalidInput
-from databazaar.valuation import parallel
-from databazaar.valuation.parallel import effective_n_jobs, parallel_map
-from databazaar.valuation.sampling import BanzhafMSR, LeaveOneOut, MaxSamples, TMCShapley
+from databazaar.core.parallel import effective_n_jobs, parallel_map
+from databazaar.valuation.montecarlo import BanzhafMSR, LeaveOneOut, MaxSamples, TMCShapley
 from databazaar.valuation.utility import GameUtility
 
 
@@ -25,13 +25,11 @@ def _square(x: int) -> int:
 @pytest.mark.parametrize(
     ("backend", "n_jobs"),
     [
-        ("joblib", 1),
-        ("joblib", 2),
-        ("loky", 2),
-        ("threading", 2),
+        ("processes", 1),
+        ("processes", 2),
         ("threads", 2),
-        ("sequential", 4),
-        ("joblib", -1),
+        ("threads", 1),
+        ("processes", -1),
     ],
 )
 def test_results_come_back_in_task_order(backend: str, n_jobs: int) -> None:
@@ -52,15 +50,14 @@ def test_empty_and_single_task() -> None:
 
 def test_effective_n_jobs() -> None:
     assert effective_n_jobs(1) == 1
-    assert effective_n_jobs(3, "threading") == 3
-    assert effective_n_jobs(4, "sequential") == 1
+    assert effective_n_jobs(3, "threads") == 3
     assert effective_n_jobs(-1) >= 1
     assert effective_n_jobs(2, "ray") == 2
 
 
-@pytest.mark.parametrize("backend", ["dask", "", None, "RAY", 3])
+@pytest.mark.parametrize("backend", ["dask", "", None, "RAY", 3, "joblib", "loky", "threading"])
 def test_unknown_backend(backend) -> None:  # type: ignore[no-untyped-def]
-    with pytest.raises(InvalidInput, match="unknown parallel backend"):
+    with pytest.raises(InvalidInput, match="unknown backend"):
         parallel_map(_square, [1], backend=backend)
 
 
@@ -139,3 +136,75 @@ def test_ray_backend(local_ray) -> None:  # type: ignore[no-untyped-def]
         assert np.array_equal(on_ray.stderr, ref.stderr)
         # counters of work done in Ray workers are added to the driver's utility
         assert ray_game.n_evaluations >= ref_game.n_evaluations > 0
+
+
+# -- one vocabulary: which processes actually run the work --------------------------------
+
+
+def _pid_game(log: str):  # type: ignore[no-untyped-def]
+    def u(s: tuple[int, ...]) -> float:
+        import os
+
+        with open(log, "a") as fh:
+            fh.write(f"{os.getpid()}\n")
+        return float(len(s))
+
+    return GameUtility(u, 8, cache=False)
+
+
+def _pids(log) -> set[int]:  # type: ignore[no-untyped-def]
+    return {int(line) for line in log.read_text().split()}
+
+
+@pytest.mark.parametrize("backend", ["threads", "processes"])
+def test_backend_threads_runs_in_one_process_processes_in_several(tmp_path, backend) -> None:  # type: ignore[no-untyped-def]
+    import os
+
+    log = tmp_path / "pids"
+    est = TMCShapley(0.0, stopping=MaxSamples(16), n_jobs=2, backend=backend, batch_size=1)
+    values = est.set_params(random_state=0).fit(_pid_game(str(log))).values_
+    np.testing.assert_allclose(values, 1.0)  # u = |S|: every marginal is exactly 1
+    pids = _pids(log)
+    if backend == "threads":
+        assert pids == {os.getpid()}
+    else:
+        assert len(pids - {os.getpid()}) >= 1 and len(pids) >= 2
+
+
+@pytest.mark.parametrize("backend", ["threads", "processes"])
+def test_cli_backend_flag_picks_threads_or_processes(tmp_path, monkeypatch, backend) -> None:  # type: ignore[no-untyped-def]
+    """``databazaar value --backend threads`` fits every model in this process."""
+    import os
+
+    from sklearn.datasets import load_iris
+    from sklearn.neighbors import KNeighborsClassifier
+    from typer.testing import CliRunner
+
+    from databazaar.cli import app
+
+    log = tmp_path / "pids"
+
+    class PidKNN(KNeighborsClassifier):
+        def __init__(self, n_neighbors: int = 3, log: str = str(log)) -> None:
+            super().__init__(n_neighbors=n_neighbors)
+            self.log = log
+
+        def fit(self, X, y):  # type: ignore[no-untyped-def]
+            with open(self.log, "a") as fh:
+                fh.write(f"{os.getpid()}\n")
+            return super().fit(X, y)
+
+    monkeypatch.setattr("databazaar.valuation.tabular.make_model", lambda name, k=5: PidKNN())
+    frame = load_iris(as_frame=True).frame.sample(frac=1.0, random_state=0)
+    train, test = tmp_path / "train.csv", tmp_path / "test.csv"
+    frame.iloc[:30].to_csv(train, index=False)
+    frame.iloc[30:60].to_csv(test, index=False)
+    args = ["value", str(train), "-t", "target", "--test", str(test), "--method"]
+    args += ["tmc-shapley", "--budget", "8", "-j", "2", "--backend", backend, "-q"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    pids = _pids(log)
+    if backend == "threads":
+        assert pids == {os.getpid()}
+    else:
+        assert len(pids) >= 2

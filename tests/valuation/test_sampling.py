@@ -20,7 +20,8 @@ from databazaar.valuation.exact import (
     exact_semivalue,
     exact_shapley,
 )
-from databazaar.valuation.sampling import (
+from databazaar.valuation.groups import GroupUtility
+from databazaar.valuation.montecarlo import (
     BanzhafMSR,
     BetaShapley,
     LeaveOneOut,
@@ -35,7 +36,7 @@ from databazaar.valuation.sampling import (
     sample_rng,
     seed_entropy,
 )
-from databazaar.valuation.utility import GameUtility, GroupUtility, Utility
+from databazaar.valuation.utility import GameUtility, Utility
 
 GAME_NAMES = ["additive", "majority", "glove"]
 
@@ -205,7 +206,7 @@ def test_same_seed_same_values_for_any_n_jobs_backend_and_batch_size(make, utili
     again = make(random_state=7).fit(utility_factory()).result_
     other = make(random_state=8).fit(utility_factory()).result_
     two = make(random_state=7, n_jobs=2).fit(utility_factory()).result_
-    threads = make(random_state=7, n_jobs=2, backend="threading", batch_size=1)
+    threads = make(random_state=7, n_jobs=2, backend="threads", batch_size=1)
     threads_res = threads.fit(utility_factory()).result_
     for res in (again, two, threads_res):
         assert np.array_equal(res.values, ref.values)
@@ -216,7 +217,7 @@ def test_same_seed_same_values_for_any_n_jobs_backend_and_batch_size(make, utili
 def test_stderr_stopping_is_reproducible_across_n_jobs(additive_game) -> None:  # type: ignore[no-untyped-def]
     stop = StderrBelow(0.02, min_samples=10) | MaxSamples(5000)
     a = TMCShapley(0.0, stopping=stop, random_state=1).fit(GameUtility(additive_game.fn, 8))
-    b = TMCShapley(0.0, stopping=stop, random_state=1, n_jobs=2, backend="threading", batch_size=3)
+    b = TMCShapley(0.0, stopping=stop, random_state=1, n_jobs=2, backend="threads", batch_size=3)
     b.fit(GameUtility(additive_game.fn, 8))
     assert a.result_.params["n_samples"] == b.result_.params["n_samples"]
     assert np.array_equal(a.values_, b.values_)
@@ -436,7 +437,7 @@ def test_group_constrained_permutations_give_asymmetric_shapley() -> None:
         return np.concatenate([rng.permutation(first), rng.permutation(second)])
 
     stats = estimate_permutation_values(
-        game, stopping=MaxSamples(400), random_state=0, make_permutation=ordered
+        game, stopping=MaxSamples(400), random_state=0, sampler=ordered
     )
     assert stats.n_samples == 400
     assert (np.abs(stats.values - exact) <= 4 * stats.stderr + 1e-9).all()
@@ -451,7 +452,7 @@ def test_partial_permutations_leave_other_players_unsampled() -> None:
         game,
         stopping=MaxSamples(5),
         random_state=0,
-        make_permutation=lambda rng, n: rng.permutation([0, 1]),
+        sampler=lambda rng, n: rng.permutation([0, 1]),
     )
     assert stats.counts.tolist() == [5, 5, 0, 0]
     assert np.isnan(stats.values[2:]).all()
@@ -524,3 +525,25 @@ def test_quiet_by_default(majority_game, utility_factory) -> None:  # type: igno
         warnings.simplefilter("error")
         TMCShapley(stopping=MaxSamples(5), random_state=0).fit(utility_factory())
         BanzhafMSR(stopping=MaxSamples(50), random_state=0).fit(majority_game)
+
+
+def test_estimators_keep_scikit_learn_params_through_sampling_kwargs() -> None:
+    from sklearn.base import clone
+
+    from databazaar.valuation.montecarlo import MonteCarloADS
+
+    beta = BetaShapley(4.0, 1.0, truncation_patience=3, n_jobs=2, stopping=MaxSamples(7))
+    params = beta.get_params()
+    assert params["alpha"] == 4.0 and params["truncation_patience"] == 3
+    assert params["n_jobs"] == 2 and params["truncation_tol"] == 0.0
+    assert set(params) == {
+        "alpha", "beta", "weight_tol", "truncation_tol", "truncation_patience", "stopping",
+        "n_jobs", "backend", "random_state", "batch_size", "ray_address",
+    }  # fmt: skip
+    twin = clone(beta)
+    assert repr(twin.get_params()["stopping"]) == "MaxSamples(7)" and twin.n_jobs == 2
+    assert set(LeaveOneOut().get_params()) == {"n_jobs", "backend", "ray_address"}
+    assert "order" in MonteCarloADS().get_params()
+    assert BanzhafMSR().set_params(n_jobs=3).n_jobs == 3
+    with pytest.raises(TypeError, match="bogus"):
+        TMCShapley(bogus=1)

@@ -11,7 +11,8 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.metrics import f1_score, get_scorer
 
 from databazaar.core.errors import InvalidInput
-from databazaar.valuation.utility import GameUtility, GroupUtility, Utility, as_indices
+from databazaar.valuation.groups import GroupUtility
+from databazaar.valuation.utility import GameUtility, Utility, as_indices
 
 
 def test_score_equals_a_manual_fit(tiny_data) -> None:  # type: ignore[no-untyped-def]
@@ -288,8 +289,8 @@ def test_group_utility_maps_groups_to_points() -> None:
 def test_blas_limit_is_process_wide_reference_counted_and_restored(utility_factory) -> None:  # type: ignore[no-untyped-def]
     from threadpoolctl import threadpool_info
 
-    from databazaar.valuation.sampling import MaxSamples, TMCShapley
-    from databazaar.valuation.utility import blas_limit
+    from databazaar.core.parallel import blas_limit
+    from databazaar.valuation.montecarlo import MaxSamples, TMCShapley
 
     def blas_threads() -> list[int]:
         return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
@@ -302,6 +303,6 @@ def test_blas_limit_is_process_wide_reference_counted_and_restored(utility_facto
         assert set(blas_threads()) <= {1}  # the inner exit does not restore
     assert blas_threads() == before
     # concurrent fits on threads enter and leave the limit in any interleaving
-    est = TMCShapley(0.0, stopping=MaxSamples(6), n_jobs=2, backend="threading", batch_size=1)
+    est = TMCShapley(0.0, stopping=MaxSamples(6), n_jobs=2, backend="threads", batch_size=1)
     est.fit(utility_factory())
     assert blas_threads() == before

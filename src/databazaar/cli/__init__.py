@@ -119,7 +119,14 @@ def value_cmd(
         ),
     ] = 10,
     n_jobs: Annotated[int, typer.Option("--n-jobs", "-j", help="workers (-1: all cores)")] = -1,
-    backend: Annotated[str, typer.Option("--backend", help="threads or ray")] = "threads",
+    backend: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(
+            "--backend",
+            help="threads, processes or ray (default: threads for KNN methods, "
+            "processes for model-based Monte Carlo)",
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option("--seed", help="random seed")] = 0,
     top: Annotated[int, typer.Option("--top", help="rows shown in the summary")] = 5,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,

@@ -11,9 +11,32 @@ from pathlib import Path
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from databazaar.core.errors import InvalidInput
+
 
 def _default_home() -> Path:
     return Path.home() / ".databazaar"
+
+
+def normalize_url(url: str) -> str:
+    """The one database URL normaliser: ``postgres://`` and ``postgresql://`` use the
+    psycopg 3 driver; anything but SQLite and PostgreSQL is refused."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://") :]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except Exception as exc:
+        raise InvalidInput(f"invalid database URL {url!r}: {exc}") from exc
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        raise InvalidInput(
+            f"unsupported database backend {parsed.get_backend_name()!r}",
+            hint="use a sqlite:/// file or a postgresql+psycopg:// URL",
+        )
+    return url
 
 
 class Settings(BaseSettings):
@@ -46,10 +69,7 @@ class Settings(BaseSettings):
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:
-            url = self.database_url
-            if url.startswith("postgresql://"):
-                url = "postgresql+psycopg://" + url[len("postgresql://") :]
-            return url
+            return normalize_url(self.database_url)
         return f"sqlite:///{self.home / 'databazaar.db'}"
 
 

@@ -1,9 +1,10 @@
 """Decoder-only language models from small ``transformers`` configs.
 
-Models are the real GPT-2 classes (``GPT2LMHeadModel``) built from a small config and
-initialised from a seed, so the same code path loads a real checkpoint from a local
-folder with :func:`load_model` (``AutoModelForCausalLM.from_pretrained(folder)``, local
-files only). The hub is never contacted.
+Models are the real ``transformers`` classes (``GPT2LMHeadModel`` by default;
+``LlamaForCausalLM`` and ``MistralForCausalLM`` with ``architecture="llama"`` or
+``"mistral"``) built from a small config and initialised from a seed, so the same code
+path loads a real checkpoint from a local folder with :func:`load_model`
+(``AutoModelForCausalLM.from_pretrained(folder)``, local files only). The hub is never contacted.
 """
 
 from __future__ import annotations
@@ -18,12 +19,19 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 
+ARCHITECTURES = ("gpt2", "llama", "mistral")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
-    """Size of a GPT-2 family model (Radford et al., 2019) built from scratch.
+    """Size of a decoder-only model built from scratch.
 
-    Dropout defaults to 0 so training is a deterministic function of the seed and the
-    data order.
+    ``architecture`` picks GPT-2 (Radford et al., 2019: learned positions, LayerNorm,
+    GELU MLP), Llama (Touvron et al., 2023: rotary positions, RMSNorm, SwiGLU MLP, untied
+    head) or Mistral (Jiang et al., 2023: Llama's block with sliding-window attention;
+    here the window is the context). For Llama and Mistral ``n_embd`` is the hidden size
+    and the MLP is ``4 * n_embd`` wide. Dropout defaults to 0 so training is a
+    deterministic function of the seed and the data order.
     """
 
     n_layer: int = 2
@@ -31,6 +39,7 @@ class ModelConfig:
     n_head: int = 4
     n_positions: int = 128
     dropout: float = 0.0
+    architecture: str = "gpt2"
 
     def validate(self) -> None:
         """Raise :class:`InvalidInput` for impossible sizes."""
@@ -43,6 +52,11 @@ class ModelConfig:
             )
         if not 0.0 <= self.dropout < 1.0:
             raise InvalidInput(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.architecture not in ARCHITECTURES:
+            raise InvalidInput(
+                f"unknown architecture {self.architecture!r}",
+                hint=f"use one of {', '.join(ARCHITECTURES)}",
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -51,27 +65,48 @@ class ModelConfig:
 def build_model(
     config: ModelConfig, *, vocab_size: int, seed: int = 0, eos_token_id: int | None = None
 ) -> PreTrainedModel:
-    """A freshly initialised ``GPT2LMHeadModel`` of the given size (weights from ``seed``)."""
+    """A freshly initialised causal LM of the given size and architecture (from ``seed``)."""
     import torch
-    from transformers import GPT2Config, GPT2LMHeadModel
+    import transformers
 
     config.validate()
     if vocab_size < 2:
         raise InvalidInput(f"vocab_size must be at least 2, got {vocab_size}")
-    hf = GPT2Config(
-        vocab_size=vocab_size,
-        n_positions=config.n_positions,
-        n_embd=config.n_embd,
-        n_layer=config.n_layer,
-        n_head=config.n_head,
-        resid_pdrop=config.dropout,
-        embd_pdrop=config.dropout,
-        attn_pdrop=config.dropout,
-        bos_token_id=eos_token_id if eos_token_id is not None else 0,
-        eos_token_id=eos_token_id if eos_token_id is not None else 0,
-    )
+    eos = eos_token_id if eos_token_id is not None else 0
+    if config.architecture == "gpt2":
+        model_cls = transformers.GPT2LMHeadModel
+        hf = transformers.GPT2Config(
+            vocab_size=vocab_size,
+            n_positions=config.n_positions,
+            n_embd=config.n_embd,
+            n_layer=config.n_layer,
+            n_head=config.n_head,
+            resid_pdrop=config.dropout,
+            embd_pdrop=config.dropout,
+            attn_pdrop=config.dropout,
+            bos_token_id=eos,
+            eos_token_id=eos,
+        )
+    else:
+        name = "Llama" if config.architecture == "llama" else "Mistral"
+        model_cls = getattr(transformers, f"{name}ForCausalLM")
+        extra = {"sliding_window": config.n_positions} if name == "Mistral" else {}
+        hf = getattr(transformers, f"{name}Config")(
+            vocab_size=vocab_size,
+            hidden_size=config.n_embd,
+            intermediate_size=4 * config.n_embd,
+            num_hidden_layers=config.n_layer,
+            num_attention_heads=config.n_head,
+            num_key_value_heads=config.n_head,
+            max_position_embeddings=config.n_positions,
+            attention_dropout=config.dropout,
+            bos_token_id=eos,
+            eos_token_id=eos,
+            tie_word_embeddings=False,
+            **extra,
+        )
     torch.manual_seed(seed)
-    model = GPT2LMHeadModel(hf)
+    model = model_cls(hf)
     model.eval()
     return model
 

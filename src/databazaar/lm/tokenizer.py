@@ -27,11 +27,14 @@ def train_bpe_tokenizer(
     *,
     vocab_size: int = 2048,
     min_frequency: int = 2,
+    split_digits: bool = False,
 ) -> PreTrainedTokenizerFast:
     """Train a byte-level BPE tokenizer on ``texts``.
 
     The vocabulary holds the 256 byte symbols, the special tokens ``<|endoftext|>`` (used
     as BOS/EOS) and ``<|pad|>``, and up to ``vocab_size - 258`` learned merges.
+    With ``split_digits`` every digit is its own token (no merges across digits), the
+    number representation that lets small models learn arithmetic digit by digit.
     Raises :class:`InvalidInput` for a vocabulary below 260 or no non-empty text.
     """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
@@ -45,7 +48,12 @@ def train_bpe_tokenizer(
     if not data:
         raise InvalidInput("cannot train a tokenizer on an empty corpus", hint="pass some text")
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.pre_tokenizer = (
+        pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level])
+        if split_digits
+        else byte_level
+    )
     tok.decoder = decoders.ByteLevel()
     tok.post_processor = processors.ByteLevel(trim_offsets=False)
     trainer = trainers.BpeTrainer(

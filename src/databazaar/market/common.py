@@ -144,7 +144,7 @@ def frame_from(obj: Any, what: str) -> pd.DataFrame:
     elif isinstance(obj, list) and all(isinstance(r, Mapping) for r in obj):
         frame = pd.DataFrame(obj)
     else:
-        raise InvalidInput(f"{what} must be a list of row objects")
+        raise InvalidInput(f"{what} must be a table (a DataFrame or a list of row objects)")
     if frame.empty:
         raise InvalidInput(f"{what} has no rows")
     return frame

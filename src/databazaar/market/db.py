@@ -21,27 +21,9 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from databazaar.core.errors import InvalidInput
+from databazaar.core.config import normalize_url
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
-
-
-def normalize_url(url: str) -> str:
-    """Map ``postgres://``/``postgresql://`` to the psycopg 3 driver; validate the URL."""
-    if url.startswith("postgres://"):
-        url = "postgresql://" + url[len("postgres://") :]
-    if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url[len("postgresql://") :]
-    try:
-        parsed = make_url(url)
-    except Exception as exc:
-        raise InvalidInput(f"invalid database URL {url!r}: {exc}") from exc
-    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
-        raise InvalidInput(
-            f"unsupported database backend {parsed.get_backend_name()!r}",
-            hint="use a sqlite:/// file or a postgresql+psycopg:// URL",
-        )
-    return url
 
 
 def _sqlite_setup(engine: Engine) -> None:

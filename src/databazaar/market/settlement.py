@@ -156,40 +156,35 @@ class Settlement(MarketBase):
 
     def deposit(self, account_id: int, amount_minor: int, *, memo: str = "deposit") -> DepositOut:
         """Credit an account from the funding account (an admin action; ledger-booked)."""
-        amount = v.check_amount(amount_minor)
-        memo = v.check_text(memo, "memo", max_len=200)
-        with self.db.write() as s:
-            acc = s.get(Account, account_id)
-            if acc is None or acc.role == Role.system:
-                raise NotFound(f"account {account_id} not found")
-            funding = system_account(s, FUNDING_ACCOUNT)
-            txn = ledger.post(
-                s,
-                [
-                    ledger.Posting(funding.id, -amount, "deposit", memo),
-                    ledger.Posting(acc.id, amount, "deposit", memo),
-                ],
-            )
-            s.refresh(acc)
-            return DepositOut(txn_id=txn, account=account_out(acc))
+        return self._transfer(account_id, amount_minor, memo, payout=False)
 
     def withdraw(self, account_id: int, amount_minor: int, *, memo: str = "payout") -> DepositOut:
         """Pay an account's money out to the funding account (refused beyond its balance)."""
+        return self._transfer(account_id, amount_minor, memo, payout=True)
+
+    def _transfer(
+        self, account_id: int, amount_minor: int, memo: str, *, payout: bool
+    ) -> DepositOut:
         amount = v.check_amount(amount_minor)
         memo = v.check_text(memo, "memo", max_len=200)
         with self.db.write() as s:
-            acc = s.get(Account, account_id, with_for_update=True)
+            acc = s.get(Account, account_id, with_for_update=payout)
             if acc is None or acc.role == Role.system:
                 raise NotFound(f"account {account_id} not found")
-            s.refresh(acc)
-            if acc.balance_minor < amount:
-                raise PaymentError(f"balance {acc.balance_minor} is less than the payout {amount}")
+            if payout:
+                s.refresh(acc)
+                if acc.balance_minor < amount:
+                    raise PaymentError(
+                        f"balance {acc.balance_minor} is less than the payout {amount}"
+                    )
             funding = system_account(s, FUNDING_ACCOUNT)
+            kind = "payout" if payout else "deposit"
+            debit, credit = (acc.id, funding.id) if payout else (funding.id, acc.id)
             txn = ledger.post(
                 s,
                 [
-                    ledger.Posting(acc.id, -amount, "payout", memo),
-                    ledger.Posting(funding.id, amount, "payout", memo),
+                    ledger.Posting(debit, -amount, kind, memo),
+                    ledger.Posting(credit, amount, kind, memo),
                 ],
             )
             s.refresh(acc)

@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from databazaar.core.errors import InvalidInput
+from databazaar.market.common import frame_from
 
 MAX_CANDIDATES = 50
 MIN_VALIDATION = 4
@@ -232,18 +233,6 @@ class ValueReport:
         return buf.getvalue()
 
 
-def _check_frame(obj: Any, what: str) -> pd.DataFrame:
-    if isinstance(obj, pd.DataFrame):
-        frame = obj
-    elif isinstance(obj, list) and all(isinstance(r, Mapping) for r in obj):
-        frame = pd.DataFrame(obj)
-    else:
-        raise InvalidInput(f"{what} must be a table (a DataFrame or a list of row objects)")
-    if len(frame) == 0:
-        raise InvalidInput(f"{what} has no rows")
-    return frame
-
-
 def rank_products(
     candidates: Mapping[str, Any],
     validation: Any,
@@ -282,12 +271,12 @@ def rank_products(
         raise InvalidInput("give at least one candidate product")
     if len(candidates) > MAX_CANDIDATES:
         raise InvalidInput(f"at most {MAX_CANDIDATES} candidates per ranking")
-    val = _check_frame(validation, "the validation set")
+    val = frame_from(validation, "the validation set")
     if len(val) < MIN_VALIDATION:
         raise InvalidInput(f"the validation set needs at least {MIN_VALIDATION} rows")
     if label_column in val.columns and val[label_column].isna().any():
         raise InvalidInput("the validation set has missing labels", hint="drop unlabelled rows")
-    frames = {str(s): _check_frame(f, f"product {s!r}") for s, f in candidates.items()}
+    frames = {str(s): frame_from(f, f"product {s!r}") for s, f in candidates.items()}
     for slug, f in frames.items():
         if label_column not in f.columns:
             raise InvalidInput(

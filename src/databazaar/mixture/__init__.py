@@ -11,6 +11,7 @@ References:
     Liu et al. 2024, arXiv 2407.01492 (RegMix).
 """
 
+from databazaar.core.parallel import BACKENDS
 from databazaar.mixture.api import (
     METHODS,
     optimize_mixture,
@@ -22,7 +23,7 @@ from databazaar.mixture.api import (
 from databazaar.mixture.autoscale import AutoScale, plot_weights_by_budget
 from databazaar.mixture.ddo import DDO, ddo_jobs, fit_ddo, plot_ddo_fits
 from databazaar.mixture.doremi import DoReMi
-from databazaar.mixture.proxy import BACKENDS, ProxyConfig, ProxyResult, run_proxies, run_proxy
+from databazaar.mixture.proxy import ProxyConfig, ProxyResult, run_proxies, run_proxy
 from databazaar.mixture.regmix import RegMix
 from databazaar.mixture.result import MixtureResult
 from databazaar.mixture.scaling import (

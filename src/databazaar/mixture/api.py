@@ -80,7 +80,7 @@ def optimize_mixture(
     budget: float,
     proxy: ProxyConfig | None = None,
     seed: int = 0,
-    backend: str = "joblib",
+    backend: str = "processes",
     n_jobs: int = 1,
     ray_address: str | None = None,
     progress: ProgressFn | None = None,

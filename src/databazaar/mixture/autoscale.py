@@ -49,7 +49,7 @@ class AutoScale:
         *,
         proxy: ProxyConfig | None = None,
         seed: int = 0,
-        backend: str = "joblib",
+        backend: str = "processes",
         n_jobs: int = 1,
         ray_address: str | None = None,
         progress: ProgressFn | None = None,

@@ -143,8 +143,8 @@ def optimize(
         typer.Option("--budgets", help="AutoScale's two small budgets, e.g. 50000,100000"),
     ] = None,
     backend: Annotated[
-        str, typer.Option("--backend", help="proxy runs: joblib, serial or ray")
-    ] = "joblib",
+        str, typer.Option("--backend", help="proxy runs: threads, processes or ray")
+    ] = "processes",
     n_jobs: Annotated[int, typer.Option("--n-jobs", help="parallel proxy runs")] = 1,
     ray_address: Annotated[
         Optional[str],  # noqa: UP045

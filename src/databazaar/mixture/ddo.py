@@ -22,9 +22,10 @@ from typing import Any
 import numpy as np
 
 from databazaar.core.errors import InvalidInput
+from databazaar.core.parallel import check_backend
 from databazaar.core.progress import ProgressFn
 from databazaar.lm.data import TokenizedCorpus, check_weights
-from databazaar.mixture.proxy import ProxyConfig, ProxyResult, _check_backend, run_proxies
+from databazaar.mixture.proxy import ProxyConfig, ProxyResult, run_proxies
 from databazaar.mixture.result import MixtureResult
 from databazaar.mixture.scaling import (
     PowerLaw,
@@ -128,7 +129,7 @@ class DDO:
         bounds: tuple[float, float] = (0.2, 3.0),
         proxy: ProxyConfig | None = None,
         seed: int = 0,
-        backend: str = "joblib",
+        backend: str = "processes",
         n_jobs: int = 1,
         ray_address: str | None = None,
         progress: ProgressFn | None = None,
@@ -151,7 +152,7 @@ class DDO:
             raise InvalidInput("a mixture needs at least 2 domains")
         if len(self.scale_factors) < 2 or any(not (s > 0 and s != 1) for s in self.scale_factors):
             raise InvalidInput("scale_factors need at least two positive factors other than 1")
-        _check_backend(self.backend)
+        check_backend(self.backend)
         self.proxy.validate()
         m = len(data.domains)
         if self.reference_weights is None:

@@ -3,12 +3,13 @@
 A proxy run takes per-domain token quantities ``N_i``, draws that many tokens from each
 domain (:func:`databazaar.lm.data.mixture_blocks`), trains a freshly initialised model
 for one pass over them and returns the per-domain validation losses. Data-mixture
-methods call many such independent runs; :func:`run_proxies` runs them serially, in
-``joblib`` worker processes or as Ray tasks (``backend="ray"``).
+methods call many such independent runs; :func:`run_proxies` runs them in this process,
+in worker threads or processes, or as Ray tasks (:mod:`databazaar.core.parallel`).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -16,12 +17,11 @@ from typing import Any
 import numpy as np
 
 from databazaar.core.errors import InvalidInput
+from databazaar.core.parallel import ParallelConfig
 from databazaar.core.progress import ProgressFn
 from databazaar.lm.data import TokenizedCorpus, mixture_blocks
 from databazaar.lm.model import ModelConfig, build_model
 from databazaar.lm.train import TrainConfig, train_lm
-
-BACKENDS = ("serial", "joblib", "ray")
 
 
 @dataclass(frozen=True)
@@ -108,9 +108,15 @@ def run_proxy(
     )
 
 
-def _check_backend(backend: str) -> None:
-    if backend not in BACKENDS:
-        raise InvalidInput(f"unknown backend {backend!r}", hint=f"use one of {', '.join(BACKENDS)}")
+def _run_job(
+    data: TokenizedCorpus,
+    config: ProxyConfig,
+    seed: int,
+    keep_history: bool,
+    job: tuple[str, Sequence[float]],
+) -> ProxyResult:
+    tag, quantities = job
+    return run_proxy(data, list(quantities), config, seed=seed, tag=tag, keep_history=keep_history)
 
 
 def run_proxies(
@@ -119,7 +125,7 @@ def run_proxies(
     config: ProxyConfig,
     *,
     seed: int = 0,
-    backend: str = "joblib",
+    backend: str = "processes",
     n_jobs: int = 1,
     ray_address: str | None = None,
     progress: ProgressFn | None = None,
@@ -127,72 +133,12 @@ def run_proxies(
 ) -> list[ProxyResult]:
     """Run independent proxy runs ``(tag, quantities)``, all with the same ``seed``.
 
-    ``backend``: ``"serial"`` (in this process), ``"joblib"`` (``n_jobs`` processes) or
-    ``"ray"`` (one task per run with one CPU each; connects to ``ray_address`` or starts
-    a local Ray with ``n_jobs`` CPUs). Results come back in the order of ``jobs``.
+    ``n_jobs``, ``backend`` (``"threads"``, ``"processes"`` or ``"ray"``) and
+    ``ray_address`` are the project's one parallel setting
+    (:class:`~databazaar.core.parallel.ParallelConfig`); ``n_jobs=1`` runs in this
+    process.  Results come back in the order of ``jobs`` and do not depend on the setting.
     """
-    _check_backend(backend)
+    parallel = ParallelConfig(n_jobs, backend, ray_address)
     config.validate()
-    if not jobs:
-        return []
-    if backend == "serial" or (backend == "joblib" and n_jobs == 1):
-        out = []
-        for tag, q in jobs:
-            out.append(run_proxy(data, q, config, seed=seed, tag=tag, keep_history=keep_history))
-            if progress is not None:
-                progress(1)
-        return out
-    if backend == "joblib":
-        from joblib import Parallel, delayed
-
-        stream = Parallel(n_jobs=n_jobs, backend="loky", return_as="generator")(
-            delayed(run_proxy)(data, q, config, seed=seed, tag=tag, keep_history=keep_history)
-            for tag, q in jobs
-        )
-        results = []
-        for res in stream:  # in job order, as they finish
-            results.append(res)
-            if progress is not None:
-                progress(1)
-        return results
-    return _run_ray(data, jobs, config, seed, n_jobs, ray_address, progress, keep_history)
-
-
-def _run_ray(
-    data: TokenizedCorpus,
-    jobs: Sequence[tuple[str, Sequence[float]]],
-    config: ProxyConfig,
-    seed: int,
-    n_jobs: int,
-    ray_address: str | None,
-    progress: ProgressFn | None,
-    keep_history: bool,
-) -> list[ProxyResult]:
-    try:
-        import ray
-    except ImportError as exc:  # pragma: no cover - depends on the installed extras
-        raise InvalidInput(
-            "backend='ray' needs Ray", hint="pip install 'databazaar[distributed]'"
-        ) from exc
-    if not ray.is_initialized():
-        if ray_address:
-            ray.init(address=ray_address, ignore_reinit_error=True)
-        else:
-            ray.init(
-                num_cpus=max(1, n_jobs),
-                include_dashboard=False,
-                ignore_reinit_error=True,
-                log_to_driver=False,
-            )
-    task = ray.remote(num_cpus=1)(run_proxy)
-    data_ref = ray.put(data)
-    refs = [
-        task.remote(data_ref, list(q), config, seed=seed, tag=tag, keep_history=keep_history)
-        for tag, q in jobs
-    ]
-    results = []
-    for ref in refs:
-        results.append(ray.get(ref))
-        if progress is not None:
-            progress(1)
-    return results
+    fn = functools.partial(_run_job, data, config, seed, keep_history)
+    return parallel.map(fn, [(tag, list(q)) for tag, q in jobs], progress)

@@ -17,9 +17,10 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from databazaar.core.errors import InvalidInput
+from databazaar.core.parallel import check_backend
 from databazaar.core.progress import ProgressFn
 from databazaar.lm.data import TokenizedCorpus, check_weights
-from databazaar.mixture.proxy import ProxyConfig, _check_backend, run_proxies
+from databazaar.mixture.proxy import ProxyConfig, run_proxies
 from databazaar.mixture.result import MixtureResult
 
 REGRESSORS = ("linear", "gbm")
@@ -58,7 +59,7 @@ class RegMix:
         min_weight: float = 0.02,
         proxy: ProxyConfig | None = None,
         seed: int = 0,
-        backend: str = "joblib",
+        backend: str = "processes",
         n_jobs: int = 1,
         ray_address: str | None = None,
         progress: ProgressFn | None = None,
@@ -114,7 +115,7 @@ class RegMix:
             raise InvalidInput("top_k must be between 1 and n_candidates")
         if not np.isfinite(self.budget) or self.budget <= 0:
             raise InvalidInput(f"budget must be a positive number of tokens, got {self.budget}")
-        _check_backend(self.backend)
+        check_backend(self.backend)
         prior = (
             np.full(m, 1.0 / m)
             if self.prior_weights is None

@@ -25,14 +25,21 @@ def check_features(x: Any, name: str = "x", dtype: Any = np.float64) -> np.ndarr
         try:
             arr = x.to_numpy(dtype=dtype)
         except (TypeError, ValueError) as exc:
+            bad = _non_numeric(x[c] for c in x.columns)
+            names = [str(x.columns[j]) for j in bad]
             raise InvalidInput(
-                f"{name} has non-numeric columns", hint="pass numeric features only"
+                f"{name} has non-numeric column(s) {', '.join(map(repr, names))}",
+                hint="encode them as numbers or leave them out of the features",
             ) from exc
     else:
         try:
             arr = np.asarray(x, dtype=dtype)
         except (TypeError, ValueError) as exc:
-            raise InvalidInput(f"{name} is not numeric: {exc}") from exc
+            raw = np.asarray(x, dtype=object)
+            cols = [raw[:, j] for j in range(raw.shape[1])] if raw.ndim == 2 else []
+            bad = _non_numeric(cols)
+            where = f" in column(s) {', '.join(map(str, bad))}" if bad else ""
+            raise InvalidInput(f"{name} is not numeric{where}: {exc}") from exc
     if arr.ndim == 1:
         arr = arr.reshape(-1, 1)
     if arr.ndim != 2:
@@ -48,6 +55,49 @@ def check_features(x: Any, name: str = "x", dtype: Any = np.float64) -> np.ndarr
             hint="impute or drop missing values first",
         )
     return np.ascontiguousarray(arr)
+
+
+def _non_numeric(columns: Any) -> list[int]:
+    """Positions of the columns that do not convert to float."""
+    bad = []
+    for j, col in enumerate(columns):
+        try:
+            np.asarray(col, dtype=np.float64)
+        except (TypeError, ValueError):
+            bad.append(j)
+    return bad
+
+
+def warn_degenerate(y_train: np.ndarray, k: int | None = None, *, classes: bool = True) -> None:
+    """Warn (``UserWarning``) when a valuation cannot tell the training points apart.
+
+    * one class in ``y_train`` (with ``classes``): every training label matches the same
+      test points, so the values measure closeness to those test points, not label quality;
+    * ``k >= N``: every point of every coalition is among its ``k`` nearest, so the KNN
+      utility is additive and each value is the point's own score divided by ``k``.
+    """
+    import warnings
+
+    n = y_train.shape[0]
+    if classes and n > 0:
+        first = y_train[0]
+        if bool(np.all(y_train == first)):
+            first = first.item() if isinstance(first, np.generic) else first
+            warnings.warn(
+                f"the target has one class ({first!r}) in all {n} training rows: every row "
+                "has the same label, so the values only measure how near each row is to the "
+                "test rows of that class; pass training data with at least two classes",
+                UserWarning,
+                stacklevel=3,
+            )
+    if k is not None and k >= n:
+        warnings.warn(
+            f"k={k} >= the {n} training rows: every row is among the k nearest of every "
+            "subset, so the KNN utility is additive and each value is just the row's own "
+            f"score / k; use k < {n}",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def check_labels(y: Any, n: int, name: str = "y", numeric: bool = False) -> np.ndarray:
@@ -122,21 +172,23 @@ def encode_classes(y_train: np.ndarray, y_test: np.ndarray) -> tuple[np.ndarray,
     return codes[:n], codes[n:], len(uniques)
 
 
+def check_int_at_least(x: Any, name: str, minimum: int = 1) -> int:
+    """``x`` as an int if it is an integer (not a bool) ``>= minimum``."""
+    if isinstance(x, bool) or not isinstance(x, (int, np.integer)):
+        raise InvalidInput(f"{name} must be an integer >= {minimum}, got {x!r}")
+    if x < minimum:
+        raise InvalidInput(f"{name} must be >= {minimum}, got {x}")
+    return int(x)
+
+
 def check_chunk_size(chunk_size: Any) -> int:
     """A positive integer number of test points per chunk."""
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)):
-        raise InvalidInput(f"chunk_size must be a positive integer, got {chunk_size!r}")
-    if chunk_size < 1:
-        raise InvalidInput(f"chunk_size must be >= 1, got {chunk_size}")
-    return int(chunk_size)
+    return check_int_at_least(chunk_size, "chunk_size")
 
 
 def check_k(k: Any) -> int:
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
-        raise InvalidInput(f"k must be an integer >= 1, got {k!r}")
-    if k < 1:
-        raise InvalidInput(f"k must be >= 1, got {k}")
-    return int(k)
+    """A number of neighbours ``k >= 1``."""
+    return check_int_at_least(k, "k")
 
 
 def check_progress(progress: Any) -> None:
@@ -162,3 +214,28 @@ def check_random_state(random_state: Any) -> np.random.Generator:
     raise InvalidInput(
         f"random_state must be None, an int or a numpy Generator, got {random_state!r}"
     )
+
+
+def is_pos_int(x: Any) -> bool:
+    """``x`` is an integer >= 1 (not a bool)."""
+    return not isinstance(x, bool) and isinstance(x, (int, np.integer)) and x >= 1
+
+
+def is_nonneg_number(x: Any) -> bool:
+    """``x`` is a finite real number >= 0 (not a bool)."""
+    return (
+        not isinstance(x, bool)
+        and isinstance(x, (int, float, np.number))
+        and bool(np.isfinite(x))
+        and x >= 0
+    )
+
+
+def store_params(estimator: Any, params: dict[str, Any]) -> None:
+    """Store ``__init__`` arguments unchanged under their names (scikit-learn's rule).
+
+    Called as ``store_params(self, locals())`` first thing in ``__init__``.
+    """
+    for name, value in params.items():
+        if name not in ("self", "__class__", "sampling"):  # **sampling goes to the base
+            setattr(estimator, name, value)

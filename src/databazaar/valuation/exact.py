@@ -30,7 +30,7 @@ Leave-one-out is :math:`u(N) - u(N \setminus \{i\})`.
 The functions here evaluate ``f`` on all :math:`2^n` coalitions once (``f`` receives a
 sorted tuple of player positions; a :class:`~databazaar.valuation.utility.Utility`,
 :class:`~databazaar.valuation.utility.GameUtility` or
-:class:`~databazaar.valuation.utility.GroupUtility` works directly) and combine the table
+:class:`~databazaar.valuation.groups.GroupUtility` works directly) and combine the table
 with numpy in :math:`O(n 2^n)`.  They are limited to :data:`MAX_PLAYERS` players.
 
 References:

@@ -75,25 +75,24 @@ import functools
 import math
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from databazaar.core.errors import InvalidInput
-from databazaar.valuation._validate import check_k, check_progress
-from databazaar.valuation.asymmetric import check_knn_data, distinct_rows, sorted_order
-from databazaar.valuation.parallel import check_backend, check_n_jobs, parallel_map
+from databazaar.core.parallel import ParallelConfig
+from databazaar.valuation._validate import check_int_at_least, check_progress
+from databazaar.valuation.montecarlo.samplers import spawn_seeds
 from databazaar.valuation.result import ValuationResult
 
 __all__ = [
     "METHODS",
-    "KNNMarginals",
     "UtilityMarginals",
+    "as_oracle",
     "deletion_stable",
-    "knn_shapley_ci",
     "shapley_confidence_intervals",
     "shapley_variance",
+    "size_nodes",
 ]
 
 #: Variance estimators; ``"default"`` resolves per utility (see the module docstring).
@@ -134,56 +133,12 @@ class UtilityMarginals:
         return out
 
 
-@dataclass
-class KNNMarginals:
-    """Fast ``h_z(S)`` for the KNN utility of Jia et al. (2019), averaged over test points.
-
-    ``order[r]`` lists training indices by distance to test point ``r`` (ties by index).
-    Each evaluation walks a row only until the ``K``-th member of ``S``.
-    """
-
-    order: np.ndarray
-    y_train: np.ndarray
-    y_test: np.ndarray
-    k: int
-    cheap = True
-
-    @property
-    def n(self) -> int:
-        return int(self.order.shape[1])
-
-    def draws(
-        self, z: int, anchors: np.ndarray, n_inner: int, rng: np.random.Generator
-    ) -> np.ndarray:
-        """``H[a, j] = h_z(S)``: anchor plus ``s - 1`` i.i.d. draws, ``P(s) ∝ s``."""
-        from databazaar.valuation import _ads_kernels as kern
-
-        seed = int(rng.integers(0, 2**31 - 1))
-        anchors = np.ascontiguousarray(anchors, dtype=np.int64)
-        return kern.knn_draws(
-            self.order, self.y_train, self.y_test, int(z), self.k, anchors, int(n_inner), seed
-        )
-
-    def projection(self, z: int, max_sizes: int = 512) -> np.ndarray:
-        """``E[h_z(S) | x ∈ S]`` for every anchor ``x`` in closed form (``P(s) ∝ s``).
-
-        The size distribution is used exactly when ``n - 1 <= max_sizes`` and otherwise
-        through ``max_sizes`` equal-probability quantile nodes.
-        """
-        from databazaar.valuation import _ads_kernels as kern
-
-        sizes, weights = size_nodes(self.n, max_sizes)
-        r = kern.knn_projection(
-            self.order, self.y_train, self.y_test, int(z), self.k, sizes, weights
-        )
-        return np.delete(r, z)
-
-    def leave_one_out(self, z: int) -> np.ndarray:
-        """Exact KNN-Shapley value of ``z`` with each other point removed (``n - 1`` values)."""
-        from databazaar.valuation import _ads_kernels as kern
-
-        out = kern.knn_leave_one_out(self.order, self.y_train, self.y_test, int(z), self.k)
-        return np.delete(out, z)
+def as_oracle(obj: Any) -> Any:
+    """A marginal-contribution oracle: ``obj`` itself if it has ``draws`` and ``n`` (such as
+    :class:`UtilityMarginals` or the KNN oracle), else ``UtilityMarginals(obj)``."""
+    if hasattr(obj, "draws") and hasattr(obj, "cheap"):
+        return obj
+    return UtilityMarginals(obj)
 
 
 def size_nodes(n: int, max_sizes: int = 512) -> tuple[np.ndarray, np.ndarray]:
@@ -269,12 +224,6 @@ def _resolve_method(method: str, cheap: bool) -> str:
     return method
 
 
-def _check_pos_int(x: Any, name: str, minimum: int) -> int:
-    if isinstance(x, bool) or not isinstance(x, (int, np.integer)) or x < minimum:
-        raise InvalidInput(f"{name} must be an integer >= {minimum}, got {x!r}")
-    return int(x)
-
-
 def _check_confidence(confidence: Any) -> float:
     try:
         c = float(confidence)
@@ -295,21 +244,22 @@ def shapley_variance(
     n_pairs: int = 2000,
     random_state: Any = None,
     n_jobs: int = 1,
-    backend: str = "joblib",
+    backend: str = "processes",
     ray_address: str | None = None,
     progress: ProgressFn | None = None,
 ) -> tuple[np.ndarray, str]:
     """Variance of ``φ_n(z)`` over redraws of the other training points, per point.
 
     Args:
-        oracle: :class:`KNNMarginals`, :class:`UtilityMarginals` or a utility (wrapped).
+        oracle: :class:`~databazaar.valuation.knn_inference.KNNMarginals`,
+            :class:`UtilityMarginals` or a utility (wrapped).
         indices: points to estimate (default: all); the others get NaN.
         method: ``"double_mc"``, ``"pick_and_freeze"``, ``"jackknife"`` (KNN only) or
             ``"default"`` (double Monte Carlo).
         n_outer, n_inner: anchors and inner draws of double Monte Carlo
             (``2 n_outer n_inner`` utility calls per point).  ``n_inner=None`` means,
             for the KNN utility, both loops exact (every anchor, inner expectation in
-            closed form, :meth:`KNNMarginals.projection`); for other utilities 100.
+            closed form, ``KNNMarginals.projection``); for other utilities 100.
         n_pairs: pairs of pick-and-freeze (``4 n_pairs`` utility calls per point).
         random_state, n_jobs, backend, ray_address: seeds are spawned per point, so
             results do not depend on the backend or ``n_jobs``.
@@ -319,42 +269,32 @@ def shapley_variance(
     Returns:
         ``(variance per point, resolved method)``.
     """
-    if not isinstance(oracle, (KNNMarginals, UtilityMarginals)):
-        oracle = UtilityMarginals(oracle)
+    oracle = as_oracle(oracle)
     method = _resolve_method(method, oracle.cheap)
-    if method == "jackknife" and not isinstance(oracle, KNNMarginals):
+    if method == "jackknife" and not hasattr(oracle, "leave_one_out"):
         raise InvalidInput(
             "method='jackknife' needs exact leave-one-out values, available for the KNN "
             "utility only",
             hint="use 'double_mc' or 'pick_and_freeze' with a model utility",
         )
-    n_outer = _check_pos_int(n_outer, "n_outer", 2)
+    n_outer = check_int_at_least(n_outer, "n_outer", 2)
     if n_inner is None and not oracle.cheap:
         n_inner = 100
     if n_inner is not None:
-        n_inner = _check_pos_int(n_inner, "n_inner", 2)
-    n_pairs = _check_pos_int(n_pairs, "n_pairs", 2)
-    backend = check_backend(backend)
-    n_jobs = check_n_jobs(n_jobs)
+        n_inner = check_int_at_least(n_inner, "n_inner", 2)
+    n_pairs = check_int_at_least(n_pairs, "n_pairs", 2)
+    parallel = ParallelConfig(n_jobs, backend, ray_address)
     n = oracle.n
     if n < 3:
         raise InvalidInput(f"confidence intervals need at least 3 training points, got {n}")
     idx = np.arange(n) if indices is None else np.asarray(indices, dtype=np.int64).reshape(-1)
     if idx.size and (idx.min() < 0 or idx.max() >= n):
         raise InvalidInput(f"indices must lie in [0, {n})")
-    from databazaar.valuation.asymmetric import _seed_sequence
-
-    seeds = _seed_sequence(random_state).spawn(idx.size)
+    seeds = spawn_seeds(random_state, idx.size)
     check_progress(progress)
     fn = functools.partial(_point_variance, oracle, method, n_outer, n_inner, n_pairs)
     tasks = list(zip(idx.tolist(), seeds, strict=True))
-    step = len(tasks) if progress is None else 16
-    out = []
-    for start in range(0, len(tasks), max(step, 1)):
-        block = tasks[start : start + step]
-        out += parallel_map(fn, block, n_jobs=n_jobs, backend=backend, ray_address=ray_address)
-        if progress is not None:
-            progress(len(block))
+    out = parallel.map(fn, tasks, progress)
     var = np.full(n, np.nan)
     var[idx] = [v for v, _ in out]
     zetas = np.array([zeta for _, zeta in out], dtype=np.float64)
@@ -373,9 +313,27 @@ def shapley_variance(
             RuntimeWarning,
             stacklevel=2,
         )
-    if isinstance(oracle, KNNMarginals) and method != "jackknife":
+    if getattr(oracle, "k", None) is not None and method != "jackknife":
         _warn_if_not_deletion_stable(oracle.k, n)
     return var, method
+
+
+#: The arguments of :func:`shapley_variance` that the interval functions pass through.
+VARIANCE_OPTIONS = (
+    "n_outer",
+    "n_inner",
+    "n_pairs",
+    "random_state",
+    "n_jobs",
+    "backend",
+    "ray_address",
+    "progress",
+)
+
+
+def variance_options(arguments: dict[str, Any]) -> dict[str, Any]:
+    """The :data:`VARIANCE_OPTIONS` among a caller's ``locals()``."""
+    return {name: arguments[name] for name in VARIANCE_OPTIONS}
 
 
 def deletion_stable(k: int, n: int) -> bool:
@@ -417,7 +375,7 @@ def shapley_confidence_intervals(
     n_pairs: int = 2000,
     random_state: Any = None,
     n_jobs: int = 1,
-    backend: str = "joblib",
+    backend: str = "processes",
     ray_address: str | None = None,
     progress: ProgressFn | None = None,
 ) -> ValuationResult:
@@ -428,7 +386,7 @@ def shapley_confidence_intervals(
             TMC-Shapley) of the players of ``utility``.
         utility: the utility the values were computed with: a
             :class:`~databazaar.valuation.utility.Utility`, any ``u(indices)`` with
-            ``n_players``, or a :class:`KNNMarginals`.
+            ``n_players``, or a :class:`~databazaar.valuation.knn_inference.KNNMarginals`.
         confidence: the interval's level.
         method: ``"double_mc"`` (the default), ``"pick_and_freeze"``, ``"jackknife"``
             (KNN only) or ``"default"``.
@@ -453,27 +411,13 @@ def shapley_confidence_intervals(
             hint="pass a knn-shapley or Monte Carlo Data Shapley result of single points",
         )
     conf = _check_confidence(confidence)
-    oracle = utility if isinstance(utility, (KNNMarginals, UtilityMarginals)) else None
-    if oracle is None:
-        oracle = UtilityMarginals(utility)
+    oracle = as_oracle(utility)
     if oracle.n != len(result):
         raise InvalidInput(
             f"the result has {len(result)} values but the utility has {oracle.n} players",
             hint="pass point-level values of the same training set",
         )
-    var, resolved = shapley_variance(
-        oracle,
-        indices,
-        method=method,
-        n_outer=n_outer,
-        n_inner=n_inner,
-        n_pairs=n_pairs,
-        random_state=random_state,
-        n_jobs=n_jobs,
-        backend=backend,
-        ray_address=ray_address,
-        progress=progress,
-    )
+    var, resolved = shapley_variance(oracle, indices, method=method, **variance_options(locals()))
     if include_stderr is None:
         include_stderr = not result.method.startswith("knn")
     total = var + (result.stderr**2 if include_stderr else 0.0)
@@ -505,76 +449,4 @@ def shapley_confidence_intervals(
         ci_low=result.values - q * se,
         ci_high=result.values + q * se,
         confidence=conf,
-    )
-
-
-def knn_marginals(x_train: Any, y_train: Any, x_test: Any, y_test: Any, k: int = 5) -> KNNMarginals:
-    """Build the fast KNN marginal oracle (sorts every test row once, ties by index)."""
-    k = check_k(k)
-    xtr, ytr, xte, yte = check_knn_data(x_train, y_train, x_test, y_test)
-    x_unique, inverse = distinct_rows(xtr)
-    keys = xte @ x_unique.T
-    keys *= -2.0
-    keys += np.einsum("ij,ij->i", x_unique, x_unique)
-    if inverse is not None:
-        keys = keys[:, inverse]
-    order = sorted_order(keys)
-    return KNNMarginals(order, ytr, yte, k)
-
-
-def knn_shapley_ci(
-    x_train: Any,
-    y_train: Any,
-    x_test: Any,
-    y_test: Any,
-    k: int = 5,
-    confidence: float = 0.95,
-    method: str = "default",
-    random_state: Any = None,
-    *,
-    indices: Sequence[int] | np.ndarray | None = None,
-    n_outer: int = 100,
-    n_inner: int | None = None,
-    n_pairs: int = 2000,
-    n_jobs: int = 1,
-    backend: str = "joblib",
-    ray_address: str | None = None,
-    progress: ProgressFn | None = None,
-) -> ValuationResult:
-    """Exact KNN-Shapley values with U-statistic confidence intervals.
-
-    The values are exact (Jia et al. 2019, ties broken by training index); the
-    intervals describe how a value would vary if the *other training points* were
-    redrawn from the same distribution (the test set fixed).  See
-    :func:`shapley_confidence_intervals` for the arguments.  Cost per point: ``O(M N)``
-    to scan the sorted rows plus ``O(M K Σ_s q_s)`` for the closed-form projection
-    (``q_s`` = positions before the binomial tails saturate), so intervals for *all*
-    points cost ``O(M N²)``: pass ``indices`` for large ``N``.
-    """
-    from databazaar.valuation.asymmetric import knn_asymmetric_shapley
-
-    res = knn_asymmetric_shapley(x_train, y_train, x_test, y_test, k=check_k(k))
-    res = ValuationResult(
-        res.values,
-        res.stderr,
-        res.counts,
-        method="knn-shapley",
-        params={key: res.params[key] for key in ("k", "n_train", "n_test", "tie_break")},
-    )
-    oracle = knn_marginals(x_train, y_train, x_test, y_test, k)
-    return shapley_confidence_intervals(
-        res,
-        oracle,
-        confidence,
-        method,
-        indices=indices,
-        include_stderr=False,
-        n_outer=n_outer,
-        n_inner=n_inner,
-        n_pairs=n_pairs,
-        random_state=random_state,
-        n_jobs=n_jobs,
-        backend=backend,
-        ray_address=ray_address,
-        progress=progress,
     )

@@ -12,32 +12,54 @@ of its nearest neighbours in ``S``; the value of a training point is the average
 exact Shapley values over the test points (linearity).  One sort per test point gives
 all values, so the cost is ``O(M N log N)`` for ``M`` test and ``N`` training points.
 
+Ties.  Training points at exactly the same distance from a test point (equal float64
+keys, see :mod:`databazaar.valuation._neighbours`) form a tie class, and the utility of
+``S`` is its expected value when tied points are ordered uniformly at random:
+``v(S) = E_π[v_π(S)]``; only the class straddling the ``K``-th place matters, and it fills
+the ``r`` free places with its mean label score (``r C_b / n_b``).  Tied points are then
+interchangeable, so the values satisfy the symmetry axiom (identical rows with the same
+label get identical values, and the values do not depend on the row order), and because
+Shapley values are linear in the utility they equal the average of the strict-order
+values over all orders of the tied points.  For classification, with
+``f(l) = min(K, l)/l`` and ``w(l) = K/(l(l-1))`` for ``l > K`` (else 0), a point in tie
+class ``G`` (positions ``a+1..a+g``, ``C_G`` correct labels) gets
+
+``K φ(z) = c_z mean_G f - Σ_{G' farther} C_G' mean_G' w - (C_G - c_z) Σ_{j<g} j w(a+1+j)/(g(g-1))``,
+
+which is Jia et al.'s Theorem 1 when there are no ties (``g = 1``), at the same cost.
+pyDVL and scikit-learn instead keep the one order their sort leaves tied neighbours in,
+so on tied data their values depend on the row order (docs/valuation.md, "Ties").
+Threshold KNN-Shapley needs no rule: it only asks whether ``d <= tau``.
+
 How it runs: test points are processed in chunks.  For a chunk, squared distances up to
 a per-row constant (``|x|^2 - 2 t.x``, in float64 so the order agrees with
 scikit-learn's exact neighbours) are computed by one matrix product, ``argsort`` orders
-each row, and a compiled kernel runs the recursion and scatter-adds the values.  Chunks
-go to a thread pool (numpy's sort and the kernels release the GIL) or to Ray tasks, so
-memory stays bounded by ``chunk_size x N`` per worker whatever ``M`` is.
+each row, and a compiled kernel (cached on disk by numba) values each tie class and
+scatter-adds the values.  Chunks
+go to worker threads (numpy's sort and the kernels release the GIL), processes or Ray
+tasks through :class:`~databazaar.core.parallel.ParallelConfig`, so memory stays bounded
+by ``chunk_size x N`` per worker whatever ``M`` is.
 """
 
 from __future__ import annotations
 
+import functools
 import os
-import threading
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from databazaar.core.errors import InvalidInput
+from databazaar.core.parallel import ParallelConfig, check_backend
+from databazaar.valuation._neighbours import NeighbourKeys, chunk_rows, chunks, sorted_order
 from databazaar.valuation._validate import (
-    check_chunk_size,
     check_groups,
     check_k,
     check_train_test,
     encode_classes,
+    warn_degenerate,
 )
 from databazaar.valuation.result import ValuationResult
 
@@ -60,143 +82,48 @@ def _resolve_jobs(n_jobs: int | None) -> int:
     return int(n_jobs)
 
 
-def _chunk_rows(n_train: int, n_test: int, n_jobs: int, chunk_size: int | None) -> int:
-    if chunk_size is not None:
-        return check_chunk_size(chunk_size)
-    # keys (8 bytes) + order (8 bytes) per cell
-    by_memory = max(1, DEFAULT_CHUNK_BYTES // (16 * n_train))
-    # enough chunks to keep every worker busy and the progress bar moving
-    by_balance = max(1, -(-n_test // (8 * n_jobs)))
-    return int(min(by_memory, by_balance, 256))
-
-
 @dataclass
 class _Problem:
-    x_train: np.ndarray
+    nk: NeighbourKeys
     x_test: np.ndarray
     y_train: np.ndarray
     y_test: np.ndarray
-    sq_train: np.ndarray
     kind: str  # classification | regression | threshold
     k: int = 0
     tau2: float = 0.0
     n_classes: int = 2
+    weights: tuple[np.ndarray, np.ndarray] | None = None
 
-    def keys(self, rows: slice) -> np.ndarray:
-        """Squared distances minus the per-row constant |t|^2, float64, in place."""
-        out = self.x_test[rows] @ self.x_train.T
-        out *= -2.0
-        out += self.sq_train
-        return out
+    @property
+    def n_train(self) -> int:
+        return self.nk.n_train
 
     def accumulate(self, rows: slice, acc: np.ndarray, acc2: np.ndarray) -> None:
         from databazaar.valuation import _knn_kernels as kern
 
-        keys = self.keys(rows)
         yte = self.y_test[rows]
         if self.kind == "threshold":
-            keys += np.einsum("ij,ij->i", self.x_test[rows], self.x_test[rows])[:, None]
-            kern.threshold_accumulate(keys, self.y_train, yte, self.tau2, self.n_classes, acc, acc2)
+            sqdist = self.nk.squared_distances(self.x_test[rows])
+            kern.threshold_accumulate(
+                sqdist, self.y_train, yte, self.tau2, self.n_classes, acc, acc2
+            )
             return
-        order = np.argsort(keys, axis=1)
-        del keys
+        keys = self.nk.keys(self.x_test[rows])
+        order = sorted_order(keys)
         if self.kind == "classification":
-            kern.classification_accumulate(order, self.y_train, yte, self.k, acc, acc2)
+            f, w = self.weights or kern.position_weights(self.n_train, self.k)
+            kern.classification_accumulate(order, keys, self.y_train, yte, self.k, acc, acc2, f, w)
         else:
-            work = np.empty(self.y_train.shape[0] + 2)
-            kern.regression_accumulate(order, self.y_train, yte, self.k, acc, acc2, work)
+            work = np.empty(self.n_train + 2)
+            kern.regression_accumulate(order, keys, self.y_train, yte, self.k, acc, acc2, work)
 
 
-def _chunks(n_test: int, rows: int) -> list[slice]:
-    return [slice(s, min(s + rows, n_test)) for s in range(0, n_test, rows)]
-
-
-def _run_threads(
-    problem: _Problem, chunks: Sequence[slice], n_jobs: int, progress: ProgressFn | None
-) -> tuple[np.ndarray, np.ndarray]:
-    n = problem.x_train.shape[0]
-    if n_jobs == 1 or len(chunks) == 1:
-        acc = np.zeros(n)
-        acc2 = np.zeros(n)
-        for sl in chunks:
-            problem.accumulate(sl, acc, acc2)
-            if progress is not None:
-                progress(sl.stop - sl.start)
-        return acc, acc2
-
-    from threadpoolctl import threadpool_limits
-
-    lock = threading.Lock()
-    queue: Iterator[slice] = iter(chunks)
-    n_workers = min(n_jobs, len(chunks))
-    accs = [(np.zeros(n), np.zeros(n)) for _ in range(n_workers)]
-
-    def worker(w: int) -> None:
-        acc, acc2 = accs[w]
-        while True:
-            with lock:
-                sl = next(queue, None)
-            if sl is None:
-                return
-            problem.accumulate(sl, acc, acc2)
-            if progress is not None:
-                with lock:
-                    progress(sl.stop - sl.start)
-
-    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(n_workers) as ex:
-        for fut in [ex.submit(worker, w) for w in range(n_workers)]:
-            fut.result()
-    acc = np.sum([a for a, _ in accs], axis=0)
-    acc2 = np.sum([b for _, b in accs], axis=0)
-    return acc, acc2
-
-
-def _ray_chunk(problem: _Problem, sl: slice) -> tuple[np.ndarray, np.ndarray]:
-    n = problem.x_train.shape[0]
+def _chunk_values(problem: _Problem, part: list[slice]) -> tuple[np.ndarray, np.ndarray]:
+    n = problem.n_train
     acc = np.zeros(n)
     acc2 = np.zeros(n)
-    problem.accumulate(sl, acc, acc2)
-    return acc, acc2
-
-
-def _run_ray(
-    problem: _Problem,
-    chunks: Sequence[slice],
-    n_jobs: int,
-    ray_address: str | None,
-    progress: ProgressFn | None,
-) -> tuple[np.ndarray, np.ndarray]:
-    try:
-        import ray
-    except ImportError as exc:  # pragma: no cover - ray is in the `distributed` extra
-        raise InvalidInput(
-            "backend='ray' needs Ray", hint="pip install 'databazaar[distributed]'"
-        ) from exc
-    if not ray.is_initialized():
-        if ray_address:
-            ray.init(address=ray_address, log_to_driver=False)
-        else:
-            ray.init(num_cpus=n_jobs, include_dashboard=False, log_to_driver=False)
-    ref = ray.put(problem)
-    remote = ray.remote(_ray_chunk)
-    pending = {remote.remote(ref, sl): sl for sl in chunks}
-    n = problem.x_train.shape[0]
-    acc = np.zeros(n)
-    acc2 = np.zeros(n)
-    # sum in submission order so results do not depend on completion order
-    done: dict[Any, tuple[np.ndarray, np.ndarray]] = {}
-    waiting = list(pending)
-    while waiting:
-        ready, waiting = ray.wait(waiting, num_returns=1)
-        for r in ready:
-            done[r] = ray.get(r)
-            if progress is not None:
-                sl = pending[r]
-                progress(sl.stop - sl.start)
-    for r in pending:
-        a, b = done[r]
-        acc += a
-        acc2 += b
+    for sl in part:
+        problem.accumulate(sl, acc, acc2)
     return acc, acc2
 
 
@@ -212,15 +139,30 @@ def _finish(
     method: str,
     params: dict[str, Any],
 ) -> ValuationResult:
-    n_train = problem.x_train.shape[0]
+    n_train = problem.n_train
     n_test = problem.x_test.shape[0]
-    rows = _chunk_rows(n_train, n_test, n_jobs, chunk_size)
-    chunks = _chunks(n_test, rows)
-    # backend was checked by _check_backend_args
-    if backend == "ray":
-        acc, acc2 = _run_ray(problem, chunks, n_jobs, ray_address, progress)
-    else:
-        acc, acc2 = _run_threads(problem, chunks, n_jobs, progress)
+    parallel = ParallelConfig(n_jobs, backend, ray_address)
+    rows = chunk_rows(n_train, n_test, n_jobs, chunk_size, budget_bytes=DEFAULT_CHUNK_BYTES)
+    parts = chunks(n_test, rows)
+    # a few chunks per task and a few tasks per worker at a time: memory stays at about
+    # two accumulators per worker whatever M is, and sums run in chunk order whatever the
+    # backend, so results are reproducible
+    per_task = max(1, -(-len(parts) // (8 * parallel.workers)))
+    tasks = [parts[i : i + per_task] for i in range(0, len(parts), per_task)]
+    acc = np.zeros(n_train)
+    acc2 = np.zeros(n_train)
+    step = 2 * parallel.workers
+    with parallel.thread_blas():
+        for start in range(0, len(tasks), step):
+            outs = parallel.map(
+                functools.partial(_chunk_values, problem),
+                tasks[start : start + step],
+                progress,
+                weight=lambda part: sum(sl.stop - sl.start for sl in part),
+            )
+            for a, b in outs:
+                acc += a
+                acc2 += b
     values = acc / n_test
     # spread of the per-test-point values: the standard error of the mean over test points
     var = np.maximum(acc2 / n_test - values**2, 0.0)
@@ -237,10 +179,7 @@ def _finish(
 
 
 def _check_backend_args(n_jobs: int | None, backend: str) -> int:
-    if backend not in ("threads", "joblib", "ray"):
-        raise InvalidInput(
-            f"unknown backend {backend!r}", hint="use 'threads' (default), 'joblib' or 'ray'"
-        )
+    check_backend(backend)
     return _resolve_jobs(n_jobs)
 
 
@@ -273,7 +212,8 @@ def knn_shapley(
             sum of its members' values.
         n_jobs: worker threads (``-1`` for all cores) or Ray CPUs for a local Ray.
         chunk_size: test points per chunk; default fits ~128 MiB per worker.
-        backend: ``"threads"`` (default; ``"joblib"`` is an alias) or ``"ray"``.
+        backend: ``"threads"`` (default), ``"processes"`` or ``"ray"``
+            (:mod:`databazaar.core.parallel`).
         ray_address: address of an existing Ray cluster (``backend="ray"``).
         progress: called with the number of test points finished after each chunk.
 
@@ -287,11 +227,16 @@ def knn_shapley(
     jobs = _check_backend_args(n_jobs, backend)
     regression = task == "regression"
     xtr, ytr, xte, yte = check_train_test(x_train, y_train, x_test, y_test, numeric_y=regression)
+    warn_degenerate(ytr, k, classes=not regression)
     if regression:
         ytr_enc, yte_enc = ytr.astype(np.float64), yte.astype(np.float64)
     else:
         ytr_enc, yte_enc, _ = encode_classes(ytr, yte)
-    problem = _Problem(xtr, xte, ytr_enc, yte_enc, np.einsum("ij,ij->i", xtr, xtr), task, k=k)
+    problem = _Problem(NeighbourKeys.of(xtr), xte, ytr_enc, yte_enc, task, k=k)
+    if not regression:
+        from databazaar.valuation._knn_kernels import position_weights
+
+        problem.weights = position_weights(xtr.shape[0], k)
     return _finish(
         problem,
         n_jobs=jobs,
@@ -340,13 +285,13 @@ def threshold_knn_shapley(
         raise InvalidInput(f"tau must be a positive finite number, got {tau!r}")
     jobs = _check_backend_args(n_jobs, backend)
     xtr, ytr, xte, yte = check_train_test(x_train, y_train, x_test, y_test)
+    warn_degenerate(ytr)
     ytr_enc, yte_enc, n_classes = encode_classes(ytr, yte)
     problem = _Problem(
-        xtr,
+        NeighbourKeys.of(xtr),
         xte,
         ytr_enc,
         yte_enc,
-        np.einsum("ij,ij->i", xtr, xtr),
         "threshold",
         tau2=tau_f * tau_f,
         n_classes=max(n_classes, 1),

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from databazaar.core.errors import InvalidInput
+from databazaar.core.parallel import check_backend
 from databazaar.valuation.result import ValuationResult
 
 #: method name -> one-line description (shown by ``databazaar value --help``)
@@ -138,6 +139,17 @@ def make_model(name: str, k: int = 5) -> Any:
     raise InvalidInput(f"unknown model {name!r}", hint=f"use one of {', '.join(MODELS)}")
 
 
+def model_utility(model: str, k: int, data: tuple[Any, Any, Any, Any]) -> Any:
+    """The test-accuracy :class:`~databazaar.valuation.utility.Utility` of ``model`` on
+    ``(x_train, y_train, x_test, y_test)``, warning first when the target has one class
+    (or ``k >=`` the training rows for ``model="knn"``)."""
+    from databazaar.valuation._validate import warn_degenerate
+    from databazaar.valuation.utility import Utility
+
+    warn_degenerate(np.asarray(data[1]), k if model == "knn" else None)
+    return Utility(make_model(model, k), *data)
+
+
 def value_table(
     train: pd.DataFrame,
     test: pd.DataFrame,
@@ -154,7 +166,7 @@ def value_table(
     ci: float | None = None,
     ci_samples: int = 10,
     n_jobs: int = 1,
-    backend: str = "threads",
+    backend: str | None = None,
     random_state: int | None = 0,
     progress: Callable[[int], None] | None = None,
 ) -> tuple[ValuationResult, TableProblem]:
@@ -164,13 +176,19 @@ def value_table(
     Carlo; ``tmc-shapley``: double Monte Carlo with ``ci_samples`` anchors and
     ``ci_samples`` inner draws, ``2 ci_samples²`` model fits per row).  ``progress`` is
     advanced per test row (KNN), per permutation (Monte Carlo) and per row valued with
-    an interval.
+    an interval.  ``backend`` is ``"threads"``, ``"processes"`` or ``"ray"``; ``None``
+    runs KNN methods in threads and model-based Monte Carlo in processes.
     """
     if method not in METHODS:
         raise InvalidInput(f"unknown method {method!r}", hint=f"use one of {', '.join(METHODS)}")
     prob = split_table(train, test, target, features=features, group_column=group_column)
     args = (prob.x_train, prob.y_train, prob.x_test, prob.y_test)
-    mc_backend = "joblib" if backend == "threads" else backend
+    if backend is not None:
+        check_backend(backend)
+    # the natural default of each kind of work: GIL-free KNN kernels in threads,
+    # scikit-learn model fits in processes; an explicit backend is used as given
+    knn_par = {"n_jobs": n_jobs, "backend": backend or "threads", "progress": progress}
+    mc_par = {"n_jobs": n_jobs, "backend": backend or "processes"}
     if ci is not None and method not in CI_METHODS:
         raise InvalidInput(
             f"confidence intervals are not available for {method}",
@@ -184,57 +202,38 @@ def value_table(
                 f"{method} needs the group column and the group order",
                 hint="pass --groups COL --order a,b,c",
             )
-        from databazaar.valuation import asymmetric
+        from databazaar.valuation import asymmetric, knn_asymmetric
 
         groups, prob.groups = prob.groups, None  # values are per row; groups give the order
         if method == "asymmetric-knn":
-            result = asymmetric.knn_asymmetric_shapley(
+            result = knn_asymmetric.knn_asymmetric_shapley(
                 *args,
                 groups=groups,
                 order=list(order),
                 k=k,
-                n_jobs=n_jobs,
-                backend="joblib" if backend == "threads" else backend,
-                progress=progress,
+                **knn_par,
             )
         else:
-            from databazaar.valuation.utility import Utility
-
-            util = Utility(make_model(model, k), *args)
+            util = model_utility(model, k, args)
             est = asymmetric.AsymmetricShapley(
-                method="mc",
-                n_permutations=budget,
-                n_jobs=n_jobs,
-                backend=mc_backend,
-                random_state=random_state,
-                progress=progress,
+                method="mc", n_permutations=budget, random_state=random_state, **mc_par
             )
-            result = est.fit(util, groups=groups, order=list(order)).result_
+            result = est.fit(util, groups=groups, order=list(order), progress=progress).result_
         return result, prob
     if method in ("knn-shapley", "knn-regression"):
         from databazaar.valuation.knn import knn_shapley
 
         if ci is not None:
-            from databazaar.valuation.inference import knn_shapley_ci
+            from databazaar.valuation.knn_inference import knn_shapley_ci
 
-            result = knn_shapley_ci(
-                *args,
-                k=k,
-                confidence=ci,
-                random_state=random_state,
-                n_jobs=n_jobs,
-                backend=mc_backend,
-                progress=progress,
-            )
+            result = knn_shapley_ci(*args, k=k, confidence=ci, random_state=random_state, **knn_par)
             return result, prob
         result = knn_shapley(
             *args,
             k=k,
             task="classification" if method == "knn-shapley" else "regression",
             groups=prob.groups,
-            n_jobs=n_jobs,
-            backend=backend,
-            progress=progress,
+            **knn_par,
         )
         return result, prob
     if method == "threshold-knn":
@@ -242,25 +241,22 @@ def value_table(
             raise InvalidInput("threshold-knn needs a radius", hint="pass --tau")
         from databazaar.valuation.knn import threshold_knn_shapley
 
-        result = threshold_knn_shapley(
-            *args, tau=tau, groups=prob.groups, n_jobs=n_jobs, backend=backend, progress=progress
-        )
+        result = threshold_knn_shapley(*args, tau=tau, groups=prob.groups, **knn_par)
         return result, prob
-    from databazaar.valuation import sampling
-    from databazaar.valuation.utility import Utility
+    from databazaar.valuation import montecarlo
 
-    util = Utility(make_model(model, k), *args)
-    common = {"n_jobs": n_jobs, "backend": mc_backend, "random_state": random_state}
+    util = model_utility(model, k, args)
+    common = {"random_state": random_state, **mc_par}
     if method == "loo":
-        est: Any = sampling.LeaveOneOut(n_jobs=n_jobs, backend=mc_backend)
+        est: Any = montecarlo.LeaveOneOut(**mc_par)
     else:
-        stop = sampling.MaxSamples(budget)
+        stop = montecarlo.MaxSamples(budget)
         if method == "tmc-shapley":
-            est = sampling.TMCShapley(stopping=stop, **common)
+            est = montecarlo.TMCShapley(stopping=stop, **common)
         elif method == "beta-shapley":
-            est = sampling.BetaShapley(alpha=16, beta=1, stopping=stop, **common)
+            est = montecarlo.BetaShapley(alpha=16, beta=1, stopping=stop, **common)
         else:
-            est = sampling.BanzhafMSR(stopping=stop, **common)
+            est = montecarlo.BanzhafMSR(stopping=stop, **common)
     result = est.fit(util, groups=prob.groups, progress=progress).result_
     if ci is not None:
         from databazaar.valuation.inference import shapley_confidence_intervals
@@ -271,9 +267,7 @@ def value_table(
             confidence=ci,
             n_outer=ci_samples,
             n_inner=ci_samples,
-            random_state=random_state,
-            n_jobs=n_jobs,
-            backend=mc_backend,
             progress=progress,
+            **common,
         )
     return result, prob

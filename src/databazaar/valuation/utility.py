@@ -16,7 +16,7 @@ Data Banzhaf (Wang & Jia 2023) are all weighted averages of marginal contributio
 Both are callables ``u(indices) -> float`` where ``indices`` is any iterable of integer
 positions (a list, a numpy array, a set); they expose ``n_players`` (number of players)
 and the counters ``n_evaluations`` (calls that actually computed a value) and
-``n_cache_hits``.  The samplers in :mod:`databazaar.valuation.sampling` accept anything
+``n_cache_hits``.  The Monte Carlo engine (:mod:`databazaar.valuation.montecarlo`) accepts anything
 with this interface.
 
 Cache keys are a 16-byte BLAKE2b digest of the sorted, de-duplicated indices (as int64
@@ -35,23 +35,21 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from databazaar.core.errors import InvalidInput
+from databazaar.core.parallel import blas_limit
 from databazaar.valuation._validate import check_same_width, check_xy
 
 __all__ = [
     "DEFAULT_CACHE_SIZE",
     "GameUtility",
-    "GroupUtility",
     "SetFunction",
     "Utility",
     "as_indices",
-    "blas_limit",
     "blas_threads_of",
     "players_of",
 ]
@@ -177,6 +175,8 @@ class _CachedSetFunction:
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_cache"] = OrderedDict()  # workers start with an empty cache
+        if "_scanner" in state:
+            state["_scanner"] = None  # rebuilt on first use, so pickles stay small
         state.pop("_lock", None)
         return state
 
@@ -220,6 +220,11 @@ class Utility(_CachedSetFunction):
             valuation run several times faster single-threaded than with BLAS spinning
             up threads for tiny matrices, and parallelism comes from ``n_jobs``
             instead.  ``None`` leaves the thread pools alone.
+        incremental: let permutation methods score all prefixes of a permutation in one
+            exact incremental pass where the model allows it (:func:`prefix_scores`,
+            :mod:`databazaar.valuation.incremental`: uniform-weight Euclidean
+            ``KNeighborsClassifier`` and ``GaussianNB`` with the accuracy scorer).
+            ``False`` always refits.
 
     Attributes:
         n_players: number of training points.
@@ -254,6 +259,7 @@ class Utility(_CachedSetFunction):
         catch_errors: bool = True,
         clone_model: bool = True,
         blas_threads: int | None = 1,
+        incremental: bool = True,
     ) -> None:
         if not hasattr(model, "fit"):
             raise InvalidInput(
@@ -265,7 +271,7 @@ class Utility(_CachedSetFunction):
         check_same_width(self.x_train, self.x_test)
         self.model = model
         self.scorer = scorer
-        self._scorer, self._fast_accuracy = _resolve_scorer(scorer)
+        self._scorer, self._fast_accuracy = resolve_scorer(scorer)
         if default_score is None:
             default_score = _default_score(scorer, self.y_test)
         try:
@@ -285,6 +291,8 @@ class Utility(_CachedSetFunction):
                 f"blas_threads must be None or an integer >= 1, got {blas_threads!r}"
             )
         self.blas_threads = None if blas_threads is None else int(blas_threads)
+        self.incremental = bool(incremental)
+        self._scanner: Any = None
         self.n_errors = 0
         self.last_error: str | None = None
         self._init_cache(cache)
@@ -305,6 +313,28 @@ class Utility(_CachedSetFunction):
     def _evaluate(self, idx: np.ndarray) -> float:
         with blas_limit(self.blas_threads):
             return self._fit_and_score(idx)
+
+    def prefix_scores(self, order: np.ndarray) -> np.ndarray | None:
+        """``[u(order[:1]), u(order[:2]), ...]`` by an exact incremental scan, or ``None``.
+
+        ``None`` when the model has no incremental form (see ``incremental``); then the
+        caller refits per prefix.  Each prefix counts as one evaluation.
+        """
+        if not (self.incremental and self._fast_accuracy and self.clone_model):
+            return None
+        if self._scanner is None:
+            from databazaar.valuation.incremental import prefix_scanner
+
+            scan = prefix_scanner(self.model, self.x_train, self.y_train, self.x_test, self.y_test)
+            self._scanner = scan if scan is not None else False
+        if self._scanner is False:
+            return None
+        order = np.asarray(order, dtype=np.int64).reshape(-1)
+        with blas_limit(self.blas_threads):
+            scores = self._scanner(order, self.default_score)
+        with self._lock:
+            self.n_evaluations += int(order.shape[0])
+        return scores
 
     def _fit_and_score(self, idx: np.ndarray) -> float:
         if self.clone_model:
@@ -380,44 +410,6 @@ class GameUtility(_CachedSetFunction):
         return f"GameUtility(fn={getattr(self.fn, '__name__', self.fn)!r}, n_players={self._n})"
 
 
-_CONTROLLER: Any = None
-_LIMIT_LOCK = threading.Lock()
-_LIMIT_DEPTH = 0
-_LIMITER: Any = None
-
-
-@contextmanager
-def blas_limit(n_threads: int | None) -> Iterator[None]:
-    """Limit BLAS/OpenMP thread pools to ``n_threads`` while inside (``None``: no-op).
-
-    Thread pools are process-wide, so the limit is reference-counted: the first context
-    to enter sets it, the last to leave restores the original sizes, and nested or
-    concurrent contexts (threads backend) cost only a lock.  While a limit is active a
-    different ``n_threads`` does not change it.  The samplers enter it once per batch
-    so that per-evaluation contexts are nearly free.
-    """
-    global _CONTROLLER, _LIMIT_DEPTH, _LIMITER
-    if n_threads is None:
-        yield
-        return
-    with _LIMIT_LOCK:
-        if _LIMIT_DEPTH == 0:
-            if _CONTROLLER is None:
-                from threadpoolctl import ThreadpoolController
-
-                _CONTROLLER = ThreadpoolController()
-            _LIMITER = _CONTROLLER.limit(limits=n_threads)
-        _LIMIT_DEPTH += 1
-    try:
-        yield
-    finally:
-        with _LIMIT_LOCK:
-            _LIMIT_DEPTH -= 1
-            if _LIMIT_DEPTH == 0 and _LIMITER is not None:
-                _LIMITER.restore_original_limits()
-                _LIMITER = None
-
-
 def blas_threads_of(utility: Any) -> int | None:
     """The ``blas_threads`` setting of a utility (looking through :class:`GroupUtility`)."""
     inner = getattr(utility, "utility", None)
@@ -426,7 +418,7 @@ def blas_threads_of(utility: Any) -> int | None:
     return getattr(utility, "blas_threads", None)
 
 
-def _resolve_scorer(scorer: Any) -> tuple[Scorer, bool]:
+def resolve_scorer(scorer: Any) -> tuple[Scorer, bool]:
     """Return ``(callable, is_plain_accuracy)`` for a scorer name or callable."""
     if isinstance(scorer, str):
         from sklearn.metrics import get_scorer, get_scorer_names
@@ -473,82 +465,3 @@ def players_of(utility: Any) -> int:
             f"cannot tell how many players {type(utility).__name__} has",
             hint="pass a Utility, a GameUtility, or an object with n_players",
         ) from None
-
-
-class GroupUtility:
-    """The game whose players are groups of training points.
-
-    Player ``g`` is the ``g``-th distinct id in ``groups`` (sorted, as
-    :func:`numpy.unique` orders them); a coalition of groups is worth
-    ``utility(union of their members)``.  Caching and counters are the wrapped
-    utility's.  ``ids`` holds the group id of each player.
-
-    Example:
-        >>> g = GroupUtility(GameUtility(lambda s: float(len(s)), 4), ["b", "a", "b", "c"])
-        >>> g.ids.tolist(), g([1]), g([0, 2])
-        (['a', 'b', 'c'], 2.0, 2.0)
-    """
-
-    def __init__(self, utility: Any, groups: Any) -> None:
-        from databazaar.valuation._validate import check_groups
-
-        n = players_of(utility)
-        self.utility = utility
-        self.ids, inverse = check_groups(groups, n)
-        order = np.argsort(inverse, kind="stable")
-        bounds = np.searchsorted(inverse[order], np.arange(len(self.ids) + 1))
-        self.members: list[np.ndarray] = [
-            order[bounds[g] : bounds[g + 1]].astype(np.int64) for g in range(len(self.ids))
-        ]
-
-    @property
-    def n_players(self) -> int:
-        return len(self.members)
-
-    def __len__(self) -> int:
-        return len(self.members)
-
-    def points(self, players: Any) -> np.ndarray:
-        """Training-point positions of the union of the given groups."""
-        idx = as_indices(players, self.n_players)
-        if idx.size == 0:
-            return np.empty(0, dtype=np.int64)
-        return np.concatenate([self.members[g] for g in idx])
-
-    def __call__(self, players: Any) -> float:
-        return float(self.utility(self.points(players)))
-
-    # counters forward to the wrapped utility
-    @property
-    def n_evaluations(self) -> int:
-        return int(getattr(self.utility, "n_evaluations", 0))
-
-    @n_evaluations.setter
-    def n_evaluations(self, value: int) -> None:
-        if hasattr(self.utility, "n_evaluations"):
-            self.utility.n_evaluations = value
-
-    @property
-    def n_cache_hits(self) -> int:
-        return int(getattr(self.utility, "n_cache_hits", 0))
-
-    @n_cache_hits.setter
-    def n_cache_hits(self, value: int) -> None:
-        if hasattr(self.utility, "n_cache_hits"):
-            self.utility.n_cache_hits = value
-
-    @property
-    def n_errors(self) -> int:
-        return int(getattr(self.utility, "n_errors", 0))
-
-    @n_errors.setter
-    def n_errors(self, value: int) -> None:
-        if hasattr(self.utility, "n_errors"):
-            self.utility.n_errors = value
-
-    @property
-    def last_error(self) -> str | None:
-        return getattr(self.utility, "last_error", None)
-
-    def __repr__(self) -> str:
-        return f"GroupUtility({self.utility!r}, n_groups={self.n_players})"

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from databazaar.core.errors import InvalidInput
 from databazaar.core.money import check_minor
@@ -84,6 +84,13 @@ class SecondPriceAuction(PricingMechanism):
     """
 
     name = "auction"
+    label = "Sealed-bid auction"
+    summary = (
+        "Buyers place sealed bids; when you close the auction the winners pay the "
+        "second price (at least the reserve) for a licence."
+    )
+    example: ClassVar[dict[str, Any]] = {"reserve_minor": 1000, "units": 1}
+    menu_order = 4
     deliverable = "licence"
     request_fields = ("bids",)
 

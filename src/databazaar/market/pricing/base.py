@@ -87,6 +87,12 @@ class PricingMechanism(ABC):
 
     name: ClassVar[str]
     deliverable: ClassVar[str]
+    #: how the web pages name and explain the mechanism, an example configuration,
+    #: and its place in the seller's menu
+    label: ClassVar[str]
+    summary: ClassVar[str]
+    example: ClassVar[dict[str, Any]]
+    menu_order: ClassVar[int] = 100
     #: request fields :meth:`quote` accepts
     request_fields: ClassVar[tuple[str, ...]] = ()
 

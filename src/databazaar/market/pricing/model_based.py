@@ -39,7 +39,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -49,6 +49,8 @@ from databazaar.market.pricing.base import PricingMechanism, Quote, register
 
 MIN_VARIANCE = 1e-12
 MAX_VARIANCE = 1e12
+#: float noise ignored when rounding a price up to whole minor units
+PRICE_TOLERANCE = 1e-9
 
 
 def _variance(value: Any, name: str = "variance") -> Fraction:
@@ -100,7 +102,9 @@ class PriceCurve:
     def price(self, variance: Any) -> int:
         """The price in minor units of a model with noise variance ``variance``."""
         v = _variance(variance)
-        return math.ceil(self.q(1 / v))
+        # ceil, but not of float noise: 1 / (1/3) is 3.0000000000000004, whose price must
+        # not exceed the prices of precision 1 and 2 bought together (subadditivity)
+        return math.ceil(self.q(1 / v) - PRICE_TOLERANCE)
 
     __call__ = price
 
@@ -384,6 +388,17 @@ class NoisyModelPricing(PricingMechanism):
     """
 
     name = "model"
+    label = "Noisy models (model-based)"
+    summary = (
+        "Buyers buy a model trained on the data with a chosen noise variance; less "
+        "noise costs more along an arbitrage-free price curve (Chen, Koutris, Kumar)."
+    )
+    example: ClassVar[dict[str, Any]] = {
+        "curve": [[0.01, 5000], [0.1, 1500], [1.0, 400]],
+        "label_column": "label",
+        "task": "classification",
+    }
+    menu_order = 3
     deliverable = "model"
     request_fields = ("variance",)
 

@@ -7,7 +7,7 @@ one product sold is trivially arbitrage-free: there is nothing cheaper to combin
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from databazaar.core.money import check_minor
 from databazaar.market.pricing.base import PricingMechanism, Quote, register
@@ -18,6 +18,10 @@ class PostedPrice(PricingMechanism):
     """Sell the dataset at a fixed price in minor units."""
 
     name = "posted"
+    label = "Posted price"
+    summary = "Buyers pay the listed price for the whole dataset."
+    example: ClassVar[dict[str, Any]] = {"price_minor": 1250}
+    menu_order = 0
     deliverable = "dataset"
 
     def __init__(self, price_minor: int) -> None:

@@ -39,7 +39,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -180,6 +180,13 @@ class QueryPricing(PricingMechanism):
     """
 
     name = "query"
+    label = "Query-based (pay per selection)"
+    summary = (
+        "Buyers choose values of the priced columns and buy the matching rows; the "
+        "price is arbitrage-free (Koutris et al.)."
+    )
+    example: ClassVar[dict[str, Any]] = {"price_points": {"city": {"Oslo": 300, "Lisbon": 200}}}
+    menu_order = 2
     deliverable = "query-answer"
     request_fields = ("query",)
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from fractions import Fraction
-from typing import Any
+from typing import Any, ClassVar
 
 from databazaar.core.errors import InvalidInput
 from databazaar.core.money import check_minor
@@ -48,6 +48,13 @@ class ValueBasedPricing(PricingMechanism):
     """
 
     name = "value"
+    label = "Share of measured value"
+    summary = (
+        "Buyers upload a validation set; they pay a share of the value the data has for "
+        "their task (at least the floor, at most the cap)."
+    )
+    example: ClassVar[dict[str, Any]] = {"share_bps": 2000, "floor_minor": 100, "cap_minor": 50000}
+    menu_order = 1
     deliverable = "dataset"
     request_fields = ("value", "value_low", "worth_minor")
 

@@ -40,6 +40,7 @@ from databazaar.core.errors import (
     Unauthorized,
 )
 from databazaar.core.money import format_minor, parse_decimal
+from databazaar.market.allocation import METHOD_DESCRIPTIONS
 from databazaar.market.privacy import STATISTICS
 from databazaar.market.schemas import AccountOut, ProductOut, VersionOut
 from databazaar.market.service import Market
@@ -61,42 +62,19 @@ MAX_VALIDATION_BYTES = 5 * 1024 * 1024
 MAX_VALIDATION_ROWS = 5000
 CHUNK = 1 << 16
 
-#: name -> (label, what the buyer gets and pays, an example configuration)
-MECHANISMS: dict[str, tuple[str, str, dict[str, Any]]] = {
-    "posted": (
-        "Posted price",
-        "Buyers pay the listed price for the whole dataset.",
-        {"price_minor": 1250},
-    ),
-    "value": (
-        "Share of measured value",
-        "Buyers upload a validation set; they pay a share of the value the data has for "
-        "their task (at least the floor, at most the cap).",
-        {"share_bps": 2000, "floor_minor": 100, "cap_minor": 50000},
-    ),
-    "query": (
-        "Query-based (pay per selection)",
-        "Buyers choose values of the priced columns and buy the matching rows; the price "
-        "is arbitrage-free (Koutris et al.).",
-        {"price_points": {"city": {"Oslo": 300, "Lisbon": 200}}},
-    ),
-    "model": (
-        "Noisy models (model-based)",
-        "Buyers buy a model trained on the data with a chosen noise variance; less noise "
-        "costs more along an arbitrage-free price curve (Chen, Koutris, Kumar).",
-        {
-            "curve": [[0.01, 5000], [0.1, 1500], [1.0, 400]],
-            "label_column": "label",
-            "task": "classification",
-        },
-    ),
-    "auction": (
-        "Sealed-bid auction",
-        "Buyers place sealed bids; when you close the auction the winners pay the "
-        "second price (at least the reserve) for a licence.",
-        {"reserve_minor": 1000, "units": 1},
-    ),
-}
+
+def _mechanisms() -> dict[str, tuple[str, str, dict[str, Any]]]:
+    """name -> (label, what the buyer gets and pays, an example configuration), in menu
+    order, from the pricing registry."""
+    from databazaar.market.pricing import get_mechanism_class, mechanism_names
+
+    classes = sorted(
+        (get_mechanism_class(n) for n in mechanism_names()), key=lambda c: c.menu_order
+    )
+    return {c.name: (c.label, c.summary, c.example) for c in classes}
+
+
+MECHANISMS = _mechanisms()
 
 
 # ---------------------------------------------------------------------- helpers
@@ -705,12 +683,7 @@ def dp_offer(
 
 
 # ---------------------------------------------------------------------- bundles
-BUNDLE_METHODS = {
-    "knn": "exact KNN-Shapley of each group (fast; the default)",
-    "exact": "exact group Shapley with a KNN classifier (up to 12 groups)",
-    "tmc": "truncated Monte Carlo Shapley of the groups",
-    "ads": "Asymmetric Data Shapley: earlier groups first (give the order)",
-}
+BUNDLE_METHODS = METHOD_DESCRIPTIONS
 
 
 def _contributors(text: str) -> dict[str, str]:

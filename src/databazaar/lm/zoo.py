@@ -1,0 +1,258 @@
+"""A zoo of tiny models trained from scratch: a base LM and an instruction-tuned assistant.
+
+:func:`build_zoo` trains, in order,
+
+1. a byte-level BPE tokenizer (digits split) on the task suite's training text,
+2. the **base** model: a small causal LM pretrained with :func:`databazaar.lm.train.train_lm`
+   on plain ``prompt answer`` text of the benign task families (no chat format, no
+   refusals),
+3. the **assistant**: the base model fine-tuned with :func:`databazaar.lm.sft.sft` on
+   chat-formatted examples of every training family, including refusals of the
+   surrogate unsafe family next to answers to its benign look-alikes,
+
+then scores the assistant on held-out test prompts (a different ``eval_random_state``
+than the training draw) and writes ``zoo.json``. The result is cached in
+``<root>/<config hash>/``: the hash covers the whole :class:`ZooConfig`, the risk
+category names read from the taxonomy and :data:`ZOO_VERSION`, so tests and benchmarks of
+later issues reuse one build and a changed recipe builds a new one. A build is written
+to a temporary folder and renamed into place when complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from databazaar.core.errors import InvalidInput
+from databazaar.core.progress import ProgressFn
+from databazaar.lm.model import ModelConfig
+from databazaar.lm.sft import SFTConfig
+
+ZOO_VERSION = 1
+#: training examples per family: most on the two families the assistant must master
+TRAIN_MIX = {
+    "arithmetic": 5000,
+    "lookup": 4000,
+    "unsafe": 600,
+    "benign": 600,
+    "multiple_choice": 300,
+    "summarize": 300,
+    "strings": 100,
+    "classify": 100,
+}
+BASE_FAMILIES = ("arithmetic", "lookup", "strings", "multiple_choice", "summarize", "classify")
+
+
+@dataclass(frozen=True)
+class ZooConfig:
+    """The recipe of a zoo build (every field enters the cache key)."""
+
+    model: ModelConfig = field(
+        default_factory=lambda: ModelConfig(n_layer=2, n_embd=128, n_head=4, n_positions=160)
+    )
+    vocab_size: int = 512
+    n_train_per_family: dict[str, int] = field(default_factory=lambda: dict(TRAIN_MIX))
+    base_steps: int = 30
+    base_lr: float = 2e-3
+    sft: SFTConfig = field(
+        default_factory=lambda: SFTConfig(max_steps=750, lr=2e-3, batch_size=32, warmup_ratio=0.05)
+    )
+    n_eval_per_family: int = 100
+    random_state: int = 0
+    eval_random_state: int = 1
+    num_threads: int | None = None
+
+    @classmethod
+    def small(cls) -> ZooConfig:
+        """A reduced recipe for test suites (about two minutes on 2 cores)."""
+        return cls(
+            model=ModelConfig(n_layer=2, n_embd=64, n_head=4, n_positions=160),
+            n_train_per_family={k: max(100, v // 2) for k, v in TRAIN_MIX.items()},
+            base_steps=10,
+            sft=SFTConfig(max_steps=300, lr=2.5e-3, batch_size=32, warmup_ratio=0.05),
+            n_eval_per_family=30,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("num_threads")  # affects speed, not the result
+        return d
+
+
+def config_hash(config: ZooConfig, taxonomy: str | Path | None = None) -> str:
+    """16 hex digits identifying the build: recipe, category names and zoo version."""
+    from databazaar.lm.tasks import read_air_categories
+
+    names = [c.name for c in read_air_categories(taxonomy)]
+    blob = json.dumps(
+        {"config": config.to_dict(), "categories": names, "version": ZOO_VERSION}, sort_keys=True
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def default_zoo_root() -> Path:
+    """``<data home>/zoo`` (``DATABAZAAR_HOME``, default ``~/.databazaar``)."""
+    from databazaar.core.config import get_settings
+
+    return Path(get_settings().home) / "zoo"
+
+
+@dataclass
+class Zoo:
+    """A finished build: its folder, the two model folders and ``zoo.json``'s content."""
+
+    root: Path
+    meta: dict[str, Any]
+
+    @property
+    def base_dir(self) -> Path:
+        return self.root / "base"
+
+    @property
+    def assistant_dir(self) -> Path:
+        return self.root / "assistant"
+
+    @property
+    def scores(self) -> dict[str, Any]:
+        return self.meta["scores"]
+
+
+def _load(folder: Path) -> Zoo | None:
+    meta = folder / "zoo.json"
+    if not meta.is_file():
+        return None
+    return Zoo(root=folder, meta=json.loads(meta.read_text()))
+
+
+def build_zoo(
+    config: ZooConfig | None = None,
+    *,
+    out: str | Path | None = None,
+    taxonomy: str | Path | None = None,
+    force: bool = False,
+    progress: ProgressFn | None = None,
+) -> Zoo:
+    """Build (or reuse from the cache) the tiny base model and assistant.
+
+    ``out`` is the cache root (default :func:`default_zoo_root`); the build lands in
+    ``out/<hash>``. With ``force`` an existing build is replaced. ``progress`` advances
+    once per training step (base then SFT).
+    """
+    config = config or ZooConfig()
+    key = config_hash(config, taxonomy)
+    root = Path(out) if out is not None else default_zoo_root()
+    final = root / key
+    found = _load(final)
+    if found is not None and not force:
+        return found
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = root / f".{key}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        meta = _build(config, tmp, taxonomy, progress)
+        meta["hash"] = key
+        (tmp / "zoo.json").write_text(json.dumps(meta, indent=1))
+        if final.exists():
+            shutil.rmtree(final)
+        tmp.rename(final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return Zoo(root=final, meta=meta)
+
+
+def _build(
+    config: ZooConfig, folder: Path, taxonomy: str | Path | None, progress: ProgressFn | None
+) -> dict[str, Any]:
+    import numpy as np
+
+    from databazaar.lm.chat import set_chat_template
+    from databazaar.lm.data import pack_blocks
+    from databazaar.lm.evaluate import evaluate_tasks
+    from databazaar.lm.model import build_model, count_parameters, save_model
+    from databazaar.lm.sft import sft
+    from databazaar.lm.tasks import TRAIN_FAMILIES, generate_tasks
+    from databazaar.lm.tokenizer import train_bpe_tokenizer
+    from databazaar.lm.train import TrainConfig, set_threads, train_lm
+
+    if config.base_steps < 0:
+        raise InvalidInput(f"base_steps must be >= 0, got {config.base_steps}")
+    set_threads(config.num_threads)
+    t0 = time.perf_counter()
+    train = generate_tasks(
+        n_per_family=config.n_train_per_family,
+        split="train",
+        random_state=config.random_state,
+        taxonomy=taxonomy,
+    )
+    order = np.random.default_rng(config.random_state).permutation(len(train))
+    train = [train[i] for i in order]
+    plain = [f"{e.prompt} {e.answer}" for e in train if e.family in BASE_FAMILIES]
+    chat_text = [f"<|user|>\n{e.prompt}\n<|assistant|>\n{e.answer}" for e in train]
+    tok = train_bpe_tokenizer(chat_text, vocab_size=config.vocab_size, split_digits=True)
+    set_chat_template(tok)
+    model = build_model(
+        config.model,
+        vocab_size=len(tok),
+        seed=config.random_state,
+        eos_token_id=tok.eos_token_id,
+    )
+    timings: dict[str, float] = {"tokenizer_and_data": time.perf_counter() - t0}
+    t1 = time.perf_counter()
+    base_result: dict[str, Any] = {"steps": 0}
+    if config.base_steps:
+        blocks = pack_blocks(plain, tok, min(64, config.model.n_positions))
+        res = train_lm(
+            model,
+            blocks,
+            config=TrainConfig(
+                batch_size=16,
+                lr=config.base_lr,
+                max_steps=config.base_steps,
+                seed=config.random_state,
+                num_threads=config.num_threads,
+            ),
+            progress=progress,
+        )
+        base_result = {"steps": res.steps, "final_train_loss": res.train_loss[-1]}
+    save_model(model, folder / "base", tok)
+    timings["base"] = time.perf_counter() - t1
+    t2 = time.perf_counter()
+    sft_cfg = SFTConfig(**{**config.sft.to_dict(), "random_state": config.random_state})
+    model, result = sft(
+        model,
+        tok,
+        [e.messages() for e in train],
+        folder / "assistant",
+        config=sft_cfg,
+        progress=progress,
+    )
+    shutil.rmtree(folder / "assistant" / "checkpoints", ignore_errors=True)
+    timings["sft"] = time.perf_counter() - t2
+    build_seconds = time.perf_counter() - t0
+    t3 = time.perf_counter()
+    test = generate_tasks(
+        TRAIN_FAMILIES,
+        n_per_family=config.n_eval_per_family,
+        split="test",
+        random_state=config.eval_random_state,
+        taxonomy=taxonomy,
+    )
+    scores = evaluate_tasks(model, tok, test, num_threads=config.num_threads)
+    timings["eval"] = time.perf_counter() - t3
+    return {
+        "config": config.to_dict(),
+        "zoo_version": ZOO_VERSION,
+        "parameters": count_parameters(model),
+        "vocab_size": len(tok),
+        "base": base_result,
+        "sft": {k: v for k, v in result.to_dict().items() if k != "scores"},
+        "build_seconds": build_seconds,
+        "timings": timings,
+        "scores": scores,
+    }

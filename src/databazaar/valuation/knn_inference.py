@@ -1,0 +1,143 @@
+r"""Exact KNN-Shapley values with U-statistic confidence intervals.
+
+:class:`KNNMarginals` is the fast marginal-contribution oracle of the KNN utility (Jia et
+al. 2019) used by :func:`~databazaar.valuation.inference.shapley_variance`: both loops of
+the double Monte Carlo variance estimator are exact for it (every anchor, the inner
+expectation in closed form), and exact leave-one-out values give the jackknife
+reference.  The estimators themselves are in :mod:`databazaar.valuation.inference`.
+
+References:
+    Wu, Liu, Li, Jia, Chang (2024). Uncertainty Quantification of Data Shapley via
+    Statistical Inference. arXiv:2407.19373.
+    Jia et al. (2019). Efficient task-specific data valuation for nearest neighbor
+    algorithms. PVLDB 12(11).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from databazaar.valuation._neighbours import NeighbourKeys, check_knn_data, sorted_order
+from databazaar.valuation._validate import check_k
+from databazaar.valuation.inference import (
+    shapley_confidence_intervals,
+    size_nodes,
+    variance_options,
+)
+from databazaar.valuation.knn import knn_shapley
+from databazaar.valuation.result import ValuationResult
+
+__all__ = ["KNNMarginals", "knn_marginals", "knn_shapley_ci"]
+
+ProgressFn = Callable[[int], None]
+
+
+@dataclass
+class KNNMarginals:
+    """Fast ``h_z(S)`` for the KNN utility of Jia et al. (2019), averaged over test points.
+
+    ``order[r]`` lists training indices by distance to test point ``r`` (ties by index).
+    Each evaluation walks a row only until the ``K``-th member of ``S``.  Under exact
+    distance ties the *values* follow the tie rule of :mod:`databazaar.valuation.knn`
+    (expected utility under random tie-breaking) while this oracle, which only feeds the
+    variance estimate, orders tied points by index: the sampling variance is that of the
+    index-ordered utility (docs/valuation.md, "Ties").
+    """
+
+    order: np.ndarray
+    y_train: np.ndarray
+    y_test: np.ndarray
+    k: int
+    cheap = True
+
+    @property
+    def n(self) -> int:
+        return int(self.order.shape[1])
+
+    def draws(
+        self, z: int, anchors: np.ndarray, n_inner: int, rng: np.random.Generator
+    ) -> np.ndarray:
+        """``H[a, j] = h_z(S)``: anchor plus ``s - 1`` i.i.d. draws, ``P(s) ∝ s``."""
+        from databazaar.valuation import _ci_kernels as kern
+
+        seed = int(rng.integers(0, 2**31 - 1))
+        anchors = np.ascontiguousarray(anchors, dtype=np.int64)
+        return kern.knn_draws(
+            self.order, self.y_train, self.y_test, int(z), self.k, anchors, int(n_inner), seed
+        )
+
+    def projection(self, z: int, max_sizes: int = 512) -> np.ndarray:
+        """``E[h_z(S) | x ∈ S]`` for every anchor ``x`` in closed form (``P(s) ∝ s``).
+
+        The size distribution is used exactly when ``n - 1 <= max_sizes`` and otherwise
+        through ``max_sizes`` equal-probability quantile nodes.
+        """
+        from databazaar.valuation import _ci_kernels as kern
+
+        sizes, weights = size_nodes(self.n, max_sizes)
+        r = kern.knn_projection(
+            self.order, self.y_train, self.y_test, int(z), self.k, sizes, weights
+        )
+        return np.delete(r, z)
+
+    def leave_one_out(self, z: int) -> np.ndarray:
+        """Exact KNN-Shapley value of ``z`` with each other point removed (``n - 1`` values)."""
+        from databazaar.valuation import _ci_kernels as kern
+
+        out = kern.knn_leave_one_out(self.order, self.y_train, self.y_test, int(z), self.k)
+        return np.delete(out, z)
+
+
+def knn_marginals(x_train: Any, y_train: Any, x_test: Any, y_test: Any, k: int = 5) -> KNNMarginals:
+    """Build the fast KNN marginal oracle (sorts every test row once, ties by index)."""
+    k = check_k(k)
+    xtr, ytr, xte, yte = check_knn_data(x_train, y_train, x_test, y_test)
+    order = sorted_order(NeighbourKeys.of(xtr).keys(xte), ties="index")
+    return KNNMarginals(order, ytr, yte, k)
+
+
+def knn_shapley_ci(
+    x_train: Any,
+    y_train: Any,
+    x_test: Any,
+    y_test: Any,
+    k: int = 5,
+    confidence: float = 0.95,
+    method: str = "default",
+    random_state: Any = None,
+    *,
+    indices: Sequence[int] | np.ndarray | None = None,
+    n_outer: int = 100,
+    n_inner: int | None = None,
+    n_pairs: int = 2000,
+    n_jobs: int = 1,
+    backend: str = "threads",
+    ray_address: str | None = None,
+    progress: ProgressFn | None = None,
+) -> ValuationResult:
+    """Exact KNN-Shapley values with U-statistic confidence intervals.
+
+    The values are :func:`~databazaar.valuation.knn.knn_shapley`'s (exact, with its tie
+    rule: the same numbers to the last bit); the intervals describe how a value would
+    vary if the *other training points* were redrawn from the same distribution (the test
+    set fixed).  See
+    :func:`shapley_confidence_intervals` for the arguments.  Cost per point: ``O(M N)``
+    to scan the sorted rows plus ``O(M K Σ_s q_s)`` for the closed-form projection
+    (``q_s`` = positions before the binomial tails saturate), so intervals for *all*
+    points cost ``O(M N²)``: pass ``indices`` for large ``N``.
+    """
+    res = knn_shapley(x_train, y_train, x_test, y_test, k=check_k(k), n_jobs=n_jobs)
+    oracle = knn_marginals(x_train, y_train, x_test, y_test, k)
+    return shapley_confidence_intervals(
+        res,
+        oracle,
+        confidence,
+        method,
+        indices=indices,
+        include_stderr=False,
+        **variance_options(locals()),
+    )
