@@ -37,7 +37,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from sqlalchemy import case, select, update
+from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -187,19 +187,22 @@ def post(session: Session, postings: Sequence[Posting], *, txn_id: str | None = 
         session.flush()
     except IntegrityError:  # only the account foreign key can fail here
         raise InvalidInput(f"ledger posting to unknown account(s) among {ids}") from None
-    # The cached balances last, in one statement: a credit to a popular account (the
-    # fee account, a busy seller) holds that row's lock only from here to the commit.
+    # The cached balances last: a credit to a popular account (the fee account, a busy
+    # seller) holds that row's lock only from here to the commit.
     delta: dict[int, int] = defaultdict(int)
     for p in postings:
         delta[p.account_id] += p.amount_minor
-    moved = sorted(a for a in ids if delta[a])
-    if moved:
-        session.execute(
-            update(Account)
-            .where(Account.id.in_(moved))
-            .values(balance_minor=Account.balance_minor + case(delta, value=Account.id))
-            .execution_options(synchronize_session=False)
-        )
+    # One UPDATE per account, in ascending id order: every writer takes these row locks
+    # in the same order (a multi-row UPDATE locks rows in the order it finds them on
+    # disk, which changes as rows are rewritten, and writers then deadlock).
+    for account_id in ids:
+        if delta[account_id]:
+            session.execute(
+                update(Account)
+                .where(Account.id == account_id)
+                .values(balance_minor=Account.balance_minor + delta[account_id])
+                .execution_options(synchronize_session=False)
+            )
     return txn
 
 
