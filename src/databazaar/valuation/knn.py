@@ -129,20 +129,19 @@ def _chunk_values(problem: _Problem, part: list[slice]) -> tuple[np.ndarray, np.
 
 def _finish(
     problem: _Problem,
+    run: tuple[ParallelConfig, int | None, ProgressFn | None],
     *,
-    n_jobs: int,
-    chunk_size: int | None,
-    backend: str,
-    ray_address: str | None,
-    progress: ProgressFn | None,
     groups: Any,
     method: str,
     params: dict[str, Any],
 ) -> ValuationResult:
+    """Values of ``problem``; ``run`` is (parallel setting, chunk size, progress)."""
+    parallel, chunk_size, progress = run
     n_train = problem.n_train
     n_test = problem.x_test.shape[0]
-    parallel = ParallelConfig(n_jobs, backend, ray_address)
-    rows = chunk_rows(n_train, n_test, n_jobs, chunk_size, budget_bytes=DEFAULT_CHUNK_BYTES)
+    rows = chunk_rows(
+        n_train, n_test, parallel.n_jobs, chunk_size, budget_bytes=DEFAULT_CHUNK_BYTES
+    )
     parts = chunks(n_test, rows)
     # a few chunks per task and a few tasks per worker at a time: memory stays at about
     # two accumulators per worker whatever M is, and sums run in chunk order whatever the
@@ -178,9 +177,9 @@ def _finish(
     return ValuationResult(gvalues, None, gcounts, ids=ids, method=method, params=params)
 
 
-def _check_backend_args(n_jobs: int | None, backend: str) -> int:
+def _parallel(n_jobs: int | None, backend: str, ray_address: str | None) -> ParallelConfig:
     check_backend(backend)
-    return _resolve_jobs(n_jobs)
+    return ParallelConfig(_resolve_jobs(n_jobs), backend, ray_address)
 
 
 def knn_shapley(
@@ -224,7 +223,7 @@ def knn_shapley(
     if task not in _TASKS:
         raise InvalidInput(f"unknown task {task!r}", hint="use 'classification' or 'regression'")
     k = check_k(k)
-    jobs = _check_backend_args(n_jobs, backend)
+    parallel = _parallel(n_jobs, backend, ray_address)
     regression = task == "regression"
     xtr, ytr, xte, yte = check_train_test(x_train, y_train, x_test, y_test, numeric_y=regression)
     warn_degenerate(ytr, k, classes=not regression)
@@ -239,11 +238,7 @@ def knn_shapley(
         problem.weights = position_weights(xtr.shape[0], k)
     return _finish(
         problem,
-        n_jobs=jobs,
-        chunk_size=chunk_size,
-        backend=backend,
-        ray_address=ray_address,
-        progress=progress,
+        (parallel, chunk_size, progress),
         groups=groups,
         method="knn-shapley" if not regression else "knn-shapley-regression",
         params={"k": k, "task": task},
@@ -283,7 +278,7 @@ def threshold_knn_shapley(
         raise InvalidInput(f"tau must be a positive number, got {tau!r}") from exc
     if not np.isfinite(tau_f) or tau_f <= 0:
         raise InvalidInput(f"tau must be a positive finite number, got {tau!r}")
-    jobs = _check_backend_args(n_jobs, backend)
+    parallel = _parallel(n_jobs, backend, ray_address)
     xtr, ytr, xte, yte = check_train_test(x_train, y_train, x_test, y_test)
     warn_degenerate(ytr)
     ytr_enc, yte_enc, n_classes = encode_classes(ytr, yte)
@@ -298,11 +293,7 @@ def threshold_knn_shapley(
     )
     return _finish(
         problem,
-        n_jobs=jobs,
-        chunk_size=chunk_size,
-        backend=backend,
-        ray_address=ray_address,
-        progress=progress,
+        (parallel, chunk_size, progress),
         groups=groups,
         method="threshold-knn-shapley",
         params={"tau": tau_f, "n_classes": n_classes},
