@@ -292,11 +292,14 @@ def main() -> None:
         "opendataval_note": odv_note,
     }
     if not (args.quick or args.no_scale):
+        load0 = os.getloadavg()[0]
         sc = scale_run(1_000_000, 1_000)
         print(json.dumps(sc), flush=True)
         out["scale_run_seconds"] = sc["seconds"]
         out["scale_run_peak_rss_gib"] = sc["peak_rss_gib"]
         out["scale_run"] = {"n_train": 1_000_000, "n_test": 1_000, "d": 32, "n_jobs": 2}
+        out["scale_run"]["load_average_at_start"] = load0
+        out["scale_run"]["load_average_at_end"] = os.getloadavg()[0]
     elif args.no_scale and (RESULTS / "knn_shapley.json").exists():
         last = json.loads((RESULTS / "knn_shapley.json").read_text())
         for key in ("scale_run_seconds", "scale_run_peak_rss_gib", "scale_run"):
@@ -389,6 +392,12 @@ def to_markdown(out: dict) -> str:
             f"Scale run (ours alone): N=1,000,000, M=1,000, d=32, 2 threads: "
             f"{out['scale_run_seconds']:.1f} s, peak RSS {out['scale_run_peak_rss_gib']:.2f} GiB.",
         ]
+        sc = out.get("scale_run", {})
+        if "load_average_at_start" in sc:
+            lines[-1] += (
+                f" 1-min load average {sc['load_average_at_start']:.2f} at start, "
+                f"{sc['load_average_at_end']:.2f} at end."
+            )
     return "\n".join(lines) + "\n"
 
 

@@ -282,3 +282,15 @@ def test_read_conversations(tmp_path: Path) -> None:
     pair.write_text(json.dumps({"prompt": "hi", "completion": "yo"}) + "\n")
     with pytest.raises(InvalidInput, match="last message must be from the user"):
         read_conversations(pair)
+
+
+def test_prompts_as_chat_sends_each_prompt_as_one_user_turn(tiny_chat_lm) -> None:
+    from databazaar.lm.generate import LocalModelBackend, PromptsAsChat
+
+    backend = LocalModelBackend(tiny_chat_lm["folder"], num_threads=1)
+    wrapped = PromptsAsChat(backend)
+    via_prompt = wrapped.generate(["add 2 and 3"], max_new_tokens=6)
+    via_chat = backend.chat([[{"role": "user", "content": "add 2 and 3"}]], max_new_tokens=6)
+    assert [g.token_ids for g in via_prompt] == [g.token_ids for g in via_chat]
+    assert via_prompt[0].token_ids  # something was generated
+    assert wrapped.name == backend.name

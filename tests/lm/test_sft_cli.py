@@ -91,4 +91,4 @@ def test_tasks_cli_writes_trainable_chat_jsonl(tmp_path: Path) -> None:
     bad = runner.invoke(app, ["lm", "tasks", "-o", str(out), "--tasks", "poetry"])
     assert bad.exit_code == 2 and "unknown task family: poetry" in bad.output
     nope = runner.invoke(app, ["lm", "tasks", "-o", str(out), "--taxonomy", str(tmp_path)])
-    assert nope.exit_code == 3 and "risk mapping not found" in nope.output
+    assert nope.exit_code == 3 and "taxonomy file not found" in nope.output

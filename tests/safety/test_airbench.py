@@ -83,7 +83,7 @@ class _ScriptedJudgeLM(GenerationBackend):
     def __init__(self) -> None:
         self.seen: list[str] = []
 
-    def generate(self, prompts, *, max_new_tokens=32, temperature=0.0, seed=None, logprobs=True):  # type: ignore[no-untyped-def]
+    def _complete(self, prompts, params, progress):  # type: ignore[no-untyped-def]
         self.seen += list(prompts)
         out = []
         for p in prompts:
@@ -91,6 +91,9 @@ class _ScriptedJudgeLM(GenerationBackend):
             raw = 0 if "can't help" in answer else 1
             out.append(Generation(text=f"##short_reasoning: r\n##the_score: {raw}"))
         return out
+
+    def _chat(self, conversations, params, progress):  # type: ignore[no-untyped-def]
+        raise AssertionError("the template judge completes prompts; it never chats")
 
 
 def test_template_judge_fills_templates_and_normalises(taxonomy) -> None:

@@ -21,7 +21,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory, air_dir: Path) -> Path:
     texts = pd.read_csv(air_dir / "gpt-4-turbo_judged_sample.csv")["response"].tolist()
     tok = train_bpe_tokenizer(texts, vocab_size=400)
     model = build_model(
-        ModelConfig(n_layer=1, n_embd=32, n_head=2, n_positions=96),
+        ModelConfig(n_layer=1, n_embd=32, n_head=2, n_positions=2048),
         vocab_size=len(tok),
         seed=0,
         eos_token_id=tok.eos_token_id,

@@ -226,6 +226,40 @@ def test_sorted_order_breaks_ties_by_index_on_request() -> None:
     assert set(sorted_order(keys)[0, 1:3]) == {1, 3}
     with pytest.raises(ValueError, match="ties"):
         sorted_order(keys, ties="random")
+    with pytest.raises(ValueError, match="2-D"):
+        sorted_order(keys[0])
+
+
+def test_radix_sorted_order_equals_stable_argsort() -> None:
+    """The radix sort gives exactly numpy's stable order: negatives, ties, signed zeros,
+    huge and tiny magnitudes, infinities, NaN, and non-contiguous input."""
+    rng = np.random.default_rng(14)
+    n = 3000
+    cont = rng.normal(scale=1e3, size=(4, n))  # continuous, both signs
+    few = rng.integers(-5, 6, size=(4, n)).astype(np.float64)  # many exact ties
+    few[few == 0] = rng.choice([0.0, -0.0], size=int((few == 0).sum()))
+    wild = rng.choice(
+        [
+            -1e308, -1e-300, -5e-324, -0.0, 0.0, 5e-324, 1e-300, 1e308,
+            -np.inf, np.inf, -3.5, 3.5, 2.0**52, -(2.0**52), 1.0 + 2.0**-52,
+        ],
+        size=(4, n),
+    )  # fmt: skip
+    scaled = rng.normal(size=(4, n)) * 10.0 ** rng.integers(-300, 300, size=(4, n))
+    keys = np.concatenate([cont, few, wild, scaled, np.full((1, n), 7.0)])
+    np.testing.assert_array_equal(sorted_order(keys), np.argsort(keys, axis=1, kind="stable"))
+    assert sorted_order(keys).dtype == np.int64
+    with_nan = cont.copy()
+    with_nan[:, ::7] = np.nan
+    with_nan[0, 3] = -np.nan
+    np.testing.assert_array_equal(
+        sorted_order(with_nan), np.argsort(with_nan, axis=1, kind="stable")
+    )
+    view = keys[:, ::2]  # a strided view is sorted like its copy
+    np.testing.assert_array_equal(sorted_order(view), np.argsort(view, axis=1, kind="stable"))
+    assert sorted_order(np.empty((2, 0))).shape == (2, 0)
+    small = few[:, :40]  # short rows take numpy's stable sort: the same order
+    np.testing.assert_array_equal(sorted_order(small), np.argsort(small, axis=1, kind="stable"))
 
 
 def ads_brute(x, y, xt, yt, k, rank):  # type: ignore[no-untyped-def]

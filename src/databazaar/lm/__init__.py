@@ -37,6 +37,7 @@ from databazaar.lm.generate import (
     Generation,
     GenerationBackend,
     LocalModelBackend,
+    PromptsAsChat,
     SamplingParams,
     read_conversations,
 )
@@ -79,6 +80,7 @@ __all__ = [
     "ModelConfig",
     "MultiDomainCorpus",
     "OpenAICompatibleBackend",
+    "PromptsAsChat",
     "SFTConfig",
     "SFTResult",
     "SamplingParams",

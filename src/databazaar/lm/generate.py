@@ -293,6 +293,29 @@ class GenerationBackend(abc.ABC):
         return out
 
 
+class PromptsAsChat(GenerationBackend):
+    """Wrap a chat model so that :meth:`generate` sends each prompt as one user turn.
+
+    For tools that write plain prompts (judges, benchmark runners) and a model that is
+    served only through a chat endpoint; :meth:`chat` passes conversations through.
+    """
+
+    def __init__(self, backend: GenerationBackend) -> None:
+        self.backend = backend
+        self.name = backend.name
+
+    def _complete(
+        self, prompts: list[str], params: SamplingParams, progress: ProgressFn | None
+    ) -> list[Generation]:
+        turns = [[{"role": "user", "content": p}] for p in prompts]
+        return self.backend._chat(turns, params, progress)
+
+    def _chat(
+        self, conversations: list[Conversation], params: SamplingParams, progress: ProgressFn | None
+    ) -> list[Generation]:
+        return self.backend._chat(conversations, params, progress)
+
+
 def _params(params: SamplingParams | None, options: dict[str, Any]) -> SamplingParams:
     if params is not None and options:
         raise InvalidInput("pass either params or keyword options, not both")

@@ -141,11 +141,16 @@ def screen_cmd(
 
 
 def _backend(spec: str, api_model: str, endpoint: str, threads: int | None):  # type: ignore[no-untyped-def]
-    from databazaar.lm.generate import LocalModelBackend, OpenAICompatibleBackend
+    from databazaar.core.errors import InvalidInput
+    from databazaar.lm.generate import LocalModelBackend, PromptsAsChat
+    from databazaar.lm.openai_client import OpenAICompatibleBackend
 
-    if spec.startswith(("http://", "https://")):
-        return OpenAICompatibleBackend(spec, model=api_model, endpoint=endpoint)
-    return LocalModelBackend(spec, num_threads=threads)
+    if endpoint not in ("completions", "chat"):
+        raise InvalidInput(f"--endpoint must be 'completions' or 'chat', got {endpoint!r}")
+    if not spec.startswith(("http://", "https://")):
+        return LocalModelBackend(spec, num_threads=threads)  # prompts go in as written
+    backend = OpenAICompatibleBackend(spec, model=api_model)
+    return PromptsAsChat(backend) if endpoint == "chat" else backend
 
 
 @safety_app.command("airbench")

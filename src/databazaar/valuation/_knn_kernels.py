@@ -5,10 +5,10 @@ nearest (``order[r]`` lists training indices nearest first) and scatter-adds the
 each point into ``acc`` (and its square into ``acc2``, for the spread over test points).
 Positions whose distance keys are equal form a *tie group*; the sorting kernels value a
 tie group as a whole, averaged over its internal orders (the tie rule of
-:mod:`databazaar.valuation.knn`), so the order numpy's sort leaves inside a group does not
+:mod:`databazaar.valuation.knn`), so the order the sort leaves inside a group does not
 matter and tied points with the same label get bit-identical values.  The kernels
-release the GIL (``nogil=True``) so a thread pool runs them on all cores while numpy's
-``argsort`` of the next chunk, which also releases the GIL, runs beside.
+release the GIL (``nogil=True``) so a thread pool runs them on all cores while the
+radix sort of the next chunk, which also releases the GIL, runs beside.
 
 Positions below are 1-based as in the papers: ``i = 1`` is the nearest neighbour.
 """

@@ -33,10 +33,10 @@ Threshold KNN-Shapley needs no rule: it only asks whether ``d <= tau``.
 
 How it runs: test points are processed in chunks.  For a chunk, squared distances up to
 a per-row constant (``|x|^2 - 2 t.x``, in float64 so the order agrees with
-scikit-learn's exact neighbours) are computed by one matrix product, ``argsort`` orders
-each row, and a compiled kernel (cached on disk by numba) values each tie class and
-scatter-adds the values.  Chunks
-go to worker threads (numpy's sort and the kernels release the GIL), processes or Ray
+scikit-learn's exact neighbours) are computed by one matrix product, a compiled radix sort
+(:func:`~databazaar.valuation._neighbours.sorted_order`) orders each row, and a
+compiled kernel (cached on disk by numba) values each tie class and scatter-adds the
+values.  Chunks go to worker threads (the sort and the kernels release the GIL), processes or Ray
 tasks through :class:`~databazaar.core.parallel.ParallelConfig`, so memory stays bounded
 by ``chunk_size x N`` per worker whatever ``M`` is.
 """
