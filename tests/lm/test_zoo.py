@@ -86,4 +86,5 @@ def test_answer_lead_makes_a_lookup_answer_a_copy_of_prompt_tokens() -> None:
     ]
     assert copyable(" ") == 1.0
     assert copyable("") < 0.2
-    assert ZooConfig().answer_lead == " " and "answer_lead" not in ZooConfig.small().to_dict()
+    assert "answer_lead" not in ZooConfig().to_dict()  # off: the hash of earlier builds holds
+    assert ZooConfig(answer_lead=" ").to_dict()["answer_lead"] == " "

@@ -83,8 +83,9 @@ class ZooConfig:
     #: text put before every trained assistant answer. With ``" "`` an answer word is
     #: the same byte-level BPE token as that word inside the prompt (" Oslo" in both),
     #: so the model can answer a lookup by copying a prompt token; with ``""`` the answer
-    #: after the template's newline is a different token sequence ("O" "slo").
-    answer_lead: str = " "
+    #: after the template's newline is a different token sequence ("O" "slo"). Off by
+    #: default: with it the full recipe scored worse (lm_zoo_attempt4.md).
+    answer_lead: str = ""
     random_state: int = 0
     eval_random_state: int = 1
     num_threads: int | None = None
@@ -102,7 +103,6 @@ class ZooConfig:
             base_steps=10,
             sft=SFTConfig(max_steps=300, lr=3e-3, batch_size=32, warmup_ratio=0.05),
             n_eval_per_family=30,
-            answer_lead="",
         )
 
     def to_dict(self) -> dict[str, Any]:
