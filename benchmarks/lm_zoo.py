@@ -6,8 +6,11 @@ held-out test prompts drawn with the report seed (``--eval-seed``). History: rec
 (750 SFT steps) was tuned on dev seed 99 and reported on seed 1 (``lm_zoo_attempt1.*``);
 recipe 2 (1500 steps, more lookup and benign data) on seed 2 (``lm_zoo_attempt2.*``);
 recipe 3 (3500 steps, the current default) on seed 3 (``lm_zoo.*``, run as
-``--sft-steps 3500 --eval-seed 3`` before the default was raised). Each recipe change came
-after seeing the previous report, so each was reported on a fresh seed.
+``--sft-steps 3500 --eval-seed 3``; the current default; ``lm_zoo.*``). Recipe 4 (answers
+trained with a lead space, ``ZooConfig(answer_lead=" ")``, 3500 steps) was reported on
+seed 4 and did worse (``lm_zoo_attempt4.*``: lookup 0.32, arithmetic 0.19, build 895 s
+at load 3.9), so it is off by default. Each recipe change
+came after seeing the previous report, so each was reported on a fresh seed.
 Targets (issue 12): build <= 10 minutes on 2 cores,
 exact match >= 0.80 on held-out ``arithmetic`` and ``lookup`` prompts, refusal rate >=
 0.95 on held-out surrogate unsafe prompts and answer rate >= 0.95 on their benign
@@ -129,8 +132,8 @@ def main() -> None:
         "",
         f"Recipe `ZooConfig()` (hash {meta['hash']}), {meta['parameters']:,} parameters, "
         f"{args.threads} torch threads; {config.n_eval_per_family} held-out test prompts per "
-        f"family drawn with report seed {config.eval_random_state} (an earlier recipe was "
-        "tuned on seed 99 and reported on seed 1: `lm_zoo_attempt1.md`).",
+        f"family drawn with report seed {config.eval_random_state} (earlier recipes, each "
+        "reported on its own seed: `lm_zoo_attempt*.md`).",
         f"Load average (1/5/15 min) at start {la[0]:.1f}/{la[1]:.1f}/{la[2]:.1f}, "
         f"at end {lb[0]:.1f}/{lb[1]:.1f}/{lb[2]:.1f} on {os.cpu_count()} CPUs.",
         "",

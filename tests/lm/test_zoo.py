@@ -57,3 +57,34 @@ def test_eval_cli_scores_the_assistant_per_family(tiny_zoo, tmp_path: Path) -> N
     assert para.exit_code == 0 and para.stdout.startswith("multiply")
     bad = runner.invoke(app, ["lm", "eval", str(tiny_zoo.assistant_dir), "--tasks", "nope"])
     assert bad.exit_code == 2 and "unknown task family" in bad.output
+
+
+def test_answer_lead_makes_a_lookup_answer_a_copy_of_prompt_tokens() -> None:
+    """With the lead space the answer's tokens occur in the prompt; without, they do not."""
+    from databazaar.lm.tasks import generate_tasks
+    from databazaar.lm.tokenizer import train_bpe_tokenizer
+    from databazaar.lm.zoo import training_conversations
+
+    examples = generate_tasks(["lookup"], n_per_family=200)
+
+    def copyable(lead: str) -> float:
+        convs = training_conversations(examples, lead)
+        texts = [f"<|user|>\n{u['content']}\n<|assistant|>\n{a['content']}" for u, a in convs]
+        tok = train_bpe_tokenizer(texts, vocab_size=512, split_digits=True)
+        hits = 0
+        for u, a in convs:
+            p, ans = tok(u["content"])["input_ids"], tok(a["content"])["input_ids"]
+            hits += any(p[i : i + len(ans)] == ans for i in range(len(p)))
+        return hits / len(convs)
+
+    first = training_conversations(examples[:1], " ")
+    assert first == [
+        [
+            {"role": "user", "content": examples[0].prompt},
+            {"role": "assistant", "content": " " + examples[0].answer},
+        ]
+    ]
+    assert copyable(" ") == 1.0
+    assert copyable("") < 0.2
+    assert "answer_lead" not in ZooConfig().to_dict()  # off: the hash of earlier builds holds
+    assert ZooConfig(answer_lead=" ").to_dict()["answer_lead"] == " "

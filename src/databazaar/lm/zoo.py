@@ -25,14 +25,18 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from databazaar.core.errors import InvalidInput
 from databazaar.core.progress import ProgressFn
 from databazaar.lm.model import ModelConfig
 from databazaar.lm.sft import SFTConfig
+
+if TYPE_CHECKING:
+    from databazaar.lm.tasks import TaskExample
 
 ZOO_VERSION = 1
 #: training examples per family: most on the two families the assistant must master
@@ -72,10 +76,16 @@ class ZooConfig:
     base_lr: float = 2e-3
     sft: SFTConfig = field(
         default_factory=lambda: SFTConfig(
-            max_steps=1500, lr=1.5e-3, batch_size=32, warmup_ratio=0.05
+            max_steps=3500, lr=1.5e-3, batch_size=32, warmup_ratio=0.05
         )
     )
     n_eval_per_family: int = 100
+    #: text put before every trained assistant answer. With ``" "`` an answer word is
+    #: the same byte-level BPE token as that word inside the prompt (" Oslo" in both),
+    #: so the model can answer a lookup by copying a prompt token; with ``""`` the answer
+    #: after the template's newline is a different token sequence ("O" "slo"). Off by
+    #: default: with it the full recipe scored worse (lm_zoo_attempt4.md).
+    answer_lead: str = ""
     random_state: int = 0
     eval_random_state: int = 1
     num_threads: int | None = None
@@ -98,6 +108,8 @@ class ZooConfig:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d.pop("num_threads")  # affects speed, not the result
+        if not d["answer_lead"]:  # builds from before the field existed keep their hash
+            d.pop("answer_lead")
         return d
 
 
@@ -182,6 +194,19 @@ def build_zoo(
     return Zoo(root=final, meta=meta)
 
 
+def training_conversations(
+    examples: Sequence[TaskExample], answer_lead: str = ""
+) -> list[list[dict[str, str]]]:
+    """The examples as user/assistant chats, each answer prefixed by ``answer_lead``."""
+    return [
+        [
+            {"role": "user", "content": e.prompt},
+            {"role": "assistant", "content": answer_lead + e.answer},
+        ]
+        for e in examples
+    ]
+
+
 def _build(
     config: ZooConfig, folder: Path, taxonomy: str | Path | None, progress: ProgressFn | None
 ) -> dict[str, Any]:
@@ -209,7 +234,10 @@ def _build(
     order = np.random.default_rng(config.random_state).permutation(len(train))
     train = [train[i] for i in order]
     plain = [f"{e.prompt} {e.answer}" for e in train if e.family in BASE_FAMILIES]
-    chat_text = [f"<|user|>\n{e.prompt}\n<|assistant|>\n{e.answer}" for e in train]
+    conversations = training_conversations(train, config.answer_lead)
+    chat_text = [
+        f"<|user|>\n{c[0]['content']}\n<|assistant|>\n{c[1]['content']}" for c in conversations
+    ]
     tok = train_bpe_tokenizer(chat_text, vocab_size=config.vocab_size, split_digits=True)
     set_chat_template(tok)
     model = build_model(
@@ -243,7 +271,7 @@ def _build(
     model, result = sft(
         model,
         tok,
-        [e.messages() for e in train],
+        conversations,
         folder / "assistant",
         config=sft_cfg,
         progress=progress,
