@@ -9,33 +9,17 @@ from the caller and is XML-escaped by matplotlib's SVG writer.
 
 from __future__ import annotations
 
-import io
 import threading
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from databazaar.core.charts import figure as _figure
+from databazaar.core.charts import to_svg as _svg
+
 _LOCK = threading.Lock()  # matplotlib's text layout caches are not thread-safe
 ACCENT = "#1f5f8b"
 GRID = "#d9dee3"
-
-
-def _figure(width: float, height: float) -> Any:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=100)
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _svg(fig: Any) -> str:
-    import matplotlib
-
-    buf = io.StringIO()
-    with matplotlib.rc_context({"svg.hashsalt": "databazaar", "svg.fonttype": "none"}):
-        fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
-    return buf.getvalue()
 
 
 def _style(ax: Any) -> None:
