@@ -200,14 +200,15 @@ class MonteCarloSequenceEntropy(Estimator):
 
 
 class MonteCarloNormalizedSequenceEntropy(Estimator):
-    """As :class:`MonteCarloSequenceEntropy` with ``log p(s_j)/|s_j|`` per sample."""
+    """As :class:`MonteCarloSequenceEntropy` with ``log p(s_j)/|s_j|`` per non-empty sample."""
 
     name, kind, needs = "MonteCarloNormalizedSequenceEntropy", "white-box", ("sample_logprobs",)
 
     def _one(self, o: UEOutputs) -> float:
-        return -float(
-            np.mean([np.sum(s.token_logprobs) / max(1, len(s.token_logprobs)) for s in o.samples])
-        )
+        per = [
+            np.sum(s.token_logprobs) / len(s.token_logprobs) for s in o.samples if s.token_logprobs
+        ]
+        return -float(np.mean(per)) if per else float("nan")
 
 
 def semantic_classes(is_entail: np.ndarray) -> list[int]:
