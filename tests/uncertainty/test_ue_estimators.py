@@ -162,5 +162,7 @@ def test_same_numbers_as_lm_polygraph() -> None:
     res = compare(outs, cases, python)
     assert res["prr_max_abs_diff"] <= 1e-9, res
     for m, d in res["method_max_abs_diff"].items():
-        assert d <= 1e-9, (m, d)
-    assert len(res["method_max_abs_diff"]) >= 3
+        # LM-Polygraph takes log M of the ensemble size in float32 (torch.tensor(M).log()),
+        # so its ensemble numbers carry float32 rounding (~5e-9); ours are float64
+        assert d <= (1e-7 if m.startswith("Ensemble") else 1e-9), (m, d)
+    assert sum(d <= 1e-9 for d in res["method_max_abs_diff"].values()) >= 10
