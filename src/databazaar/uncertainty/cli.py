@@ -100,8 +100,9 @@ def bench_cmd(
     from databazaar.lm.generate import PromptsAsChat
     from databazaar.lm.openai_client import open_backend
     from databazaar.uncertainty.estimators import get_estimator
-    from databazaar.uncertainty.metrics import OFFLINE_METRICS, get_metric, judge_metric_names
+    from databazaar.uncertainty.metrics import OFFLINE_METRICS, judge_metric_names
     from databazaar.uncertainty.runner import (
+        check_metric_inputs,
         ensemble_scores,
         generate_outputs,
         read_items,
@@ -128,8 +129,6 @@ def bench_cmd(
         judge_backend = open_backend(judge, api_model=api_model, api_key=api_key, threads=threads)
         if judge.startswith(("http://", "https://")):
             judge_backend = PromptsAsChat(judge_backend)
-    for m in metric_list:
-        get_metric(m, judge=judge_backend)
     if data.startswith("tasks:"):
         try:
             n = int(data[6:])
@@ -138,6 +137,7 @@ def bench_cmd(
         items = task_items(n, random_state=seed)
     else:
         items = read_items(data)
+    check_metric_inputs(items, metric_list, judge_backend)
     backend = open_backend(model, api_model=api_model, api_key=api_key, threads=threads)
     t0 = time.perf_counter()
     with progress_bar("generating", 2 * len(items), quiet=quiet) as advance:

@@ -182,7 +182,7 @@ def ensemble_scores(
         o.member_logprobs = rows
 
 
-def item_metric_data(items: Sequence[Item], outputs: Sequence[UEOutputs]):  # type: ignore[no-untyped-def]
+def item_metric_data(items: Sequence[Item], outputs: Sequence[UEOutputs] | Sequence[str]):  # type: ignore[no-untyped-def]
     """The :class:`~databazaar.uncertainty.metrics.MetricData` of the greedy answers."""
     from databazaar.uncertainty.metrics import MetricData
 
@@ -191,12 +191,26 @@ def item_metric_data(items: Sequence[Item], outputs: Sequence[UEOutputs]):  # ty
     refs = [it.reference for it in items]
     label_names = sorted({k for it in items for k in it.labels})
     return MetricData(
-        outputs=[o.output.text for o in outputs],
+        outputs=[o if isinstance(o, str) else o.output.text for o in outputs],
         sources=[it.source for it in items],
         references=None if any(r is None for r in refs) else [str(r) for r in refs],
         facts=[it.facts for it in items] if all(it.facts for it in items) else None,
         labels={k: [it.labels.get(k, math.nan) for it in items] for k in label_names},
     )
+
+
+def check_metric_inputs(items: Sequence[Item], metrics: Sequence[str], judge: Any = None) -> None:
+    """Fail fast, before any generation, if a metric lacks what the items give it."""
+    from databazaar.uncertainty.metrics import get_metric
+
+    data = item_metric_data(items, [""] * len(items))
+    for name in metrics:
+        m = get_metric(name, judge=judge)
+        if name.startswith("human:"):
+            m.score(data)  # checks the label exists
+        for need in m.needs:
+            if getattr(data, need) is None:
+                m.score(data)  # raises the metric's own error
 
 
 def run_benchmark(
@@ -218,7 +232,7 @@ def run_benchmark(
     (a missing log-probability or reference fails fast, naming the method or metric).
     """
     from databazaar.uncertainty.benchmark import bootstrap_prr, cluster_metrics
-    from databazaar.uncertainty.metrics import get_metric, metric_group, score_metrics
+    from databazaar.uncertainty.metrics import metric_group, score_metrics
     from databazaar.uncertainty.report import BenchmarkReport
 
     items = _check_items(items)
@@ -226,12 +240,8 @@ def run_benchmark(
         raise InvalidInput(f"{len(items)} items but {len(outputs)} outputs")
     if not methods or not metrics:
         raise InvalidInput("give at least one method and one metric")
+    check_metric_inputs(items, metrics, judge)
     data = item_metric_data(items, outputs)
-    for name in metrics:  # fail fast, before the estimators run
-        m = get_metric(name, judge=judge)
-        for need in m.needs:
-            if getattr(data, need) is None:
-                m.score(data)
     t0 = time.perf_counter()
     unc = estimate_all(outputs, methods, relation=relation)
     t1 = time.perf_counter()
