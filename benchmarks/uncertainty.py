@@ -68,7 +68,9 @@ def main() -> None:
     ap.add_argument("--boot", type=int, default=200)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--recipe", choices=("small", "default"), default="small")
-    ap.add_argument("--member-seed", type=int, default=1, help="random_state of member 2")
+    ap.add_argument(
+        "--member-seed", type=int, default=1, help="random_state of member 2 (-1: no ensemble)"
+    )
     ap.add_argument("--zoo-root", default=None, help="zoo cache root (default: ~/.databazaar)")
     ap.add_argument("--out", default=str(OUT / "uncertainty"))
     args = ap.parse_args()
@@ -77,19 +79,24 @@ def main() -> None:
     cfg = replace(recipe(args.recipe), num_threads=args.threads)
     t_zoo = time.perf_counter()
     zoo = build_zoo(cfg, out=args.zoo_root)
-    member = build_zoo(replace(cfg, random_state=args.member_seed), out=args.zoo_root)
+    member = None
+    if args.member_seed >= 0:
+        member = build_zoo(replace(cfg, random_state=args.member_seed), out=args.zoo_root)
     zoo_seconds = time.perf_counter() - t_zoo
 
     t0 = time.perf_counter()
     backend = LocalModelBackend(zoo.assistant_dir, num_threads=args.threads)
-    second = LocalModelBackend(member.assistant_dir, num_threads=args.threads)
     items = task_items(args.items, random_state=args.seed)
     outputs = generate_outputs(
         backend, items, n_samples=args.samples, max_new_tokens=32, random_state=args.seed
     )
-    ensemble_scores(outputs, [backend, second])
-    gen_seconds = time.perf_counter() - t0
     methods = list(ESTIMATORS)
+    if member is not None:
+        second = LocalModelBackend(member.assistant_dir, num_threads=args.threads)
+        ensemble_scores(outputs, [backend, second])
+    else:
+        methods = [m for m in methods if not m.startswith("Ensemble")]
+    gen_seconds = time.perf_counter() - t0
     metrics = list(OFFLINE_METRICS)
     report = run_benchmark(
         items,
@@ -113,7 +120,7 @@ def main() -> None:
             for g in ("rougeL", "bertscore_minilm", "well_formed"):
                 u, m, _ = merge_duplicates(report.uncertainties[e], report.metric_values[g])
                 cases.append((u, m))
-        cross = compare(outputs, cases, python)
+        cross = compare(outputs, cases, python, methods=methods)
         cross["n_prr_cases"] = len(cases)
     cross_seconds = time.perf_counter() - t_x
 
@@ -177,8 +184,13 @@ def main() -> None:
         "# Uncertainty estimation benchmark (UE-TS on CPU)",
         "",
         f"Tiny zoo assistant (`ZooConfig.{'small' if args.recipe == 'small' else ''}()`, "
-        f"hash {zoo.meta.get('hash')}; ensemble member 2: random_state {args.member_seed}, "
-        f"hash {member.meta.get('hash')}) on {args.items} held-out `summarize` items drawn "
+        f"hash {zoo.meta.get('hash')}; "
+        + (
+            f"ensemble member 2: random_state {args.member_seed}, hash {member.meta.get('hash')})"
+            if member is not None
+            else "no ensemble member: ensemble methods not run)"
+        )
+        + f" on {args.items} held-out `summarize` items drawn "
         f"with report seed {args.seed} (development used seed 99); greedy answer + "
         f"{args.samples} samples at T = 1; relation between samples: ROUGE-L. "
         f"Load average at start {load_start[0]:.1f} on {os.cpu_count()} CPUs.",

@@ -79,15 +79,21 @@ def test_score_outputs_from_the_http_server(tiny_zoo, assistant, http_subprocess
 
 
 def test_ensemble_scores_use_each_member(assistant) -> None:  # type: ignore[no-untyped-def]
-    items = task_items(2, random_state=4)
-    outs = generate_outputs(assistant, items, n_samples=2, max_new_tokens=10, random_state=1)
+    items = task_items(3, random_state=4)
+    outs = generate_outputs(assistant, items, n_samples=3, max_new_tokens=16, random_state=1)
     ensemble_scores(outs, [assistant, assistant])
+    tok, eos = assistant.tokenizer, assistant.eos_token_ids[:1]
+    same = 0
     for o in outs:
         row0, row1 = o.member_logprobs
         assert row0 == row1  # the same model twice
         for s, lp in zip(o.samples, row0, strict=True):
-            if s.finish_reason == "stop":  # re-tokenized text + EOS = the sampled tokens
+            ids = tok(s.text, add_special_tokens=False)["input_ids"]
+            if ids + (eos if s.finish_reason == "stop" else []) == s.token_ids:
+                # teacher forcing the sampled tokens gives the sampling log-probabilities
                 assert lp == pytest.approx(sum(s.token_logprobs), abs=1e-3)
+                same += 1
+    assert same >= 1
     r = estimate_all(outs, ["EnsembleRMI"])
     assert np.allclose(r["EnsembleRMI"], 0.0)
 

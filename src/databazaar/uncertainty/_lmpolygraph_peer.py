@@ -66,10 +66,11 @@ def main(src: str, dst: str) -> None:
         "NumSemSets": est.NumSemSets(),
     }
     out["estimators"] = {k: np.asarray(m(stats), dtype=float).tolist() for k, m in methods.items()}
-    ens = get_seq_level_ue({"log_probas": np.array(case["ensemble_log_probas"])})
-    out["estimators"]["EnsembleTU"] = np.asarray(ens["tu"], dtype=float).tolist()
-    out["estimators"]["EnsembleRMI"] = np.asarray(ens["rmi"], dtype=float).tolist()
-    out["estimators"]["EnsembleRMIabs"] = np.asarray(ens["rmi-abs"], dtype=float).tolist()
+    if all(x is not None for x in case["ensemble_log_probas"]):
+        ens = get_seq_level_ue({"log_probas": np.array(case["ensemble_log_probas"])})
+        out["estimators"]["EnsembleTU"] = np.asarray(ens["tu"], dtype=float).tolist()
+        out["estimators"]["EnsembleRMI"] = np.asarray(ens["rmi"], dtype=float).tolist()
+        out["estimators"]["EnsembleRMIabs"] = np.asarray(ens["rmi-abs"], dtype=float).tolist()
     json.dump(out, open(dst, "w"))
 
 

@@ -73,17 +73,27 @@ def polygraph_case(
         raise InvalidInput("every output needs the same number of samples for the cross-check")
     mats = get_relation(relation).matrices([[s.text for s in o.samples] for o in outputs])
     vocab: dict[str, int] = {}
+
+    def keys(step: Sequence[tuple[str, float]]) -> list[str]:
+        """Token keys of one step, made unique (two ids may decode to the same text)."""
+        seen: dict[str, int] = {}
+        out = []
+        for t, _ in step:
+            seen[t] = seen.get(t, 0) + 1
+            out.append(f"{t}\x00{seen[t]}")
+        return out
+
     for o in outputs:
         for step in o.output.top_logprobs or []:
-            for t, _ in step:
-                vocab.setdefault(t, len(vocab))
+            for k in keys(step):
+                vocab.setdefault(k, len(vocab))
     log_probs = []
     for o in outputs:
         seq = []
         for step in o.output.top_logprobs or []:
             vec: list[float | None] = [None] * len(vocab)
-            for t, v in step:
-                vec[vocab[t]] = float(v)
+            for k, (_, v) in zip(keys(step), step, strict=True):
+                vec[vocab[k]] = float(v)
             seq.append(vec)
         log_probs.append(seq)
     return {
