@@ -27,6 +27,7 @@ correlation of their per-item values (average linkage on ``1 - rho``).
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -264,7 +265,8 @@ def bootstrap_prr(
         cols = {k: [j for j, g in enumerate(names) if groups.get(g) == k] for k in gnames}
 
         def gmean(table: np.ndarray, k: str) -> np.ndarray:
-            with np.errstate(all="ignore"):
+            with warnings.catch_warnings():  # a group whose PRRs are all NaN stays NaN
+                warnings.simplefilter("ignore", RuntimeWarning)
                 return np.nanmean(table[:, cols[k]], axis=1)
 
         out["group_prr"] = {
