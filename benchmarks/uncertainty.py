@@ -73,6 +73,7 @@ def main() -> None:
     )
     ap.add_argument("--zoo-root", default=None, help="zoo cache root (default: ~/.databazaar)")
     ap.add_argument("--out", default=str(OUT / "uncertainty"))
+    ap.add_argument("--no-crosscheck", action="store_true", help="skip LM-Polygraph (dev runs)")
     args = ap.parse_args()
 
     load_start = os.getloadavg()
@@ -112,8 +113,8 @@ def main() -> None:
 
     # cross-check on these outputs: every method, and PRR of each method vs 3 metrics
     t_x = time.perf_counter()
-    python = polygraph_python()
-    cross: dict[str, Any] = {"skipped": "LM-Polygraph not available"}
+    python = None if args.no_crosscheck else polygraph_python()
+    cross: dict[str, Any] = {"skipped": "LM-Polygraph not available or --no-crosscheck"}
     if python is not None:
         cases = []
         for e in methods:
@@ -157,7 +158,7 @@ def main() -> None:
         "zoo": {
             "recipe": args.recipe,
             "hash": zoo.meta.get("hash"),
-            "member_hash": member.meta.get("hash"),
+            "member_hash": None if member is None else member.meta.get("hash"),
             "member_random_state": args.member_seed,
             "build_or_load_seconds": zoo_seconds,
         },
