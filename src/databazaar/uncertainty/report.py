@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from databazaar.core.charts import figure, to_svg
+from databazaar.core.figures import figure, svg_text
 from databazaar.core.errors import InvalidInput
 
 
@@ -179,7 +179,7 @@ class BenchmarkReport:
                     ax.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", fontsize=6)
         ax.set_title("PRR (1 = oracle, 0 = random)", fontsize=9)
         fig.colorbar(im, ax=ax, fraction=0.04)
-        return to_svg(fig)
+        return svg_text(fig)
 
     def dendrogram_svg(self) -> str:
         """Dendrogram of the metrics (average linkage on 1 - Spearman rho) as SVG."""
@@ -193,7 +193,7 @@ class BenchmarkReport:
         ax.set_ylabel("1 - Spearman rho")
         ax.set_title("Quality metrics clustered by correlation", fontsize=9)
         ax.tick_params(axis="x", labelsize=7)
-        return to_svg(fig)
+        return svg_text(fig)
 
     def save(self, out_dir: str | Path) -> dict[str, Path]:
         """Write report.json, report.md, prr_heatmap.svg and (if any) metric_dendrogram.svg."""
