@@ -71,6 +71,9 @@ def main() -> None:
     ap.add_argument(
         "--member-seed", type=int, default=1, help="random_state of member 2 (-1: no ensemble)"
     )
+    ap.add_argument(
+        "--member-dir", default=None, help="use this assistant folder as member 2 instead"
+    )
     ap.add_argument("--zoo-root", default=None, help="zoo cache root (default: ~/.databazaar)")
     ap.add_argument("--out", default=str(OUT / "uncertainty"))
     ap.add_argument("--no-crosscheck", action="store_true", help="skip LM-Polygraph (dev runs)")
@@ -81,8 +84,10 @@ def main() -> None:
     t_zoo = time.perf_counter()
     zoo = build_zoo(cfg, out=args.zoo_root)
     member = None
-    if args.member_seed >= 0:
+    member_dir = args.member_dir
+    if member_dir is None and args.member_seed >= 0:
         member = build_zoo(replace(cfg, random_state=args.member_seed), out=args.zoo_root)
+        member_dir = str(member.assistant_dir)
     zoo_seconds = time.perf_counter() - t_zoo
 
     t0 = time.perf_counter()
@@ -92,8 +97,8 @@ def main() -> None:
         backend, items, n_samples=args.samples, max_new_tokens=32, random_state=args.seed
     )
     methods = list(ESTIMATORS)
-    if member is not None:
-        second = LocalModelBackend(member.assistant_dir, num_threads=args.threads)
+    if member_dir is not None:
+        second = LocalModelBackend(member_dir, num_threads=args.threads)
         ensemble_scores(outputs, [backend, second])
     else:
         methods = [m for m in methods if not m.startswith("Ensemble")]
@@ -159,6 +164,7 @@ def main() -> None:
             "recipe": args.recipe,
             "hash": zoo.meta.get("hash"),
             "member_hash": None if member is None else member.meta.get("hash"),
+            "member_dir": member_dir,
             "member_random_state": args.member_seed,
             "build_or_load_seconds": zoo_seconds,
         },
@@ -189,6 +195,8 @@ def main() -> None:
         + (
             f"ensemble member 2: random_state {args.member_seed}, hash {member.meta.get('hash')})"
             if member is not None
+            else f"ensemble member 2: the assistant in {member_dir})"
+            if member_dir is not None
             else "no ensemble member: ensemble methods not run)"
         )
         + f" on {args.items} held-out `summarize` items drawn "
