@@ -1,7 +1,8 @@
-"""End to end on the zoo's tiny assistant: outputs from a real ``databazaar lm serve``
-(127.0.0.1) through the OpenAI-compatible backend, ``databazaar uncertainty score`` on
-them, the judge metrics through the same server, ``uncertainty bench`` with a report, the
-ensemble scorer, and every CLI error as one line with exit code 2."""
+"""End to end on the zoo's tiny assistant: outputs from the real OpenAI-compatible server
+(``databazaar lm serve``'s app in a subprocess on 127.0.0.1) through the HTTP backend,
+``databazaar uncertainty score`` on them, the judge metrics through the same server,
+``uncertainty bench`` with a report, the ensemble scorer, and every CLI error as one line
+with exit code 2."""
 
 from __future__ import annotations
 
@@ -37,11 +38,13 @@ def assistant(tiny_zoo) -> LocalModelBackend:  # type: ignore[no-untyped-def]
 
 def test_score_outputs_from_the_http_server(tiny_zoo, assistant, http_subprocess, tmp_path):  # type: ignore[no-untyped-def]
     port = _port()
+    # the app `databazaar lm serve` runs, started without the whole CLI (faster to boot)
     code = (
-        "import sys; from databazaar.cli import main; "
-        f"sys.argv = ['databazaar', 'lm', 'serve', {str(tiny_zoo.assistant_dir)!r}, "
-        f"'--host', '127.0.0.1', '--port', '{port}', '--name', 'tiny', '--log-level', 'error', "
-        "'--threads', '1']; main()"
+        "import uvicorn; from databazaar.lm.generate import LocalModelBackend; "
+        "from databazaar.lm.serve import create_openai_app; "
+        f"b = LocalModelBackend({str(tiny_zoo.assistant_dir)!r}, num_threads=1); "
+        "uvicorn.run(create_openai_app(b, model_name='tiny'), host='127.0.0.1', "
+        f"port={port}, log_level='error')"
     )
     base = f"http://127.0.0.1:{port}/v1"
     http_subprocess(code, f"{base}/models")
