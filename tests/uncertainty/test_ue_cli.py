@@ -1,5 +1,5 @@
 """End to end on the zoo's tiny assistant: outputs from the real OpenAI-compatible server
-(``databazaar lm serve``'s app in a subprocess on 127.0.0.1) through the HTTP backend,
+(``databazaar lm serve``'s app on 127.0.0.1) through the HTTP backend,
 ``databazaar uncertainty score`` on them, the judge metrics through the same server,
 ``uncertainty bench`` with a report, the ensemble scorer, and every CLI error as one line
 with exit code 2."""
@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -36,18 +37,33 @@ def assistant(tiny_zoo) -> LocalModelBackend:  # type: ignore[no-untyped-def]
     return LocalModelBackend(tiny_zoo.assistant_dir, num_threads=1)
 
 
-def test_score_outputs_from_the_http_server(tiny_zoo, assistant, http_subprocess, tmp_path):  # type: ignore[no-untyped-def]
+@pytest.fixture()
+def served(assistant) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    """The assistant behind `databazaar lm serve`'s app on 127.0.0.1 (uvicorn in a thread of
+    this process: a real socket, without a second interpreter's slow start)."""
+    import threading
+    import time
+
+    import uvicorn
+
+    from databazaar.lm.serve import create_openai_app
+
     port = _port()
-    # the app `databazaar lm serve` runs, started without the whole CLI (faster to boot)
-    code = (
-        "import uvicorn; from databazaar.lm.generate import LocalModelBackend; "
-        "from databazaar.lm.serve import create_openai_app; "
-        f"b = LocalModelBackend({str(tiny_zoo.assistant_dir)!r}, num_threads=1); "
-        "uvicorn.run(create_openai_app(b, model_name='tiny'), host='127.0.0.1', "
-        f"port={port}, log_level='error')"
-    )
-    base = f"http://127.0.0.1:{port}/v1"
-    http_subprocess(code, f"{base}/models")
+    app_ = create_openai_app(assistant, model_name="tiny")
+    server = uvicorn.Server(uvicorn.Config(app_, host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 120
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}/v1"
+    server.should_exit = True
+    thread.join(timeout=30)
+
+
+def test_score_outputs_from_the_http_server(served, assistant, tmp_path):  # type: ignore[no-untyped-def]
+    base = served
     items = task_items(4, random_state=3)
     with OpenAICompatibleBackend(base, model="tiny") as remote:
         outs = generate_outputs(remote, items, n_samples=3, max_new_tokens=12, random_state=5)
