@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import tempfile
 import time
 from pathlib import Path
@@ -24,11 +25,31 @@ from databazaar.lm.chat import set_chat_template
 from databazaar.lm.evaluate import evaluate_tasks
 from databazaar.lm.model import ModelConfig, build_model
 from databazaar.lm.sft import SFTConfig, sft
-from databazaar.lm.tasks import generate_tasks
+from databazaar.lm.tasks import RELATIONS, generate_tasks
 from databazaar.lm.tokenizer import train_bpe_tokenizer
 from databazaar.lm.zoo import training_conversations
 
 OUT = Path(__file__).resolve().parent / "results" / "lm_lookup_probe.jsonl"
+
+
+def _more_questions(conv: list[dict[str, str]], k: int, lead: str) -> list[dict[str, str]]:
+    """The chat with user turns asking about the other names of its facts (up to ``k``)."""
+    prompt = conv[0]["content"]
+    facts = prompt.split("Facts: ")[1].split(" Question:")[0]
+    asked = prompt.rsplit(" Question: ", 1)[1]
+    out = list(conv)
+    sentences = facts.rstrip(".").split(". ")
+    random.Random(prompt).shuffle(sentences)  # no shortcut by the order of the facts
+    for sentence in sentences:
+        name, rest = sentence.split(" ", 1)
+        for rel, question, _ in RELATIONS:
+            if rest.startswith(rel + " "):
+                q = question.format(n=name)
+                if q != asked and len(out) < 2 * k:
+                    value = rest[len(rel) + 1 :]
+                    out += [{"role": "user", "content": f"Question: {q}"},
+                            {"role": "assistant", "content": lead + value}]  # fmt: skip
+    return out
 
 
 def main() -> None:
@@ -42,6 +63,11 @@ def main() -> None:
     ap.add_argument("--n-train", type=int, default=4000)
     ap.add_argument("--eval-seed", type=int, default=99)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument(
+        "--questions", type=int, default=1,
+        help="questions per training chat: the first turn is the lookup prompt, each further "
+        "user turn asks about another name of the same facts (denser binding supervision)",
+    )  # fmt: skip
     args = ap.parse_args()
     if args.eval_seed < 99:
         raise SystemExit("dev runs use seed 99 or >= 100")
@@ -50,6 +76,8 @@ def main() -> None:
     train = generate_tasks(["lookup"], n_per_family=args.n_train, random_state=0)
     convs = training_conversations(train, args.lead)
     texts = [f"<|user|>\n{u['content']}\n<|assistant|>\n{a['content']}" for u, a in convs]
+    if args.questions > 1:
+        convs = [_more_questions(c, args.questions, args.lead) for c in convs]
     tok = set_chat_template(train_bpe_tokenizer(texts, vocab_size=512, split_digits=True))
     model = build_model(
         ModelConfig(
