@@ -58,21 +58,21 @@ def knn_marginal_counts(order, tie, y_train, y_test, z, mult, k):  # pragma: no 
         before = 0  # members of S in classes nearer than z's
         need = 0  # once z's class is passed: the place (among later members) evicted
         val = cz  # z enters and nothing is evicted unless a class below decides otherwise
-        p = 0
-        while p < n:
-            cls = tie[r, p]
-            cnt = 0
-            cor = 0
-            has_z = False
-            while p < n and tie[r, p] == cls:
-                i = order[r, p]
-                if i == z:
-                    has_z = True
-                elif mult[i] > 0:
-                    cnt += mult[i]
-                    if y_train[i] == yt:
-                        cor += mult[i]
-                p += 1
+        cnt = 0
+        cor = 0
+        has_z = False
+        for p in range(n):
+            i = order[r, p]
+            if i == z:
+                has_z = True
+            elif mult[i] > 0:
+                cnt += mult[i]
+                if y_train[i] == yt:
+                    cor += mult[i]
+            if cnt == 0 and (need > 0 or not has_z):
+                continue  # no member of S in this class so far: nothing to decide
+            if p + 1 < n and tie[r, p + 1] == tie[r, p]:
+                continue  # the class goes on
             if need > 0:
                 if cnt >= need:
                     val = cz - cor / cnt
@@ -89,6 +89,8 @@ def knn_marginal_counts(order, tie, y_train, y_test, z, mult, k):  # pragma: no 
                 if before >= k:
                     val = 0.0
                     break
+            cnt = 0
+            cor = 0
         total += val
     return total / (k * m)
 
