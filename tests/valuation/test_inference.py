@@ -14,7 +14,9 @@ import pytest
 from databazaar.core.errors import InvalidInput
 from databazaar.valuation import _ci_kernels as kern
 from databazaar.valuation.inference import (
+    MODEL_INNER_DRAWS,
     UtilityMarginals,
+    VarianceOptions,
     _size_biased,
     _zeta_double_mc,
     _zeta_pick_freeze,
@@ -304,6 +306,45 @@ def test_errors():
     with pytest.raises(InvalidInput, match="NaN or infinity"):
         knn_shapley_ci(bad, y, xt, yt, k=2)
     assert isinstance(knn_marginals(x, y, xt, yt, 2), KNNMarginals)
+    with pytest.raises(InvalidInput, match=r"unknown variance option.*n_outr"):
+        knn_shapley_ci(x, y, xt, yt, k=2, n_outr=5)
+    with pytest.raises(InvalidInput, match="unknown variance option"):
+        shapley_variance(u, chunk_size=4)
+    with pytest.raises(InvalidInput, match="VarianceOptions"):
+        shapley_confidence_intervals(res, u, options={"n_outer": 5})  # type: ignore[arg-type]
+
+
+def test_variance_options_object_and_keywords_agree():
+    """One options object serves every interval function; keywords replace its fields."""
+    f = np.array([0.9, 0.2, 0.5, 0.7, 0.1, 0.3, 0.6])
+    u = GameUtility(lambda s: float(f[list(s)].max()) if s else 0.0, 7)
+    res = ValuationResult(np.zeros(7), stderr=np.zeros(7), method="tmc-shapley")
+    opts = VarianceOptions(n_outer=6, n_inner=5, random_state=4, backend="threads")
+    a = shapley_confidence_intervals(res, u, options=opts, indices=[0, 3])
+    b = shapley_confidence_intervals(
+        res, u, n_outer=6, n_inner=5, random_state=4, backend="threads", indices=[0, 3]
+    )
+    c = shapley_confidence_intervals(
+        res,
+        u,
+        options=VarianceOptions(n_outer=6, n_inner=9),
+        n_inner=5,
+        random_state=4,
+        indices=[0, 3],
+    )
+    np.testing.assert_array_equal(a.ci_low, b.ci_low)
+    np.testing.assert_array_equal(a.ci_low, c.ci_low)
+    assert a.params["ci_samples"] == {"n_outer": 6, "n_inner": 5}
+    # a model utility without n_inner uses the documented default inner budget
+    d = shapley_confidence_intervals(res, u, n_outer=3, random_state=0, indices=[1])
+    assert d.params["ci_samples"] == {"n_outer": 3, "n_inner": MODEL_INNER_DRAWS}
+    x, y, xt, yt = _data(2, 30)
+    o = knn_marginals(x, y, xt, yt, 3)
+    var_kw, _ = shapley_variance(o, [1, 2], method="jackknife", n_jobs=2)
+    var_obj, _ = shapley_variance(o, [1, 2], method="jackknife", options=VarianceOptions(n_jobs=2))
+    np.testing.assert_array_equal(var_kw, var_obj)
+    ci = knn_shapley_ci(x, y, xt, yt, k=3, indices=[1], options=VarianceOptions(random_state=1))
+    assert ci.params["ci_samples"] == {"exact": "all anchors, closed-form inner expectation"}
 
 
 # -- Ray ------------------------------------------------------------------------------------

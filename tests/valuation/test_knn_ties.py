@@ -364,9 +364,7 @@ def test_ci_widths_follow_the_tie_rule() -> None:
     anchors = np.array([3, 50, 700, twin])
     pool = np.delete(np.arange(n), z)
     h = o.draws(z, anchors, 64, np.random.default_rng(3))
-    h_perm = moved.draws(
-        int(inv[z]), inv[anchors], 64, np.random.default_rng(3), pool=inv[pool]
-    )
+    h_perm = moved.draws(int(inv[z]), inv[anchors], 64, np.random.default_rng(3), pool=inv[pool])
     np.testing.assert_array_equal(h_perm, h)
     # swapping the two duplicates maps the data set to itself: same draws for the twin
     swap = np.arange(n)

@@ -208,6 +208,31 @@ def _short_fill(trials, pb, pbg, kappa, tau, buf):  # pragma: no cover - jit
 
 
 @njit(nogil=True, cache=True)
+def _row_classes(order, tie, y_train, yt, z, row, start, size, cor):  # pragma: no cover - jit
+    """Tie classes of sorted row ``row``: first position, size and number of label
+    matches of each (nearest first); returns ``(number of classes, class of z)``."""
+    n = order.shape[1]
+    n_cls = 0
+    t = 0
+    p = 0
+    while p < n:
+        q = p
+        c = 0.0
+        while q < n and tie[row, q] == tie[row, p]:
+            if y_train[order[row, q]] == yt:
+                c += 1.0
+            if order[row, q] == z:
+                t = n_cls
+            q += 1
+        start[n_cls] = p
+        size[n_cls] = q - p
+        cor[n_cls] = c
+        n_cls += 1
+        p = q
+    return n_cls, t
+
+
+@njit(nogil=True, cache=True)
 def knn_projection(order, tie, y_train, y_test, z, k, sizes, weights):  # pragma: no cover - jit
     """``r(x) = E_{s}[E[h_z(S) | x ∈ S, |S| = s]]`` for every ``x``, in closed form.
 
@@ -242,6 +267,9 @@ def knn_projection(order, tie, y_train, y_test, z, k, sizes, weights):  # pragma
     m, n = order.shape
     nq = n - 1
     r = np.zeros(n)
+    cstart = np.empty(n, dtype=np.int64)  # tie classes of the row (z included)
+    csize = np.empty(n, dtype=np.int64)
+    ccor = np.empty(n)
     ends = np.empty(n + 1)  # ends[j] = e_j (others in classes up to later class j)
     size = np.empty(n + 1)  # n_j
     pj = np.empty(n + 1)  # mean label of class j
@@ -260,39 +288,18 @@ def knn_projection(order, tie, y_train, y_test, z, k, sizes, weights):  # pragma
     for row in range(m):
         yt = y_test[row]
         cz = 1.0 if y_train[z] == yt else 0.0
-        pz = 0
-        while order[row, pz] != z:
-            pz += 1
-        lo = pz
-        while lo > 0 and tie[row, lo - 1] == tie[row, pz]:
-            lo -= 1
-        hi = pz + 1
-        while hi < n and tie[row, hi] == tie[row, pz]:
-            hi += 1
-        b = lo
-        g = hi - lo - 1
-        ct = 0.0
-        for p in range(lo, hi):
-            i = order[row, p]
-            if i != z and y_train[i] == yt:
-                ct += 1.0
-        pt = ct / g if g > 0 else 0.0
-        n_late = 0
+        n_cls, t = _row_classes(order, tie, y_train, yt, z, row, cstart, csize, ccor)
+        b = cstart[t]
+        g = csize[t] - 1
+        pt = (ccor[t] - cz) / g if g > 0 else 0.0
+        n_late = n_cls - 1 - t
         ends[0] = b + g
-        p = hi
-        while p < n:
-            q = p
-            cor = 0.0
-            while q < n and tie[row, q] == tie[row, p]:
-                if y_train[order[row, q]] == yt:
-                    cor += 1.0
-                q += 1
-            n_late += 1
-            size[n_late] = q - p
-            ends[n_late] = ends[n_late - 1] + (q - p)
-            pj[n_late] = cor / (q - p)
-            mixed[n_late] = 0.0 < cor < q - p
-            p = q
+        for j in range(1, n_late + 1):
+            c = t + j
+            size[j] = csize[c]
+            ends[j] = ends[j - 1] + csize[c]
+            pj[j] = ccor[c] / csize[c]
+            mixed[j] = 0.0 < ccor[c] < csize[c]
         base_b = 0.0
         base_t = 0.0
         slope_t = 0.0
@@ -302,12 +309,12 @@ def knn_projection(order, tie, y_train, y_test, z, k, sizes, weights):  # pragma
             diff[j] = 0.0
         for si in range(sizes.shape[0]):
             s = sizes[si]
-            t = s - 1
+            trials = s - 1
             w = weights[si] / (k * m)
             j_sat = 0
             while True:
                 prob = ends[j_sat] / nq
-                _binom_tails(t, prob, k, tmp)
+                _binom_tails(trials, prob, k, tmp)
                 gk[j_sat] = tmp[0]
                 gk1[j_sat] = tmp[1]
                 gs[j_sat] = tmp[0] + prob * tmp[2]
@@ -347,20 +354,20 @@ def knn_projection(order, tie, y_train, y_test, z, k, sizes, weights):  # pragma
             if j_sat < n_late:
                 diff[j_sat + 1] += w * (late - pre[j_sat])
         run = 0.0
-        j = 0
-        for p in range(n):
-            i = order[row, p]
-            cx = 1.0 if y_train[i] == yt else 0.0
-            if p < lo:
-                r[i] += base_b
-            elif p < hi:
-                if i != z:
-                    r[i] += base_t + cx * slope_t
-            else:
-                if p == hi or tie[row, p] != tie[row, p - 1]:
-                    j += 1
-                    run += diff[j]
-                r[i] += (base[j] + run) + cx * slope[j]
+        for c in range(n_cls):
+            j = c - t
+            if j > 0:
+                run += diff[j]
+            for p in range(cstart[c], cstart[c] + csize[c]):
+                i = order[row, p]
+                cx = 1.0 if y_train[i] == yt else 0.0
+                if j < 0:
+                    r[i] += base_b
+                elif j == 0:
+                    if i != z:
+                        r[i] += base_t + cx * slope_t
+                else:
+                    r[i] += (base[j] + run) + cx * slope[j]
     return r
 
 
@@ -374,12 +381,13 @@ def _mean_f(a, g, k):  # pragma: no cover - jit
 
 
 @njit(nogil=True, cache=True)
-def _mean_w(a, g, k):  # pragma: no cover - jit
-    """Mean of ``w(l) = K/(l(l-1))`` (``l > K``, else 0) over positions ``a+1..a+g``."""
+def _mean_w(a, g, w):  # pragma: no cover - jit
+    """Mean of ``w[l]`` (``= K/(l(l-1))`` for ``l > K``, else 0) over ``l = a+1..a+g``."""
+    if g == 1:
+        return w[a + 1]
     tot = 0.0
     for l in range(a + g, a, -1):  # noqa: E741 - far (small) terms first
-        if l > k:
-            tot += k / (l * (l - 1.0))
+        tot += w[l]
     return tot / g
 
 
@@ -414,45 +422,32 @@ def knn_leave_one_out(order, tie, y_train, y_test, z, k):  # pragma: no cover - 
     start = np.empty(n + 1, dtype=np.int64)
     size = np.empty(n + 1, dtype=np.int64)
     cor = np.empty(n + 1)
-    val0 = np.empty(n + 1)  # value when a label-0 point of the class is removed
-    val1 = np.empty(n + 1)
+    vals = np.empty(2 * n + 2)  # [2c + label]: value when such a point of class c is removed
+    w = np.zeros(n + 1)  # w[l] = K / (l (l - 1)) for l > K
+    for l in range(k + 1, n + 1):  # noqa: E741
+        w[l] = k / (l * (l - 1.0))
     for row in range(m):
         yt = y_test[row]
         cz = 1.0 if y_train[z] == yt else 0.0
-        n_cls = 0
-        t = 0
-        p = 0
-        while p < n:
-            q = p
-            c = 0.0
-            while q < n and tie[row, q] == tie[row, p]:
-                if y_train[order[row, q]] == yt:
-                    c += 1.0
-                if order[row, q] == z:
-                    t = n_cls
-                q += 1
-            start[n_cls] = p
-            size[n_cls] = q - p
-            cor[n_cls] = c
-            n_cls += 1
-            p = q
+        n_cls, t = _row_classes(order, tie, y_train, yt, z, row, start, size, cor)
         a = start[t]
         g = size[t]
         cg = cor[t]
         # suffix sums over the classes behind each class, unshifted and shifted forward
         far_sh = 0.0
         for c_i in range(n_cls - 1, t, -1):
-            # value when a point of class c_i is removed: its class shrinks, later shift
-            val0[c_i] = far_sh
-            far_sh += cor[c_i] * _mean_w(start[c_i] - 1, size[c_i], k)
+            vals[2 * c_i] = far_sh  # for now: the shifted suffix behind class c_i
+            if cor[c_i] > 0.0:
+                far_sh += cor[c_i] * _mean_w(start[c_i] - 1, size[c_i], w)
         head = cz * _mean_f(a, g, k) - (cg - cz) * _hat_w(a, g, k)
         between = 0.0
         for c_i in range(t + 1, n_cls):
-            shrunk = _mean_w(start[c_i], size[c_i] - 1, k) if size[c_i] > 1 else 0.0
-            rest = head - between - val0[c_i]
-            val0[c_i] = rest - cor[c_i] * shrunk
-            val1[c_i] = rest - (cor[c_i] - 1.0) * shrunk
-            between += cor[c_i] * _mean_w(start[c_i], size[c_i], k)
+            shrunk = _mean_w(start[c_i], size[c_i] - 1, w) if size[c_i] > 1 else 0.0
+            rest = head - between - vals[2 * c_i]
+            vals[2 * c_i] = rest - cor[c_i] * shrunk
+            vals[2 * c_i + 1] = rest - (cor[c_i] - 1.0) * shrunk
+            if cor[c_i] > 0.0:
+                between += cor[c_i] * _mean_w(start[c_i], size[c_i], w)
         full = head - between
         out[z] += full / (k * m)
         early = 0.0
@@ -465,19 +460,18 @@ def knn_leave_one_out(order, tie, y_train, y_test, z, k):  # pragma: no cover - 
             h_s = _hat_w(a, g - 1, k)
             same0 = f_s - (cg - cz) * h_s
             same1 = f_s - (cg - 1.0 - cz) * h_s
-        for c_i in range(n_cls):
-            for p in range(start[c_i], start[c_i] + size[c_i]):
-                i = order[row, p]
-                if i == z:
-                    continue
-                c = y_train[i] == yt
-                if c_i < t:
-                    v = early
-                elif c_i == t:
-                    v = same1 if c else same0
-                else:
-                    v = val1[c_i] if c else val0[c_i]
-                out[i] += v / (k * m)
+        for c_i in range(t):
+            vals[2 * c_i] = early
+            vals[2 * c_i + 1] = early
+        vals[2 * t] = same0
+        vals[2 * t + 1] = same1
+        c_i = 0
+        for p in range(n):
+            if p > 0 and tie[row, p] != tie[row, p - 1]:
+                c_i += 1
+            i = order[row, p]
+            if i != z:
+                out[i] += vals[2 * c_i + (1 if y_train[i] == yt else 0)] / (k * m)
     return out
 
 
@@ -492,6 +486,4 @@ def warm_up() -> None:
     knn_marginal(order, tie, y, yt, 0, mask, 2)
     knn_draws(order, tie, y, yt, 0, 2, np.array([1], dtype=np.int64), pool, 2, 0)
     knn_leave_one_out(order, tie, y, yt, 0, 2)
-    knn_projection(
-        order, tie, y, yt, 0, 2, np.array([1, 2], dtype=np.int64), np.array([0.5, 0.5])
-    )
+    knn_projection(order, tie, y, yt, 0, 2, np.array([1, 2], dtype=np.int64), np.array([0.5, 0.5]))

@@ -15,7 +15,7 @@ References:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,16 +29,14 @@ from databazaar.valuation._neighbours import (
 )
 from databazaar.valuation._validate import check_k
 from databazaar.valuation.inference import (
+    VarianceOptions,
     shapley_confidence_intervals,
     size_nodes,
-    variance_options,
 )
 from databazaar.valuation.knn import knn_shapley
 from databazaar.valuation.result import ValuationResult
 
 __all__ = ["KNNMarginals", "knn_marginals", "knn_shapley_ci"]
-
-ProgressFn = Callable[[int], None]
 
 
 @dataclass
@@ -147,33 +145,26 @@ def knn_shapley_ci(
     random_state: Any = None,
     *,
     indices: Sequence[int] | np.ndarray | None = None,
-    n_outer: int = 100,
-    n_inner: int | None = None,
-    n_pairs: int = 2000,
-    n_jobs: int = 1,
-    backend: str = "threads",
-    ray_address: str | None = None,
-    progress: ProgressFn | None = None,
+    options: VarianceOptions | None = None,
+    **keywords: Any,
 ) -> ValuationResult:
     """Exact KNN-Shapley values with U-statistic confidence intervals.
 
     The values are :func:`~databazaar.valuation.knn.knn_shapley`'s (exact, with its tie
     rule: the same numbers to the last bit); the intervals describe how a value would
     vary if the *other training points* were redrawn from the same distribution (the test
-    set fixed).  See
-    :func:`shapley_confidence_intervals` for the arguments.  Cost per point: ``O(M N)``
-    to scan the sorted rows plus ``O(M K Σ_s q_s)`` for the closed-form projection
-    (``q_s`` = positions before the binomial tails saturate), so intervals for *all*
-    points cost ``O(M N²)``: pass ``indices`` for large ``N``.
+    set fixed).  See :func:`shapley_confidence_intervals` for the arguments; ``options``
+    and ``keywords`` are the :class:`~databazaar.valuation.inference.VarianceOptions`
+    (``n_jobs``, ``backend`` (threads by default), ``n_outer``, ``progress``, ...).
+    Cost per point: ``O(M N)`` to scan the sorted rows plus ``O(M K Σ_s q_s)`` for the
+    closed-form projection (``q_s`` = tie classes before the binomial tails saturate), so
+    intervals for *all* points cost ``O(M N²)``: pass ``indices`` for large ``N``.
     """
-    res = knn_shapley(x_train, y_train, x_test, y_test, k=check_k(k), n_jobs=n_jobs)
+    if random_state is not None:
+        keywords["random_state"] = random_state
+    opts = VarianceOptions.of(options, **keywords)
+    res = knn_shapley(x_train, y_train, x_test, y_test, k=check_k(k), n_jobs=opts.n_jobs)
     oracle = knn_marginals(x_train, y_train, x_test, y_test, k)
     return shapley_confidence_intervals(
-        res,
-        oracle,
-        confidence,
-        method,
-        indices=indices,
-        include_stderr=False,
-        **variance_options(locals()),
+        res, oracle, confidence, method, indices=indices, include_stderr=False, options=opts
     )
