@@ -81,7 +81,7 @@ def _tiny_tied(seed: int, n: int):
 @pytest.mark.parametrize("seed", range(6))
 def test_knn_marginal_matches_brute_force(seed):
     x, y, xt, yt = _data(seed, 9, ties=bool(seed % 2))
-    k = 1 + seed % 4
+    k = 1 + seed % 5
     o = knn_marginals(x, y, xt, yt, k)
     rng = np.random.default_rng(seed)
     for _ in range(20):
@@ -129,7 +129,7 @@ def _enumerated_projection(x, y, xt, yt, z, k) -> np.ndarray:
 def test_projection_equals_enumeration_of_multisets(seed):
     rng = np.random.default_rng(seed)
     n = int(rng.integers(3, 7))
-    k = int(rng.integers(1, 5))
+    k = 1 + seed % 5
     x, y, xt, yt = _data(seed, n, m=2, ties=True) if seed < 4 else _tiny_tied(seed, n)
     o = knn_marginals(x, y, xt, yt, k)
     z = int(rng.integers(0, n))
@@ -137,10 +137,10 @@ def test_projection_equals_enumeration_of_multisets(seed):
     np.testing.assert_allclose(got, _enumerated_projection(x, y, xt, yt, z, k), atol=1e-12)
 
 
-@pytest.mark.parametrize(("seed", "k"), [(1, 2), (2, 4)])
+@pytest.mark.parametrize(("seed", "k"), [(1, 2), (2, 5)])
 def test_projection_equals_enumeration_n8(seed, k):
     """N = 8 with a duplicated row: every class case (mixed class of z, mixed later
-    classes, K beyond the class) against the enumeration of all 3,432 draw multisets."""
+    classes, K beyond the class) against the enumeration of all 1,716 draw multisets."""
     x, y, xt, yt = _tiny_tied(seed, 8)
     o = knn_marginals(x, y, xt, yt, k)
     got = np.insert(o.projection(0), 0, np.nan)
@@ -152,7 +152,7 @@ def test_leave_one_out_values(seed):
     """Each leave-one-out value is the tie-rule KNN-Shapley value of z without point i
     (``knn_shapley``, itself checked against enumeration in test_knn_ties.py)."""
     x, y, xt, yt = _data(seed, 10, ties=bool(seed % 2)) if seed < 3 else _tiny_tied(seed, 10)
-    k = 1 + seed % 4
+    k = 1 + seed % 5
     o = knn_marginals(x, y, xt, yt, k)
     z = seed
     loo = np.insert(o.leave_one_out(z), z, np.nan)
