@@ -31,10 +31,11 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel, Field
 
 from databazaar.core.errors import Conflict, InvalidInput, PaymentError
 from databazaar.market.economics import Economics
@@ -77,9 +78,8 @@ class PlanSettings:
         )
 
 
-@dataclass
-class PlanLine:
-    """One product of a plan."""
+class PlanLine(BaseModel):
+    """One product of a plan (``request`` is what :func:`buy_plan` sends for it)."""
 
     slug: str
     text_column: str
@@ -92,14 +92,10 @@ class PlanLine:
     available_tokens: int  # estimated tokens of the whole product; fewer means repeats
     mechanism: str
     cost_minor: int
-    request: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+    request: dict[str, Any] = Field(default_factory=dict)
 
 
-@dataclass
-class MixturePlan:
+class MixturePlan(BaseModel):
     """What to buy: lines per product, the total cost and the predicted loss."""
 
     lines: list[PlanLine]
@@ -113,10 +109,13 @@ class MixturePlan:
     seed: int
     ddo_weights: dict[str, float]
 
-    def to_dict(self) -> dict[str, Any]:
-        out = {k: v for k, v in self.__dict__.items() if k != "lines"}
-        out["lines"] = [line.to_dict() for line in self.lines]
-        return out
+    def to_buy(self) -> list[dict[str, Any]]:
+        """The lines to buy (``{"slug", "request"}`` for :func:`buy_plan`)."""
+        return [
+            {"slug": x.slug, "request": x.request}
+            for x in self.lines
+            if x.mechanism not in ("none", "owned")
+        ]
 
 
 def _text_column(ver: Any, slug: str, wanted: str) -> str:
@@ -198,6 +197,13 @@ def _query_line(
     return best
 
 
+def _tokens_per_row(texts: Sequence[str]) -> float:
+    """Rough tokens per row before the tokenizer exists: ~4 characters per BPE token.
+
+    Used for the cheapest-amount check only; plan lines use the trained tokenizer."""
+    return max(1.0, sum(len(t) for t in texts) / len(texts) / 4.0)
+
+
 def _price(
     econ: Economics, slug: str, rows: int, n_rows: int, owned: bool
 ) -> tuple[str, int, dict[str, Any]]:
@@ -262,6 +268,16 @@ def plan_mixture(
             f"token budget {tokens} is below the cheapest usable amount "
             f"({cfg.block_size} tokens of each of {len(slugs)} products)"
         )
+    tpr = {s: _tokens_per_row(docs[s]) for s in slugs}
+    cheapest = min(
+        _price(econ, s, math.ceil(cfg.block_size / tpr[s]), info[s][2], info[s][3])[1]
+        for s in slugs
+    )
+    if cheapest > money:
+        raise InvalidInput(
+            f"money budget {money} is below the cheapest usable amount {cheapest} (minor units)",
+            hint="raise the money budget or add cheaper products",
+        )
     corpus = MultiDomainCorpus(train=docs, val={s: val_texts for s in slugs})
     tokenizer, data = prepare_data(corpus, vocab_size=cfg.vocab_size, block_size=cfg.block_size)
     val_blocks = pack_blocks(val_texts, tokenizer, cfg.block_size)
@@ -270,24 +286,36 @@ def plan_mixture(
             f"the validation set has fewer than {cfg.block_size} tokens", hint="send more text"
         )
     data.val = {"validation": val_blocks}
-    ddo = DDO(cfg.proxy_budget, proxy=cfg.proxy(), seed=cfg.seed, backend="threads").fit(data)
     tpr = {
         s: sum(len(x) for x in tokenizer(docs[s], add_special_tokens=False)["input_ids"])
         / len(docs[s])
         for s in slugs
     }
+    ddo = DDO(cfg.proxy_budget, proxy=cfg.proxy(), seed=cfg.seed, backend="threads").fit(data)
 
     def lines_for(weights: Mapping[str, float]) -> list[PlanLine]:
         out = []
         for s in slugs:
             col, source, n_rows, owned = info[s]
-            tok = int(round(weights.get(s, 0.0) * tokens))
+            tok = round(weights.get(s, 0.0) * tokens)
             rows = min(n_rows, math.ceil(tok / max(tpr[s], 1e-9))) if tok > 0 else 0
             mech, cost, request = _price(econ, s, rows, n_rows, owned)
             out.append(
-                PlanLine(s, col, source, weights.get(s, 0.0), tok, rows, n_rows, tpr[s],
-                         int(n_rows * tpr[s]), mech, cost, request)
-            )  # fmt: skip
+                PlanLine(
+                    slug=s,
+                    text_column=col,
+                    source=source,
+                    weight=weights.get(s, 0.0),
+                    tokens=tok,
+                    rows=rows,
+                    n_rows=n_rows,
+                    tokens_per_row=tpr[s],
+                    available_tokens=int(n_rows * tpr[s]),
+                    mechanism=mech,
+                    cost_minor=cost,
+                    request=request,
+                )
+            )
         return out
 
     laws = [ddo.laws_[s] for s in slugs]
@@ -303,13 +331,6 @@ def plan_mixture(
     total = sum(line.cost_minor for line in lines)
     trimmed, note = False, "the DDO optimum fits the money budget"
     if total > money:
-        cheapest = min(line.cost_minor for line in lines_for({s: 1.0 for s in slugs}))
-        if cheapest > money:
-            raise InvalidInput(
-                f"money budget {money} is below the cheapest usable amount {cheapest} "
-                "(minor units)",
-                hint="raise the money budget or add cheaper products",
-            )
         best: tuple[float, list[PlanLine], dict[str, float]] | None = None
         for k in range(len(slugs) - 1, 0, -1):
             for subset in itertools.combinations(slugs, k):
@@ -386,5 +407,6 @@ def buy_plan(
             f"insufficient balance for the plan: {balance} < {need} (minor units)",
             hint="deposit funds first",
         )
-    return [econ.buy(account, slug, request, f"{idempotency_key}:{slug}") for slug, request, _ in quotes]
-
+    return [
+        econ.buy(account, slug, request, f"{idempotency_key}:{slug}") for slug, request, _ in quotes
+    ]
