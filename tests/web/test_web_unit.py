@@ -86,6 +86,8 @@ def test_every_form_route_is_covered() -> None:
         "/admin/deposits",
         "/products/toy-data/bid",
         "/value-search",
+        "/mixture-plan",
+        "/mixture-plan/buy",
         "/sell/products/toy-data/pricing",
         "/sell/products/toy-data/auction/close",
         "/products/toy-data/dp",

@@ -42,7 +42,9 @@ def _int(raw: str, what: str) -> int:
 @router.get("/mixture-plan")
 def plan_form(request: Request, sess: Sess) -> Response:
     sess.require_account()
-    return render(request, sess, "mixture_plan.html", {"title": TITLE, "form": _form()})
+    return render(
+        request, sess, "mixture_plan.html", {"title": TITLE, "form": _form(), "plan": None}
+    )
 
 
 @router.post("/mixture-plan")
@@ -60,7 +62,7 @@ def plan_page(
 
     account = form_user(sess, csrf_token, "buyer")
     form = _form(products=products, validation=validation, tokens=tokens, money=money, seed=seed)
-    ctx: dict[str, Any] = {"title": TITLE, "form": form}
+    ctx: dict[str, Any] = {"title": TITLE, "form": form, "plan": None}
     try:
         slugs = [s.strip() for s in products.split(",") if s.strip()]
         texts = [t for t in validation.split("\n\n") if t.strip()]
@@ -106,7 +108,7 @@ def buy_page(
     except DatabazaarError as exc:
         if isinstance(exc, Unauthorized):
             raise
-        ctx = {"title": TITLE, "form": _form(), "error": exc}
+        ctx = {"title": TITLE, "form": _form(), "plan": None, "error": exc}
         return render(request, sess, "mixture_plan.html", ctx, status=exc.http_status)
     sess.flash(
         f"Bought the plan: {len(sales)} orders ({', '.join(s.slug for s in sales)}).", "success"
