@@ -63,9 +63,10 @@ def _listed_product(web_app: Any, slug: str = "toy-data", price: int = 1000) -> 
 # ---------------------------------------------------------------------- CSRF
 def _post_routes() -> list[str]:
     from databazaar.server.web.economics import router as econ_router
+    from databazaar.server.web.mixture import router as mixture_router
 
     paths = []
-    for route in [*pages_router.routes, *econ_router.routes]:
+    for route in [*pages_router.routes, *econ_router.routes, *mixture_router.routes]:
         if "POST" in (getattr(route, "methods", None) or set()):
             paths.append(route.path.replace("{slug}", "toy-data").replace("{number}", "1"))
     return paths
