@@ -136,3 +136,34 @@ def test_bad_input_is_refused_and_nothing_is_bought(api: Api) -> None:
     assert r.status_code == 402 and "insufficient balance for the plan" in r.json()["message"]
     assert store_state(market) == state
     assert api.client.get("/api/orders", headers=buyer).json() == []
+
+
+def test_query_priced_product_is_priced_for_the_rows_needed(api: Api) -> None:
+    from databazaar.market.economics import Economics
+    from databazaar.mixture.plan import _price, buy_plan
+
+    market = api.market
+    seller = market.create_account("query-seller", PASSWORD, "seller")
+    rows = [{"topic": "abcd"[i % 4], "text": f"text number {i}"} for i in range(20)]
+    data = ("\n".join(json.dumps(r) for r in rows) + "\n").encode()
+    market.create_product(seller, "topics", "topics")
+    market.add_version(
+        seller, "topics", io.BytesIO(data), "t.jsonl", {"license": "MIT", "task": "lm"}
+    )
+    market.publish(seller, "topics", 1)
+    market.set_listing(seller, "topics", 5000)
+    econ = Economics(market)
+    points = {"topic": {"a": 100, "b": 200, "c": 300, "d": 400}}
+    econ.set_pricing(seller, "topics", "query", {"price_points": points})
+    mech, price, request = _price(econ, "topics", 8, 20, owned=False)
+    assert (mech, price) == ("query", 300)
+    assert request == {"query": {"where": {"topic": ["a", "b"]}}}
+    assert _price(econ, "topics", 20, 20, owned=False)[1] == 1000  # every row: all views
+    assert _price(econ, "topics", 0, 20, owned=False) == ("none", 0, {})
+    assert _price(econ, "topics", 5, 20, owned=True) == ("owned", 0, {})
+    headers = api.account("query-buyer")
+    api.fund(headers, 1000)
+    buyer = market.authenticate(headers["Authorization"].split()[1])
+    sales = buy_plan(econ, buyer, [{"slug": "topics", "request": request}], "q-1")
+    assert len(sales) == 1 and sales[0].order.total_minor == 300
+    assert sorted({r["topic"] for r in sales[0].rows}) == ["a", "b"] and len(sales[0].rows) == 10
