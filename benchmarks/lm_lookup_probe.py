@@ -87,9 +87,7 @@ def main() -> None:
         vocab_size=len(tok),
         eos_token_id=tok.eos_token_id,
     )  # fmt: skip
-    cfg = SFTConfig(
-        max_steps=args.steps, lr=args.lr, batch_size=32, num_threads=args.threads
-    )
+    cfg = SFTConfig(max_steps=args.steps, lr=args.lr, batch_size=32, num_threads=args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         model, res = sft(model, tok, convs, tmp, config=cfg)
     test = generate_tasks(["lookup"], n_per_family=60, split="test", random_state=args.eval_seed)
@@ -103,8 +101,9 @@ def main() -> None:
         **vars(args),
         "lookup_exact_match": scores["exact_match"]["lookup"],
         "answer_is_a_fact_value": in_facts,
-        "loss_every_50": [round(sum(loss[i : i + 50]) / len(loss[i : i + 50]), 3)
-                          for i in range(0, len(loss), 50)],  # fmt: skip
+        "loss_every_50": [
+            round(sum(loss[i : i + 50]) / len(loss[i : i + 50]), 3) for i in range(0, len(loss), 50)
+        ],
         "seconds": time.perf_counter() - t0,
         "load_average": [list(load), list(os.getloadavg())],
         "samples": scores["samples"][:4],
