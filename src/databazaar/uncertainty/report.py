@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from databazaar.core.figures import figure, svg_text
 from databazaar.core.errors import InvalidInput
+from databazaar.core.figures import figure, svg_text
 
 
 def _clean(x: Any) -> Any:
