@@ -307,12 +307,20 @@ class Orders(MarketBase):
             return None if order is None else order_out(s, order, replayed=True)
 
         def attempt(s: Session) -> OrderOut:
-            # this buyer's purchases queue here (only); the order check below is final
+            # This buyer's purchases queue here (only), so what follows sees every earlier
+            # order of the buyer.  A replayed key is looked up only when the basket
+            # cannot be sold (a replay's products are granted already, or no longer on
+            # sale, ...), before anything is written: a new key costs no lookup, and a
+            # key reused for another basket that can be sold fails on the orders' unique
+            # key, which run_booking answers from the first order.
             ledger.lock_chain(s, account.id)
-            done = replay(s)
-            if done is not None:
-                return done
-            lines = self._basket(s, account.id, clean)
+            try:
+                lines = self._basket(s, account.id, clean)
+            except (Conflict, NotFound):
+                done = replay(s)
+                if done is not None:
+                    return done
+                raise
             return book_order(
                 s, account.id, lines, key=key, req_hash=req_hash, fee_bps=self.fee_bps
             )
