@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -39,6 +39,23 @@ def account_out(acc: Account, balance_minor: int) -> AccountOut:
 def account_view(s: Session, acc: Account) -> AccountOut:
     """The public view of an account row, its pending credits summed in."""
     return account_out(acc, balances.balance(s, acc.id) or 0)
+
+
+# every authenticated request runs it: built once, columns only (no ORM entities)
+_TOKEN_ACCOUNT = (
+    select(
+        ApiToken.token_hash,
+        ApiToken.revoked,
+        ApiToken.expires_at,
+        Account.id,
+        Account.username,
+        Account.role,
+        Account.created_at,
+        balances.balance_column(),
+    )
+    .join(Account, Account.id == ApiToken.account_id)
+    .where(ApiToken.lookup == bindparam("lookup"))
+)
 
 
 class Accounts(MarketBase):
@@ -139,18 +156,19 @@ class Accounts(MarketBase):
         """The account an API token belongs to; :class:`Unauthorized` if invalid."""
         lookup, secret = access.split_token(token)
         with self.db.read() as s:
-            found = s.execute(
-                select(ApiToken, Account, balances.balance_column())
-                .join(Account, Account.id == ApiToken.account_id)
-                .where(ApiToken.lookup == lookup)
-            ).first()
-            row = found[0] if found is not None else None
-            if row is None or row.revoked or not access.check_token_secret(row.token_hash, secret):
-                raise Unauthorized("invalid API token", hint="log in again")
-            expires = utc(row.expires_at)
-            if expires is not None and expires <= datetime.now(UTC):
-                raise Unauthorized("API token has expired", hint="log in again")
-            return account_out(found[1], found[2])
+            row = s.connection().execute(_TOKEN_ACCOUNT, {"lookup": lookup}).first()
+        if row is None or row.revoked or not access.check_token_secret(row.token_hash, secret):
+            raise Unauthorized("invalid API token", hint="log in again")
+        expires = utc(row.expires_at)
+        if expires is not None and expires <= datetime.now(UTC):
+            raise Unauthorized("API token has expired", hint="log in again")
+        return AccountOut(
+            id=row.id,
+            username=row.username,
+            role=Role(row.role).value,
+            balance_minor=row.balance,
+            created_at=created(row.created_at),
+        )
 
     def revoke_token(self, token: str) -> None:
         """Revoke a token (logging out)."""

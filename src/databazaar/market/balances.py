@@ -35,7 +35,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from sqlalchemy import ColumnElement, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from databazaar.core.errors import InvalidInput, PaymentError
@@ -57,7 +67,10 @@ def pending_sum_of(account_id: ColumnElement[int]) -> ColumnElement[int]:
 
 def balance_column() -> ColumnElement[int]:
     """``accounts.balance_minor`` plus the account's pending credits, for a ``SELECT``."""
-    return (_ACCOUNTS.c.balance_minor + pending_sum_of(_ACCOUNTS.c.id)).label("balance")
+    return _BALANCE
+
+
+_BALANCE = (_ACCOUNTS.c.balance_minor + pending_sum_of(_ACCOUNTS.c.id)).label("balance")
 
 
 def pending(session: Session, account_ids: Iterable[int] | None = None) -> dict[int, int]:
@@ -98,29 +111,33 @@ def fold(session: Session, account_ids: Iterable[int] | None = None) -> dict[int
         ).all()
         if amounts:
             moved[account_id] = sum(amounts)
-            _add(session, account_id, moved[account_id])
+            _add(session.connection(), account_id, moved[account_id])
     return moved
 
 
-def _add(session: Session, account_id: int, amount: int) -> None:
-    session.execute(
-        update(_ACCOUNTS)
-        .where(_ACCOUNTS.c.id == account_id)
-        .values(balance_minor=_ACCOUNTS.c.balance_minor + amount)
+_CREDIT = (
+    update(_ACCOUNTS)
+    .where(_ACCOUNTS.c.id == bindparam("account"))
+    .values(balance_minor=_ACCOUNTS.c.balance_minor + bindparam("amount"))
+)
+_DEBIT = (  # only where the cached balance covers it (system accounts may go negative)
+    update(_ACCOUNTS)
+    .where(
+        _ACCOUNTS.c.id == bindparam("account"),
+        or_(_ACCOUNTS.c.role == Role.system, _ACCOUNTS.c.balance_minor >= bindparam("amount")),
     )
+    .values(balance_minor=_ACCOUNTS.c.balance_minor - bindparam("amount"))
+)
+_DEFER = insert(_PENDING)
 
 
-def _debit(session: Session, account_id: int, amount: int) -> bool:
+def _add(conn: Connection, account_id: int, amount: int) -> None:
+    conn.execute(_CREDIT, {"account": account_id, "amount": amount})
+
+
+def _debit(conn: Connection, account_id: int, amount: int) -> bool:
     """Debit the cached balance if it covers ``amount`` (system accounts always do)."""
-    done = session.execute(
-        update(_ACCOUNTS)
-        .where(
-            _ACCOUNTS.c.id == account_id,
-            or_(_ACCOUNTS.c.role == Role.system, _ACCOUNTS.c.balance_minor >= amount),
-        )
-        .values(balance_minor=_ACCOUNTS.c.balance_minor - amount)
-    )
-    return bool(done.rowcount == 1)
+    return bool(conn.execute(_DEBIT, {"account": account_id, "amount": amount}).rowcount == 1)
 
 
 def apply(session: Session, deltas: Mapping[int, int], *, txn_id: str, defer_credits: bool) -> None:
@@ -132,15 +149,16 @@ def apply(session: Session, deltas: Mapping[int, int], *, txn_id: str, defer_cre
     pending credits were folded and did not suffice.  With ``defer_credits`` the
     credits are appended as pending rows instead.
     """
+    conn = session.connection()
     deferred = []
     for account_id in sorted(deltas):
         amount = deltas[account_id]
         if amount > 0 and defer_credits:
             deferred.append({"account_id": account_id, "amount_minor": amount, "txn_id": txn_id})
         elif amount > 0:
-            _add(session, account_id, amount)
-        elif amount < 0 and not _debit(session, account_id, -amount):
-            if not (fold(session, [account_id]) and _debit(session, account_id, -amount)):
+            _add(conn, account_id, amount)
+        elif amount < 0 and not _debit(conn, account_id, -amount):
+            if not (fold(session, [account_id]) and _debit(conn, account_id, -amount)):
                 have = balance(session, account_id)
                 if have is None:
                     raise InvalidInput(f"ledger posting to unknown account(s) [{account_id}]")
@@ -149,4 +167,4 @@ def apply(session: Session, deltas: Mapping[int, int], *, txn_id: str, defer_cre
                     hint="deposit funds first",
                 )
     if deferred:
-        session.execute(insert(_PENDING), deferred)
+        conn.execute(_DEFER, deferred)

@@ -39,7 +39,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -58,6 +58,19 @@ from databazaar.market.models import (
 GENESIS_HASH = "0" * 64
 _CHAINS = LedgerChain.__table__
 _ENTRIES = LedgerEntry.__table__
+# The statements of every posting, built once (each purchase runs them: building and
+# hashing SQLAlchemy expressions per call costs more CPU than the database work).
+_LOCK_HEAD = (
+    select(_CHAINS.c.last_seq, _CHAINS.c.last_hash)
+    .where(_CHAINS.c.account_id == bindparam("chain"))
+    .with_for_update()
+)
+_MOVE_HEAD = (
+    update(_CHAINS)
+    .where(_CHAINS.c.account_id == bindparam("chain"))
+    .values(last_seq=bindparam("new_seq"), last_hash=bindparam("new_hash"))
+)
+_APPEND = insert(_ENTRIES)
 
 
 @dataclass(frozen=True)
@@ -132,12 +145,8 @@ def lock_chain(session: Session, account_id: int) -> ChainHead:
     cached = session.info.get(key)
     if cached is not None:  # already locked in this transaction
         return cached
-    locked = (
-        select(_CHAINS.c.last_seq, _CHAINS.c.last_hash)
-        .where(_CHAINS.c.account_id == account_id)
-        .with_for_update()
-    )
-    row = session.execute(locked).first()
+    conn = session.connection()
+    row = conn.execute(_LOCK_HEAD, {"chain": account_id}).first()
     if row is None:
         if not session.scalar(select(Account.id).where(Account.id == account_id)):
             raise InvalidInput(f"ledger posting to unknown account(s) {[account_id]}")
@@ -151,7 +160,7 @@ def lock_chain(session: Session, account_id: int) -> ChainHead:
             .values(account_id=account_id, last_seq=0, last_hash=GENESIS_HASH)
             .on_conflict_do_nothing()
         )
-        row = session.execute(locked).first()
+        row = conn.execute(_LOCK_HEAD, {"chain": account_id}).first()
         assert row is not None
     head = ChainHead(account_id, int(row.last_seq), str(row.last_hash))
     session.info[key] = head
@@ -211,13 +220,12 @@ def post(
             }
         )
         prev = digest
+    conn = session.connection()
     try:
-        session.execute(insert(_ENTRIES), rows)
+        conn.execute(_APPEND, rows)
     except IntegrityError:  # only the account foreign key can fail here
         raise InvalidInput(f"ledger posting to unknown account(s) among {ids}") from None
-    session.execute(
-        update(_CHAINS).where(_CHAINS.c.account_id == chain_id).values(last_seq=seq, last_hash=prev)
-    )
+    conn.execute(_MOVE_HEAD, {"chain": chain_id, "new_seq": seq, "new_hash": prev})
     head.last_seq, head.last_hash = seq, prev
     delta: dict[int, int] = defaultdict(int)
     for p in postings:

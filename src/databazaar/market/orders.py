@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import Row, and_, insert, select
+from sqlalchemy import Row, and_, bindparam, insert, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -124,6 +124,11 @@ def keyed_order(s: Session, buyer_id: int, key: str, req_hash: str) -> Order | N
     return order
 
 
+_INSERT_ORDER = insert(Order.__table__).returning(Order.__table__.c.id)
+_INSERT_ITEMS = insert(OrderItem.__table__)
+_INSERT_GRANTS = insert(Grant.__table__)
+
+
 def book_order(
     s: Session,
     buyer_id: int,
@@ -149,8 +154,9 @@ def book_order(
     fees = [market_fee(line.price_minor, fee_bps) for line in lines]
     txn_id = str(uuid.uuid4())
     now = utcnow()
-    order_id = s.execute(
-        insert(Order.__table__).returning(Order.__table__.c.id),
+    conn = s.connection()
+    order_id = conn.execute(
+        _INSERT_ORDER,
         {
             "buyer_id": buyer_id,
             "idempotency_key": key,
@@ -161,8 +167,8 @@ def book_order(
             "created_at": now,
         },
     ).scalar_one()
-    s.execute(
-        insert(OrderItem.__table__),
+    conn.execute(
+        _INSERT_ITEMS,
         [
             {
                 "order_id": order_id,
@@ -181,7 +187,7 @@ def book_order(
         if line.grant
     ]
     if grants:
-        s.execute(insert(Grant.__table__), grants)
+        conn.execute(_INSERT_GRANTS, grants)
     memo = f"order {order_id}" + (f" ({mechanism})" if mechanism else "")
     items = [
         SaleItem(line.product_id, line.seller_id, line.price_minor, fee, line.bundle)
@@ -273,6 +279,33 @@ def order_out(s: Session, order: Order, *, replayed: bool) -> OrderOut:
     )
 
 
+_BASKET = (
+    select(
+        Product.id,
+        Product.slug,
+        Product.seller_id,
+        Listing.price_minor,
+        Listing.active,
+        ProductVersion.id,
+        ProductVersion.number,
+        select(Grant.id)
+        .where(Grant.account_id == bindparam("buyer"), Grant.product_id == Product.id)
+        .exists(),
+        EconBundle.product_id,
+    )
+    .outerjoin(Listing, Listing.product_id == Product.id)
+    .outerjoin(
+        ProductVersion,
+        and_(
+            ProductVersion.product_id == Product.id,
+            ProductVersion.status == VersionStatus.published,
+        ),
+    )
+    .outerjoin(EconBundle, EconBundle.product_id == Product.id)
+    .where(Product.slug.in_(bindparam("slugs", expanding=True)))
+)
+
+
 def _request_hash(slugs: Sequence[str]) -> str:
     return hashlib.sha256(json.dumps(sorted(slugs)).encode()).hexdigest()
 
@@ -331,34 +364,7 @@ class Orders(MarketBase):
     def _basket(s: Session, buyer_id: int, slugs: list[str]) -> list[SaleLine]:
         # One query: the basket's products with their listings, their published versions,
         # whether the buyer already has access and whether each is a bundle.
-        has_grant = (
-            select(Grant.id)
-            .where(Grant.account_id == buyer_id, Grant.product_id == Product.id)
-            .exists()
-        )
-        rows = s.execute(
-            select(
-                Product.id,
-                Product.slug,
-                Product.seller_id,
-                Listing.price_minor,
-                Listing.active,
-                ProductVersion.id,
-                ProductVersion.number,
-                has_grant,
-                EconBundle.product_id,
-            )
-            .outerjoin(Listing, Listing.product_id == Product.id)
-            .outerjoin(
-                ProductVersion,
-                and_(
-                    ProductVersion.product_id == Product.id,
-                    ProductVersion.status == VersionStatus.published,
-                ),
-            )
-            .outerjoin(EconBundle, EconBundle.product_id == Product.id)
-            .where(Product.slug.in_(slugs))
-        ).all()
+        rows = s.connection().execute(_BASKET, {"buyer": buyer_id, "slugs": slugs}).all()
         latest: dict[str, Row[Any]] = {}
         for row in rows:  # the newest published version of each product
             best = latest.get(row[1])
