@@ -155,8 +155,8 @@ class Accounts(MarketBase):
     def authenticate(self, token: str) -> AccountOut:
         """The account an API token belongs to; :class:`Unauthorized` if invalid."""
         lookup, secret = access.split_token(token)
-        with self.db.read() as s:
-            row = s.connection().execute(_TOKEN_ACCOUNT, {"lookup": lookup}).first()
+        with self.db.read_connection() as conn:
+            row = conn.execute(_TOKEN_ACCOUNT, {"lookup": lookup}).first()
         if row is None or row.revoked or not access.check_token_secret(row.token_hash, secret):
             raise Unauthorized("invalid API token", hint="log in again")
         expires = utc(row.expires_at)

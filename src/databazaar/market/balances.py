@@ -33,7 +33,7 @@ Why this is safe:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 
 from sqlalchemy import (
     ColumnElement,
@@ -168,3 +168,45 @@ def apply(session: Session, deltas: Mapping[int, int], *, txn_id: str, defer_cre
                 )
     if deferred:
         conn.execute(_DEFER, deferred)
+
+
+def check(
+    session: Session, booked: Mapping[int, int], txn_ids: Collection[str]
+) -> list[tuple[int, str]]:
+    """Problems of the balances against the ledger, as ``(account_id, message)``.
+
+    ``booked`` is the sum of each account's postings and ``txn_ids`` the transactions
+    on the ledger (from :func:`databazaar.market.ledger.verify`'s walk).  Every pending
+    credit must name a booked transaction; every account's cached balance plus its
+    pending credits must equal its postings; no account but a system one is negative.
+    """
+    out = []
+    for account_id, txn_id in session.execute(select(_PENDING.c.account_id, _PENDING.c.txn_id)):
+        if txn_id not in txn_ids:
+            out.append(
+                (
+                    account_id,
+                    f"a pending credit to account {account_id} names transaction {txn_id}, "
+                    "which is not on the ledger",
+                )
+            )
+    owed = pending(session)
+    rows = session.execute(
+        select(
+            _ACCOUNTS.c.id, _ACCOUNTS.c.username, _ACCOUNTS.c.role, _ACCOUNTS.c.balance_minor
+        ).order_by(_ACCOUNTS.c.id)
+    )
+    for account_id, username, role, cached in rows:
+        have = cached + owed.get(account_id, 0)
+        if have != booked.get(account_id, 0):
+            shown = f"{cached} + pending {owed[account_id]}" if account_id in owed else have
+            out.append(
+                (
+                    account_id,
+                    f"account {account_id} ({username}) balance {shown} != ledger sum "
+                    f"{booked.get(account_id, 0)}",
+                )
+            )
+        if role != Role.system and have < 0:
+            out.append((account_id, f"account {account_id} has a negative balance"))
+    return out

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -88,6 +88,7 @@ class Database:
             # (with one more round trip, DEALLOCATE ALL): reads would otherwise cost the
             # next request on that connection its prepared statements.
             reader = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._reader = reader
         self._read = sessionmaker(bind=reader, expire_on_commit=False)
         self._write = sessionmaker(bind=writer, expire_on_commit=False)
 
@@ -101,6 +102,12 @@ class Database:
         """A session for reads; it is closed (and its transaction ended) on exit."""
         with self._read() as session:
             yield session
+
+    @contextmanager
+    def read_connection(self) -> Iterator[Connection]:
+        """A Core connection for a few reads (like :meth:`read`, without an ORM session)."""
+        with self._reader.connect() as conn:
+            yield conn
 
     @contextmanager
     def write(self) -> Iterator[Session]:

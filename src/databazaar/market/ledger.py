@@ -46,14 +46,7 @@ from sqlalchemy.orm import Session
 
 from databazaar.core.errors import InvalidInput
 from databazaar.market import balances
-from databazaar.market.models import (
-    Account,
-    LedgerChain,
-    LedgerEntry,
-    LedgerSeal,
-    PendingCredit,
-    Role,
-)
+from databazaar.market.models import Account, LedgerChain, LedgerEntry, LedgerSeal
 
 GENESIS_HASH = "0" * 64
 _CHAINS = LedgerChain.__table__
@@ -483,37 +476,8 @@ def verify(session: Session, *, max_problems: int = 100) -> LedgerReport:
                 )
             )
 
-    unbooked = session.execute(
-        select(PendingCredit.account_id, PendingCredit.txn_id).where(
-            PendingCredit.txn_id.not_in(select(LedgerEntry.txn_id))
-        )
-    ).first()
-    if unbooked is not None:
-        problem(
-            LedgerProblem(
-                None,
-                f"a pending credit to account {unbooked[0]} names transaction {unbooked[1]}, "
-                "which is not on the ledger",
-                account_id=unbooked[0],
-            )
-        )
-    owed = balances.pending(session)
-    for acc in session.execute(select(Account).order_by(Account.id)).scalars():
-        booked = account_sums.get(acc.id, 0)
-        have = acc.balance_minor + owed.get(acc.id, 0)
-        if have != booked:
-            cached = f"{acc.balance_minor} + pending {owed[acc.id]}" if acc.id in owed else have
-            problem(
-                LedgerProblem(
-                    None,
-                    f"account {acc.id} ({acc.username}) balance {cached} != ledger sum {booked}",
-                    account_id=acc.id,
-                )
-            )
-        if acc.role != Role.system and have < 0:
-            problem(
-                LedgerProblem(None, f"account {acc.id} has a negative balance", account_id=acc.id)
-            )
+    for account_id, message in balances.check(session, account_sums, set(txn_sums)):
+        problem(LedgerProblem(None, message, account_id=account_id))
 
     return LedgerReport(
         ok=not problems,
