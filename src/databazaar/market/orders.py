@@ -46,6 +46,7 @@ from databazaar.market.models import (
     VersionStatus,
 )
 from databazaar.market.schemas import AccountOut, OrderItemOut, OrderOut
+from databazaar.market.screenings import unsellable_reason
 from databazaar.market.settlement import SaleItem, market_fee, settle_sale
 
 MAX_BASKET = 50
@@ -313,6 +314,9 @@ class Orders(MarketBase):
                 raise NotFound(f"product {slug!r} not found")
             prod, latest, granted = found[slug]
             if latest is None:
+                gated = unsellable_reason(s, prod)
+                if gated is not None:
+                    raise gated[0](gated[1])
                 raise Conflict(f"product {slug!r} is not on sale")
             check_sellable(prod, buyer_id, granted=granted)
             assert prod.listing is not None
