@@ -14,8 +14,9 @@ and the market's policy decides per category:
   skipped;
 * risk -- ``1 - P(none)`` of the screener's calibrated level-2 head, with the most
   likely level-2 category and level-3 group;
-* policy -- a category *fires* when any card text, or at least ``min_rows`` sampled
-  rows, reach the policy's ``threshold`` in it; each fired category takes the policy's
+* policy -- a category *fires* when any card text, or at least
+  ``max(min_rows, ceil(min_share * rows screened))`` sampled rows, reach the policy's
+  ``threshold`` in it; each fired category takes the policy's
   action (``allow``, ``review`` or ``block``, else the default), and the most severe
   action decides: allow -> ``cleared`` (published), review -> ``held`` (waits for an
   admin), block -> ``blocked``.
@@ -26,6 +27,7 @@ imports the market).
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 import time
@@ -63,6 +65,7 @@ class Policy:
     rules: Mapping[str, str]
     threshold: float
     min_rows: int
+    min_share: float = 0.0
 
     def action_for(self, l2: str) -> str:
         """The action for a level-2 category id."""
@@ -75,7 +78,12 @@ class Policy:
             "rules": dict(sorted(self.rules.items(), key=lambda kv: int(kv[0]))),
             "threshold": self.threshold,
             "min_rows": self.min_rows,
+            "min_share": self.min_share,
         }
+
+    def rows_needed(self, rows_screened: int) -> int:
+        """Flagged rows that make a category fire: ``max(min_rows, ceil(share * n))``."""
+        return max(self.min_rows, math.ceil(self.min_share * rows_screened - 1e-9))
 
 
 def check_action(action: object, what: str) -> str:
@@ -90,6 +98,7 @@ def check_policy(
     rules: object,
     threshold: object,
     min_rows: object,
+    min_share: object = 0.0,
     *,
     level2: Sequence[str] = LEVEL2_IDS,
 ) -> dict[str, Any]:
@@ -112,11 +121,16 @@ def check_policy(
         raise InvalidInput(f"threshold must be between 0 and 1 (exclusive), got {threshold}")
     if isinstance(min_rows, bool) or not isinstance(min_rows, int) or not 1 <= min_rows <= 10_000:
         raise InvalidInput(f"min_rows must be an integer from 1 to 10000, got {min_rows!r}")
+    if isinstance(min_share, bool) or not isinstance(min_share, int | float):
+        raise InvalidInput(f"min_share must be a number, got {min_share!r}")
+    if not 0.0 <= float(min_share) <= 1.0:
+        raise InvalidInput(f"min_share must be between 0 and 1, got {min_share}")
     return {
         "default_action": default,
         "rules": dict(sorted(clean.items(), key=lambda kv: int(kv[0]))),
         "threshold": float(threshold),
         "min_rows": int(min_rows),
+        "min_share": float(min_share),
     }
 
 
@@ -260,13 +274,14 @@ def decide(screened: Screened, policy: Policy) -> Decision:
     risk = f["risk"].to_numpy(dtype=float)
     is_card = np.arange(len(f)) < n_card
     flagged = risk >= policy.threshold
+    needed = policy.rows_needed(screened.texts.rows_screened)
     findings: list[dict[str, Any]] = []
     decision = "allow"
     for l2 in pd.unique(f.loc[flagged, "l2"]):
         sel = flagged & (f["l2"].to_numpy() == l2)
         card_hit = bool((sel & is_card).any())
         rows = int((sel & ~is_card).sum())
-        fired = card_hit or rows >= policy.min_rows
+        fired = card_hit or rows >= needed
         action = policy.action_for(str(l2))
         if fired and SEVERITY[action] > SEVERITY[decision]:
             decision = action

@@ -1,17 +1,11 @@
-"""The listing gate in the market store: policy versions, screenings, review, audit.
+"""The listing gate's admin side: policy versions, the review queue and the audit trail.
 
-* Publishing (:meth:`~databazaar.market.products.Products.publish`) with a gate calls
-  :func:`screen_draft` *before* its write transaction (screening takes seconds; no
-  lock is held meanwhile) and :func:`apply_screening` inside it: the card must be the
-  one screened (else :class:`Conflict`, publish again), the current policy decides
-  (:func:`databazaar.market.gate.decide`) and the verdict is stored in ``screenings``.
-  A ``held`` version waits for an admin; a ``blocked`` one becomes ``rejected``.  Only
-  ``published`` versions are listed, bought and downloaded by others, so a product
-  whose versions are all held or rejected is neither in the catalog nor for sale.
-* :class:`Gatekeeping` gives the market its admin actions: read and edit the policy
-  (each edit is a new policy version), read the audit trail, list the review queue,
-  approve or reject a held version.  Every edit and review writes a ``gate_audit`` row
-  (who, when, old, new, note); both tables are append-only in the database.
+:class:`Gatekeeping` gives :class:`~databazaar.market.service.Market` the actions on the
+gate (screening itself runs on publish, :mod:`databazaar.market.screenings`): read the
+policy (public), edit it (each edit is a new policy version), read the audit trail, list
+the review queue, approve (publish) or reject a held version.  Every edit and review
+writes a ``gate_audit`` row (who, when, old, new, note); ``gate_policies`` and
+``gate_audit`` are append-only in the database.
 """
 
 from __future__ import annotations
@@ -71,6 +65,7 @@ class Gatekeeping(MarketBase):
         rules: dict[str, str] | None = None,
         threshold: float | None = None,
         min_rows: int | None = None,
+        min_share: float | None = None,
         note: str = "",
     ) -> PolicyOut:
         """Write a new policy version (admins); omitted fields keep their value.
@@ -90,6 +85,7 @@ class Gatekeeping(MarketBase):
                     current["rules"] if rules is None else rules,
                     current["threshold"] if threshold is None else threshold,
                     current["min_rows"] if min_rows is None else min_rows,
+                    current["min_share"] if min_share is None else min_share,
                     level2=level2,
                 )
                 if new == current:

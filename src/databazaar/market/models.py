@@ -409,7 +409,7 @@ class GatePolicy(Base):
     ``rules`` maps level-2 category ids of the AIR 2024 taxonomy to ``allow``,
     ``review`` or ``block``; categories without a rule take ``default_action``.  A
     category fires when the card, or at least ``min_rows`` sampled rows, are flagged in
-    it with risk >= ``threshold``.
+    it with risk >= ``threshold`` (and at least ``min_share`` of the rows screened).
     """
 
     __tablename__ = "gate_policies"
@@ -419,6 +419,7 @@ class GatePolicy(Base):
     rules: Mapped[dict[str, Any]] = mapped_column(JSON)
     threshold: Mapped[float] = mapped_column(Float)
     min_rows: Mapped[int] = mapped_column(Integer)
+    min_share: Mapped[float] = mapped_column(Float)
     created_by: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     note: Mapped[str] = mapped_column(String(500), default="")

@@ -61,7 +61,7 @@ class FindingOut(BaseModel):
     l2: str
     l2_name: str
     action: str = Field(description="what the policy does with the category")
-    fired: bool = Field(description="card flagged, or at least min_rows rows flagged")
+    fired: bool = Field(description="card flagged, or enough rows flagged (min_rows, min_share)")
     card: bool
     rows: int = Field(description="sampled rows flagged in this category")
     max_risk: float
@@ -219,6 +219,7 @@ class PolicyOut(BaseModel):
     rules: dict[str, str]
     threshold: float
     min_rows: int
+    min_share: float
     created_at: datetime
     created_by: str | None
     note: str

@@ -75,7 +75,9 @@ def policy_row(s: Session, version: int | None = None) -> GatePolicy:
 
 
 def read_policy(row: GatePolicy) -> Policy:
-    return Policy(row.version, row.default_action, dict(row.rules), row.threshold, row.min_rows)
+    return Policy(
+        row.version, row.default_action, dict(row.rules), row.threshold, row.min_rows, row.min_share
+    )
 
 
 def policy_out(s: Session, row: GatePolicy, names: dict[str, str]) -> PolicyOut:
@@ -91,6 +93,7 @@ def policy_out(s: Session, row: GatePolicy, names: dict[str, str]) -> PolicyOut:
         rules=dict(row.rules),
         threshold=row.threshold,
         min_rows=row.min_rows,
+        min_share=row.min_share,
         created_at=created(row.created_at),
         created_by=creator,
         note=row.note,

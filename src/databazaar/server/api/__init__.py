@@ -1,13 +1,23 @@
 """JSON routes of the market API, mounted under ``/api`` by the app factory.
 
 Route groups: accounts and tokens, catalog search, products and versions, orders,
-downloads, administration, and the market economics (pricing mechanisms, value-aware
+downloads, administration, the listing gate (screening policy, review queue, audit), and
+the market economics (pricing mechanisms, value-aware
 search, revenue splits, auctions, DP statistics) under ``/api/econ``.
 """
 
 from fastapi import APIRouter
 
-from databazaar.server.api import admin, auth, catalog, downloads, economics, orders, products
+from databazaar.server.api import (
+    admin,
+    auth,
+    catalog,
+    downloads,
+    economics,
+    gate,
+    orders,
+    products,
+)
 from databazaar.server.api.common import errors
 
 # Every route may refuse a malformed request (400) or invalid parameters (422).
@@ -18,6 +28,7 @@ api_router.include_router(products.router)
 api_router.include_router(orders.router)
 api_router.include_router(downloads.router)
 api_router.include_router(admin.router)
+api_router.include_router(gate.router)
 api_router.include_router(economics.router)
 
 __all__ = ["api_router"]

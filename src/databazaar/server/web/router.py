@@ -11,6 +11,8 @@ Pages
 ``/sell/products/{slug}``              upload versions, publish drafts, set the price
 ``/purchases``                         a buyer's orders and download buttons
 ``/admin``                             ledger rows, verify button, deposits
+``/admin/review``                      the listing gate's review queue, policy and audit
+                                       (:mod:`databazaar.server.web.review`)
 
 The economics pages (value-aware search, buying under a pricing mechanism, auctions,
 sales, pricing choice) live in :mod:`databazaar.server.web.economics` and are included
@@ -58,6 +60,7 @@ from databazaar.server.web.rendering import (
     redirect,
     safe_next,
 )
+from databazaar.server.web.review import router as review_router
 from databazaar.server.web.session import SESSION_MAX_AGE, make_serializer
 
 PAGE_SIZE = 12
@@ -493,6 +496,7 @@ def admin_deposit(
 
 
 router.include_router(econ_router)
+router.include_router(review_router)
 
 
 # ---------------------------------------------------------------------- mounting

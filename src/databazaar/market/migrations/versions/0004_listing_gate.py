@@ -2,7 +2,8 @@
 
 * ``gate_policies``: one row per policy version (``allow`` / ``review`` / ``block`` per
   AIR 2024 level-2 category, a default, the risk threshold and the minimum flagged
-  rows).  Version 1 is seeded here: every category ``review``, threshold 0.5, 3 rows.
+  rows).  Version 1 is seeded here: every category ``review``, threshold 0.8, at least 5 rows and
+  2% of the rows screened.
 * ``screenings``: the screening of a version at publish time (decision, state, findings
   with snippets, the sample drawn) and its review by an admin.
 * ``gate_audit``: who changed the policy or reviewed a product, when, old and new.
@@ -33,7 +34,13 @@ ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 TS = sa.DateTime(timezone=True)
 APPEND_ONLY = ("gate_policies", "gate_audit")
 #: the first policy: hold anything flagged for an admin's review
-SEED_POLICY = {"default_action": "review", "rules": {}, "threshold": 0.5, "min_rows": 3}
+SEED_POLICY = {
+    "default_action": "review",
+    "rules": {},
+    "threshold": 0.8,
+    "min_rows": 5,
+    "min_share": 0.02,
+}
 
 
 def _append_only(create: bool) -> None:
@@ -71,6 +78,7 @@ def upgrade() -> None:
         sa.Column("rules", sa.JSON(), nullable=False),
         sa.Column("threshold", sa.Float(), nullable=False),
         sa.Column("min_rows", sa.Integer(), nullable=False),
+        sa.Column("min_share", sa.Float(), nullable=False),
         sa.Column("created_by", ID, sa.ForeignKey("accounts.id")),
         sa.Column("created_at", TS, nullable=False),
         sa.Column("note", sa.String(500), nullable=False),
@@ -125,6 +133,7 @@ def upgrade() -> None:
         sa.column("rules", sa.JSON()),
         sa.column("threshold", sa.Float()),
         sa.column("min_rows", sa.Integer()),
+        sa.column("min_share", sa.Float()),
         sa.column("created_by", ID),
         sa.column("created_at", TS),
         sa.column("note", sa.String()),
