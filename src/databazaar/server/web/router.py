@@ -387,7 +387,18 @@ def publish_version(
 ) -> Response:
     account = form_user(sess, csrf_token, "seller")
     version = market.publish(account, slug, number)
-    sess.flash(f"Version {version.number} is published: buyers can now find it.", "success")
+    if version.status == "published":
+        sess.flash(f"Version {version.number} is published: buyers can now find it.", "success")
+    elif version.status == "held":
+        sess.flash(
+            f"Version {version.number} is held for risk review: an admin checks it before "
+            "buyers can see it.",
+            "info",
+        )
+    else:
+        sess.flash(
+            f"Version {version.number} was refused by the market's risk screening.", "error"
+        )
     return redirect(sess, f"/sell/products/{slug}")
 
 
