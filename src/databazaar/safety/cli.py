@@ -148,7 +148,12 @@ def _backend(spec: str, api_model: str, endpoint: str, threads: int | None):  # 
     if endpoint not in ("completions", "chat"):
         raise InvalidInput(f"--endpoint must be 'completions' or 'chat', got {endpoint!r}")
     if not spec.startswith(("http://", "https://")):
-        return LocalModelBackend(spec, num_threads=threads)  # prompts go in as written
+        local = LocalModelBackend(spec, num_threads=threads)
+        # a chat model (its tokenizer has a template) answers each prompt as a user turn;
+        # a plain LM, or --endpoint completions, continues the prompt as written
+        if endpoint == "chat" and local.has_chat_template:
+            return PromptsAsChat(local)
+        return local
     backend = OpenAICompatibleBackend(spec, model=api_model)
     return PromptsAsChat(backend) if endpoint == "chat" else backend
 
@@ -179,7 +184,7 @@ def airbench_cmd(
     ] = None,
     api_model: Annotated[str, typer.Option("--api-model", help="model name for URLs")] = "default",
     endpoint: Annotated[
-        str, typer.Option("--endpoint", help="completions or chat (URLs)")
+        str, typer.Option("--endpoint", help="completions or chat (URLs; local chat models)")
     ] = "chat",
     threads: Annotated[
         Optional[int],  # noqa: UP045
