@@ -396,9 +396,7 @@ def publish_version(
             "info",
         )
     else:
-        sess.flash(
-            f"Version {version.number} was refused by the market's risk screening.", "error"
-        )
+        sess.flash(f"Version {version.number} was refused by the market's risk screening.", "error")
     return redirect(sess, f"/sell/products/{slug}")
 
 
