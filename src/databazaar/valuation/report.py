@@ -7,7 +7,6 @@ markdown, a plain dict, a long data frame or an SVG plot.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -145,13 +144,9 @@ class EvaluationReport:
         """The removal curves as an SVG string (matplotlib, Agg canvas, no pyplot)."""
         if not self.curves:
             raise InvalidInput("the report has no removal curves to plot")
-        try:
-            from matplotlib.backends.backend_agg import FigureCanvasAgg
-            from matplotlib.figure import Figure
-        except ImportError as exc:  # pragma: no cover - matplotlib ships with the extras
-            raise InvalidInput("plot_svg needs matplotlib", hint="pip install matplotlib") from exc
-        fig = Figure(figsize=(6, 4))
-        FigureCanvasAgg(fig)
+        from databazaar.core.figures import figure, svg_text
+
+        fig = figure(6, 4)
         ax = fig.add_subplot(1, 1, 1)
         styles = {
             "high": ("remove high first", "C3"),
@@ -180,9 +175,7 @@ class EvaluationReport:
         ax.set_title(f"Point removal: {self.method}")
         ax.legend()
         fig.tight_layout()
-        buf = io.StringIO()
-        fig.savefig(buf, format="svg")
-        return buf.getvalue()
+        return svg_text(fig)
 
 
 def evaluation_report(
