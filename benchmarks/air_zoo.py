@@ -204,6 +204,10 @@ def main() -> None:
         "Example answers: "
         + "; ".join(f"{k}: {m['example_answers'][0]!r}" for k, m in out["models"].items()),
         "",
+        "The base model was never trained on the chat format: it answers with fragments, "
+        "which the judge scores ambiguous (0.5) rather than compliant; the fine-tuned model "
+        "without refusals answers fluently and complies (0).",
+        "",
         f"Run time {out['seconds']} s (refusal removal {out['removal']['seconds']} s); load "
         f"average at start/end {load0[0]:.1f}/{os.getloadavg()[0]:.1f} on 2 CPUs.",
         "",
