@@ -497,7 +497,7 @@ def test_demo_app_serves_the_seeded_market(tmp_path: Path) -> None:
     from databazaar.server.web.demo import DEMO_ADMIN, build_demo_app
 
     lines: list[str] = []
-    app, summary = build_demo_app(tmp_path, lines.append)
+    app, summary = build_demo_app(tmp_path, lines.append, gate=None)
     try:
         assert summary["ledger_ok"] and lines
         with TestClient(app) as c:

@@ -20,7 +20,8 @@ from typing import Any
 
 from databazaar.core.money import format_minor
 
-DEMO_SELLERS = ("ada-labs", "bayes-data", "curio-corpus")
+DEMO_SELLERS = ("ada-labs", "bayes-data")
+GATE_SELLER = "curio-corpus"  # lists the planted product when the gate is on
 DEMO_BUYER = "carol"
 DEMO_PASSWORD = "demo-password-1"
 
@@ -101,13 +102,19 @@ def _demo_gate(say: Callable[[str], None]) -> Any:
     return gate
 
 
-def run_market_demo(home: Path, say: Callable[[str], None]) -> dict[str, Any]:
+def run_market_demo(
+    home: Path, say: Callable[[str], None], *, gate: Any = "auto"
+) -> dict[str, Any]:
     """Seed a fresh SQLite market under ``home`` and walk one purchase end to end.
 
     The store lives in ``home/market-demo`` (wiped first, so the demo can rerun).  Two
     sellers upload, publish and list products; a buyer is funded, searches, buys two
     products in one order (replaying the idempotency key once), downloads through a
     signed link and the ledger is verified.  Returns the numbers it printed.
+
+    ``gate``: ``"auto"`` screens listings when the AIR-Bench folder is found (and a third
+    seller lists a planted product that is held); ``None`` runs without the gate; or a
+    :class:`~databazaar.market.gate.ListingGate`.
     """
     from databazaar.core.errors import Conflict, Forbidden
     from databazaar.market.db import Database, upgrade
@@ -120,17 +127,18 @@ def run_market_demo(home: Path, say: Callable[[str], None]) -> dict[str, Any]:
     db = Database.from_url(f"sqlite:///{root / 'databazaar.db'}")
     try:
         upgrade(db.engine)
-        gate = _demo_gate(say)
+        if gate == "auto":
+            gate = _demo_gate(say)
         market = Market(db, root, fee_bps=500, gate=gate)
         say(f"market store: {root / 'databazaar.db'} (SQLite), fee 5%")
         ada = market.create_account(DEMO_SELLERS[0], DEMO_PASSWORD, "seller")
         bay = market.create_account(DEMO_SELLERS[1], DEMO_PASSWORD, "seller")
-        cur = market.create_account(DEMO_SELLERS[2], DEMO_PASSWORD, "seller")
+        sellers = [ada.username, bay.username]
+        if gate is not None:
+            cur = market.create_account(GATE_SELLER, DEMO_PASSWORD, "seller")
+            sellers.append(cur.username)
         carol = market.create_account(DEMO_BUYER, DEMO_PASSWORD, "buyer")
-        say(
-            f"accounts: sellers {ada.username}, {bay.username}, {cur.username}; "
-            f"buyer {carol.username}"
-        )
+        say(f"accounts: sellers {', '.join(sellers)}; buyer {carol.username}")
 
         catalog = [
             (
@@ -248,7 +256,7 @@ def run_market_demo(home: Path, say: Callable[[str], None]) -> dict[str, Any]:
         say(f"signed download link valid for 300 s -> {filename} ({path.stat().st_size} bytes)")
         balances = {
             a: market.account_by_name(a).balance_minor
-            for a in (DEMO_BUYER, *DEMO_SELLERS, "@market-fee")
+            for a in (DEMO_BUYER, *sellers, "@market-fee")
         }
         say("balances (minor units): " + ", ".join(f"{k}={v}" for k, v in balances.items()))
         report = market.ledger_report()
@@ -275,4 +283,4 @@ def run_market_demo(home: Path, say: Callable[[str], None]) -> dict[str, Any]:
         db.dispose()
 
 
-__all__ = ["DEMO_BUYER", "DEMO_PASSWORD", "DEMO_SELLERS", "run_market_demo"]
+__all__ = ["DEMO_BUYER", "DEMO_PASSWORD", "DEMO_SELLERS", "GATE_SELLER", "run_market_demo"]
