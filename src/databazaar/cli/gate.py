@@ -68,7 +68,8 @@ def _print_policy(p: Any) -> None:
         f"min share {p.min_share:g}"
     )
     for cid, action in p.rules.items():
-        typer.echo(f"  {cid:>2} {p.categories.get(cid, '')}: {action}")
+        name = p.categories.get(cid)
+        typer.echo(f"  {cid:>2}{' ' + name if name else ''}: {action}")
     if p.note:
         typer.echo(f"  note: {p.note}")
 
