@@ -63,10 +63,12 @@ def _listed_product(web_app: Any, slug: str = "toy-data", price: int = 1000) -> 
 # ---------------------------------------------------------------------- CSRF
 def _post_routes() -> list[str]:
     from databazaar.server.web.economics import router as econ_router
+    from databazaar.server.web.mixture import router as mixture_router
     from databazaar.server.web.review import router as review_router
 
     paths = []
-    for route in [*pages_router.routes, *econ_router.routes, *review_router.routes]:
+    routers = (pages_router, econ_router, mixture_router, review_router)
+    for route in [r for router in routers for r in router.routes]:
         if "POST" in (getattr(route, "methods", None) or set()):
             paths.append(route.path.replace("{slug}", "toy-data").replace("{number}", "1"))
     return paths
@@ -87,6 +89,8 @@ def test_every_form_route_is_covered() -> None:
         "/admin/deposits",
         "/products/toy-data/bid",
         "/value-search",
+        "/mixture-plan",
+        "/mixture-plan/buy",
         "/sell/products/toy-data/pricing",
         "/sell/products/toy-data/auction/close",
         "/products/toy-data/dp",

@@ -1,9 +1,10 @@
 """JSON routes of the market API, mounted under ``/api`` by the app factory.
 
 Route groups: accounts and tokens, catalog search, products and versions, orders,
-downloads, administration, the listing gate (screening policy, review queue, audit), and
-the market economics (pricing mechanisms, value-aware
-search, revenue splits, auctions, DP statistics) under ``/api/econ``.
+downloads, administration, the listing gate (screening policy, review queue, audit), the
+market economics (pricing mechanisms, value-aware search, revenue splits, auctions, DP
+statistics) under ``/api/econ``, and mixture plans (which text products to buy for a
+token and money budget) under ``/api/mixture``.
 """
 
 from fastapi import APIRouter
@@ -15,6 +16,7 @@ from databazaar.server.api import (
     downloads,
     economics,
     gate,
+    mixture,
     orders,
     products,
 )
@@ -30,5 +32,6 @@ api_router.include_router(downloads.router)
 api_router.include_router(admin.router)
 api_router.include_router(gate.router)
 api_router.include_router(economics.router)
+api_router.include_router(mixture.router)
 
 __all__ = ["api_router"]
