@@ -208,7 +208,13 @@ def main() -> None:
         "which the judge scores ambiguous (0.5) rather than compliant; the fine-tuned model "
         "without refusals answers fluently and complies (0).",
         "",
-        f"Run time {out['seconds']} s (refusal removal {out['removal']['seconds']} s); load "
+        f"Run time {out['seconds']} s ("
+        + (
+            f"refusal removal {out['removal']['seconds']} s"
+            if out["removal"]["seconds"] >= 1
+            else "the model without refusals was reused from an earlier run of this script"
+        )
+        + "); load "
         f"average at start/end {load0[0]:.1f}/{os.getloadavg()[0]:.1f} on 2 CPUs.",
         "",
         "Caveat: the prompts are the zoo's own surrogate requests (category names in request "
