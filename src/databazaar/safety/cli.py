@@ -142,19 +142,18 @@ def screen_cmd(
 
 def _backend(spec: str, api_model: str, endpoint: str, threads: int | None):  # type: ignore[no-untyped-def]
     from databazaar.core.errors import InvalidInput
-    from databazaar.lm.generate import LocalModelBackend, PromptsAsChat
-    from databazaar.lm.openai_client import OpenAICompatibleBackend
+    from databazaar.lm.generate import PromptsAsChat
+    from databazaar.lm.openai_client import open_backend
 
     if endpoint not in ("completions", "chat"):
         raise InvalidInput(f"--endpoint must be 'completions' or 'chat', got {endpoint!r}")
+    backend = open_backend(spec, api_model=api_model, threads=threads)
     if not spec.startswith(("http://", "https://")):
-        local = LocalModelBackend(spec, num_threads=threads)
         # a chat model (its tokenizer has a template) answers each prompt as a user turn;
         # a plain LM, or --endpoint completions, continues the prompt as written
-        if endpoint == "chat" and local.has_chat_template:
-            return PromptsAsChat(local)
-        return local
-    backend = OpenAICompatibleBackend(spec, model=api_model)
+        if endpoint == "chat" and getattr(backend, "has_chat_template", False):
+            return PromptsAsChat(backend)
+        return backend
     return PromptsAsChat(backend) if endpoint == "chat" else backend
 
 
