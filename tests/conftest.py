@@ -163,3 +163,28 @@ def tiny_zoo(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     if not root:
         root = str(tmp_path_factory.getbasetemp().parent / "databazaar-zoo")
     return build_zoo(ZooConfig.small(), out=Path(root))
+
+
+# ------------------------------------------------------------------ AIR screener
+@pytest.fixture(scope="session")
+def air_screener(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """``(taxonomy, screener)``: the MiniLM AIR 2024 screener, trained once and cached.
+
+    The taxonomy is read from the shared AIR-Bench folder (the tests fail without it);
+    the screener is :func:`databazaar.safety.screen.cached_screener`'s, kept in
+    ``DATABAZAAR_TEST_SCREENER_DIR`` if set, else in pytest's cache folder
+    (``.pytest_cache/d/databazaar-screener``), so later sessions reuse it.
+    """
+    from databazaar.safety.screen import cached_screener
+    from databazaar.safety.taxonomy import default_data_dir, load_taxonomy
+
+    folder = default_data_dir()
+    if folder is None or not (folder / "risk_mapping.json").is_file():
+        pytest.fail("the shared AIR-Bench 2024 data is missing (set DATABAZAAR_AIR_BENCH_DIR)")
+    root = os.environ.get("DATABAZAAR_TEST_SCREENER_DIR")
+    if not root and request.config.cache is not None:
+        root = str(request.config.cache.mkdir("databazaar-screener"))
+    if not root:
+        root = str(tmp_path_factory.getbasetemp().parent / "databazaar-screener")
+    taxonomy = load_taxonomy(folder)
+    return taxonomy, cached_screener(taxonomy, cache_dir=Path(root))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -21,10 +22,35 @@ def test_valuation_tour_finds_the_flipped_labels() -> None:
 
 
 @pytest.mark.slow
-def test_demo_command_end_to_end(tmp_path: Path) -> None:
-    res = CliRunner().invoke(app, ["demo", "--home", str(tmp_path)])
+def test_demo_command_end_to_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, air_screener: Any
+) -> None:
+    """The tour runs end to end; its listing gate holds the planted forum dump.
+
+    The demo keeps its screener under ``$DATABAZAAR_HOME/cache``: the session's trained
+    screener is put there so the test does not train another one.
+    """
+    import shutil
+
+    from databazaar.core.config import get_settings
+
+    home = tmp_path / "data-home"
+    cached = Path(air_screener[1].cache_path_)
+    (home / "cache").mkdir(parents=True)
+    shutil.copy(cached, home / "cache" / cached.name)
+    monkeypatch.setenv("DATABAZAAR_HOME", str(home))
+    get_settings.cache_clear()
+    try:
+        res = CliRunner().invoke(app, ["demo", "--home", str(tmp_path)])
+    finally:
+        monkeypatch.delenv("DATABAZAAR_HOME")
+        get_settings.cache_clear()
     assert res.exit_code == 0, res.output
     text = " ".join(res.output.split())
+    assert "listing gate: on" in text
+    assert text.count("): cleared") == 3
+    assert "'forum-dump'" in text and "): held (" in text and "Criminal Activities" in text
+    assert "tries to buy 'forum-dump': refused (Conflict: " in text
     assert "1. Valuation" in text and "2. Market" in text and "3. Market economics" in text
     assert "ledger verify: OK" in text
     assert (tmp_path / "market-demo" / "databazaar.db").is_file()

@@ -14,7 +14,7 @@ from databazaar.demo.market import run_market_demo
 
 def test_demo_walks_a_purchase_end_to_end(tmp_path: Path) -> None:
     lines: list[str] = []
-    out = run_market_demo(tmp_path, lines.append)
+    out = run_market_demo(tmp_path, lines.append, gate=None)  # the gate: tests/test_demo.py
     assert out["ledger_ok"] is True and out["replayed"] is True
     # 12.50 + 20.00, fees floor(5%): 62 + 100
     assert (out["total_minor"], out["fee_minor"]) == (3250, 162)
@@ -29,7 +29,7 @@ def test_demo_walks_a_purchase_end_to_end(tmp_path: Path) -> None:
     assert any("replayed=True" in line for line in lines)
     assert any(line.startswith("ledger verify: OK") for line in lines)
     # rerunning starts from a fresh store
-    again = run_market_demo(tmp_path, lambda _line: None)
+    again = run_market_demo(tmp_path, lambda _line: None, gate=None)
     assert again["order_id"] == 1 and again["balances"] == out["balances"]
 
 

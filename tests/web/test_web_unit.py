@@ -64,9 +64,11 @@ def _listed_product(web_app: Any, slug: str = "toy-data", price: int = 1000) -> 
 def _post_routes() -> list[str]:
     from databazaar.server.web.economics import router as econ_router
     from databazaar.server.web.mixture import router as mixture_router
+    from databazaar.server.web.review import router as review_router
 
     paths = []
-    for route in [*pages_router.routes, *econ_router.routes, *mixture_router.routes]:
+    routers = (pages_router, econ_router, mixture_router, review_router)
+    for route in [r for router in routers for r in router.routes]:
         if "POST" in (getattr(route, "methods", None) or set()):
             paths.append(route.path.replace("{slug}", "toy-data").replace("{number}", "1"))
     return paths
@@ -94,6 +96,9 @@ def test_every_form_route_is_covered() -> None:
         "/products/toy-data/dp",
         "/sell/products/toy-data/dp",
         "/sell/products/toy-data/bundle",
+        "/admin/review/toy-data/1/approve",
+        "/admin/review/toy-data/1/reject",
+        "/admin/review/policy",
     }
 
 
@@ -496,7 +501,7 @@ def test_demo_app_serves_the_seeded_market(tmp_path: Path) -> None:
     from databazaar.server.web.demo import DEMO_ADMIN, build_demo_app
 
     lines: list[str] = []
-    app, summary = build_demo_app(tmp_path, lines.append)
+    app, summary = build_demo_app(tmp_path, lines.append, gate=None)
     try:
         assert summary["ledger_ok"] and lines
         with TestClient(app) as c:
@@ -876,3 +881,32 @@ def test_bundle_registration_page(client: TestClient, csrf_of: Callable[[str], s
         "/sell/products/pooled/bundle", data={**form, "csrf_token": csrf_of(page.text)}, files=files
     )
     assert refused.status_code == 403
+
+
+def test_review_page_without_the_gate_and_its_policy_form(
+    client: TestClient, csrf_of: Callable[[str], str], web_app: Any
+) -> None:
+    """The policy form works while screening is off; bad values write nothing."""
+    market = web_app.state.market
+    market.create_account("boss", PASSWORD, "admin")
+    market.create_account("sally", PASSWORD, "seller")
+    token = _login(client, csrf_of, "sally")
+    assert client.get("/admin/review").status_code == 403
+    client.post("/logout", data={"csrf_token": token})
+    token = _login(client, csrf_of, "boss")
+    page = client.get("/admin/review")
+    assert page.status_code == 200 and 'data-testid="gate-off"' in page.text
+    assert page.text.count('name="rule_') == 16 and 'data-testid="queue-empty"' in page.text
+    form = {"csrf_token": token, "default_action": "block", "threshold": "0.9"}
+    form |= {"min_rows": "2", "min_share": "0", "rule_3": "allow", "rule_4": "default"}
+    done = client.post("/admin/review/policy", data={**form, "note": "strict"})
+    assert done.status_code == 200 and "Policy version 2 is in force" in done.text
+    policy = market.gate_policy()
+    assert (policy.version, policy.default_action, policy.rules) == (2, "block", {"3": "allow"})
+    bads = (({"threshold": "abc"}, "must be a number"), ({"rule_5": "ban"}, "unknown action"))
+    for bad, message in bads:
+        page = client.post("/admin/review/policy", data={**form, **bad})
+        assert page.status_code == 422 and message in page.text
+    assert market.gate_policy().version == 2
+    missing = client.post("/admin/review/nope/1/approve", data={"csrf_token": token})
+    assert missing.status_code == 404

@@ -249,6 +249,9 @@ def _add_market_commands() -> None:
     from databazaar.cli.econ import econ_app
 
     app.add_typer(econ_app, name="econ")
+    from databazaar.cli.gate import gate_app
+
+    app.add_typer(gate_app, name="gate")
     from databazaar.lm.cli import lm_app
 
     app.add_typer(lm_app, name="lm")

@@ -60,6 +60,20 @@ class Settings(BaseSettings):
     login_window_seconds: float = Field(
         default=900.0, gt=0, description="window of the failed-login count and lockout"
     )
+    gate: str = Field(
+        default="off",
+        pattern="^(off|minilm|tfidf)$",
+        description="listing gate: screen versions on publish with the MiniLM or the "
+        "TF-IDF AIR 2024 screener, or 'off'",
+    )
+    gate_sample_rows: int = Field(
+        default=1000, ge=1, le=20_000, description="rows screened per version (seeded sample)"
+    )
+    air_bench_dir: Path | None = Field(
+        default=None,
+        description="folder with the AIR-Bench 2024 taxonomy and judge prompts (else the "
+        "development checkout's ../shared/data/air-bench-2024)",
+    )
     trusted_proxies: str = Field(
         default="",
         description="comma-separated addresses of reverse proxies whose X-Forwarded-For "

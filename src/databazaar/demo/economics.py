@@ -95,7 +95,8 @@ def run_economics_demo(home: Path, say: Callable[[str], None]) -> dict[str, Any]
     if not (root / "databazaar.db").is_file() or _already_ran(root):
         from databazaar.demo.market import run_market_demo
 
-        run_market_demo(home, lambda _line: None)  # a fresh store (it wipes the old one)
+        # a fresh store (it wipes the old one); the economics tour needs no listing gate
+        run_market_demo(home, lambda _line: None, gate=None)
     db = Database.from_url(f"sqlite:///{root / 'databazaar.db'}")
     try:
         rev = upgrade(db.engine)

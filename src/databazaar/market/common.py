@@ -29,6 +29,7 @@ from databazaar.market.models import Account, Product, ProductVersion, Role, Ver
 if TYPE_CHECKING:
     from databazaar.market import access
     from databazaar.market.db import Database
+    from databazaar.market.gate import ListingGate
     from databazaar.market.schemas import AccountOut
     from databazaar.market.service import Market
     from databazaar.market.storage import BlobStore
@@ -48,6 +49,7 @@ class MarketBase:
     fee_bps: int
     max_upload_bytes: int
     login_throttle: LoginThrottle
+    gate: ListingGate | None
     _embedder: Any
     _embedder_lock: threading.Lock
     _password_hasher: Any
@@ -81,6 +83,14 @@ def load_product(s: Session, slug: str, *, lock: bool = False, eager: bool = Tru
     if prod is None:
         raise NotFound(f"product {slug!r} not found")
     return prod
+
+
+def find_version(prod: Product, number: int) -> ProductVersion:
+    """Version ``number`` of a loaded product; :class:`NotFound` if it has none."""
+    for ver in prod.versions:
+        if ver.number == number:
+            return ver
+    raise NotFound(f"product {prod.slug!r} has no version {number}")
 
 
 def latest_published(s: Session, prod: Product) -> ProductVersion:

@@ -22,6 +22,10 @@ Tables
 ``catalog_state``     one row whose ``generation`` triggers bump on every catalog change
 ``search_docs``       the text of each published version indexed for full-text search
 ``card_embeddings``   MiniLM embeddings of published cards for semantic search
+``gate_policies``     versions of the market's risk-screening policy (append-only)
+``screenings``        the risk screening of a version at publish time, and its review
+``gate_audit``        who changed the policy or reviewed a product, when, old and new
+                      (append-only; see :mod:`databazaar.market.gatekeeping`)
 
 Money is always an ``int`` count of minor units (cents); there is no float column for
 money anywhere.
@@ -80,9 +84,17 @@ class Role(enum.StrEnum):
 
 
 class VersionStatus(enum.StrEnum):
-    """A version is editable while ``draft`` and frozen once ``published``."""
+    """A version is editable while ``draft`` and frozen once it leaves that state.
+
+    With the listing gate on (:mod:`databazaar.market.gate`), publishing screens the
+    version first: it becomes ``published`` when the policy allows it, ``held`` while it
+    waits for an admin's review, and ``rejected`` when the policy blocks it or an admin
+    rejects it.  Only ``published`` versions are listed, bought or downloaded by others.
+    """
 
     draft = "draft"
+    held = "held"
+    rejected = "rejected"
     published = "published"
 
 
@@ -182,6 +194,9 @@ class ProductVersion(Base):
     blob: Mapped[Blob] = relationship()
     tag_rows: Mapped[list[VersionTag]] = relationship(
         cascade="all, delete-orphan", order_by="VersionTag.tag"
+    )
+    screening: Mapped[Screening | None] = relationship(
+        back_populates="version", uselist=False, lazy="selectin"
     )
 
     @property
@@ -406,6 +421,84 @@ class CardEmbedding(Base):
     model: Mapped[str] = mapped_column(String(100))
     dim: Mapped[int] = mapped_column(Integer)
     vector: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class GatePolicy(Base):
+    """One version of the market's screening policy (a new row per change).
+
+    ``rules`` maps level-2 category ids of the AIR 2024 taxonomy to ``allow``,
+    ``review`` or ``block``; categories without a rule take ``default_action``.  A
+    category fires when the card, or at least ``min_rows`` sampled rows, are flagged in
+    it with risk >= ``threshold`` (and at least ``min_share`` of the rows screened).
+    """
+
+    __tablename__ = "gate_policies"
+
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    default_action: Mapped[str] = mapped_column(String(8))
+    rules: Mapped[dict[str, Any]] = mapped_column(JSON)
+    threshold: Mapped[float] = mapped_column(Float)
+    min_rows: Mapped[int] = mapped_column(Integer)
+    min_share: Mapped[float] = mapped_column(Float)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    note: Mapped[str] = mapped_column(String(500), default="")
+
+
+class Screening(Base):
+    """The screening of one version at publish time, the policy's decision and its review.
+
+    ``state`` is ``cleared`` (allowed at publish), ``held`` (waiting for review),
+    ``blocked`` (the policy blocks it), ``approved`` or ``rejected`` (by an admin).
+    ``findings`` lists, per level-2 category with flagged text, the rows flagged, the
+    largest risk, the action the policy gave it and the offending snippets.
+    """
+
+    __tablename__ = "screenings"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    version_id: Mapped[int] = mapped_column(
+        ForeignKey("product_versions.id", ondelete="CASCADE"), unique=True
+    )
+    product_id: Mapped[int] = mapped_column(
+        ForeignKey("products.id", ondelete="CASCADE"), index=True
+    )
+    policy_version: Mapped[int] = mapped_column(ForeignKey("gate_policies.version"))
+    decision: Mapped[str] = mapped_column(String(8))
+    state: Mapped[str] = mapped_column(String(10), index=True)
+    max_risk: Mapped[float] = mapped_column(Float)
+    findings: Mapped[list[Any]] = mapped_column(JSON)
+    sample: Mapped[dict[str, Any]] = mapped_column(JSON)
+    model: Mapped[str] = mapped_column(String(100))
+    seconds: Mapped[float] = mapped_column(Float)
+    screened_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    reviewed_by: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"))
+    reviewed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    review_note: Mapped[str] = mapped_column(String(500), default="")
+
+    version: Mapped[ProductVersion] = relationship(back_populates="screening")
+    reviewer: Mapped[Account | None] = relationship(foreign_keys=[reviewed_by], lazy="selectin")
+
+
+class GateAudit(Base):
+    """One audited change: a policy edit or a review decision (append-only).
+
+    ``old`` and ``new`` are the policy (or the screening state) before and after.
+    """
+
+    __tablename__ = "gate_audit"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"))
+    action: Mapped[str] = mapped_column(String(32))
+    subject: Mapped[str] = mapped_column(String(100))
+    policy_version: Mapped[int] = mapped_column(Integer)
+    old: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    new: Mapped[dict[str, Any]] = mapped_column(JSON)
+    note: Mapped[str] = mapped_column(String(500), default="")
+
+    actor: Mapped[Account | None] = relationship(lazy="selectin")
 
 
 Index("ix_orders_created", Order.created_at)

@@ -51,6 +51,7 @@ from databazaar.market.models import (
     utcnow,
 )
 from databazaar.market.schemas import AccountOut, OrderItemOut, OrderOut
+from databazaar.market.screenings import unsellable_reason
 from databazaar.market.settlement import SaleItem, market_fee, settle_sale
 
 MAX_BASKET = 50
@@ -376,6 +377,9 @@ class Orders(MarketBase):
                 raise NotFound(f"product {slug!r} not found")
             pid, _, seller_id, price, active, ver_id, ver_no, granted, bundle = latest[slug]
             if ver_id is None:
+                gated = unsellable_reason(s, pid, slug)
+                if gated is not None:
+                    raise gated[0](gated[1])
                 raise Conflict(f"product {slug!r} is not on sale")
             check_sellable(
                 slug, seller_id, buyer_id, on_sale=price is not None and bool(active),

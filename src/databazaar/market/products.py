@@ -3,7 +3,9 @@
 An upload is streamed to a staging file while hashed, parsed, profiled (schema,
 statistics, preview; :mod:`databazaar.market.profile`) and stored content-addressed
 under its sha256; a version is a draft until published, and immutable afterwards.
-Only the latest published version of a product is in the search index.
+Only the latest published version of a product is in the search index.  With a
+listing gate (:mod:`databazaar.market.gatekeeping`) publishing screens the version
+first and may hold it for review or refuse it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any, BinaryIO
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from databazaar.core.errors import Conflict, InvalidInput, NotFound
 from databazaar.core.io import read_table, table_format
@@ -21,6 +24,7 @@ from databazaar.market import validation as v
 from databazaar.market.common import (
     MarketBase,
     created,
+    find_version,
     is_owner,
     load_product,
     require_owner,
@@ -38,12 +42,21 @@ from databazaar.market.models import (
 )
 from databazaar.market.profile import MEDIA_TYPES, profile_table
 from databazaar.market.schemas import AccountOut, ColumnOut, ListingOut, ProductOut, VersionOut
+from databazaar.market.screenings import (
+    apply_screening,
+    require_draft,
+    screen_draft,
+    screening_out,
+)
 
 CARD_FIELDS = ("description", "license", "task", "provenance", "tags", "title")
 
 
-def version_out(ver: ProductVersion) -> VersionOut:
-    """The public view of a version (its blob and tags loaded)."""
+def version_out(ver: ProductVersion, *, evidence: bool = False) -> VersionOut:
+    """The public view of a version (its blob and tags loaded).
+
+    ``evidence`` adds the screening's findings (for the seller and admins).
+    """
     return VersionOut(
         number=ver.number,
         status=ver.status.value,
@@ -63,6 +76,9 @@ def version_out(ver: ProductVersion) -> VersionOut:
         preview=ver.preview,
         created_at=created(ver.created_at),
         published_at=utc(ver.published_at),
+        screening=None
+        if ver.screening is None
+        else screening_out(ver.screening, evidence=evidence),
     )
 
 
@@ -82,17 +98,47 @@ def product_out(prod: Product, *, include_drafts: bool) -> ProductOut:
         )
         if listing is not None
         else None,
-        latest=version_out(versions[-1]) if versions else None,
+        latest=version_out(versions[-1], evidence=include_drafts) if versions else None,
         versions=[ver.number for ver in versions],
     )
 
 
-def find_version(prod: Product, number: int) -> ProductVersion:
-    """Version ``number`` of a loaded product; :class:`NotFound` if it has none."""
-    for ver in prod.versions:
-        if ver.number == number:
-            return ver
-    raise NotFound(f"product {prod.slug!r} has no version {number}")
+def make_public(s: Session, prod: Product, ver: ProductVersion) -> None:
+    """Publish ``ver`` in the caller's transaction and index the newest published version.
+
+    Only the latest published version of a product is in the search index (a version
+    approved after a newer one was published leaves the index as it is).
+    """
+    ver.status = VersionStatus.published
+    ver.published_at = datetime.now(UTC)
+    s.flush()
+    newest = max(
+        (x for x in prod.versions if x.status == VersionStatus.published),
+        key=lambda x: x.number,
+    )
+    if newest is not ver:
+        return
+    for old in s.scalars(select(SearchDoc).where(SearchDoc.product_id == prod.id)):
+        s.delete(old)
+    s.flush()
+    columns = [c["name"] for c in ver.schema]
+    s.add(
+        SearchDoc(
+            version_id=ver.id,
+            product_id=prod.id,
+            title=prod.title,
+            body=search.card_text(
+                prod.title,
+                ver.description,
+                ver.task,
+                ver.license,
+                ver.tags,
+                columns,
+                ver.provenance,
+            ),
+        )
+    )
+    s.flush()
 
 
 def card_fields(card: dict[str, Any]) -> dict[str, Any]:
@@ -216,7 +262,7 @@ class Products(MarketBase):
                 # written; a blob without a row is harmless (content-addressed, reused).
                 self.blobs.commit(staged)
                 s.refresh(ver, ["blob", "tag_rows"])
-                return version_out(ver)
+                return version_out(ver, evidence=True)
         finally:
             self.blobs.discard(staged)
 
@@ -229,9 +275,9 @@ class Products(MarketBase):
             prod = load_product(s, v.check_slug(slug), lock=True)
             require_owner(prod, account)
             ver = find_version(prod, number)
-            if ver.status == VersionStatus.published:
+            if ver.status != VersionStatus.draft:
                 raise Conflict(
-                    f"version {number} of {slug!r} is published and cannot change",
+                    f"version {number} of {slug!r} is {ver.status.value} and cannot change",
                     hint="upload a new version instead",
                 )
             if "title" in fields:
@@ -243,41 +289,27 @@ class Products(MarketBase):
                 ver.tag_rows = [VersionTag(tag=t) for t in tags]
             s.flush()
             s.refresh(ver, ["tag_rows"])
-            return version_out(ver)
+            return version_out(ver, evidence=True)
 
     def publish(self, account: AccountOut, slug: str, number: int) -> VersionOut:
-        """Publish a draft version: it becomes searchable, buyable and immutable."""
+        """Publish a draft version: it becomes searchable, buyable and immutable.
+
+        With a listing gate the card and a sample of rows are screened first (outside
+        the transaction) and the market's policy decides: the version is published,
+        ``held`` for an admin's review, or ``rejected``; the answer's ``screening``
+        says which and why.
+        """
+        pending = None
+        if self.gate is not None:
+            pending = screen_draft(self.db, self.blobs, self.gate, account, slug, number)
         with self.db.write() as s:
             prod = load_product(s, v.check_slug(slug), lock=True)
             require_owner(prod, account)
             ver = find_version(prod, number)
-            if ver.status == VersionStatus.published:
-                raise Conflict(f"version {number} of {slug!r} is already published")
-            ver.status = VersionStatus.published
-            ver.published_at = datetime.now(UTC)
-            # Only the latest published version of a product is in the search index.
-            for old in s.scalars(select(SearchDoc).where(SearchDoc.product_id == prod.id)):
-                s.delete(old)
-            s.flush()
-            columns = [c["name"] for c in ver.schema]
-            s.add(
-                SearchDoc(
-                    version_id=ver.id,
-                    product_id=prod.id,
-                    title=prod.title,
-                    body=search.card_text(
-                        prod.title,
-                        ver.description,
-                        ver.task,
-                        ver.license,
-                        ver.tags,
-                        columns,
-                        ver.provenance,
-                    ),
-                )
-            )
-            s.flush()
-            return version_out(ver)
+            require_draft(slug, ver)
+            if pending is None or apply_screening(s, prod, ver, pending):
+                make_public(s, prod, ver)
+            return version_out(ver, evidence=True)
 
     def set_listing(
         self,
@@ -295,7 +327,9 @@ class Products(MarketBase):
         with self.db.write() as s:
             prod = load_product(s, v.check_slug(slug), lock=True)
             require_owner(prod, account)
-            if active and not any(ver.status == VersionStatus.published for ver in prod.versions):
+            # a held version may be priced; it is sold only once an admin approves it
+            sellable = (VersionStatus.published, VersionStatus.held)
+            if active and not any(ver.status in sellable for ver in prod.versions):
                 raise Conflict(
                     f"product {slug!r} has no published version to sell",
                     hint="publish a version first",
@@ -328,7 +362,7 @@ class Products(MarketBase):
             owner = is_owner(prod, viewer)
             if ver.status != VersionStatus.published and not owner:
                 raise NotFound(f"product {slug!r} has no version {number}")
-            return version_out(ver)
+            return version_out(ver, evidence=owner)
 
     def my_products(self, account: AccountOut) -> list[ProductOut]:
         """The products a seller owns (all of them for an admin), drafts included."""

@@ -46,8 +46,57 @@ class ColumnOut(BaseModel):
     nullable: bool
 
 
+class SnippetOut(BaseModel):
+    """One offending text of a listing: where it is, its risk and level-3 group."""
+
+    source: str = Field(description="'card: description' or 'row <n>' (0-based)")
+    text: str
+    risk: float
+    group: str
+
+
+class FindingOut(BaseModel):
+    """What the screening found in one AIR 2024 level-2 category."""
+
+    l2: str
+    l2_name: str
+    action: str = Field(description="what the policy does with the category")
+    fired: bool = Field(description="card flagged, or enough rows flagged (min_rows, min_share)")
+    card: bool
+    rows: int = Field(description="sampled rows flagged in this category")
+    max_risk: float
+    snippets: list[SnippetOut] = Field(default_factory=list)
+
+
+class ScreeningOut(BaseModel):
+    """The risk screening of a version: the badge buyers see, and the evidence.
+
+    ``state``: ``cleared`` (the policy allowed it), ``held`` (waits for an admin),
+    ``blocked`` (the policy blocks it), ``approved`` or ``rejected`` (by an admin).
+    ``findings`` are shown to the product's seller and to admins only.
+    """
+
+    state: str
+    decision: str
+    policy_version: int
+    screened_at: datetime
+    rows_screened: int
+    rows_total: int
+    card_texts: int
+    model: str
+    max_risk: float
+    reviewed_at: datetime | None = None
+    reviewer: str | None = None
+    review_note: str = ""
+    findings: list[FindingOut] | None = None
+
+
 class VersionOut(BaseModel):
-    """One version of a product: card, schema, statistics, preview and file facts."""
+    """One version of a product: card, schema, statistics, preview and file facts.
+
+    ``screening`` is the listing gate's verdict (``None``: not screened, because the
+    market's gate was off when the version was published).
+    """
 
     number: int
     status: str
@@ -67,6 +116,7 @@ class VersionOut(BaseModel):
     preview: list[dict[str, Any]]
     created_at: datetime
     published_at: datetime | None
+    screening: ScreeningOut | None = None
 
 
 class ProductOut(BaseModel):
@@ -159,6 +209,49 @@ class LedgerReportOut(BaseModel):
     head_seq: int
     first_bad_seq: int | None
     problems: list[str]
+
+
+class PolicyOut(BaseModel):
+    """A version of the market's screening policy (AIR 2024 level-2 categories)."""
+
+    version: int
+    default_action: str
+    rules: dict[str, str]
+    threshold: float
+    min_rows: int
+    min_share: float
+    created_at: datetime
+    created_by: str | None
+    note: str
+    categories: dict[str, str] = Field(
+        default_factory=dict, description="level-2 id -> name, when the gate is on"
+    )
+
+
+class AuditOut(BaseModel):
+    """One audited gate change: who, when, what, old and new."""
+
+    id: int
+    at: datetime
+    actor: str | None
+    action: str
+    subject: str
+    policy_version: int
+    old: dict[str, Any] | None
+    new: dict[str, Any]
+    note: str
+
+
+class ReviewItemOut(BaseModel):
+    """A version in the review queue with the evidence of its screening."""
+
+    slug: str
+    title: str
+    seller: str
+    version: int
+    status: str
+    n_rows: int
+    screening: ScreeningOut
 
 
 class DepositOut(BaseModel):

@@ -9,7 +9,9 @@
   (:func:`~databazaar.market.orders.book_order`);
 * :mod:`~databazaar.market.settlement`: ledger postings, revenue splits, deposits,
   payouts, ledger verification;
-* :mod:`~databazaar.market.downloads`: access checks and signed download links.
+* :mod:`~databazaar.market.downloads`: access checks and signed download links;
+* :mod:`~databazaar.market.gatekeeping`: the listing gate's policy, review queue and
+  audit trail (screening on publish, :mod:`databazaar.market.gate`).
 
 Pricing mechanisms, auctions, bundles and DP statistics are
 :class:`~databazaar.market.economics.Economics`, which books its sales through the same
@@ -33,6 +35,8 @@ from databazaar.market.catalog import Catalog
 from databazaar.market.common import FEE_ACCOUNT, FUNDING_ACCOUNT
 from databazaar.market.db import Database
 from databazaar.market.downloads import Downloads
+from databazaar.market.gate import ListingGate
+from databazaar.market.gatekeeping import Gatekeeping
 from databazaar.market.orders import Orders
 from databazaar.market.products import Products
 from databazaar.market.settlement import Settlement
@@ -42,7 +46,7 @@ from databazaar.market.throttle import LoginThrottle
 __all__ = ["FEE_ACCOUNT", "FUNDING_ACCOUNT", "Market"]
 
 
-class Market(Accounts, Products, Catalog, Orders, Settlement, Downloads):
+class Market(Accounts, Products, Catalog, Orders, Settlement, Downloads, Gatekeeping):
     """The data market over one database and one data home.
 
     Parameters
@@ -63,6 +67,10 @@ class Market(Accounts, Products, Catalog, Orders, Settlement, Downloads):
     password_hasher:
         An ``argon2.PasswordHasher`` with other cost parameters (default: argon2-cffi's
         RFC 9106 low-memory profile).
+    gate:
+        A :class:`~databazaar.market.gate.ListingGate` to screen versions on publish
+        (default: none; :meth:`from_settings` builds one when ``DATABAZAAR_GATE`` is
+        ``minilm`` or ``tfidf``).
     """
 
     def __init__(
@@ -76,6 +84,7 @@ class Market(Accounts, Products, Catalog, Orders, Settlement, Downloads):
         embedder: Any | None = None,
         password_hasher: Any | None = None,
         login_throttle: LoginThrottle | None = None,
+        gate: ListingGate | None = None,
     ) -> None:
         if not (0 <= fee_bps <= 10_000):
             raise InvalidInput("fee_bps must be between 0 and 10000")
@@ -89,6 +98,7 @@ class Market(Accounts, Products, Catalog, Orders, Settlement, Downloads):
         self._password_hasher = password_hasher
         self._embedder_lock = threading.Lock()
         self.login_throttle = login_throttle or LoginThrottle(db)
+        self.gate = gate
 
     @classmethod
     def from_settings(cls, settings: Settings, *, migrate: bool = True, **kwargs: Any) -> Market:
@@ -98,6 +108,8 @@ class Market(Accounts, Products, Catalog, Orders, Settlement, Downloads):
         db = Database.from_url(settings.resolved_database_url)
         if migrate:
             upgrade(db.engine)
+        if "gate" not in kwargs:
+            kwargs["gate"] = ListingGate.from_settings(settings)
         if "login_throttle" not in kwargs:
             kwargs["login_throttle"] = LoginThrottle(
                 db, settings.login_max_failures, settings.login_window_seconds

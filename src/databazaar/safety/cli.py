@@ -149,7 +149,11 @@ def _backend(spec: str, api_model: str, endpoint: str, threads: int | None):  # 
         raise InvalidInput(f"--endpoint must be 'completions' or 'chat', got {endpoint!r}")
     backend = open_backend(spec, api_model=api_model, threads=threads)
     if not spec.startswith(("http://", "https://")):
-        return backend  # prompts go in as written
+        # a chat model (its tokenizer has a template) answers each prompt as a user turn;
+        # a plain LM, or --endpoint completions, continues the prompt as written
+        if endpoint == "chat" and getattr(backend, "has_chat_template", False):
+            return PromptsAsChat(backend)
+        return backend
     return PromptsAsChat(backend) if endpoint == "chat" else backend
 
 
@@ -179,7 +183,7 @@ def airbench_cmd(
     ] = None,
     api_model: Annotated[str, typer.Option("--api-model", help="model name for URLs")] = "default",
     endpoint: Annotated[
-        str, typer.Option("--endpoint", help="completions or chat (URLs)")
+        str, typer.Option("--endpoint", help="completions or chat (URLs; local chat models)")
     ] = "chat",
     threads: Annotated[
         Optional[int],  # noqa: UP045

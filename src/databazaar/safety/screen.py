@@ -430,7 +430,8 @@ def cached_screener(
     The file lives in ``cache_dir`` (default ``$DATABAZAAR_HOME/cache``) under a name
     that hashes the encoder, ``variants`` and every category id, name and template, so a
     different taxonomy never reuses a stale screener.  Screening a listing (the market
-    gate) or ``databazaar safety screen`` without ``--labels`` reuses it.
+    gate) or ``databazaar safety screen`` without ``--labels`` reuses it; the returned
+    screener's ``cache_path_`` is that file.
     """
     import hashlib
     import json
@@ -444,9 +445,11 @@ def cached_screener(
     folder = Path(cache_dir) if cache_dir is not None else get_settings().home / "cache"
     path = folder / f"air-screener-{encoder}-{key}.joblib"
     if path.is_file():
-        return RiskScreener.load(path)
-    screener = RiskScreener(encoder=encoder, variants=variants).fit(taxonomy)
-    screener.save(path)
+        screener = RiskScreener.load(path)
+    else:
+        screener = RiskScreener(encoder=encoder, variants=variants).fit(taxonomy)
+        screener.save(path)
+    screener.cache_path_ = path  # where it is kept (not part of the saved state)
     return screener
 
 

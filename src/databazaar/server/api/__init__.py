@@ -1,9 +1,10 @@
 """JSON routes of the market API, mounted under ``/api`` by the app factory.
 
 Route groups: accounts and tokens, catalog search, products and versions, orders,
-downloads, administration, and the market economics (pricing mechanisms, value-aware
-search, revenue splits, auctions, DP statistics) under ``/api/econ``, and mixture plans
-(which text products to buy for a token and money budget) under ``/api/mixture``.
+downloads, administration, the listing gate (screening policy, review queue, audit), the
+market economics (pricing mechanisms, value-aware search, revenue splits, auctions, DP
+statistics) under ``/api/econ``, and mixture plans (which text products to buy for a
+token and money budget) under ``/api/mixture``.
 """
 
 from fastapi import APIRouter
@@ -14,6 +15,7 @@ from databazaar.server.api import (
     catalog,
     downloads,
     economics,
+    gate,
     mixture,
     orders,
     products,
@@ -28,6 +30,7 @@ api_router.include_router(products.router)
 api_router.include_router(orders.router)
 api_router.include_router(downloads.router)
 api_router.include_router(admin.router)
+api_router.include_router(gate.router)
 api_router.include_router(economics.router)
 api_router.include_router(mixture.router)
 

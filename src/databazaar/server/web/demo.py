@@ -2,7 +2,8 @@
 
 :func:`serve_demo` runs the market walk-through of
 :func:`databazaar.demo.market.run_market_demo` (two sellers, three products, a buyer who
-bought two of them) into ``home/market-demo``, adds an admin account so the ledger page
+bought two of them, and the forum dump the listing gate held) into
+``home/market-demo``, adds an admin account so the ledger page
 can be tried, then serves the web pages and the JSON API on that store with uvicorn
 until interrupted, after printing the URL and the demo logins.
 """
@@ -16,17 +17,27 @@ from typing import Any
 DEMO_ADMIN = "admin"
 
 
-def build_demo_app(home: Path, say: Callable[[str], None]) -> tuple[Any, dict[str, Any]]:
-    """Seed the demo store under ``home`` and return ``(app, summary)`` (not yet served)."""
+def build_demo_app(
+    home: Path, say: Callable[[str], None], *, gate: Any = "auto"
+) -> tuple[Any, dict[str, Any]]:
+    """Seed the demo store under ``home`` and return ``(app, summary)`` (not yet served).
+
+    ``gate`` as in :func:`~databazaar.demo.market.run_market_demo`.
+    """
     from databazaar.core.config import Settings
     from databazaar.demo.market import DEMO_PASSWORD, run_market_demo
+    from databazaar.market.service import Market
     from databazaar.server.app import create_app
     from databazaar.server.web import mount_web
 
-    summary = run_market_demo(Path(home), say)
+    summary = run_market_demo(Path(home), say, gate=gate)
     root = Path(summary["store"]).parent
     settings = Settings(home=root, database_url=f"sqlite:///{summary['store']}")
-    app = create_app(settings)
+    if gate == "auto":  # keep the listing gate on when the tour ran it
+        from databazaar.market.gate import ListingGate
+
+        gate = ListingGate() if summary.get("screened") else None
+    app = create_app(settings, market=Market.from_settings(settings, gate=gate))
     mount_web(app)
     app.state.market.create_account(DEMO_ADMIN, DEMO_PASSWORD, "admin")
     return app, summary

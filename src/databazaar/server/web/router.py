@@ -11,6 +11,8 @@ Pages
 ``/sell/products/{slug}``              upload versions, publish drafts, set the price
 ``/purchases``                         a buyer's orders and download buttons
 ``/admin``                             ledger rows, verify button, deposits
+``/admin/review``                      the listing gate's review queue, policy and audit
+                                       (:mod:`databazaar.server.web.review`)
 
 The economics pages (value-aware search, buying under a pricing mechanism, auctions,
 sales, pricing choice) live in :mod:`databazaar.server.web.economics` and are included
@@ -59,6 +61,7 @@ from databazaar.server.web.rendering import (
     redirect,
     safe_next,
 )
+from databazaar.server.web.review import router as review_router
 from databazaar.server.web.session import SESSION_MAX_AGE, make_serializer
 
 PAGE_SIZE = 12
@@ -385,7 +388,16 @@ def publish_version(
 ) -> Response:
     account = form_user(sess, csrf_token, "seller")
     version = market.publish(account, slug, number)
-    sess.flash(f"Version {version.number} is published: buyers can now find it.", "success")
+    if version.status == "published":
+        sess.flash(f"Version {version.number} is published: buyers can now find it.", "success")
+    elif version.status == "held":
+        sess.flash(
+            f"Version {version.number} is held for risk review: an admin checks it before "
+            "buyers can see it.",
+            "info",
+        )
+    else:
+        sess.flash(f"Version {version.number} was refused by the market's risk screening.", "error")
     return redirect(sess, f"/sell/products/{slug}")
 
 
@@ -495,6 +507,7 @@ def admin_deposit(
 
 router.include_router(econ_router)
 router.include_router(mixture_router)
+router.include_router(review_router)
 
 
 # ---------------------------------------------------------------------- mounting
