@@ -144,7 +144,12 @@ def latest_checkpoint(folder: str | Path) -> Path | None:
     return max(found, key=lambda p: int(p.name.split("-")[-1])) if found else None
 
 
-def _wrap_lora(model: PreTrainedModel, config: SFTConfig) -> Any:
+def wrap_lora(model: PreTrainedModel, r: int = 8, alpha: int = 16) -> Any:
+    """``model`` wrapped by PEFT's LoRA (Hu et al., 2022) on its attention and MLP projections.
+
+    Only the rank-``r`` adapters train; ``merge_and_unload()`` gives back a plain model.
+    Raises :class:`InvalidInput` for an architecture without known projection names.
+    """
     from peft import LoraConfig, get_peft_model
 
     arch = getattr(model.config, "model_type", "")
@@ -155,8 +160,8 @@ def _wrap_lora(model: PreTrainedModel, config: SFTConfig) -> Any:
             hint=f"LoRA is set up for {', '.join(_LORA_TARGETS)}",
         )
     lora = LoraConfig(
-        r=config.lora_r,
-        lora_alpha=config.lora_alpha,
+        r=r,
+        lora_alpha=alpha,
         lora_dropout=0.0,
         target_modules=targets,
         fan_in_fan_out=arch == "gpt2",  # GPT-2 stores Conv1D weights transposed
@@ -305,7 +310,7 @@ def sft(
     import torch
 
     torch.manual_seed(config.random_state)
-    train_model = _wrap_lora(model, config) if config.lora else model
+    train_model = wrap_lora(model, config.lora_r, config.lora_alpha) if config.lora else model
     trainer = _trainer(train_model, tokenizer, columns, config, ckpt_dir, progress)
     t0 = time.perf_counter()
     trainer.train(resume_from_checkpoint=str(start) if start else None)
