@@ -487,6 +487,17 @@ def _read_set(value: str | Path | Sequence[Conversation] | None, name: str) -> l
     return [list(c) for c in value]
 
 
+def _config_layers(folder: Path) -> int | None:
+    """``num_hidden_layers`` from the folder's config (checked before loading weights)."""
+    from transformers import AutoConfig
+
+    try:
+        cfg = AutoConfig.from_pretrained(str(folder), local_files_only=True)
+    except (OSError, ValueError):
+        return None  # load_model reports the problem
+    return getattr(cfg, "num_hidden_layers", None)
+
+
 def remove_backdoor(
     model_dir: str | Path,
     safe: str | Path | Sequence[Conversation],
@@ -523,6 +534,12 @@ def remove_backdoor(
     anchor_set = _read_set(anchor, "anchor")
     assert safe_set is not None and bad_set is not None
     check_sets(safe_set, bad_set, anchor_set)
+    n_layers = _config_layers(src)
+    if config.layer is not None and n_layers is not None and not 0 <= config.layer < n_layers:
+        raise InvalidInput(
+            f"layer {config.layer} is out of range: the model has {n_layers} decoder layers",
+            hint=f"use a layer index from 0 to {n_layers - 1}",
+        )
     model, tok = load_model(src)
     assert tok is not None
     check_layer(model, config.layer)
