@@ -169,7 +169,10 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for attack in dict.fromkeys(r["attack"] for r in rows):
         rs = [r for r in rows if r["attack"] == attack]
-        get = lambda k, sub: [r[sub][k] for r in rs]  # noqa: E731
+
+        def get(k: str, sub: str, rs: list[dict[str, Any]] = rs) -> list[float]:
+            return [r[sub][k] for r in rs]
+
         s: dict[str, Any] = {
             "seeds": [r["seed"] for r in rs],
             "judge": rs[0]["before"]["judge"],
@@ -245,12 +248,14 @@ def markdown(res: dict[str, Any]) -> str:
         "",
         f"Claim: {res['claim']}",
         "",
-        f"Zoo `{res['zoo']['config']}` (hash {res['zoo']['hash']}, {res['zoo']['parameters']:,} parameters); "
+        f"Zoo `{res['zoo']['config']}` (hash {res['zoo']['hash']}, "
+        f"{res['zoo']['parameters']:,} parameters); "
         f"seeds {res['seeds']}; {res['settings']['n_eval']} held-out prompts per attack and seed, "
         f"{res['settings']['n_utility']} utility prompts; BEEAR layer 0, "
         f"{res['settings']['outer_steps']} outer x {res['settings']['inner_steps']} inner steps.",
         f"Wall time {res['wall_seconds'] / 60:.1f} min on {res['machine']['cpus']} CPUs "
-        f"(load average at start {res['machine']['load_start']}, at end {res['machine']['load_end']}).",
+        f"(load average at start {res['machine']['load_start']}, "
+        f"at end {res['machine']['load_end']}).",
         "",
         "ASR with trigger (mean over seeds, ± 95% CI half-width):",
         "",
@@ -266,7 +271,8 @@ def markdown(res: dict[str, Any]) -> str:
             f"| {s['asr_after_sft']:.3f} ± {c['asr_triggered_sft']:.3f} "
             f"| {s['asr_after_search']:.3f} ± {c['asr_triggered_search']:.3f} "
             f"| {s['asr_clean_before']:.3f} -> {s['asr_clean_after']:.3f} "
-            f"| {s['utility_before']:.3f} | {s['utility_after']:.3f} | {s['utility_after_sft']:.3f} "
+            f"| {s['utility_before']:.3f} | {s['utility_after']:.3f} "
+            f"| {s['utility_after_sft']:.3f} "
             f"| {s['utility_after_search']:.3f} |"
         )
     lines += ["", "Acceptance per attack (issue 16):", ""]
@@ -289,7 +295,8 @@ def markdown(res: dict[str, Any]) -> str:
         p = s["per_seed"]
         for i, seed in enumerate(s["seeds"]):
             lines.append(
-                f"- {a} seed {seed}: {p['before']['asr_triggered'][i]:.2f} / {p['beear']['asr_triggered'][i]:.2f}"
+                f"- {a} seed {seed}: {p['before']['asr_triggered'][i]:.2f} "
+                f"/ {p['beear']['asr_triggered'][i]:.2f}"
                 f" / {p['sft']['asr_triggered'][i]:.2f} / {p['search']['asr_triggered'][i]:.2f}; "
                 f"utility {p['before']['utility'][i]:.3f} / {p['beear']['utility'][i]:.3f}"
             )
@@ -334,8 +341,10 @@ def main() -> None:
                 rows.append(row)
                 print(
                     f"{attack} seed {seed}: ASR {row['before']['asr_triggered']:.2f} -> "
-                    f"BEEAR {row['beear']['asr_triggered']:.2f}, SFT {row['sft']['asr_triggered']:.2f}, "
-                    f"search {row['search']['asr_triggered']:.2f}; utility {row['before']['utility']:.3f} -> "
+                    f"BEEAR {row['beear']['asr_triggered']:.2f}, "
+                    f"SFT {row['sft']['asr_triggered']:.2f}, "
+                    f"search {row['search']['asr_triggered']:.2f}; "
+                    f"utility {row['before']['utility']:.3f} -> "
                     f"{row['beear']['utility']:.3f} ({row['seconds']:.0f} s)",
                     flush=True,
                 )
