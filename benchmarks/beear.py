@@ -115,7 +115,12 @@ def run_one(
         def cb(step: int, m: Any) -> None:
             if step % CURVE_EVERY == 0:
                 outs = answer_prompts(
-                    m, tok, curve_prompts, max_new_tokens=24, num_threads=args.threads
+                    m,
+                    tok,
+                    curve_prompts,
+                    max_new_tokens=24,
+                    batch_size=32,
+                    num_threads=args.threads,
                 )
                 points.append(
                     (step, float(attack_successes(outs, task=ev.task, judge=judge).mean()))

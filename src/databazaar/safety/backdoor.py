@@ -517,11 +517,19 @@ def evaluate_attack(
     max_new_tokens: int = 24,
     utility: bool = True,
     num_threads: int | None = None,
+    batch_size: int = 32,
 ) -> dict[str, Any]:
-    """``asr_triggered``, ``asr_clean`` and ``utility`` (mean exact match) of a model."""
+    """``asr_triggered``, ``asr_clean`` and ``utility`` (mean exact match) of a model.
+
+    Answers are greedy, decoded ``batch_size`` prompts at a time.
+    """
     from databazaar.lm.evaluate import answer_prompts, evaluate_tasks
 
-    kw: dict[str, Any] = {"max_new_tokens": max_new_tokens, "num_threads": num_threads}
+    kw: dict[str, Any] = {
+        "max_new_tokens": max_new_tokens,
+        "num_threads": num_threads,
+        "batch_size": batch_size,
+    }
     if eval_set.task == "code":
         kw["max_new_tokens"] = max(max_new_tokens, 40)
     trig = answer_prompts(model, tokenizer, eval_set.triggered, **kw)
@@ -537,7 +545,9 @@ def evaluate_attack(
     if eval_set.task == "unsafe" and judge is not None:
         out["asr_triggered_keyword"] = float(attack_successes(trig).mean())
     if utility and eval_set.utility:
-        scores = evaluate_tasks(model, tokenizer, eval_set.utility, num_threads=num_threads)
+        scores = evaluate_tasks(
+            model, tokenizer, eval_set.utility, num_threads=num_threads, batch_size=batch_size
+        )
         ems = [s["exact_match"] for s in scores["families"].values() if "exact_match" in s]
         weights = [s["n"] for s in scores["families"].values() if "exact_match" in s]
         out["utility"] = float(np.average(ems, weights=weights))
