@@ -293,6 +293,11 @@ def markdown(res: dict[str, Any]) -> str:
         f"Whole run <= {ACCEPT['wall_minutes_max']:.0f} min: "
         f"{'met' if res['wall_ok'] else '**unmet**'} ({res['wall_seconds'] / 60:.1f} min).",
         "",
+        "Not run (the run was cut short or not asked for): "
+        + (", ".join(res["attacks_not_run"]) or "none")
+        + "".join(f"; {a} failed ({why})" for a, why in res["attacks_failed"].items())
+        + (". Incomplete run: the wall time covers only what ran." if not res["complete"] else "."),
+        "",
         "Per seed (ASR with trigger before / BEEAR / SFT / search; utility before / BEEAR):",
         "",
     ]
@@ -313,14 +318,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     ap.add_argument("--attacks", nargs="+", default=list(ATTACKS), choices=ATTACKS)
     ap.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--plant-steps", type=int, default=300)
     ap.add_argument("--outer-steps", type=int, default=40)
     ap.add_argument("--inner-steps", type=int, default=5)
     ap.add_argument("--inner-lr", type=float, default=0.1)
-    ap.add_argument("--outer-lr", type=float, default=1e-3)
+    ap.add_argument("--outer-lr", type=float, default=1e-4)
     ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--search-iterations", type=int, default=20)
+    ap.add_argument("--search-iterations", type=int, default=12)
     ap.add_argument("--n-eval", type=int, default=100)
     ap.add_argument("--n-utility", type=int, default=140)
     ap.add_argument("--n-defender", type=int, default=100)
@@ -338,11 +343,18 @@ def main() -> None:
         from databazaar.safety.taxonomy import load_taxonomy
 
         judge = RefusalJudge().fit(load_taxonomy())
-    rows = []
+    rows: list[dict[str, Any]] = []
+    failed: dict[str, str] = {}
+    args.failed = failed
     with tempfile.TemporaryDirectory(prefix="beear-bench-") as tmp:
         for attack in args.attacks:
             for seed in args.seeds:
-                row = run_one(attack, seed, zoo, judge, args, Path(tmp))
+                try:
+                    row = run_one(attack, seed, zoo, judge, args, Path(tmp))
+                except Exception as exc:  # recorded, and the next attack still runs
+                    failed[attack] = f"seed {seed}: {type(exc).__name__}: {exc}"
+                    print(f"{attack} seed {seed} FAILED: {failed[attack]}", flush=True)
+                    break
                 rows.append(row)
                 print(
                     f"{attack} seed {seed}: ASR {row['before']['asr_triggered']:.2f} -> "
@@ -353,7 +365,26 @@ def main() -> None:
                     f"{row['beear']['utility']:.3f} ({row['seconds']:.0f} s)",
                     flush=True,
                 )
+                write(rows, zoo, args, load_start, t0, final=False)
+    write(rows, zoo, args, load_start, t0, final=True)
+
+
+def write(
+    rows: list[dict[str, Any]],
+    zoo: Any,
+    args: argparse.Namespace,
+    load_start: tuple[float, ...],
+    t0: float,
+    *,
+    final: bool,
+) -> None:
+    """Write json, md and svg for the runs so far (after every run, so a cut-off run
+    still leaves its finished attacks on disk; ``complete`` says whether all ran)."""
     wall = time.perf_counter() - t0
+    done = [a for a in args.attacks if sum(r["attack"] == a for r in rows) == len(args.seeds)]
+    rows = [r for r in rows if r["attack"] in done]
+    if not rows:
+        return
     curves = curve(rows)
     res: dict[str, Any] = {
         "claim": "BEEAR removes safety backdoors of any trigger type (ASR >95% -> <1-2%) "
@@ -364,12 +395,19 @@ def main() -> None:
             "parameters": zoo.meta["parameters"],
         },
         "seeds": args.seeds,
-        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "settings": {
+            k: (str(v) if isinstance(v, Path) else v)
+            for k, v in vars(args).items()
+            if k != "failed"
+        },
         "acceptance": ACCEPT,
+        "complete": final and len(done) == len(args.attacks),
+        "attacks_not_run": [a for a in args.attacks if a not in done],
+        "attacks_failed": dict(args.failed),
         "triggers": summarise(rows),
         "curves": curves,
         "wall_seconds": wall,
-        "wall_ok": wall <= ACCEPT["wall_minutes_max"] * 60,
+        "wall_ok": final and wall <= ACCEPT["wall_minutes_max"] * 60,
         "machine": {
             "cpus": os.cpu_count(),
             "platform": platform.platform(),
@@ -382,7 +420,8 @@ def main() -> None:
     args.out.with_suffix(".json").write_text(json.dumps(res, indent=1))
     args.out.with_suffix(".md").write_text(markdown(res))
     figure(curves, args.out.with_suffix(".svg"))
-    print(markdown(res))
+    if final:
+        print(markdown(res))
 
 
 if __name__ == "__main__":

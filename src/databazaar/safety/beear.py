@@ -37,7 +37,7 @@ same number of updates (the "SFT" baseline). :func:`layer_sweep` runs it per lay
 Hyper-parameters of the paper (Llama-2-7B: layer 9 of 32, a few inner steps, small
 outer learning rate, minutes on one GPU) are not copied as defaults: the defaults here
 are for the tiny models of :mod:`databazaar.lm.zoo`; real checkpoints want a smaller
-``outer_lr`` (1e-5 to 1e-4) and a layer about a third of the way up.
+``outer_lr`` (1e-5 to 5e-5) and a layer about a third of the way up.
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ class BEEARConfig:
     inner_steps: int = 5
     inner_lr: float = 0.1
     outer_steps: int = 40
-    outer_lr: float = 1e-3
+    outer_lr: float = 1e-4
     batch_size: int = 16
     anchor_weight: float = 1.0
     safe_weight: float = 1.0

@@ -252,7 +252,7 @@ def beear_cmd(
     inner_steps: Annotated[int, typer.Option("--inner-steps", help="steps on the drift")] = 5,
     inner_lr: Annotated[float, typer.Option("--inner-lr", help="drift learning rate")] = 0.1,
     outer_steps: Annotated[int, typer.Option("--outer-steps", help="weight updates")] = 40,
-    outer_lr: Annotated[float, typer.Option("--outer-lr", help="weight learning rate")] = 1e-3,
+    outer_lr: Annotated[float, typer.Option("--outer-lr", help="weight learning rate")] = 1e-4,
     batch_size: Annotated[int, typer.Option("--batch-size", help="pairs per step")] = 16,
     anchor_weight: Annotated[float, typer.Option("--anchor-weight")] = 1.0,
     positions: Annotated[
