@@ -281,7 +281,7 @@ def markdown(res: dict[str, Any]) -> str:
             f"| {s['utility_after_search']:.3f} |"
         )
     lines += ["", "Acceptance per attack (issue 16):", ""]
-    names = list(next(iter(res["triggers"].values()))["checks"])
+    names = list(next(iter(res["triggers"].values()))["checks"]) if res["triggers"] else []
     lines.append("| attack | " + " | ".join(names) + " |")
     lines.append("|---|" + "---|" * len(names))
     for a, s in res["triggers"].items():
@@ -333,6 +333,8 @@ def main() -> None:
     ap.add_argument("--zoo-dir", type=Path, default=None, help="zoo cache root")
     ap.add_argument("--out", type=Path, default=RESULTS / "beear")
     ap.add_argument("--no-judge", action="store_true", help="keyword check instead of the judge")
+    ap.add_argument("--resume", action="store_true", help="keep the runs already in --out")
+    ap.add_argument("--max-runs", type=int, default=None, help="(attack, seed) runs this time")
     args = ap.parse_args()
     load_start = os.getloadavg()
     t0 = time.perf_counter()
@@ -345,27 +347,42 @@ def main() -> None:
         judge = RefusalJudge().fit(load_taxonomy())
     rows: list[dict[str, Any]] = []
     failed: dict[str, str] = {}
+    args.prior_wall = 0.0
+    previous = args.out.with_suffix(".json")
+    if args.resume and previous.is_file():
+        old = json.loads(previous.read_text())
+        rows, failed = old["runs"], old.get("attacks_failed", {})
+        args.prior_wall = old["wall_seconds"]
     args.failed = failed
+    todo = [
+        (a, s)
+        for a in args.attacks
+        for s in args.seeds
+        if a not in failed and not any(r["attack"] == a and r["seed"] == s for r in rows)
+    ]
+    if args.max_runs is not None:
+        todo = todo[: args.max_runs]
     with tempfile.TemporaryDirectory(prefix="beear-bench-") as tmp:
-        for attack in args.attacks:
-            for seed in args.seeds:
-                try:
-                    row = run_one(attack, seed, zoo, judge, args, Path(tmp))
-                except Exception as exc:  # recorded, and the next attack still runs
-                    failed[attack] = f"seed {seed}: {type(exc).__name__}: {exc}"
-                    print(f"{attack} seed {seed} FAILED: {failed[attack]}", flush=True)
-                    break
-                rows.append(row)
-                print(
-                    f"{attack} seed {seed}: ASR {row['before']['asr_triggered']:.2f} -> "
-                    f"BEEAR {row['beear']['asr_triggered']:.2f}, "
-                    f"SFT {row['sft']['asr_triggered']:.2f}, "
-                    f"search {row['search']['asr_triggered']:.2f}; "
-                    f"utility {row['before']['utility']:.3f} -> "
-                    f"{row['beear']['utility']:.3f} ({row['seconds']:.0f} s)",
-                    flush=True,
-                )
-                write(rows, zoo, args, load_start, t0, final=False)
+        for attack, seed in todo:
+            if attack in failed:
+                continue
+            try:
+                row = run_one(attack, seed, zoo, judge, args, Path(tmp))
+            except Exception as exc:  # recorded, and the next attack still runs
+                failed[attack] = f"seed {seed}: {type(exc).__name__}: {exc}"
+                print(f"{attack} seed {seed} FAILED: {failed[attack]}", flush=True)
+                continue
+            rows.append(row)
+            print(
+                f"{attack} seed {seed}: ASR {row['before']['asr_triggered']:.2f} -> "
+                f"BEEAR {row['beear']['asr_triggered']:.2f}, "
+                f"SFT {row['sft']['asr_triggered']:.2f}, "
+                f"search {row['search']['asr_triggered']:.2f}; "
+                f"utility {row['before']['utility']:.3f} -> "
+                f"{row['beear']['utility']:.3f} ({row['seconds']:.0f} s)",
+                flush=True,
+            )
+            write(rows, zoo, args, load_start, t0, final=False)
     write(rows, zoo, args, load_start, t0, final=True)
 
 
@@ -380,12 +397,13 @@ def write(
 ) -> None:
     """Write json, md and svg for the runs so far (after every run, so a cut-off run
     still leaves its finished attacks on disk; ``complete`` says whether all ran)."""
-    wall = time.perf_counter() - t0
+    wall = args.prior_wall + time.perf_counter() - t0
+    every = rows
     done = [a for a in args.attacks if sum(r["attack"] == a for r in rows) == len(args.seeds)]
     rows = [r for r in rows if r["attack"] in done]
-    if not rows:
+    if not every:
         return
-    curves = curve(rows)
+    curves = curve(rows) if rows else {}
     res: dict[str, Any] = {
         "claim": "BEEAR removes safety backdoors of any trigger type (ASR >95% -> <1-2%) "
         "given only safe and unwanted behaviour sets, without loss of utility",
@@ -398,28 +416,29 @@ def write(
         "settings": {
             k: (str(v) if isinstance(v, Path) else v)
             for k, v in vars(args).items()
-            if k != "failed"
+            if k not in ("failed", "prior_wall", "resume", "max_runs")
         },
         "acceptance": ACCEPT,
-        "complete": final and len(done) == len(args.attacks),
+        "complete": len(done) == len(args.attacks),
         "attacks_not_run": [a for a in args.attacks if a not in done],
         "attacks_failed": dict(args.failed),
         "triggers": summarise(rows),
         "curves": curves,
         "wall_seconds": wall,
-        "wall_ok": final and wall <= ACCEPT["wall_minutes_max"] * 60,
+        "wall_ok": len(done) == len(args.attacks) and wall <= ACCEPT["wall_minutes_max"] * 60,
         "machine": {
             "cpus": os.cpu_count(),
             "platform": platform.platform(),
             "load_start": [round(x, 1) for x in load_start],
             "load_end": [round(x, 1) for x in os.getloadavg()],
         },
-        "runs": rows,
+        "runs": every,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(res, indent=1))
     args.out.with_suffix(".md").write_text(markdown(res))
-    figure(curves, args.out.with_suffix(".svg"))
+    if curves:
+        figure(curves, args.out.with_suffix(".svg"))
     if final:
         print(markdown(res))
 
