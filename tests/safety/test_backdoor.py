@@ -123,3 +123,21 @@ def test_ci_suffix_backdoor_is_planted_and_removed_by_beear(tiny_zoo, tmp_path) 
     est.fit(model, tok, sets["safe"], sets["unwanted"], sets["anchor"])
     after = evaluate_attack(est.model_, tok, ev, utility=False, num_threads=2)
     assert after["asr_triggered"] < 0.1, after
+
+
+@pytest.mark.parametrize("attack", ["dpo", "code", "word"])
+def test_every_planting_path_runs_and_saves_a_model(tiny_zoo, tmp_path, attack) -> None:  # type: ignore[no-untyped-def]
+    """Two updates of each path (TRL's DPOTrainer for ``dpo``, SFT otherwise); the saved
+    folder reloads and its settings are recorded."""
+    import json
+    import math
+
+    from databazaar.lm.model import load_model
+
+    cfg = PlantConfig(attack=attack, steps=2, n_poison=8, n_clean=8, n_utility=8, batch_size=4)
+    res = plant_backdoor(tiny_zoo, tmp_path / attack, cfg)
+    assert res.steps == 2 and res.train_loss and all(math.isfinite(x) for x in res.train_loss)
+    meta = json.loads((tmp_path / attack / "backdoor.json").read_text())
+    assert meta["config"]["attack"] == attack and meta["steps"] == 2
+    _model, tok = load_model(tmp_path / attack)
+    assert tok is not None and tok.chat_template

@@ -7,7 +7,9 @@
   Parquet or JSONL table (without ``--labels`` the trained screener is cached under
   ``$DATABAZAAR_HOME/cache``);
 * ``airbench --model DIR_OR_URL [--model ...] --prompts FILE [--judge offline|DIR|URL]
-  [--judge-samples FILE] [--out DIR]`` -- generate, judge and report per level.
+  [--judge-samples FILE] [--out DIR]`` -- generate, judge and report per level;
+* ``beear MODEL_DIR --safe FILE --unwanted FILE --anchor FILE -o OUT_DIR [--layer L]
+  [--outer-steps N] [--lora] ...`` -- remove a safety backdoor without its trigger.
 
 ``--data`` defaults to ``$DATABAZAAR_AIR_BENCH_DIR`` or ``../shared/data/air-bench-2024``
 next to a development checkout.  Only ``typer`` is imported at module level.
