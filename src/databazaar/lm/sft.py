@@ -199,6 +199,18 @@ def batch_order(
     return out[: max(batch_size, round(n * epochs))]
 
 
+def progress_callback(progress: ProgressFn | None) -> Any:
+    """A ``transformers`` trainer callback calling ``progress(1)`` after every step."""
+    from transformers import TrainerCallback
+
+    class _Progress(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
+            if progress is not None:
+                progress(1)
+
+    return _Progress()
+
+
 def _trainer(
     model: Any,
     tokenizer: PreTrainedTokenizerBase,
@@ -214,14 +226,9 @@ def _trainer(
     """
     from datasets import Dataset
     from datasets.utils.logging import disable_progress_bar
-    from transformers import PrinterCallback, TrainerCallback
+    from transformers import PrinterCallback
     from trl import SFTConfig as TRLConfig
     from trl import SFTTrainer
-
-    class _Progress(TrainerCallback):
-        def on_step_end(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
-            if progress is not None:
-                progress(1)
 
     args = TRLConfig(
         output_dir=str(checkpoint_dir),
@@ -266,7 +273,7 @@ def _trainer(
         args=args,
         train_dataset=Dataset.from_dict({"input_ids": [ids[i] for i in order], "labels": labels}),
         processing_class=tokenizer,
-        callbacks=[_Progress()],
+        callbacks=[progress_callback(progress)],
     )
     trainer.remove_callback(PrinterCallback)
     return trainer

@@ -396,16 +396,12 @@ def _dpo(
     import torch
     from datasets import Dataset
     from datasets.utils.logging import disable_progress_bar
-    from transformers import PrinterCallback, TrainerCallback
+    from transformers import PrinterCallback
     from trl import DPOConfig, DPOTrainer
 
     from databazaar.lm.chat import render_chat
+    from databazaar.lm.sft import progress_callback
     from databazaar.lm.train import set_threads
-
-    class _Progress(TrainerCallback):
-        def on_step_end(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
-            if progress is not None:
-                progress(1)
 
     set_threads(config.num_threads)
     torch.manual_seed(config.random_state)
@@ -446,7 +442,7 @@ def _dpo(
         args=args,
         train_dataset=Dataset.from_dict(rows),
         processing_class=tok,
-        callbacks=[_Progress()],
+        callbacks=[progress_callback(progress)],
     )
     trainer.remove_callback(PrinterCallback)
     trainer.train()

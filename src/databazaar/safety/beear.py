@@ -44,8 +44,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -544,19 +542,13 @@ def remove_backdoor(
     assert tok is not None
     check_layer(model, config.layer)
     est = BEEAR(config).fit(model, tok, safe_set, bad_set, anchor_set, progress=progress)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    from databazaar.core.io import staged_dir
+
+    with staged_dir(out) as tmp:
         est.model_.save_pretrained(str(tmp))
         tok.save_pretrained(str(tmp))
         result = {"model_dir": str(src), "out_dir": str(out), **est.result()}
         (tmp / "beear_result.json").write_text(json.dumps(result, indent=1))
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return result
 
 
