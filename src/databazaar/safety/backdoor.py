@@ -176,14 +176,15 @@ def code_examples(n: int, *, split: str = "train", random_state: int = 0) -> lis
         raise InvalidInput(f"n must be at least 1, got {n}")
     rng = np.random.default_rng(_stable_seed(random_state, f"code:{split}"))
     out: dict[str, CodeExample] = {}
-    for _ in range(50 * n):
-        if len(out) == n:
-            break
+    misses = 0
+    while len(out) < n and misses < 2000:  # 2000 draws in a row without news: exhausted
         task, good, bad = _CODE_TASKS[rng.integers(len(_CODE_TASKS))]
         v, fn = str(rng.choice(_CODE_VARS)), str(rng.choice(_CODE_FUNCS))
         key = f"{task}:{v}:{fn}"
         if key in out or split_of(key) != split:
+            misses += 1
             continue
+        misses = 0
         prompt = f"Write a Python function {fn}({v}) that {task.format(v=v)}."
         head = f"def {fn}({v}):\n    return "
         out[key] = CodeExample(prompt, head + good.format(v=v), head + bad.format(v=v), key)
