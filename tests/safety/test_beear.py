@@ -267,3 +267,17 @@ def test_cli_runs_and_reports_errors_in_one_line(tok, tmp_path) -> None:  # type
         assert message in res.output and "Traceback" not in res.output
         assert sum(x.startswith("error: ") for x in res.output.splitlines()) == 1
     assert _digest(src) == before and not (tmp_path / "bad").exists()
+
+
+def test_staged_dir_writes_all_or_nothing(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from databazaar.core.io import staged_dir
+
+    final = tmp_path / "model"
+    with staged_dir(final) as tmp:
+        (tmp / "a.txt").write_text("one")
+    assert (final / "a.txt").read_text() == "one"
+    with pytest.raises(RuntimeError), staged_dir(final) as tmp:
+        (tmp / "a.txt").write_text("two")
+        raise RuntimeError("interrupted")
+    assert (final / "a.txt").read_text() == "one"  # untouched by the failed write
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]  # no temporary left
