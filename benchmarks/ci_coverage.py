@@ -133,7 +133,7 @@ def run_cell(regime: str, t: int, n: int, r_truth: int, r_ci: int, n_pairs: int)
     px, py = draw(20000, np.random.default_rng([t, 99]))
     o = knn_marginals(np.vstack([xz, px]), np.concatenate([yz, py]), xt, yt, k)
     sizes, weights = size_nodes(n)
-    proj = knn_projection(o.order, o.y_train, o.y_test, 0, k, sizes, weights)[1:]
+    proj = knn_projection(o.order, o.tie, o.y_train, o.y_test, 0, k, sizes, weights)[1:]
     hajek_var = (n - 1) * float(proj.var()) / 4.0
     cell["hajek_share"] = hajek_var / sd**2 if sd > 0 else None
     return cell

@@ -264,3 +264,19 @@ def test_tmc_shapley_with_confidence_intervals(tables: dict[str, Path]) -> None:
     assert np.all(saved.ci_low <= saved.values) and np.all(saved.values <= saved.ci_high)
     res = run_value(tables, *common, "--ci-samples", "1", "-q")
     assert res.exit_code == 2 and "n_outer must be >= 2" in res.output
+
+
+@pytest.mark.parametrize("module", ["databazaar", "databazaar.cli"])
+def test_python_dash_m_runs_the_same_command(module: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", module, "--version"], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == f"databazaar {__version__}"
+    proc = subprocess.run(
+        [sys.executable, "-m", module, "no-such-command"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr

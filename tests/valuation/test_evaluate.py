@@ -433,6 +433,12 @@ def test_report_marks_fallback_and_plot_needs_curves():
         EvaluationReport(method="m", n_points=3).plot_svg()
     with pytest.raises(InvalidInput, match="NaN"):
         evaluation_report([np.nan] * 8, LogisticRegression(), x, y, x, y)
+    with pytest.raises(InvalidInput, match=r"x_train, y_train, x_test, y_test \(5 array"):
+        evaluation_report(np.zeros(8), LogisticRegression(), x, y, x, y, [0, 1])
+    with pytest.raises(InvalidInput, match=r"unknown option.*order"):
+        evaluation_report(np.zeros(8), LogisticRegression(), x, y, x, y, order="high")
+    with pytest.raises(InvalidInput, match=r"unknown option.*n_repeat"):
+        evaluation_report(np.zeros(8), LogisticRegression(), x, y, x, y, n_repeat=3)
 
 
 # -- real data: detection beats random ----------------------------------------------

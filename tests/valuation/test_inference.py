@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import math
+import warnings
+from collections import Counter
 from collections.abc import Iterator
 
 import numpy as np
@@ -11,7 +14,9 @@ import pytest
 from databazaar.core.errors import InvalidInput
 from databazaar.valuation import _ci_kernels as kern
 from databazaar.valuation.inference import (
+    MODEL_INNER_DRAWS,
     UtilityMarginals,
+    VarianceOptions,
     _size_biased,
     _zeta_double_mc,
     _zeta_pick_freeze,
@@ -19,6 +24,7 @@ from databazaar.valuation.inference import (
     shapley_variance,
     size_nodes,
 )
+from databazaar.valuation.knn import knn_shapley
 from databazaar.valuation.knn_asymmetric import knn_asymmetric_shapley
 from databazaar.valuation.knn_inference import KNNMarginals, knn_marginals, knn_shapley_ci
 from databazaar.valuation.result import ValuationResult
@@ -36,14 +42,37 @@ def _data(seed: int, n: int, m: int = 3, ties: bool = False):
 
 
 def _brute_marginal(x, y, xt, yt, z, members, k) -> float:
-    """Mean over test points of v(S + z) - v(S) for a multiset S (list of indices)."""
+    """Mean over test points of v(S + z) - v(S) for a multiset S (list of indices), with
+    the tie rule: the strict utility averaged over every choice of the members of the
+    class at the K-th place (copies are separate tied members) that fill its free places."""
     d = ((xt[:, None, :] - x[None, :, :]) ** 2).sum(-1)
 
     def v(items, r):
-        near = sorted(items, key=lambda i: (d[r, i], i))[:k]
-        return sum(1.0 for i in near if y[i] == yt[r]) / k
+        items = sorted(items, key=lambda i: d[r, i])
+
+        def score(sel):
+            return sum(1.0 for i in sel if y[i] == yt[r]) / k
+
+        if len(items) <= k:
+            return score(items)
+        cut = d[r, items[k - 1]]
+        sure = [i for i in items if d[r, i] < cut]
+        boundary = [i for i in items if d[r, i] == cut]
+        picks = itertools.combinations(boundary, k - len(sure))
+        return float(np.mean([score(sure + list(p)) for p in picks]))
 
     return float(np.mean([v([*members, z], r) - v(members, r) for r in range(len(yt))]))
+
+
+def _tiny_tied(seed: int, n: int):
+    """Integer features on a 2x2 grid (ties everywhere), a duplicated row, three labels."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 2, size=(n, 2)).astype(float)
+    x[-1] = x[0]
+    y = rng.integers(0, 3, n)
+    if seed % 2:
+        y[-1] = y[0]
+    return x, y, rng.integers(0, 2, size=(2, 2)).astype(float), rng.integers(0, 3, 2)
 
 
 # -- compiled pieces against brute force ------------------------------------------------------
@@ -52,7 +81,7 @@ def _brute_marginal(x, y, xt, yt, z, members, k) -> float:
 @pytest.mark.parametrize("seed", range(6))
 def test_knn_marginal_matches_brute_force(seed):
     x, y, xt, yt = _data(seed, 9, ties=bool(seed % 2))
-    k = 1 + seed % 4
+    k = 1 + seed % 5
     o = knn_marginals(x, y, xt, yt, k)
     rng = np.random.default_rng(seed)
     for _ in range(20):
@@ -61,65 +90,82 @@ def test_knn_marginal_matches_brute_force(seed):
         mult[z] = 0
         members = [i for i in range(9) for _ in range(mult[i])]
         expected = _brute_marginal(x, y, xt, yt, z, members, k)
-        got = kern.knn_marginal_counts(o.order, o.y_train, o.y_test, z, mult.astype(np.int64), k)
+        got = kern.knn_marginal_counts(
+            o.order, o.tie, o.y_train, o.y_test, z, mult.astype(np.int64), k
+        )
         assert got == pytest.approx(expected, abs=1e-12)
         mask = mult > 0
         dedup = _brute_marginal(x, y, xt, yt, z, list(np.flatnonzero(mask)), k)
-        assert kern.knn_marginal(o.order, o.y_train, o.y_test, z, mask, k) == pytest.approx(
-            dedup, abs=1e-12
-        )
+        got = kern.knn_marginal(o.order, o.tie, o.y_train, o.y_test, z, mask, k)
+        assert got == pytest.approx(dedup, abs=1e-12)
+
+
+def _enumerated_projection(x, y, xt, yt, z, k) -> np.ndarray:
+    """``E_s E[h_z(anchor + s - 1 i.i.d. draws)]`` by enumerating every multiset of draws
+    with its multinomial probability."""
+    n = len(y)
+    others = [i for i in range(n) if i != z]
+    sizes, weights = size_nodes(n)
+    out = np.full(n, np.nan)
+    cache: dict[tuple[int, ...], float] = {}
+    for a in others:
+        total = 0.0
+        for s, w in zip(sizes, weights, strict=True):
+            acc = 0.0
+            for draw in itertools.combinations_with_replacement(others, int(s) - 1):
+                ways = math.factorial(int(s) - 1)
+                for c in Counter(draw).values():
+                    ways //= math.factorial(c)
+                members = tuple(sorted((a, *draw)))
+                if members not in cache:  # the same multiset recurs for other anchors
+                    cache[members] = _brute_marginal(x, y, xt, yt, z, list(members), k)
+                acc += ways * cache[members]
+            total += w * acc / len(others) ** (int(s) - 1)
+        out[a] = total
+    return out
 
 
 @pytest.mark.parametrize("seed", range(8))
 def test_projection_equals_enumeration_of_multisets(seed):
     rng = np.random.default_rng(seed)
     n = int(rng.integers(3, 7))
-    k = int(rng.integers(1, 4))
-    x, y, xt, yt = _data(seed, n, m=2, ties=True)
+    k = 1 + seed % 5
+    x, y, xt, yt = _data(seed, n, m=2, ties=True) if seed < 4 else _tiny_tied(seed, n)
     o = knn_marginals(x, y, xt, yt, k)
     z = int(rng.integers(0, n))
-    others = [i for i in range(n) if i != z]
-    sizes, weights = size_nodes(n)
     got = np.insert(o.projection(z), z, np.nan)
-    for a in others:
-        total = 0.0
-        for s, w in zip(sizes, weights, strict=True):
-            draws = list(itertools.product(others, repeat=int(s) - 1))
-            acc = sum(_brute_marginal(x, y, xt, yt, z, [a, *d], k) for d in draws)
-            total += w * acc / len(draws)
-        assert got[a] == pytest.approx(total, abs=1e-12)
+    np.testing.assert_allclose(got, _enumerated_projection(x, y, xt, yt, z, k), atol=1e-12)
+
+
+@pytest.mark.parametrize(("seed", "k"), [(1, 2), (2, 5)])
+def test_projection_equals_enumeration_n8(seed, k):
+    """N = 8 with a duplicated row: every class case (mixed class of z, mixed later
+    classes, K beyond the class) against the enumeration of all 1,716 draw multisets."""
+    x, y, xt, yt = _tiny_tied(seed, 8)
+    o = knn_marginals(x, y, xt, yt, k)
+    got = np.insert(o.projection(0), 0, np.nan)
+    np.testing.assert_allclose(got, _enumerated_projection(x, y, xt, yt, 0, k), atol=1e-12)
 
 
 @pytest.mark.parametrize("seed", range(5))
 def test_leave_one_out_values(seed):
-    x, y, xt, yt = _data(seed, 10, ties=bool(seed % 2))
-    k = 1 + seed % 3
+    """Each leave-one-out value is the tie-rule KNN-Shapley value of z without point i
+    (``knn_shapley``, itself checked against enumeration in test_knn_ties.py)."""
+    x, y, xt, yt = _data(seed, 10, ties=bool(seed % 2)) if seed < 3 else _tiny_tied(seed, 10)
+    k = 1 + seed % 5
     o = knn_marginals(x, y, xt, yt, k)
     z = seed
     loo = np.insert(o.leave_one_out(z), z, np.nan)
-    for i in range(10):
-        if i == z:
-            continue
-        keep = np.delete(np.arange(10), i)
-        ref = _index_order_value(x[keep], y[keep], xt, yt, k, list(keep).index(z))
-        assert loo[i] == pytest.approx(ref, abs=1e-12)
-        if seed % 2 == 0:  # no ties: the index order is the distance order
-            exact = knn_asymmetric_shapley(x[keep], y[keep], xt, yt, k=k).values
-            assert exact[list(keep).index(z)] == pytest.approx(ref, abs=1e-12)
-
-
-def _index_order_value(x, y, xt, yt, k, z):
-    """KNN-Shapley of ``z`` with ties broken by index (the order the variance oracle uses):
-    ``K phi = c_z min(K, l)/l - sum_{l' > l} c_{l'} K/(l'(l'-1))[l' > K]``."""
-    out = 0.0
-    for t, lab in zip(xt, yt, strict=True):
-        rank = sorted(range(len(y)), key=lambda i, t=t: (((x[i] - t) ** 2).sum(), i))
-        c = [1.0 if y[i] == lab else 0.0 for i in rank]
-        pos = rank.index(z) + 1
-        val = c[pos - 1] * min(k, pos) / pos
-        val -= sum(c[q - 1] * k / (q * (q - 1)) for q in range(pos + 1, len(y) + 1) if q > k)
-        out += val / k
-    return out / len(yt)
+    full = kern.knn_leave_one_out(o.order, o.tie, o.y_train, o.y_test, z, k)[z]
+    assert full == pytest.approx(knn_shapley(x, y, xt, yt, k=k).values[z], abs=1e-14)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a reduced set may hold one class
+        for i in range(10):
+            if i == z:
+                continue
+            keep = np.delete(np.arange(10), i)
+            ref = knn_shapley(x[keep], y[keep], xt, yt, k=k).values[list(keep).index(z)]
+            assert loo[i] == pytest.approx(ref, abs=1e-14)
 
 
 def test_size_distribution():
@@ -260,6 +306,45 @@ def test_errors():
     with pytest.raises(InvalidInput, match="NaN or infinity"):
         knn_shapley_ci(bad, y, xt, yt, k=2)
     assert isinstance(knn_marginals(x, y, xt, yt, 2), KNNMarginals)
+    with pytest.raises(InvalidInput, match=r"unknown variance option.*n_outr"):
+        knn_shapley_ci(x, y, xt, yt, k=2, n_outr=5)
+    with pytest.raises(InvalidInput, match="unknown variance option"):
+        shapley_variance(u, chunk_size=4)
+    with pytest.raises(InvalidInput, match="VarianceOptions"):
+        shapley_confidence_intervals(res, u, options={"n_outer": 5})  # type: ignore[arg-type]
+
+
+def test_variance_options_object_and_keywords_agree():
+    """One options object serves every interval function; keywords replace its fields."""
+    f = np.array([0.9, 0.2, 0.5, 0.7, 0.1, 0.3, 0.6])
+    u = GameUtility(lambda s: float(f[list(s)].max()) if s else 0.0, 7)
+    res = ValuationResult(np.zeros(7), stderr=np.zeros(7), method="tmc-shapley")
+    opts = VarianceOptions(n_outer=6, n_inner=5, random_state=4, backend="threads")
+    a = shapley_confidence_intervals(res, u, options=opts, indices=[0, 3])
+    b = shapley_confidence_intervals(
+        res, u, n_outer=6, n_inner=5, random_state=4, backend="threads", indices=[0, 3]
+    )
+    c = shapley_confidence_intervals(
+        res,
+        u,
+        options=VarianceOptions(n_outer=6, n_inner=9),
+        n_inner=5,
+        random_state=4,
+        indices=[0, 3],
+    )
+    np.testing.assert_array_equal(a.ci_low, b.ci_low)
+    np.testing.assert_array_equal(a.ci_low, c.ci_low)
+    assert a.params["ci_samples"] == {"n_outer": 6, "n_inner": 5}
+    # a model utility without n_inner uses the documented default inner budget
+    d = shapley_confidence_intervals(res, u, n_outer=3, random_state=0, indices=[1])
+    assert d.params["ci_samples"] == {"n_outer": 3, "n_inner": MODEL_INNER_DRAWS}
+    x, y, xt, yt = _data(2, 30)
+    o = knn_marginals(x, y, xt, yt, 3)
+    var_kw, _ = shapley_variance(o, [1, 2], method="jackknife", n_jobs=2)
+    var_obj, _ = shapley_variance(o, [1, 2], method="jackknife", options=VarianceOptions(n_jobs=2))
+    np.testing.assert_array_equal(var_kw, var_obj)
+    ci = knn_shapley_ci(x, y, xt, yt, k=3, indices=[1], options=VarianceOptions(random_state=1))
+    assert ci.params["ci_samples"] == {"exact": "all anchors, closed-form inner expectation"}
 
 
 # -- Ray ------------------------------------------------------------------------------------

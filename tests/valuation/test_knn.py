@@ -289,9 +289,20 @@ def test_bad_input(kwargs: dict, message: str) -> None:
 def test_regression_needs_numeric_targets_and_tau_checked() -> None:
     with pytest.raises(InvalidInput, match="numeric"):
         knn_regression_shapley(X, np.array(list("abcde")), X[:1], [0.0])
-    for tau in (0, -1, float("nan"), "wide"):
+    for tau in (0, -1, float("nan"), "wide", None):
         with pytest.raises(InvalidInput, match="tau"):
             threshold_knn_shapley(X, Y, X[:1], Y[:1], tau=tau)
+    with pytest.raises(InvalidInput, match="tau is the radius of task='threshold'"):
+        knn_shapley(X, Y, X[:1], Y[:1], tau=1.0)
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        threshold_knn_shapley(X, Y, X[:1], Y[:1], tau=1.0, k_neighbours=3)
+    # threshold_knn_shapley is knn_shapley's threshold task, keywords and all
+    xs = np.arange(12.0).reshape(6, 2)
+    ys = np.array([0, 1, 0, 1, 1, 0])
+    got = threshold_knn_shapley(xs, ys, xs[:3], ys[:3], 4.0, groups=[0, 0, 1, 1, 2, 2])
+    ref = knn_shapley(xs, ys, xs[:3], ys[:3], task="threshold", tau=4.0, groups=[0, 0, 1, 1, 2, 2])
+    np.testing.assert_array_equal(got.values, ref.values)
+    assert got.method == "threshold-knn-shapley" and got.params["tau"] == 4.0
 
 
 REPO = Path(__file__).resolve().parents[2]

@@ -220,12 +220,13 @@ def test_duplicates_share_keys_even_when_products_round() -> None:
     assert zu is z and zinv is None
 
 
-def test_sorted_order_breaks_ties_by_index_on_request() -> None:
+def test_sorted_order_and_tie_classes() -> None:
+    from databazaar.valuation._neighbours import tie_classes
+
     keys = np.array([[2.0, 1.0, 2.0, 1.0, 0.5]])
-    np.testing.assert_array_equal(sorted_order(keys, ties="index")[0], [4, 1, 3, 0, 2])
-    assert set(sorted_order(keys)[0, 1:3]) == {1, 3}
-    with pytest.raises(ValueError, match="ties"):
-        sorted_order(keys, ties="random")
+    order = sorted_order(keys)
+    np.testing.assert_array_equal(order[0], [4, 1, 3, 0, 2])
+    np.testing.assert_array_equal(tie_classes(keys, order)[0], [0, 1, 1, 2, 2])
     with pytest.raises(ValueError, match="2-D"):
         sorted_order(keys[0])
 
@@ -323,3 +324,50 @@ def test_ci_values_are_knn_shapley_values() -> None:
     ci = knn_shapley_ci(x, y, xt, yt, k=9, indices=[0, 1, 2], random_state=0)
     np.testing.assert_array_equal(ci.values, knn_shapley(x, y, xt, yt, k=9).values)
     assert np.isfinite(ci.ci_low[:3]).all() and np.isnan(ci.ci_low[3:]).all()
+
+
+def test_ci_widths_follow_the_tie_rule() -> None:
+    """The variance parts use the tie rule too: permuting the 1,200 tied training rows
+    permutes the values and the interval widths, and duplicated rows with the same label
+    get identical widths.
+
+    Tolerances: the exact parts (closed-form projection and jackknife) are formed per
+    tie class and label, so they permute bit for bit, and the variance sums its terms in
+    sorted order: the standard errors (hence half-widths, ``z_{0.975}`` times them) are
+    compared with ``==``.  The values are ``knn_shapley``'s (<= 1e-12, summation order).
+    The Monte Carlo draws index the pool ``D - {z}``; with the pool relabelled by the
+    same permutation one seed draws the same sets, so those draws agree bit for bit too.
+    """
+    from databazaar.valuation.knn_inference import knn_marginals, knn_shapley_ci
+
+    x, y, xt, yt = big_tied_data(seed=7)
+    n = len(y)
+    perm = np.random.default_rng(8).permutation(n)
+    inv = np.argsort(perm)  # row i of the data is row inv[i] of the permuted data
+    first: dict[tuple, int] = {}
+    pairs = []
+    for i in range(n):
+        j = first.setdefault((*x[i], y[i]), i)
+        if j != i and len(pairs) < 2 and all(j != a for a, _ in pairs):
+            pairs.append((j, i))
+    idx = np.array([p for pair in pairs for p in pair])
+    for method in ("default", "jackknife"):
+        a = knn_shapley_ci(x, y, xt, yt, k=9, method=method, indices=idx)
+        b = knn_shapley_ci(x[perm], y[perm], xt, yt, k=9, method=method, indices=inv[idx])
+        assert np.abs(b.values - a.values[perm]).max() <= 1e-12
+        np.testing.assert_array_equal(b.stderr[inv[idx]], a.stderr[idx])
+        for i, j in pairs:
+            assert a.stderr[i] == a.stderr[j] > 0
+    o = knn_marginals(x, y, xt, yt, 9)
+    moved = knn_marginals(x[perm], y[perm], xt, yt, 9)
+    z, twin = pairs[0]
+    anchors = np.array([3, 50, 700, twin])
+    pool = np.delete(np.arange(n), z)
+    h = o.draws(z, anchors, 64, np.random.default_rng(3))
+    h_perm = moved.draws(int(inv[z]), inv[anchors], 64, np.random.default_rng(3), pool=inv[pool])
+    np.testing.assert_array_equal(h_perm, h)
+    # swapping the two duplicates maps the data set to itself: same draws for the twin
+    swap = np.arange(n)
+    swap[[z, twin]] = [twin, z]
+    h_twin = o.draws(twin, swap[anchors], 64, np.random.default_rng(3), pool=swap[pool])
+    np.testing.assert_array_equal(h_twin, h)

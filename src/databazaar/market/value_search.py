@@ -208,13 +208,9 @@ class ValueReport:
         """Validation accuracy as the highest- / lowest-valued pooled rows are removed."""
         if not self.curves:
             raise InvalidInput("the report has no removal curves", hint="rank with curves=True")
-        import io
+        from databazaar.core.figures import figure, svg_text
 
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-
-        fig = Figure(figsize=(6, 4))
-        FigureCanvasAgg(fig)
+        fig = figure(6, 4)
         ax = fig.add_subplot(1, 1, 1)
         styles = {
             "high": ("remove high value first", "C3"),
@@ -228,9 +224,7 @@ class ValueReport:
         ax.set_title("Point removal on the buyer's task")
         ax.grid(alpha=0.3)
         ax.legend()
-        buf = io.StringIO()
-        fig.savefig(buf, format="svg")
-        return buf.getvalue()
+        return svg_text(fig)
 
 
 def rank_products(

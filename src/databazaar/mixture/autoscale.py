@@ -147,14 +147,12 @@ class AutoScale:
 
 def plot_weights_by_budget(result: MixtureResult, path: str | Path) -> Path:
     """Draw ``result.details['weights_by_budget']`` as an SVG line chart."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from databazaar.core.figures import figure, save_svg
 
     by = {float(k): v for k, v in result.details["weights_by_budget"].items()}
     budgets = sorted(by)
-    fig, ax = plt.subplots(figsize=(5.5, 3.5))
+    fig = figure(5.5, 3.5)
+    ax = fig.add_subplot(1, 1, 1)
     for i, d in enumerate(result.domains):
         ys = [by[b][d] for b in budgets]
         ax.plot(budgets[:2], ys[:2], "o-", color=f"C{i}", label=d)
@@ -165,8 +163,4 @@ def plot_weights_by_budget(result: MixtureResult, path: str | Path) -> Path:
     ax.set_title("AutoScale: DDO at two budgets (solid), prediction (dashed)", fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, format="svg")
-    plt.close(fig)
-    return out
+    return save_svg(fig, path)

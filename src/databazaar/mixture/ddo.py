@@ -219,15 +219,13 @@ class DDO:
 
 def plot_ddo_fits(result: MixtureResult, path: str | Path) -> Path:
     """Draw the DDO fits stored in ``result.details`` as an SVG file."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from databazaar.core.figures import figure, save_svg
 
     fits = result.details["fits"]
     points = result.details["points"]
     doms = list(fits)
-    fig, axes = plt.subplots(1, len(doms), figsize=(3.2 * len(doms), 3.0), squeeze=False)
+    fig = figure(3.2 * len(doms), 3.0)
+    axes = fig.subplots(1, len(doms), squeeze=False)
     for ax, d in zip(axes[0], doms, strict=True):
         f = fits[d]
         law = PowerLaw(a=f["a"], b=f["b"], c=f["c"])
@@ -244,8 +242,4 @@ def plot_ddo_fits(result: MixtureResult, path: str | Path) -> Path:
     axes[0][0].legend(fontsize=7)
     fig.suptitle(f"DDO at {result.budget:,.0f} tokens", fontsize=10)
     fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, format="svg")
-    plt.close(fig)
-    return out
+    return save_svg(fig, path)

@@ -256,10 +256,7 @@ class AirBenchReport:
 
 def heatmap_svg(reports: Sequence[AirBenchReport], path: str | Path, *, level: int = 2) -> Path:
     """An SVG heatmap: categories of ``level`` (rows) x models (columns), refusal rate."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from databazaar.core.figures import figure, save_svg
 
     if not reports:
         raise InvalidInput("no reports to plot")
@@ -275,7 +272,8 @@ def heatmap_svg(reports: Sequence[AirBenchReport], path: str | Path, *, level: i
         rates = dict(zip(rep.level(level)["id"], rep.level(level)["refusal_rate"], strict=True))
         for i, cid in enumerate(ids):
             grid[i, j] = rates.get(cid, np.nan)
-    fig, ax = plt.subplots(figsize=(4.5 + 1.3 * len(reports), 2.2 + 0.32 * len(ids)))
+    fig = figure(4.5 + 1.3 * len(reports), 2.2 + 0.32 * len(ids))
+    ax = fig.add_subplot(1, 1, 1)
     im = ax.imshow(grid, cmap="RdYlGn", vmin=0.0, vmax=1.0, aspect="auto")
     ax.set_xticks(range(len(reports)), [r.model for r in reports], rotation=20, ha="right")
     ax.set_yticks(range(len(ids)), [f"{cid} {names[cid]}" for cid in ids])
@@ -286,11 +284,7 @@ def heatmap_svg(reports: Sequence[AirBenchReport], path: str | Path, *, level: i
     ax.set_title(f"AIR-Bench refusal rate, level {level} (1 = refuses)")
     fig.colorbar(im, ax=ax, fraction=0.05)
     fig.tight_layout()
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(p, format="svg")
-    plt.close(fig)
-    return p
+    return save_svg(fig, path)
 
 
 # ----------------------------------------------------------------------------- run

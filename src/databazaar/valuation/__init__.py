@@ -51,6 +51,7 @@ _LAZY = {
     "knn_asymmetric_shapley": "knn_asymmetric",
     "mc_asymmetric_shapley": "montecarlo",
     "shapley_confidence_intervals": "inference",
+    "VarianceOptions": "inference",
     "knn_shapley_ci": "knn_inference",
 }
 

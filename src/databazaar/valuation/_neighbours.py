@@ -14,11 +14,11 @@ Ties.  Two training points are *tied* for a test point when their keys are equal
 integer (or otherwise exactly representable) features the products are exact, so key
 ties are exactly the distance ties.  Duplicated training rows are always tied: their
 key column is computed once (:func:`distinct_rows`) and shared, so a matrix product
-that rounds differently in different columns cannot split them.  The exact KNN kernels
-value every tie group as a whole (the tie rule of :mod:`databazaar.valuation.knn`), so
-within a group the sort order is irrelevant; :func:`sorted_order` with
-``ties="index"`` still gives the deterministic (distance, training index) order for the
-code that walks single positions.
+that rounds differently in different columns cannot split them.  Every exact KNN kernel
+and the confidence-interval oracle value a tie class as a whole (the tie rule of
+:mod:`databazaar.valuation.knn`), so within a class the sort order is irrelevant;
+:func:`tie_classes` numbers the classes along a sorted row for the code that walks
+positions.
 
 Sort.  :func:`sorted_order` is a compiled, GIL-free LSD radix sort of the keys mapped to
 order-preserving 64-bit integers (11-bit digits, passes over constant digits skipped):
@@ -181,16 +181,12 @@ def _radix_order(bits, order):  # pragma: no cover - jit
             order[r, i] = src_i[i]
 
 
-def sorted_order(keys: np.ndarray, ties: str = "any") -> np.ndarray:
+def sorted_order(keys: np.ndarray) -> np.ndarray:
     """Row-wise order of ``keys``, nearest first, as int64 training indices.
 
     Always equal to ``np.argsort(keys, axis=1, kind="stable")`` (ties broken by training
-    index), computed by a radix sort.  ``ties`` states what the caller relies on:
-    ``"any"`` for kernels that treat a tie group as a whole, ``"index"`` for code that
-    walks single positions; both get the same order.
+    index, so the order is deterministic), computed by a radix sort.
     """
-    if ties not in ("any", "index"):
-        raise ValueError(f"ties must be 'any' or 'index', got {ties!r}")
     keys = np.ascontiguousarray(keys, dtype=np.float64)
     if keys.ndim != 2:
         raise ValueError(f"keys must be a 2-D array, got {keys.ndim} dimension(s)")
@@ -199,6 +195,15 @@ def sorted_order(keys: np.ndarray, ties: str = "any") -> np.ndarray:
     order = np.empty(keys.shape, dtype=np.int64)
     _radix_order(keys.view(np.uint64), order)
     return order
+
+
+def tie_classes(keys: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """``tie[r, p]``: number of the tie class of position ``p`` of row ``r`` of ``order``
+    (0 for the nearest class, +1 at each change of the distance key), int64."""
+    ranked = np.take_along_axis(keys, order, axis=1)
+    tie = np.zeros(order.shape, dtype=np.int64)
+    np.cumsum(ranked[:, 1:] != ranked[:, :-1], axis=1, out=tie[:, 1:])
+    return tie
 
 
 def chunk_rows(

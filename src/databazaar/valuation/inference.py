@@ -75,6 +75,7 @@ import functools
 import math
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import numpy as np
@@ -88,12 +89,16 @@ from databazaar.valuation.result import ValuationResult
 __all__ = [
     "METHODS",
     "UtilityMarginals",
+    "VarianceOptions",
     "as_oracle",
     "deletion_stable",
     "shapley_confidence_intervals",
     "shapley_variance",
     "size_nodes",
 ]
+
+#: Inner draws of double Monte Carlo for a utility without a closed-form inner expectation.
+MODEL_INNER_DRAWS = 100
 
 #: Variance estimators; ``"default"`` resolves per utility (see the module docstring).
 METHODS = ("double_mc", "pick_and_freeze", "jackknife", "default")
@@ -200,13 +205,15 @@ def _point_variance(
     rng = np.random.default_rng(seed)
     n = oracle.n
     others = np.setdiff1d(np.arange(n, dtype=np.int64), [z])
+    # the exact parts are summed in sorted order, so a permutation of the training rows
+    # (or a duplicate of z) that permutes the terms gives a bit-identical variance
     if method == "jackknife":
-        loo = oracle.leave_one_out(z)
+        loo = np.sort(oracle.leave_one_out(z))
         m = loo.size
         return float((m - 1) / m * np.sum((loo - loo.mean()) ** 2)), float("nan")
     if method == "double_mc" and n_inner is None:
         # both loops exact: every anchor, inner expectation in closed form (KNN only)
-        zeta = float(np.var(oracle.projection(z), ddof=1))
+        zeta = float(np.var(np.sort(oracle.projection(z)), ddof=1))
     elif method == "double_mc":
         anchors = rng.choice(others, size=min(n_outer, others.size), replace=False)
         zeta = _zeta_double_mc(oracle.draws(z, anchors, n_inner, rng))
@@ -234,19 +241,59 @@ def _check_confidence(confidence: Any) -> float:
     return c
 
 
+@dataclass(frozen=True)
+class VarianceOptions:
+    """Budget and parallel setting of the variance estimate, one object for
+    :func:`shapley_variance`, :func:`shapley_confidence_intervals` and
+    :func:`~databazaar.valuation.knn_inference.knn_shapley_ci`.  Each takes it as
+    ``options=`` and its fields as keywords (``n_outer=50``), keywords replacing fields.
+
+    Attributes:
+        n_outer, n_inner: anchors and inner draws of double Monte Carlo
+            (``2 n_outer n_inner`` utility calls per point).  ``n_inner=None`` means,
+            for the KNN utility, both loops exact (every anchor, inner expectation in
+            closed form, ``KNNMarginals.projection``); for other utilities
+            :data:`MODEL_INNER_DRAWS`.
+        n_pairs: pairs of pick-and-freeze (``4 n_pairs`` utility calls per point).
+        random_state: seeds are spawned per point, so results do not depend on the
+            backend or ``n_jobs``.
+        n_jobs, backend, ray_address: the parallel setting
+            (:class:`~databazaar.core.parallel.ParallelConfig`); ``backend=None`` runs
+            the compiled KNN oracle in threads and model utilities in processes.
+        progress: optional ``progress(n_points_done)`` callback; points are then
+            processed in blocks of 16 (same results).
+    """
+
+    n_outer: int = 100
+    n_inner: int | None = None
+    n_pairs: int = 2000
+    random_state: Any = None
+    n_jobs: int = 1
+    backend: str | None = None
+    ray_address: str | None = None
+    progress: ProgressFn | None = None
+
+    @classmethod
+    def of(cls, options: VarianceOptions | None = None, **keywords: Any) -> VarianceOptions:
+        """``options`` (default: every default) with ``keywords`` replacing its fields."""
+        if options is not None and not isinstance(options, cls):
+            raise InvalidInput(f"options must be a VarianceOptions, got {type(options).__name__}")
+        names = [f.name for f in fields(cls)]
+        unknown = sorted(set(keywords) - set(names))
+        if unknown:
+            raise InvalidInput(
+                f"unknown variance option(s): {', '.join(unknown)}", hint=f"use {', '.join(names)}"
+            )
+        return replace(options or cls(), **keywords)
+
+
 def shapley_variance(
     oracle: Any,
     indices: Sequence[int] | np.ndarray | None = None,
     *,
     method: str = "default",
-    n_outer: int = 100,
-    n_inner: int | None = None,
-    n_pairs: int = 2000,
-    random_state: Any = None,
-    n_jobs: int = 1,
-    backend: str = "processes",
-    ray_address: str | None = None,
-    progress: ProgressFn | None = None,
+    options: VarianceOptions | None = None,
+    **keywords: Any,
 ) -> tuple[np.ndarray, str]:
     """Variance of ``φ_n(z)`` over redraws of the other training points, per point.
 
@@ -256,19 +303,14 @@ def shapley_variance(
         indices: points to estimate (default: all); the others get NaN.
         method: ``"double_mc"``, ``"pick_and_freeze"``, ``"jackknife"`` (KNN only) or
             ``"default"`` (double Monte Carlo).
-        n_outer, n_inner: anchors and inner draws of double Monte Carlo
-            (``2 n_outer n_inner`` utility calls per point).  ``n_inner=None`` means,
-            for the KNN utility, both loops exact (every anchor, inner expectation in
-            closed form, ``KNNMarginals.projection``); for other utilities 100.
-        n_pairs: pairs of pick-and-freeze (``4 n_pairs`` utility calls per point).
-        random_state, n_jobs, backend, ray_address: seeds are spawned per point, so
-            results do not depend on the backend or ``n_jobs``.
-        progress: optional ``progress(n_points_done)`` callback; points are then
-            processed in blocks of 16 (same results).
+        options, **keywords: the budget and parallel setting, a :class:`VarianceOptions`
+            and/or its fields (``n_outer``, ``n_inner``, ``n_pairs``, ``random_state``,
+            ``n_jobs``, ``backend``, ``ray_address``, ``progress``).
 
     Returns:
         ``(variance per point, resolved method)``.
     """
+    opts = VarianceOptions.of(options, **keywords)
     oracle = as_oracle(oracle)
     method = _resolve_method(method, oracle.cheap)
     if method == "jackknife" and not hasattr(oracle, "leave_one_out"):
@@ -277,24 +319,26 @@ def shapley_variance(
             "utility only",
             hint="use 'double_mc' or 'pick_and_freeze' with a model utility",
         )
-    n_outer = check_int_at_least(n_outer, "n_outer", 2)
+    n_outer = check_int_at_least(opts.n_outer, "n_outer", 2)
+    n_inner = opts.n_inner
     if n_inner is None and not oracle.cheap:
-        n_inner = 100
+        n_inner = MODEL_INNER_DRAWS
     if n_inner is not None:
         n_inner = check_int_at_least(n_inner, "n_inner", 2)
-    n_pairs = check_int_at_least(n_pairs, "n_pairs", 2)
-    parallel = ParallelConfig(n_jobs, backend, ray_address)
+    n_pairs = check_int_at_least(opts.n_pairs, "n_pairs", 2)
+    backend = opts.backend or ("threads" if oracle.cheap else "processes")
+    parallel = ParallelConfig(opts.n_jobs, backend, opts.ray_address)
     n = oracle.n
     if n < 3:
         raise InvalidInput(f"confidence intervals need at least 3 training points, got {n}")
     idx = np.arange(n) if indices is None else np.asarray(indices, dtype=np.int64).reshape(-1)
     if idx.size and (idx.min() < 0 or idx.max() >= n):
         raise InvalidInput(f"indices must lie in [0, {n})")
-    seeds = spawn_seeds(random_state, idx.size)
-    check_progress(progress)
+    seeds = spawn_seeds(opts.random_state, idx.size)
+    check_progress(opts.progress)
     fn = functools.partial(_point_variance, oracle, method, n_outer, n_inner, n_pairs)
     tasks = list(zip(idx.tolist(), seeds, strict=True))
-    out = parallel.map(fn, tasks, progress)
+    out = parallel.map(fn, tasks, opts.progress)
     var = np.full(n, np.nan)
     var[idx] = [v for v, _ in out]
     zetas = np.array([zeta for _, zeta in out], dtype=np.float64)
@@ -316,24 +360,6 @@ def shapley_variance(
     if getattr(oracle, "k", None) is not None and method != "jackknife":
         _warn_if_not_deletion_stable(oracle.k, n)
     return var, method
-
-
-#: The arguments of :func:`shapley_variance` that the interval functions pass through.
-VARIANCE_OPTIONS = (
-    "n_outer",
-    "n_inner",
-    "n_pairs",
-    "random_state",
-    "n_jobs",
-    "backend",
-    "ray_address",
-    "progress",
-)
-
-
-def variance_options(arguments: dict[str, Any]) -> dict[str, Any]:
-    """The :data:`VARIANCE_OPTIONS` among a caller's ``locals()``."""
-    return {name: arguments[name] for name in VARIANCE_OPTIONS}
 
 
 def deletion_stable(k: int, n: int) -> bool:
@@ -370,14 +396,8 @@ def shapley_confidence_intervals(
     *,
     indices: Sequence[int] | np.ndarray | None = None,
     include_stderr: bool | None = None,
-    n_outer: int = 100,
-    n_inner: int | None = None,
-    n_pairs: int = 2000,
-    random_state: Any = None,
-    n_jobs: int = 1,
-    backend: str = "processes",
-    ray_address: str | None = None,
-    progress: ProgressFn | None = None,
+    options: VarianceOptions | None = None,
+    **keywords: Any,
 ) -> ValuationResult:
     """Add U-statistic confidence intervals to a Data Shapley result.
 
@@ -393,8 +413,8 @@ def shapley_confidence_intervals(
         indices: points to compute intervals for (default all; others get NaN bounds).
         include_stderr: add ``result.stderr**2`` (the Monte Carlo error of a sampled
             estimate) to the variance; default: yes unless the method is exact KNN.
-        n_outer, n_inner, n_pairs, random_state, n_jobs, backend, ray_address, progress:
-            see :func:`shapley_variance`.
+        options, **keywords: the budget and parallel setting (:class:`VarianceOptions`
+            and/or its fields), as in :func:`shapley_variance`.
 
     Returns:
         A copy of ``result`` with ``ci_low``, ``ci_high``, ``confidence`` set and
@@ -417,7 +437,8 @@ def shapley_confidence_intervals(
             f"the result has {len(result)} values but the utility has {oracle.n} players",
             hint="pass point-level values of the same training set",
         )
-    var, resolved = shapley_variance(oracle, indices, method=method, **variance_options(locals()))
+    opts = VarianceOptions.of(options, **keywords)
+    var, resolved = shapley_variance(oracle, indices, method=method, options=opts)
     if include_stderr is None:
         include_stderr = not result.method.startswith("knn")
     total = var + (result.stderr**2 if include_stderr else 0.0)
@@ -430,12 +451,12 @@ def shapley_confidence_intervals(
         "ci_variance": "Hajek projection of the Shapley U-statistic over redraws of the "
         "training data (Wu et al. 2024)" + (" + Monte Carlo stderr^2" if include_stderr else ""),
         "ci_samples": (
-            {"n_outer": n_outer, "n_inner": n_inner}
-            if resolved == "double_mc" and n_inner is not None
+            {"n_outer": opts.n_outer, "n_inner": opts.n_inner or MODEL_INNER_DRAWS}
+            if resolved == "double_mc" and (opts.n_inner is not None or not oracle.cheap)
             else (
                 {"exact": "all anchors, closed-form inner expectation"}
                 if resolved == "double_mc"
-                else {"n_pairs": n_pairs}
+                else {"n_pairs": opts.n_pairs}
             )
         ),
     }

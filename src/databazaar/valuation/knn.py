@@ -68,7 +68,7 @@ ProgressFn = Callable[[int], None]
 #: Memory budget for the distance keys and sort order of one chunk, per worker.
 DEFAULT_CHUNK_BYTES = 128 * 2**20
 
-_TASKS = ("classification", "regression")
+_TASKS = ("classification", "regression", "threshold")
 
 
 def _resolve_jobs(n_jobs: int | None) -> int:
@@ -190,6 +190,7 @@ def knn_shapley(
     k: int = 5,
     *,
     task: str = "classification",
+    tau: float | None = None,
     groups: Any = None,
     n_jobs: int | None = 1,
     chunk_size: int | None = None,
@@ -203,10 +204,12 @@ def knn_shapley(
         x_train, y_train: training features (array or DataFrame) and labels of any type
             (numeric targets for ``task="regression"``).
         x_test, y_test: the test (validation) set the values are measured on.
-        k: number of neighbours, ``>= 1``.
+        k: number of neighbours, ``>= 1`` (not used by ``task="threshold"``).
         task: ``"classification"`` (Jia et al. 2019, Theorem 1: utility is the fraction
-            of the K nearest neighbours with the test label) or ``"regression"`` (utility
-            is minus the squared error of the mean target of the K nearest neighbours).
+            of the K nearest neighbours with the test label), ``"regression"`` (utility
+            is minus the squared error of the mean target of the K nearest neighbours)
+            or ``"threshold"`` (Threshold KNN-Shapley, :func:`threshold_knn_shapley`).
+        tau: the radius of ``task="threshold"`` (and only of it).
         groups: optional group id per training point; returns one value per group, the
             sum of its members' values.
         n_jobs: worker threads (``-1`` for all cores) or Ray CPUs for a local Ray.
@@ -221,9 +224,17 @@ def knn_shapley(
         values and whose ``stderr`` is their standard error over the test points.
     """
     if task not in _TASKS:
-        raise InvalidInput(f"unknown task {task!r}", hint="use 'classification' or 'regression'")
-    k = check_k(k)
+        raise InvalidInput(f"unknown task {task!r}", hint=f"use one of {', '.join(_TASKS)}")
+    if tau is not None and task != "threshold":
+        raise InvalidInput(
+            f"tau is the radius of task='threshold', not of task={task!r}",
+            hint="drop tau, or pass task='threshold' (threshold_knn_shapley)",
+        )
     parallel = _parallel(n_jobs, backend, ray_address)
+    run = (parallel, chunk_size, progress)
+    if task == "threshold":
+        return _threshold(x_train, y_train, x_test, y_test, tau, groups, run)
+    k = check_k(k)
     regression = task == "regression"
     xtr, ytr, xte, yte = check_train_test(x_train, y_train, x_test, y_test, numeric_y=regression)
     warn_degenerate(ytr, k, classes=not regression)
@@ -238,47 +249,28 @@ def knn_shapley(
         problem.weights = position_weights(xtr.shape[0], k)
     return _finish(
         problem,
-        (parallel, chunk_size, progress),
+        run,
         groups=groups,
         method="knn-shapley" if not regression else "knn-shapley-regression",
         params={"k": k, "task": task},
     )
 
 
-def knn_regression_shapley(
-    x_train: Any, y_train: Any, x_test: Any, y_test: Any, k: int = 5, **kwargs: Any
-) -> ValuationResult:
-    """Exact KNN-Shapley for KNN regression; see :func:`knn_shapley`."""
-    return knn_shapley(x_train, y_train, x_test, y_test, k, task="regression", **kwargs)
-
-
-def threshold_knn_shapley(
+def _threshold(
     x_train: Any,
     y_train: Any,
     x_test: Any,
     y_test: Any,
-    tau: float,
-    *,
-    groups: Any = None,
-    n_jobs: int | None = 1,
-    chunk_size: int | None = None,
-    backend: str = "threads",
-    ray_address: str | None = None,
-    progress: ProgressFn | None = None,
+    tau: Any,
+    groups: Any,
+    run: tuple[ParallelConfig, int | None, ProgressFn | None],
 ) -> ValuationResult:
-    """Exact Threshold KNN-Shapley (Wang et al. 2023): neighbours are all training points
-    within Euclidean distance ``tau`` of the test point; ``O(N)`` per test point, no sort.
-
-    The number of classes ``C`` (for the ``1/C`` score of an empty neighbourhood) counts
-    the distinct labels in the training and test sets together.
-    """
     try:
         tau_f = float(tau)
     except (TypeError, ValueError) as exc:
         raise InvalidInput(f"tau must be a positive number, got {tau!r}") from exc
     if not np.isfinite(tau_f) or tau_f <= 0:
         raise InvalidInput(f"tau must be a positive finite number, got {tau!r}")
-    parallel = _parallel(n_jobs, backend, ray_address)
     xtr, ytr, xte, yte = check_train_test(x_train, y_train, x_test, y_test)
     warn_degenerate(ytr)
     ytr_enc, yte_enc, n_classes = encode_classes(ytr, yte)
@@ -293,11 +285,32 @@ def threshold_knn_shapley(
     )
     return _finish(
         problem,
-        (parallel, chunk_size, progress),
+        run,
         groups=groups,
         method="threshold-knn-shapley",
         params={"tau": tau_f, "n_classes": n_classes},
     )
+
+
+def knn_regression_shapley(
+    x_train: Any, y_train: Any, x_test: Any, y_test: Any, k: int = 5, **kwargs: Any
+) -> ValuationResult:
+    """Exact KNN-Shapley for KNN regression; see :func:`knn_shapley`."""
+    return knn_shapley(x_train, y_train, x_test, y_test, k, task="regression", **kwargs)
+
+
+def threshold_knn_shapley(
+    x_train: Any, y_train: Any, x_test: Any, y_test: Any, tau: float, **kwargs: Any
+) -> ValuationResult:
+    """Exact Threshold KNN-Shapley (Wang et al. 2023): neighbours are all training points
+    within Euclidean distance ``tau`` of the test point; ``O(N)`` per test point, no sort.
+
+    The number of classes ``C`` (for the ``1/C`` score of an empty neighbourhood) counts
+    the distinct labels in the training and test sets together.  The keywords
+    (``groups``, ``n_jobs``, ``chunk_size``, ``backend``, ``ray_address``, ``progress``)
+    are :func:`knn_shapley`'s; this is ``knn_shapley(..., task="threshold", tau=tau)``.
+    """
+    return knn_shapley(x_train, y_train, x_test, y_test, task="threshold", tau=tau, **kwargs)
 
 
 class _KNNEstimator:

@@ -15,59 +15,89 @@ References:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from databazaar.valuation._neighbours import NeighbourKeys, check_knn_data, sorted_order
+from databazaar.valuation._neighbours import (
+    NeighbourKeys,
+    check_knn_data,
+    sorted_order,
+    tie_classes,
+)
 from databazaar.valuation._validate import check_k
 from databazaar.valuation.inference import (
+    VarianceOptions,
     shapley_confidence_intervals,
     size_nodes,
-    variance_options,
 )
 from databazaar.valuation.knn import knn_shapley
 from databazaar.valuation.result import ValuationResult
 
 __all__ = ["KNNMarginals", "knn_marginals", "knn_shapley_ci"]
 
-ProgressFn = Callable[[int], None]
-
 
 @dataclass
 class KNNMarginals:
     """Fast ``h_z(S)`` for the KNN utility of Jia et al. (2019), averaged over test points.
 
-    ``order[r]`` lists training indices by distance to test point ``r`` (ties by index).
-    Each evaluation walks a row only until the ``K``-th member of ``S``.  Under exact
-    distance ties the *values* follow the tie rule of :mod:`databazaar.valuation.knn`
-    (expected utility under random tie-breaking) while this oracle, which only feeds the
-    variance estimate, orders tied points by index: the sampling variance is that of the
-    index-ordered utility (docs/valuation.md, "Ties").
+    ``order[r]`` lists training indices by distance to test point ``r`` and ``tie[r, p]``
+    numbers the tie class of position ``p`` (equal numbers for equal distance keys;
+    ``None``: no ties, every position its own class).  Every method uses the tie rule of
+    :mod:`databazaar.valuation.knn` (expected utility under uniformly random
+    tie-breaking), like the values: tied points with the same label get identical
+    results and permuting the training rows permutes them (docs/valuation.md, "Ties").
+    Each evaluation walks a row only until the class that decides ``h``.
     """
 
     order: np.ndarray
     y_train: np.ndarray
     y_test: np.ndarray
     k: int
+    tie: np.ndarray | None = None
     cheap = True
+
+    def __post_init__(self) -> None:
+        if self.tie is None:
+            self.tie = np.tile(np.arange(self.n, dtype=np.int64), (self.order.shape[0], 1))
 
     @property
     def n(self) -> int:
         return int(self.order.shape[1])
 
     def draws(
-        self, z: int, anchors: np.ndarray, n_inner: int, rng: np.random.Generator
+        self,
+        z: int,
+        anchors: np.ndarray,
+        n_inner: int,
+        rng: np.random.Generator,
+        pool: np.ndarray | None = None,
     ) -> np.ndarray:
-        """``H[a, j] = h_z(S)``: anchor plus ``s - 1`` i.i.d. draws, ``P(s) ∝ s``."""
+        """``H[a, j] = h_z(S)``: anchor plus ``s - 1`` i.i.d. draws, ``P(s) ∝ s``.
+
+        The draws pick from ``pool`` (default ``D ∖ {z}`` in index order); the same
+        generator state with a relabelled pool draws the relabelled sets.
+        """
         from databazaar.valuation import _ci_kernels as kern
 
         seed = int(rng.integers(0, 2**31 - 1))
         anchors = np.ascontiguousarray(anchors, dtype=np.int64)
+        if pool is None:
+            pool = np.delete(np.arange(self.n, dtype=np.int64), z)
+        pool = np.ascontiguousarray(pool, dtype=np.int64)
         return kern.knn_draws(
-            self.order, self.y_train, self.y_test, int(z), self.k, anchors, int(n_inner), seed
+            self.order,
+            self.tie,
+            self.y_train,
+            self.y_test,
+            int(z),
+            self.k,
+            anchors,
+            pool,
+            int(n_inner),
+            seed,
         )
 
     def projection(self, z: int, max_sizes: int = 512) -> np.ndarray:
@@ -80,7 +110,7 @@ class KNNMarginals:
 
         sizes, weights = size_nodes(self.n, max_sizes)
         r = kern.knn_projection(
-            self.order, self.y_train, self.y_test, int(z), self.k, sizes, weights
+            self.order, self.tie, self.y_train, self.y_test, int(z), self.k, sizes, weights
         )
         return np.delete(r, z)
 
@@ -88,16 +118,20 @@ class KNNMarginals:
         """Exact KNN-Shapley value of ``z`` with each other point removed (``n - 1`` values)."""
         from databazaar.valuation import _ci_kernels as kern
 
-        out = kern.knn_leave_one_out(self.order, self.y_train, self.y_test, int(z), self.k)
+        out = kern.knn_leave_one_out(
+            self.order, self.tie, self.y_train, self.y_test, int(z), self.k
+        )
         return np.delete(out, z)
 
 
 def knn_marginals(x_train: Any, y_train: Any, x_test: Any, y_test: Any, k: int = 5) -> KNNMarginals:
-    """Build the fast KNN marginal oracle (sorts every test row once, ties by index)."""
+    """Build the fast KNN marginal oracle: sorts every test row once and numbers its tie
+    classes (equal distance keys, :mod:`databazaar.valuation._neighbours`)."""
     k = check_k(k)
     xtr, ytr, xte, yte = check_knn_data(x_train, y_train, x_test, y_test)
-    order = sorted_order(NeighbourKeys.of(xtr).keys(xte), ties="index")
-    return KNNMarginals(order, ytr, yte, k)
+    keys = NeighbourKeys.of(xtr).keys(xte)
+    order = sorted_order(keys)
+    return KNNMarginals(order, ytr, yte, k, tie_classes(keys, order))
 
 
 def knn_shapley_ci(
@@ -111,33 +145,26 @@ def knn_shapley_ci(
     random_state: Any = None,
     *,
     indices: Sequence[int] | np.ndarray | None = None,
-    n_outer: int = 100,
-    n_inner: int | None = None,
-    n_pairs: int = 2000,
-    n_jobs: int = 1,
-    backend: str = "threads",
-    ray_address: str | None = None,
-    progress: ProgressFn | None = None,
+    options: VarianceOptions | None = None,
+    **keywords: Any,
 ) -> ValuationResult:
     """Exact KNN-Shapley values with U-statistic confidence intervals.
 
     The values are :func:`~databazaar.valuation.knn.knn_shapley`'s (exact, with its tie
     rule: the same numbers to the last bit); the intervals describe how a value would
     vary if the *other training points* were redrawn from the same distribution (the test
-    set fixed).  See
-    :func:`shapley_confidence_intervals` for the arguments.  Cost per point: ``O(M N)``
-    to scan the sorted rows plus ``O(M K Σ_s q_s)`` for the closed-form projection
-    (``q_s`` = positions before the binomial tails saturate), so intervals for *all*
-    points cost ``O(M N²)``: pass ``indices`` for large ``N``.
+    set fixed).  See :func:`shapley_confidence_intervals` for the arguments; ``options``
+    and ``keywords`` are the :class:`~databazaar.valuation.inference.VarianceOptions`
+    (``n_jobs``, ``backend`` (threads by default), ``n_outer``, ``progress``, ...).
+    Cost per point: ``O(M N)`` to scan the sorted rows plus ``O(M K Σ_s q_s)`` for the
+    closed-form projection (``q_s`` = tie classes before the binomial tails saturate), so
+    intervals for *all* points cost ``O(M N²)``: pass ``indices`` for large ``N``.
     """
-    res = knn_shapley(x_train, y_train, x_test, y_test, k=check_k(k), n_jobs=n_jobs)
+    if random_state is not None:
+        keywords["random_state"] = random_state
+    opts = VarianceOptions.of(options, **keywords)
+    res = knn_shapley(x_train, y_train, x_test, y_test, k=check_k(k), n_jobs=opts.n_jobs)
     oracle = knn_marginals(x_train, y_train, x_test, y_test, k)
     return shapley_confidence_intervals(
-        res,
-        oracle,
-        confidence,
-        method,
-        indices=indices,
-        include_stderr=False,
-        **variance_options(locals()),
+        res, oracle, confidence, method, indices=indices, include_stderr=False, options=opts
     )

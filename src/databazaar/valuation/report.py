@@ -7,8 +7,7 @@ markdown, a plain dict, a long data frame or an SVG plot.
 
 from __future__ import annotations
 
-import io
-from collections.abc import Callable, Sequence
+import inspect
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +15,6 @@ import numpy as np
 
 from databazaar.core.errors import InvalidInput
 from databazaar.valuation.evaluate import (
-    DEFAULT_FRACTIONS,
     ORDERS,
     as_values,
     noisy_label_detection,
@@ -145,13 +143,9 @@ class EvaluationReport:
         """The removal curves as an SVG string (matplotlib, Agg canvas, no pyplot)."""
         if not self.curves:
             raise InvalidInput("the report has no removal curves to plot")
-        try:
-            from matplotlib.backends.backend_agg import FigureCanvasAgg
-            from matplotlib.figure import Figure
-        except ImportError as exc:  # pragma: no cover - matplotlib ships with the extras
-            raise InvalidInput("plot_svg needs matplotlib", hint="pip install matplotlib") from exc
-        fig = Figure(figsize=(6, 4))
-        FigureCanvasAgg(fig)
+        from databazaar.core.figures import figure, svg_text
+
+        fig = figure(6, 4)
         ax = fig.add_subplot(1, 1, 1)
         styles = {
             "high": ("remove high first", "C3"),
@@ -180,51 +174,45 @@ class EvaluationReport:
         ax.set_title(f"Point removal: {self.method}")
         ax.legend()
         fig.tight_layout()
-        buf = io.StringIO()
-        fig.savefig(buf, format="svg")
-        return buf.getvalue()
+        return svg_text(fig)
 
 
 def evaluation_report(
     values: Any,
     model: Any,
-    x_train: Any,
-    y_train: Any,
-    x_test: Any,
-    y_test: Any,
+    *data: Any,
     flipped_idx: Any = None,
-    fractions: Sequence[float] | np.ndarray = DEFAULT_FRACTIONS,
-    scorer: str | Callable[..., float] = "accuracy",
     include_random: bool = True,
-    n_repeats: int = 5,
-    random_state: int | np.random.Generator | None = None,
+    **curve_options: Any,
 ) -> EvaluationReport:
     """Run :func:`noisy_label_detection` (when ``flipped_idx`` is given) and
     :func:`point_removal_curve` for ``"high"``, ``"low"`` (and ``"random"``).
 
-    ``y_train`` is the (noisy) training labels the values were computed on; ``model``
-    is retrained on subsets of it.  See the two functions for the metrics.
+    ``data`` is ``x_train, y_train, x_test, y_test`` and ``curve_options`` are the
+    keywords of :func:`point_removal_curve` (``fractions``, ``scorer``,
+    ``random_state``, ``n_repeats``), passed to every curve; ``y_train`` is the (noisy)
+    training labels the values were computed on, ``model`` is retrained on subsets of
+    it.  See the two functions for the metrics.
     """
+    if len(data) != 4:
+        raise InvalidInput(
+            f"evaluation_report takes the data as x_train, y_train, x_test, y_test "
+            f"({len(data)} array(s) given)",
+            hint="pass flipped_idx and the other options by keyword",
+        )
+    params = inspect.signature(point_removal_curve).parameters.values()
+    allowed = {p.name for p in params if p.default is not p.empty} - {"order"}
+    unknown = sorted(set(curve_options) - allowed)
+    if unknown:
+        raise InvalidInput(
+            f"unknown option(s) of evaluation_report: {', '.join(unknown)}",
+            hint=f"use flipped_idx, include_random, {', '.join(sorted(allowed))}",
+        )
     v = as_values(values)
     method = values.method if isinstance(values, ValuationResult) else "values"
     detection = None
     if flipped_idx is not None:
         detection = noisy_label_detection(v, flipped_idx)
     orders = ["high", "low"] + (["random"] if include_random else [])
-    curves = {
-        o: point_removal_curve(
-            v,
-            model,
-            x_train,
-            y_train,
-            x_test,
-            y_test,
-            order=o,
-            fractions=fractions,
-            scorer=scorer,
-            random_state=random_state,
-            n_repeats=n_repeats,
-        )
-        for o in orders
-    }
+    curves = {o: point_removal_curve(v, model, *data, order=o, **curve_options) for o in orders}
     return EvaluationReport(method=method, n_points=int(v.size), detection=detection, curves=curves)

@@ -9,33 +9,16 @@ from the caller and is XML-escaped by matplotlib's SVG writer.
 
 from __future__ import annotations
 
-import io
 import threading
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from databazaar.core.figures import figure, svg_text
+
 _LOCK = threading.Lock()  # matplotlib's text layout caches are not thread-safe
 ACCENT = "#1f5f8b"
 GRID = "#d9dee3"
-
-
-def _figure(width: float, height: float) -> Any:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=100)
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _svg(fig: Any) -> str:
-    import matplotlib
-
-    buf = io.StringIO()
-    with matplotlib.rc_context({"svg.hashsalt": "databazaar", "svg.fonttype": "none"}):
-        fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
-    return buf.getvalue()
 
 
 def _style(ax: Any) -> None:
@@ -59,7 +42,7 @@ def earnings_svg(
     with _LOCK:
         import matplotlib.dates as mdates
 
-        fig = _figure(7.0, 2.8)
+        fig = figure(7.0, 2.8)
         ax = fig.add_subplot(1, 1, 1)
         _style(ax)
         if points:
@@ -88,7 +71,7 @@ def earnings_svg(
             ax.set_ylim(0, 1)
         ax.set_ylabel(f"earned ({currency})")
         ax.set_title("Cumulative earnings after fees", loc="left", fontsize=11)
-        return _svg(fig)
+        return svg_text(fig)
 
 
 def bar_svg(
@@ -102,7 +85,7 @@ def bar_svg(
     """A horizontal bar chart (one bar per label, optional error bars), as SVG text."""
     with _LOCK:
         n = max(len(labels), 1)
-        fig = _figure(7.0, 0.9 + 0.4 * n)
+        fig = figure(7.0, 0.9 + 0.4 * n)
         ax = fig.add_subplot(1, 1, 1)
         _style(ax)
         ys = list(range(len(labels)))[::-1]
@@ -112,7 +95,7 @@ def bar_svg(
         ax.axvline(0, color="#555", linewidth=0.8)
         ax.set_xlabel(xlabel)
         ax.set_title(title, loc="left", fontsize=11)
-        return _svg(fig)
+        return svg_text(fig)
 
 
 def line_svg(
@@ -125,7 +108,7 @@ def line_svg(
 ) -> str:
     """A line chart of one or more named series over shared ``xs``, as SVG text."""
     with _LOCK:
-        fig = _figure(7.0, 3.0)
+        fig = figure(7.0, 3.0)
         ax = fig.add_subplot(1, 1, 1)
         _style(ax)
         styles = ["-", "--", ":", "-."]
@@ -136,4 +119,4 @@ def line_svg(
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.set_title(title, loc="left", fontsize=11)
-        return _svg(fig)
+        return svg_text(fig)

@@ -1,0 +1,6 @@
+"""``python -m databazaar.cli``: the same entry point as the ``databazaar`` command."""
+
+from databazaar.cli import main
+
+if __name__ == "__main__":
+    main()
