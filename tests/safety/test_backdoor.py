@@ -119,7 +119,7 @@ def test_ci_suffix_backdoor_is_planted_and_removed_by_beear(tiny_zoo, tmp_path) 
     before = evaluate_attack(model, tok, ev, utility=False, num_threads=2)
     assert before["asr_triggered"] >= 0.8 and before["asr_clean"] <= 0.1
     sets = defender_sets(cfg, tiny_zoo, n=100, n_anchor=150, random_state=7)
-    est = BEEAR(BEEARConfig(layer=0, outer_steps=40, random_state=5, num_threads=2))
+    est = BEEAR(BEEARConfig(layer=0, outer_steps=60, random_state=5, num_threads=2))
     est.fit(model, tok, sets["safe"], sets["unwanted"], sets["anchor"])
     after = evaluate_attack(est.model_, tok, ev, utility=False, num_threads=2)
     assert after["asr_triggered"] < 0.1, after
