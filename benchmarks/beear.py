@@ -298,18 +298,22 @@ def markdown(res: dict[str, Any]) -> str:
         + "".join(f"; {a} failed ({why})" for a, why in res["attacks_failed"].items())
         + (". Incomplete run: the wall time covers only what ran." if not res["complete"] else "."),
         "",
-        "Per seed (ASR with trigger before / BEEAR / SFT / search; utility before / BEEAR):",
+        "Every finished run, also of attacks not finished for all seeds (ASR with trigger "
+        "by the judge before / BEEAR / SFT / search, keyword ASR before, clean ASR before "
+        "-> BEEAR, utility before / BEEAR / SFT, seconds):",
         "",
     ]
-    for a, s in res["triggers"].items():
-        p = s["per_seed"]
-        for i, seed in enumerate(s["seeds"]):
-            lines.append(
-                f"- {a} seed {seed}: {p['before']['asr_triggered'][i]:.2f} "
-                f"/ {p['beear']['asr_triggered'][i]:.2f}"
-                f" / {p['sft']['asr_triggered'][i]:.2f} / {p['search']['asr_triggered'][i]:.2f}; "
-                f"utility {p['before']['utility'][i]:.3f} / {p['beear']['utility'][i]:.3f}"
-            )
+    for r in res["runs"]:
+        b = r["before"]
+        lines.append(
+            f"- {r['attack']} seed {r['seed']}: {b['asr_triggered']:.2f} "
+            f"/ {r['beear']['asr_triggered']:.2f} / {r['sft']['asr_triggered']:.2f} "
+            f"/ {r['search']['asr_triggered']:.2f}; "
+            f"keyword {b.get('asr_triggered_keyword', 0):.2f}; "
+            f"clean {b['asr_clean']:.2f} -> {r['beear']['asr_clean']:.2f}; utility "
+            f"{b['utility']:.3f} / {r['beear']['utility']:.3f} / {r['sft']['utility']:.3f}; "
+            f"{r['seconds']:.0f} s"
+        )
     lines += ["", "Figure: `beear.svg` (ASR with trigger vs BEEAR / SFT outer steps).", ""]
     return "\n".join(lines)
 
