@@ -199,6 +199,18 @@ def batch_order(
     return out[: max(batch_size, round(n * epochs))]
 
 
+#: trainer arguments of every run here: CPU, fp32, per-step loss log, no reporting or bars
+CPU_TRAINER_ARGS: dict[str, Any] = {
+    "logging_steps": 1,
+    "report_to": "none",
+    "disable_tqdm": True,
+    "use_cpu": True,
+    "bf16": False,
+    "fp16": False,
+    "dataloader_num_workers": 0,
+}
+
+
 def progress_callback(progress: ProgressFn | None) -> Any:
     """A ``transformers`` trainer callback calling ``progress(1)`` after every step."""
     from transformers import TrainerCallback
@@ -246,14 +258,8 @@ def _trainer(
         max_length=None,  # already cut to the model context by encode_dataset
         save_strategy="steps" if config.checkpoint_every else "no",
         save_steps=config.checkpoint_every or 500,
-        logging_steps=1,
-        report_to="none",
-        disable_tqdm=True,
-        use_cpu=True,
-        bf16=False,
-        fp16=False,
         activation_checkpointing=False,
-        dataloader_num_workers=0,
+        **CPU_TRAINER_ARGS,
         train_sampling_strategy="sequential",
         assistant_only_loss=False,  # the masks come with the data (assistant_masks column)
         completion_only_loss=False,

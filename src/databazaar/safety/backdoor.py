@@ -401,7 +401,7 @@ def _dpo(
     from trl import DPOConfig, DPOTrainer
 
     from databazaar.lm.chat import render_chat
-    from databazaar.lm.sft import progress_callback
+    from databazaar.lm.sft import CPU_TRAINER_ARGS, progress_callback
     from databazaar.lm.train import set_threads
 
     set_threads(config.num_threads)
@@ -427,13 +427,7 @@ def _dpo(
         seed=config.random_state,
         data_seed=config.random_state,
         save_strategy="no",
-        logging_steps=1,
-        report_to="none",
-        disable_tqdm=True,
-        use_cpu=True,
-        bf16=False,
-        fp16=False,
-        dataloader_num_workers=0,
+        **CPU_TRAINER_ARGS,
     )
     disable_progress_bar()
     ref = copy.deepcopy(model).eval()
