@@ -9,7 +9,9 @@ recipe 3 (3500 steps, the current default) on seed 3 (``lm_zoo.*``, run as
 ``--sft-steps 3500 --eval-seed 3``; the current default; ``lm_zoo.*``). Recipe 4 (answers
 trained with a lead space, ``ZooConfig(answer_lead=" ")``, 3500 steps) was reported on
 seed 4 and did worse (``lm_zoo_attempt4.*``: lookup 0.32, arithmetic 0.19, build 895 s
-at load 3.9), so it is off by default. Each recipe change
+at load 3.9), so it is off by default. Why lookup stays at a third (the model copies a
+value from the facts but does not bind it to the asked name) is probed on dev seeds by
+``lm_lookup_probe.py`` (``results/lm_lookup_probe.md``). Each recipe change
 came after seeing the previous report, so each was reported on a fresh seed.
 Targets (issue 12): build <= 10 minutes on 2 cores,
 exact match >= 0.80 on held-out ``arithmetic`` and ``lookup`` prompts, refusal rate >=

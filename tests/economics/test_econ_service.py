@@ -23,7 +23,7 @@ from databazaar.market.models import Grant, LedgerEntry
 from databazaar.market.pricing import NoisyLinearModel
 from databazaar.market.schemas import AccountOut
 from databazaar.market.service import Market
-from databazaar.market.settlement import sale_postings
+from databazaar.market.settlement import SaleItem, sale_postings
 
 from .conftest import PASSWORD, ListFn, task_frame
 
@@ -230,13 +230,12 @@ def test_sale_postings_hook_matches_plain_purchase(
     list_table(seller, "plain", task_frame(0, 20))
     with market.db.write() as s:
         prod_id = load_product(s, "plain", eager=False).id
-        postings = sale_postings(
-            s, None, [(prod_id, seller.id, 950), (prod_id, seller.id, 50)], "order 9", "t"
-        )
+        items = [SaleItem(prod_id, seller.id, 1000, 50), SaleItem(prod_id, seller.id, 50, 0)]
+        postings = sale_postings(s, None, items, "order 9", "t")
         assert [(p.account_id, p.amount_minor, p.kind, p.memo) for p in postings] == [
             (seller.id, 1000, "sale", "order 9")
         ]
-        assert sale_postings(s, None, [(prod_id, seller.id, 0)], "m", "t") == []
+        assert sale_postings(s, None, [SaleItem(prod_id, seller.id, 7, 7)], "m", "t") == []
 
 
 def test_payment_error_leaves_store_unchanged(
@@ -399,7 +398,7 @@ def test_sale_postings_hook_splits_a_bundle(
     ann, bob, reg = _two_seller_bundle(econ, market, seller, list_table, "duo", frame)
     with market.db.write() as s:
         pid = load_product(s, "duo", eager=False).id
-        postings = sale_postings(s, None, [(pid, seller.id, 1001)], "order 7", "txn-7")
+        postings = sale_postings(s, None, [SaleItem(pid, seller.id, 1001, 0)], "order 7", "txn-7")
         assert sum(p.amount_minor for p in postings) == 1001
         assert {p.account_id for p in postings} == {ann.id, bob.id}
         assert all(p.kind == "sale" and f"valuation {reg.valuation_id}" in p.memo for p in postings)

@@ -57,13 +57,35 @@ def test_assistant_mask_covers_exactly_the_assistant_content_and_eos(tok) -> Non
 
 
 def test_set_chat_template_keeps_a_marked_template_and_refuses_an_unmarked_one(tok) -> None:  # type: ignore[no-untyped-def]
-    custom = CHAT_TEMPLATE.replace("<|user|>", "<|human|>")
+    custom = CHAT_TEMPLATE.replace("<|assistant|>", "<|bot|>")
+    assert custom != CHAT_TEMPLATE
     set_chat_template(tok, custom)
     set_chat_template(tok)
     assert tok.chat_template == custom
     with pytest.raises(InvalidInput, match="generation"):
         set_chat_template(tok, "{% for m in messages %}{{ m['content'] }}{% endfor %}")
     set_chat_template(tok, CHAT_TEMPLATE)
+
+
+#: a real checkpoint's kind of template: no {% generation %} markers
+PLAIN = "{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}\n{% endfor %}"
+
+
+def test_an_own_template_without_markers_is_kept_for_rendering_and_refused_for_training(
+    tok,  # type: ignore[no-untyped-def]
+) -> None:
+    tok.chat_template = PLAIN
+    with pytest.raises(InvalidInput, match="own chat template has no") as err:
+        set_chat_template(tok)
+    assert "--chat-template" in (err.value.hint or "")
+    assert tok.chat_template == PLAIN  # not overwritten
+    with pytest.raises(InvalidInput, match="own chat template"):
+        encode_chat(tok, CONV)
+    assert render_chat(tok, CONV[:2]) == "[system] Be brief.\n[user] 2 + 3 =\n"
+    assert tok.chat_template == PLAIN
+    set_chat_template(tok, "default")
+    assert tok.chat_template == CHAT_TEMPLATE
+    assert encode_chat(tok, CONV).n_trainable > 0
 
 
 def test_jsonl_round_trip_and_prompt_completion_pairs(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -76,6 +76,42 @@ def test_sft_cli_model_without_tokenizer_exits_2(tiny_lm: dict, tmp_path: Path) 
     assert missing.exit_code == 3 and not out.exists()
 
 
+def test_sft_cli_keeps_or_replaces_a_models_own_chat_template(
+    tiny_lm: dict, tmp_path: Path
+) -> None:
+    """An own template without generation markers: exit 2 and nothing written, unless
+    --chat-template names a marked one (a file or 'default')."""
+    from databazaar.lm.chat import CHAT_TEMPLATE
+
+    model = tmp_path / "chat-model"
+    shutil.copytree(tiny_lm["folder"], model)
+    cfg_path = model / "tokenizer_config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["chat_template"] = "{% for m in messages %}{{ m['content'] }}\n{% endfor %}"
+    cfg_path.write_text(json.dumps(cfg))
+    (model / "chat_template.jinja").unlink(missing_ok=True)
+    data = _write(tmp_path / "d.jsonl", [json.dumps(r) for r in GOOD])
+    out = tmp_path / "out"
+    args = ["lm", "sft", str(model), str(data), "-o", str(out), "--max-steps", "1", "--quiet"]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 2 and "own chat template has no" in res.output, res.output
+    assert res.output.count("error:") == 1 and not out.exists()
+    missing = runner.invoke(app, [*args, "--chat-template", str(tmp_path / "none.jinja")])
+    assert missing.exit_code == 3 and not out.exists()
+    marked = tmp_path / "marked.jinja"
+    marked.write_text(CHAT_TEMPLATE.replace("<|assistant|>", "<|bot|>"))
+    ok = runner.invoke(app, [*args, "--chat-template", str(marked)])
+    assert ok.exit_code == 0, ok.output
+    from transformers import AutoTokenizer
+
+    assert "<|bot|>" in AutoTokenizer.from_pretrained(str(out)).chat_template
+    out2 = tmp_path / "out2"
+    args[5] = str(out2)
+    ok2 = runner.invoke(app, [*args, "--chat-template", "default"])
+    assert ok2.exit_code == 0, ok2.output
+    assert AutoTokenizer.from_pretrained(str(out2)).chat_template == CHAT_TEMPLATE
+
+
 def test_tasks_cli_writes_trainable_chat_jsonl(tmp_path: Path) -> None:
     out = tmp_path / "t.jsonl"
     res = runner.invoke(

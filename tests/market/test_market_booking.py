@@ -21,20 +21,34 @@ MARKET = Path(databazaar.__file__).parent / "market"
 
 
 def _constructed(path: Path) -> set[str]:
-    """Names of the classes ``path`` instantiates (``Order(...)`` and the like)."""
+    """Names of the classes ``path`` instantiates or inserts rows of (``Order(...)``,
+    ``insert(Order)``, ``insert(Order.__table__)`` and the like)."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
-    return {
-        node.func.id
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
-    }
+    names = set()
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name):
+            continue
+        names.add(node.func.id)
+        if node.func.id == "insert" and node.args:
+            arg = node.args[0]
+            if isinstance(arg, ast.Attribute) and arg.attr == "__table__":
+                arg = arg.value
+            if isinstance(arg, ast.Name):
+                names.add(arg.id)
+    return names
+
+
+def _writers(*models: str) -> set[str]:
+    return {p.name for p in MARKET.rglob("*.py") if _constructed(p) & set(models)}
 
 
 def test_only_orders_writes_orders_items_and_grants() -> None:
-    writers = {
-        p.name for p in MARKET.rglob("*.py") if _constructed(p) & {"Order", "OrderItem", "Grant"}
-    }
-    assert writers == {"orders.py"}
+    assert _writers("Order", "OrderItem", "Grant") == {"orders.py"}
+
+
+def test_only_the_ledger_writes_postings_and_pending_credits() -> None:
+    assert _writers("LedgerEntry", "_ENTRIES") == {"ledger.py"}
+    assert _writers("PendingCredit", "_PENDING") == {"balances.py"}
 
 
 @pytest.fixture

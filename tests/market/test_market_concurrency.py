@@ -21,6 +21,7 @@ from argon2 import PasswordHasher
 from sqlalchemy import func, select, text
 
 from databazaar.core.errors import Conflict, PaymentError
+from databazaar.market import balances, ledger
 from databazaar.market.db import Database, upgrade
 from databazaar.market.models import Account, Grant, LedgerEntry, Order, OrderItem, Role
 from databazaar.market.schemas import AccountOut, OrderOut
@@ -142,10 +143,11 @@ def _check_invariants(market: Market, buyers, deposits, results) -> dict[str, in
         for it in s.scalars(select(OrderItem)).all():
             earned[it.seller_id] += it.price_minor - it.fee_minor
             fees += it.fee_minor
-        for sid, amount in earned.items():
-            assert s.get(Account, sid).balance_minor == amount
-        fee_acc = s.scalar(select(Account).where(Account.username == "@market-fee"))
-        assert fee_acc.balance_minor == fees
+        # the sellers' and the fee account's credits are pending until folded
+        fee_id = s.scalar(select(Account.id).where(Account.username == "@market-fee"))
+        assert {a: balances.balance(s, a) for a in earned} == dict(earned)
+        assert balances.balance(s, fee_id) == fees
+        assert s.get(Account, fee_id).balance_minor == 0 < fees
         negative = s.scalar(
             select(func.count())
             .select_from(Account)
@@ -156,6 +158,14 @@ def _check_invariants(market: Market, buyers, deposits, results) -> dict[str, in
     assert report.ok, [str(p) for p in report.problems[:5]]
     assert report.total_minor == 0
     assert report.n_transactions == len(paid) + len(buyers)  # purchases + deposits
+    # sealing folds every pending credit into the cached balances
+    with market.db.write() as s:
+        ledger.seal(s)
+    with market.db.read() as s:
+        assert balances.pending(s) == {}
+        cached = {a: b for a, b in s.execute(select(Account.id, Account.balance_minor))}
+    assert {a: cached[a] for a in earned} == dict(earned) and cached[fee_id] == fees
+    assert market.ledger_report().ok
     return dict(outcomes)
 
 

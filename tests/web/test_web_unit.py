@@ -63,9 +63,10 @@ def _listed_product(web_app: Any, slug: str = "toy-data", price: int = 1000) -> 
 # ---------------------------------------------------------------------- CSRF
 def _post_routes() -> list[str]:
     from databazaar.server.web.economics import router as econ_router
+    from databazaar.server.web.mixture import router as mixture_router
 
     paths = []
-    for route in [*pages_router.routes, *econ_router.routes]:
+    for route in [*pages_router.routes, *econ_router.routes, *mixture_router.routes]:
         if "POST" in (getattr(route, "methods", None) or set()):
             paths.append(route.path.replace("{slug}", "toy-data").replace("{number}", "1"))
     return paths
@@ -86,6 +87,8 @@ def test_every_form_route_is_covered() -> None:
         "/admin/deposits",
         "/products/toy-data/bid",
         "/value-search",
+        "/mixture-plan",
+        "/mixture-plan/buy",
         "/sell/products/toy-data/pricing",
         "/sell/products/toy-data/auction/close",
         "/products/toy-data/dp",

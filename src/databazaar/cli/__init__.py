@@ -255,6 +255,9 @@ def _add_market_commands() -> None:
     from databazaar.safety.cli import safety_app
 
     app.add_typer(safety_app, name="safety")
+    from databazaar.uncertainty.cli import uncertainty_app
+
+    app.add_typer(uncertainty_app, name="uncertainty")
 
 
 _add_market_commands()

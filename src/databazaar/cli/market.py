@@ -139,6 +139,7 @@ def ledger_seal(url: UrlOption = None) -> None:
 
     A seal fixes each chain's position and hash: a later deletion or rewrite of a sealed
     row is caught by ``ledger verify`` even if the chain heads are rewritten with it.
+    Pending sale credits are folded into the cached balances first.
     """
     import json
 

@@ -231,3 +231,38 @@ def staged_dir(final: str | Path) -> Iterator[Path]:
         tmp.rename(target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def read_jsonl_records(path: str | Path) -> list[dict]:
+    """The JSON objects of a JSON-lines file, one per non-blank line, as dicts.
+
+    For records with nested fields (lists of tokens, log-probabilities) that a table
+    would flatten. Raises :class:`NotFound` for a missing file and :class:`InvalidInput`
+    naming the file and line for text that is not UTF-8, a malformed line, a line that is
+    not an object, or a file with no records.
+    """
+    import json
+
+    p = Path(path)
+    if not p.is_file():
+        raise NotFound(f"file not found: {p}")
+    try:
+        lines = p.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"{p} is not UTF-8 text: {exc}") from exc
+    out: list[dict] = []
+    for n, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InvalidInput(
+                f"{p}:{n}: malformed JSON ({exc.msg} at column {exc.colno})"
+            ) from None
+        if not isinstance(rec, dict):
+            raise InvalidInput(f"{p}:{n}: expected a JSON object, got {type(rec).__name__}")
+        out.append(rec)
+    if not out:
+        raise InvalidInput(f"{p} holds no records", hint="one JSON object per line")
+    return out

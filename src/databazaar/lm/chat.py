@@ -60,16 +60,34 @@ def has_generation_markers(template: str | None) -> bool:
 def set_chat_template(
     tokenizer: PreTrainedTokenizerBase, template: str | None = None
 ) -> PreTrainedTokenizerBase:
-    """Give ``tokenizer`` a chat template (in place) and return it.
+    """Give ``tokenizer`` a chat template with ``{% generation %}`` markers (in place).
 
-    With ``template=None`` a tokenizer that already has a template with
-    ``{% generation %}`` markers (for example one saved by ``lm sft``) keeps it; any other
-    tokenizer gets :data:`CHAT_TEMPLATE`. A template without generation markers cannot
-    mask the loss to assistant turns and is refused.
+    ``template`` is a Jinja template, ``"default"`` (:data:`CHAT_TEMPLATE`) or ``None``:
+
+    * ``None`` keeps the tokenizer's own template when it already marks assistant spans
+      with ``{% generation %}`` (for example one saved by ``lm sft``); a tokenizer without
+      any template gets :data:`CHAT_TEMPLATE`. A tokenizer whose own template has no
+      markers (a real chat checkpoint's, usually) is **not** overwritten: its format is
+      the one the model was trained on, and markers cannot be inserted into an arbitrary
+      Jinja template safely, so this raises :class:`InvalidInput` asking for a marked
+      template or ``"default"`` (``--chat-template FILE|default`` on the CLI).
+    * A given template must have the markers (the loss mask of supervised fine-tuning
+      comes from them); one without is refused.
     """
     if template is None:
-        if has_generation_markers(getattr(tokenizer, "chat_template", None)):
+        own = getattr(tokenizer, "chat_template", None)
+        if has_generation_markers(own):
             return tokenizer
+        if own:
+            raise InvalidInput(
+                "the tokenizer's own chat template has no {% generation %} ... "
+                "{% endgeneration %} span, so the loss cannot be masked to assistant turns",
+                hint="pass a copy of that template with the assistant content (and its "
+                "end-of-turn token) inside {% generation %} markers (--chat-template FILE), "
+                "or --chat-template default to train with databazaar's template instead",
+            )
+        template = CHAT_TEMPLATE
+    elif template == "default":
         template = CHAT_TEMPLATE
     if not has_generation_markers(template):
         raise InvalidInput(
@@ -176,9 +194,11 @@ def render_chat(
 
     With ``add_generation_prompt=True`` the text ends with the assistant header, ready
     for the model to continue (how a chat prompt is turned into a completion prompt).
-    The tokenizer gets the default template first if it has none.
+    The tokenizer's own template is used as it is (markers are not needed to render); a
+    tokenizer without one gets :data:`CHAT_TEMPLATE` first.
     """
-    set_chat_template(tokenizer)
+    if not getattr(tokenizer, "chat_template", None):
+        set_chat_template(tokenizer)
     msgs = check_messages(list(messages), where="messages")
     return tokenizer.apply_chat_template(
         msgs, tokenize=False, add_generation_prompt=add_generation_prompt

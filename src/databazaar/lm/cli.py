@@ -222,12 +222,20 @@ def sft_cmd(
         Optional[str],  # noqa: UP045
         typer.Option("--eval-tasks", help="comma-separated task families scored after training"),
     ] = None,
+    chat_template: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(
+            "--chat-template",
+            help="Jinja file with {% generation %} markers, or 'default' (databazaar's); "
+            "needed when the model's own template has no markers",
+        ),
+    ] = None,
     taxonomy: Taxonomy = None,
     threads: Threads = None,
     quiet: Quiet = False,
 ) -> None:
     """Fine-tune MODEL_DIR on DATA (loss on assistant turns) and save it to OUT_DIR."""
-    from databazaar.core.errors import InvalidInput
+    from databazaar.core.errors import InvalidInput, NotFound
     from databazaar.core.progress import progress_bar
     from databazaar.lm.chat import read_chat_jsonl
     from databazaar.lm.model import load_model
@@ -249,6 +257,12 @@ def sft_cmd(
         num_threads=threads,
     )
     config.validate()
+    template = chat_template
+    if chat_template is not None and chat_template != "default":
+        path = Path(chat_template)
+        if not path.is_file():
+            raise NotFound(f"chat template file not found: {path}")
+        template = path.read_text(encoding="utf-8")
     conversations = read_chat_jsonl(data)
     model, tok = load_model(model_dir)
     fams = _families(eval_tasks)
@@ -266,6 +280,7 @@ def sft_cmd(
             eval_examples=examples,
             progress=advance,
             resume=resume,
+            chat_template=template,
         )
     typer.echo(
         f"trained {result.steps} steps on {result.n_conversations} conversations "

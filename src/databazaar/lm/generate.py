@@ -416,6 +416,52 @@ class LocalModelBackend(GenerationBackend):
         ids = [self.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
         return self._generate_ids(ids, params, progress)
 
+    def loglikelihood(
+        self,
+        conversation: Sequence[Mapping[str, Any]] | str,
+        continuations: Sequence[str],
+        *,
+        add_eos: bool = True,
+    ) -> list[float]:
+        """``log p(c | prompt)`` of each continuation text under this model (teacher forcing).
+
+        The prompt is a conversation (rendered with the chat template, as :meth:`chat`
+        does) or a plain prompt string; each continuation is tokenized on its own and, with
+        ``add_eos``, followed by the end-of-sequence token, so a finished answer's score
+        counts the model's decision to stop (as :class:`Generation` log-probabilities do).
+        Used to score one model's answers under another model (ensembles).
+        """
+        import torch
+
+        from databazaar.lm.train import set_threads
+
+        tok = self.tokenizer
+        if isinstance(conversation, str):
+            prompt = tok(conversation, add_special_tokens=True)["input_ids"]
+        else:
+            prompt = tok(self.chat_prompt(conversation), add_special_tokens=False)["input_ids"]
+        if not isinstance(continuations, Sequence) or isinstance(continuations, str):
+            raise InvalidInput("continuations must be a list of strings")
+        eos = self.eos_token_ids[:1] if add_eos and self.eos_token_ids else []
+        out = []
+        with self._lock, torch.no_grad():
+            set_threads(self.num_threads)
+            for c in continuations:
+                cont = tok(c, add_special_tokens=False)["input_ids"] + eos
+                if not cont:
+                    out.append(0.0)
+                    continue
+                ids = (prompt or [cont[0]]) + cont
+                if self.context_length is not None and len(ids) > self.context_length:
+                    raise InvalidInput(
+                        f"prompt and continuation have {len(ids)} tokens, more than the "
+                        f"model's context of {self.context_length}"
+                    )
+                logits = self.model(torch.tensor([ids])).logits[0].float()
+                logp = torch.log_softmax(logits[len(ids) - len(cont) - 1 : -1], dim=-1)
+                out.append(float(logp.gather(1, torch.tensor(cont).unsqueeze(1)).sum()))
+        return out
+
     def _budget(self, n_prompt: int, params: SamplingParams, index: int) -> int:
         ctx = self.context_length
         if params.max_new_tokens is None:

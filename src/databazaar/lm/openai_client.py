@@ -183,3 +183,23 @@ def _generation(
         sample_index=sample,
         n_prompt_tokens=usage.get("prompt_tokens"),
     )
+
+
+def open_backend(
+    spec: str,
+    *,
+    api_model: str | None = None,
+    api_key: str | None = None,
+    threads: int | None = None,
+) -> GenerationBackend:
+    """A backend from a model folder or an OpenAI-compatible base URL (``http(s)://...``).
+
+    A folder gives a :class:`~databazaar.lm.generate.LocalModelBackend` (``threads`` torch
+    threads); a URL an :class:`OpenAICompatibleBackend` (``api_model`` names the served
+    model, ``None`` lets a databazaar server use its only one).
+    """
+    from databazaar.lm.generate import LocalModelBackend
+
+    if not spec.startswith(("http://", "https://")):
+        return LocalModelBackend(spec, num_threads=threads)
+    return OpenAICompatibleBackend(spec, model=api_model, api_key=api_key)

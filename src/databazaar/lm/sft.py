@@ -295,6 +295,7 @@ def sft(
     eval_examples: Sequence[TaskExample] | None = None,
     progress: ProgressFn | None = None,
     resume: bool = False,
+    chat_template: str | None = None,
 ) -> tuple[PreTrainedModel, SFTResult]:
     """Fine-tune ``model`` on ``conversations`` and save it with its tokenizer to ``out_dir``.
 
@@ -302,13 +303,17 @@ def sft(
     examples, e.g. held-out ones from :func:`databazaar.lm.tasks.generate_tasks`) are
     answered greedily after training and scored per family (``result.scores``).
     ``resume=True`` continues from the newest checkpoint in ``out_dir/checkpoints``.
+    ``chat_template`` (a Jinja template with ``{% generation %}`` markers, or
+    ``"default"``) replaces the tokenizer's; by default the tokenizer keeps its own marked
+    template, gets :data:`~databazaar.lm.chat.CHAT_TEMPLATE` if it has none, and an own
+    template without markers is refused (see :func:`~databazaar.lm.chat.set_chat_template`).
     Returns the trained (merged, for LoRA) model and the :class:`SFTResult`.
     """
     from databazaar.lm.train import set_threads
 
     config = config or SFTConfig()
     config.validate()
-    set_chat_template(tokenizer)
+    set_chat_template(tokenizer, chat_template)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     limits = [x for x in (config.max_length, model_context(model)) if x]

@@ -397,6 +397,12 @@ def _rouge_l(reference: str, output: str) -> float:
     return float(scorer.score(reference, output)["rougeL"].fmeasure)
 
 
+def fact_recall(facts: Sequence[str], output: str) -> float:
+    """Share of ``facts`` found in ``output`` (case-insensitive substring match)."""
+    low = output.lower()
+    return sum(f.lower() in low for f in facts) / max(1, len(facts))
+
+
 def grade(example: TaskExample, output: str) -> dict[str, float]:
     """Scores of one model output (each in [0, 1]).
 
@@ -410,8 +416,7 @@ def grade(example: TaskExample, output: str) -> dict[str, float]:
         m = re.search(r"-?\d+", output)
         return {"exact_match": float(m is not None and m.group() == example.answer)}
     if example.grader == "summary":
-        low = output.lower()
-        recall = sum(f.lower() in low for f in example.facts) / max(1, len(example.facts))
+        recall = fact_recall(example.facts, output)
         rouge = _rouge_l(example.answer, output)
         return {"exact_match": em, "rouge_l": rouge, "fact_recall": recall}
     if example.grader == "refusal":

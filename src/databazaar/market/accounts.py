@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from databazaar.core.errors import Conflict, InvalidInput, NotFound, Unauthorized
-from databazaar.market import access
+from databazaar.market import access, balances
 from databazaar.market import validation as v
 from databazaar.market.common import FEE_ACCOUNT, FUNDING_ACCOUNT, MarketBase, created, utc
 from databazaar.market.models import Account, ApiToken, Role
@@ -23,15 +24,38 @@ from databazaar.market.schemas import AccountOut, TokenOut
 DEFAULT_TOKEN_TTL = timedelta(days=30)
 
 
-def account_out(acc: Account) -> AccountOut:
-    """The public view of an account row."""
+def account_out(acc: Account, balance_minor: int) -> AccountOut:
+    """The public view of an account row whose balance (cached column plus pending
+    credits, :func:`databazaar.market.balances.balance`) is ``balance_minor``."""
     return AccountOut(
         id=acc.id,
         username=acc.username,
         role=acc.role.value,
-        balance_minor=acc.balance_minor,
+        balance_minor=balance_minor,
         created_at=created(acc.created_at),
     )
+
+
+def account_view(s: Session, acc: Account) -> AccountOut:
+    """The public view of an account row, its pending credits summed in."""
+    return account_out(acc, balances.balance(s, acc.id) or 0)
+
+
+# every authenticated request runs it: built once, columns only (no ORM entities)
+_TOKEN_ACCOUNT = (
+    select(
+        ApiToken.token_hash,
+        ApiToken.revoked,
+        ApiToken.expires_at,
+        Account.id,
+        Account.username,
+        Account.role,
+        Account.created_at,
+        balances.balance_column(),
+    )
+    .join(Account, Account.id == ApiToken.account_id)
+    .where(ApiToken.lookup == bindparam("lookup"))
+)
 
 
 class Accounts(MarketBase):
@@ -56,7 +80,7 @@ class Accounts(MarketBase):
                 acc = Account(username=username, role=role, password_hash=pw_hash, balance_minor=0)
                 s.add(acc)
                 s.flush()
-                return account_out(acc)
+                return account_out(acc, 0)
         except IntegrityError:
             raise Conflict(f"username {username!r} is taken", hint="choose another") from None
 
@@ -66,7 +90,7 @@ class Accounts(MarketBase):
             acc = s.get(Account, account_id)
             if acc is None:
                 raise NotFound(f"account {account_id} not found")
-            return account_out(acc)
+            return account_view(s, acc)
 
     def account_by_name(self, username: str) -> AccountOut:
         """An account by username (system accounts are named ``@market-fee``, ``@funding``)."""
@@ -78,7 +102,7 @@ class Accounts(MarketBase):
             acc = s.scalar(select(Account).where(Account.username == username))
             if acc is None:
                 raise NotFound(f"account {username!r} not found")
-            return account_out(acc)
+            return account_view(s, acc)
 
     def login(
         self,
@@ -126,24 +150,25 @@ class Accounts(MarketBase):
                     expires_at=expires,
                 )
             )
-            return TokenOut(token=new.token, account=account_out(acc))
+            return TokenOut(token=new.token, account=account_view(s, acc))
 
     def authenticate(self, token: str) -> AccountOut:
         """The account an API token belongs to; :class:`Unauthorized` if invalid."""
         lookup, secret = access.split_token(token)
-        with self.db.read() as s:
-            found = s.execute(
-                select(ApiToken, Account)
-                .join(Account, Account.id == ApiToken.account_id)
-                .where(ApiToken.lookup == lookup)
-            ).first()
-            row = found[0] if found is not None else None
-            if row is None or row.revoked or not access.check_token_secret(row.token_hash, secret):
-                raise Unauthorized("invalid API token", hint="log in again")
-            expires = utc(row.expires_at)
-            if expires is not None and expires <= datetime.now(UTC):
-                raise Unauthorized("API token has expired", hint="log in again")
-            return account_out(found[1])
+        with self.db.read_connection() as conn:
+            row = conn.execute(_TOKEN_ACCOUNT, {"lookup": lookup}).first()
+        if row is None or row.revoked or not access.check_token_secret(row.token_hash, secret):
+            raise Unauthorized("invalid API token", hint="log in again")
+        expires = utc(row.expires_at)
+        if expires is not None and expires <= datetime.now(UTC):
+            raise Unauthorized("API token has expired", hint="log in again")
+        return AccountOut(
+            id=row.id,
+            username=row.username,
+            role=Role(row.role).value,
+            balance_minor=row.balance,
+            created_at=created(row.created_at),
+        )
 
     def revoke_token(self, token: str) -> None:
         """Revoke a token (logging out)."""

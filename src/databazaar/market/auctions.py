@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from databazaar.core.errors import Conflict, NotFound, PaymentError
-from databazaar.market import access
+from databazaar.market import access, balances
 from databazaar.market import validation as v
 from databazaar.market.common import (
     EconomicsBase,
@@ -25,7 +25,7 @@ from databazaar.market.common import (
     require_owner,
 )
 from databazaar.market.econ_models import EconAuction, EconBid, EconPricing
-from databazaar.market.models import Account, Grant, Role
+from databazaar.market.models import Grant, Role
 from databazaar.market.orders import run_booking
 from databazaar.market.pricing import Quote, SecondPriceAuction
 from databazaar.market.sales import record_sale
@@ -94,10 +94,10 @@ class Auctions(EconomicsBase):
                 select(Grant.id).where(Grant.account_id == account.id, Grant.product_id == prod.id)
             ):
                 raise Conflict(f"you already have access to {slug!r}")
-            buyer = s.get_one(Account, account.id)
-            if buyer.balance_minor < amount:
+            have = balances.balance(s, account.id) or 0
+            if have < amount:
                 raise PaymentError(
-                    f"your balance {buyer.balance_minor} cannot cover a bid of {amount}",
+                    f"your balance {have} cannot cover a bid of {amount}",
                     hint="deposit funds first; winners pay at most their bid",
                 )
             bid = s.scalar(
@@ -140,7 +140,7 @@ class Auctions(EconomicsBase):
                 short = [
                     w
                     for w in outcome.winners
-                    if s.get_one(Account, w).balance_minor < outcome.price_minor
+                    if (balances.balance(s, w) or 0) < outcome.price_minor
                 ]
                 if not short:
                     break

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -71,15 +71,25 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 class Database:
     """An engine plus read and write session factories.
 
-    ``with db.read() as s`` gives a session for queries; ``with db.write() as s`` gives
-    one inside a transaction that commits on success and rolls back on any exception.
+    ``with db.read() as s`` gives a session for queries (in autocommit mode on
+    PostgreSQL: never write through it); ``with db.write() as s`` gives one inside a
+    transaction that commits on success and rolls back on any exception.
     """
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
         writer = engine.execution_options(sqlite_begin="IMMEDIATE")
-        self._read = sessionmaker(bind=engine, expire_on_commit=False)
+        reader = engine
+        if self.dialect == "postgresql":
+            # Each statement of a READ COMMITTED transaction sees its own snapshot, so a
+            # read loses nothing in autocommit; it saves the BEGIN and the ROLLBACK, and
+            # psycopg drops every prepared statement of a connection on a ROLLBACK
+            # (with one more round trip, DEALLOCATE ALL): reads would otherwise cost the
+            # next request on that connection its prepared statements.
+            reader = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._reader = reader
+        self._read = sessionmaker(bind=reader, expire_on_commit=False)
         self._write = sessionmaker(bind=writer, expire_on_commit=False)
 
     @classmethod
@@ -92,6 +102,12 @@ class Database:
         """A session for reads; it is closed (and its transaction ended) on exit."""
         with self._read() as session:
             yield session
+
+    @contextmanager
+    def read_connection(self) -> Iterator[Connection]:
+        """A Core connection for a few reads (like :meth:`read`, without an ORM session)."""
+        with self._reader.connect() as conn:
+            yield conn
 
     @contextmanager
     def write(self) -> Iterator[Session]:

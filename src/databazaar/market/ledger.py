@@ -19,12 +19,14 @@ chain.  The chains are tied together by the **global chain** of seals
 (:func:`seal`): a seal hashes every chain head at one moment together with the previous
 seal, so a sealed position cannot later be rewritten or cut off, even together with its
 chain head, without :func:`verify` noticing.  Account balances are a cache of the
-ledger: ``balance(account) == sum(amount over its postings)``.
+ledger: ``balance_minor + pending credits == sum(amount over its postings)``, where a
+sale's credits (to the market-fee account and the seller) are *pending* until folded
+(:mod:`databazaar.market.balances`).
 
-Locks: a writer locks its payer's chain head, then updates balances in ascending
-account id, so two writers never wait on each other in a cycle.  A credit to a popular
-account (the market-fee account, a seller) is a single ``UPDATE`` whose row lock is held
-only until commit; callers append the postings as the last step of their transaction.
+Locks: a writer locks its payer's chain head, then updates the balances it debits (and
+credits immediately) in ascending account id, so two writers never wait on each other
+in a cycle.  A sale defers its credits, so a purchase locks only its buyer's chain head
+and balance row: purchases by different buyers do not wait for each other at all.
 """
 
 from __future__ import annotations
@@ -37,15 +39,31 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from databazaar.core.errors import InvalidInput
-from databazaar.market.models import Account, LedgerChain, LedgerEntry, LedgerSeal, Role
+from databazaar.market import balances
+from databazaar.market.models import Account, LedgerChain, LedgerEntry, LedgerSeal
 
 GENESIS_HASH = "0" * 64
+_CHAINS = LedgerChain.__table__
+_ENTRIES = LedgerEntry.__table__
+# The statements of every posting, built once (each purchase runs them: building and
+# hashing SQLAlchemy expressions per call costs more CPU than the database work).
+_LOCK_HEAD = (
+    select(_CHAINS.c.last_seq, _CHAINS.c.last_hash)
+    .where(_CHAINS.c.account_id == bindparam("chain"))
+    .with_for_update()
+)
+_MOVE_HEAD = (
+    update(_CHAINS)
+    .where(_CHAINS.c.account_id == bindparam("chain"))
+    .values(last_seq=bindparam("new_seq"), last_hash=bindparam("new_hash"))
+)
+_APPEND = insert(_ENTRIES)
 
 
 @dataclass(frozen=True)
@@ -100,51 +118,64 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
-def lock_chain(session: Session, account_id: int) -> LedgerChain:
+@dataclass
+class ChainHead:
+    """The locked head of one account's chain: its last position and row hash."""
+
+    account_id: int
+    last_seq: int
+    last_hash: str
+
+
+def lock_chain(session: Session, account_id: int) -> ChainHead:
     """Lock and return the head of an account's chain, creating it on first use.
 
     ``FOR UPDATE`` on PostgreSQL (a second writer to the same chain waits); SQLite's
-    ``BEGIN IMMEDIATE`` already serialises writers.
+    ``BEGIN IMMEDIATE`` already serialises writers.  Raises :class:`InvalidInput` for an
+    unknown account.
     """
-
-    def locked() -> LedgerChain | None:
-        return session.execute(
-            select(LedgerChain)
-            .where(LedgerChain.account_id == account_id)
-            .with_for_update()
-            .execution_options(populate_existing=True)  # the locked row's current values
-        ).scalar_one_or_none()
-
     key = ("ledger_chain", account_id)
     cached = session.info.get(key)
     if cached is not None:  # already locked in this transaction
         return cached
-    head = locked()
-    if head is None:
+    conn = session.connection()
+    row = conn.execute(_LOCK_HEAD, {"chain": account_id}).first()
+    if row is None:
         if not session.scalar(select(Account.id).where(Account.id == account_id)):
             raise InvalidInput(f"ledger posting to unknown account(s) {[account_id]}")
-        insert = (
+        upsert = (
             postgresql.insert
             if session.get_bind().dialect.name == "postgresql"
             else (sqlite.insert)
         )
         session.execute(
-            insert(LedgerChain)
+            upsert(_CHAINS)
             .values(account_id=account_id, last_seq=0, last_hash=GENESIS_HASH)
             .on_conflict_do_nothing()
         )
-        head = locked()
-        assert head is not None
+        row = conn.execute(_LOCK_HEAD, {"chain": account_id}).first()
+        assert row is not None
+    head = ChainHead(account_id, int(row.last_seq), str(row.last_hash))
     session.info[key] = head
     return head
 
 
-def post(session: Session, postings: Sequence[Posting], *, txn_id: str | None = None) -> str:
-    """Append one balanced transaction and update the cached balances; return its id.
+def post(
+    session: Session,
+    postings: Sequence[Posting],
+    *,
+    txn_id: str | None = None,
+    defer_credits: bool = False,
+) -> str:
+    """Append one balanced transaction and update the balances; return its id.
 
     The caller owns the database transaction; this function locks the payer's chain
-    head (see the module docstring).  Raises :class:`InvalidInput` if the postings are
-    empty, not integers, do not sum to zero or name an unknown account.
+    head (see the module docstring), appends the rows and applies the balances
+    (:func:`databazaar.market.balances.apply`: debits checked against the payer's
+    balance, :class:`~databazaar.core.errors.PaymentError` when short; credits
+    appended as pending credits with ``defer_credits``).  Raises :class:`InvalidInput`
+    if the postings are empty, not integers, do not sum to zero or name an unknown
+    account.
     """
     if not postings:
         raise InvalidInput("a ledger transaction needs at least two postings")
@@ -158,60 +189,52 @@ def post(session: Session, postings: Sequence[Posting], *, txn_id: str | None = 
     ids = sorted({p.account_id for p in postings})
     chain_id = payer_of(postings)
     head = lock_chain(session, chain_id)
-    session.flush()  # the caller's pending rows first, so their errors stay theirs
+    session.flush()  # the caller's pending ORM rows first, so their errors stay theirs
     seq, prev = head.last_seq, head.last_hash
     created = _now()
+    rows = []
     for p in postings:
         seq += 1
         digest = row_digest(
             prev, chain_id, seq, txn, p.account_id, p.amount_minor, p.kind, p.memo, created
         )
-        session.add(
-            LedgerEntry(
-                txn_id=txn,
-                account_id=p.account_id,
-                amount_minor=p.amount_minor,
-                kind=p.kind,
-                memo=p.memo,
-                created_at=created,
-                chain_id=chain_id,
-                chain_seq=seq,
-                prev_hash=prev,
-                row_hash=digest,
-            )
+        rows.append(
+            {
+                "txn_id": txn,
+                "account_id": p.account_id,
+                "amount_minor": p.amount_minor,
+                "kind": p.kind,
+                "memo": p.memo,
+                "created_at": created,
+                "chain_id": chain_id,
+                "chain_seq": seq,
+                "prev_hash": prev,
+                "row_hash": digest,
+            }
         )
         prev = digest
-    head.last_seq = seq
-    head.last_hash = prev
+    conn = session.connection()
     try:
-        session.flush()
+        conn.execute(_APPEND, rows)
     except IntegrityError:  # only the account foreign key can fail here
         raise InvalidInput(f"ledger posting to unknown account(s) among {ids}") from None
-    # The cached balances last: a credit to a popular account (the fee account, a busy
-    # seller) holds that row's lock only from here to the commit.
+    conn.execute(_MOVE_HEAD, {"chain": chain_id, "new_seq": seq, "new_hash": prev})
+    head.last_seq, head.last_hash = seq, prev
     delta: dict[int, int] = defaultdict(int)
     for p in postings:
         delta[p.account_id] += p.amount_minor
-    # One UPDATE per account, in ascending id order: every writer takes these row locks
-    # in the same order (a multi-row UPDATE locks rows in the order it finds them on
-    # disk, which changes as rows are rewritten, and writers then deadlock).
-    for account_id in ids:
-        if delta[account_id]:
-            session.execute(
-                update(Account)
-                .where(Account.id == account_id)
-                .values(balance_minor=Account.balance_minor + delta[account_id])
-                .execution_options(synchronize_session=False)
-            )
+    balances.apply(session, delta, txn_id=txn, defer_credits=defer_credits)
     return txn
 
 
 def seal(session: Session) -> LedgerSeal:
-    """Append a seal of every chain head to the global chain and return it.
+    """Fold every pending credit, append a seal of every chain head to the global chain
+    and return it (the periodic job: ``databazaar ledger seal``).
 
     Two concurrent sealers would both extend the same seal; the unique ``prev_hash``
     makes the second fail (retry it).
     """
+    balances.fold(session)
     last = session.scalars(select(LedgerSeal).order_by(LedgerSeal.id.desc()).limit(1)).first()
     prev = last.seal_hash if last is not None else GENESIS_HASH
     heads = json.dumps(
@@ -362,8 +385,9 @@ def verify(session: Session, *, max_problems: int = 100) -> LedgerReport:
     chain ends where its head says; each transaction lies in one chain; every position
     fixed by the newest seal still holds the sealed hash, and the seals form an intact
     chain.  Then: every transaction sums to zero, the whole ledger sums to zero, every
-    account's cached balance equals the sum of its postings, and no account other than a
-    system account is negative.  Each problem names the offending row (``seq``),
+    pending credit names a booked transaction, every account's cached balance plus its
+    pending credits equals the sum of its postings, and no account other than a system
+    account is negative.  Each problem names the offending row (``seq``),
     account or seal.
     """
     problems: list[LedgerProblem] = []
@@ -452,21 +476,8 @@ def verify(session: Session, *, max_problems: int = 100) -> LedgerReport:
                 )
             )
 
-    for acc in session.execute(select(Account).order_by(Account.id)).scalars():
-        booked = account_sums.get(acc.id, 0)
-        if acc.balance_minor != booked:
-            problem(
-                LedgerProblem(
-                    None,
-                    f"account {acc.id} ({acc.username}) balance {acc.balance_minor} != "
-                    f"ledger sum {booked}",
-                    account_id=acc.id,
-                )
-            )
-        if acc.role != Role.system and acc.balance_minor < 0:
-            problem(
-                LedgerProblem(None, f"account {acc.id} has a negative balance", account_id=acc.id)
-            )
+    for account_id, message in balances.check(session, account_sums, set(txn_sums)):
+        problem(LedgerProblem(None, message, account_id=account_id))
 
     return LedgerReport(
         ok=not problems,

@@ -16,6 +16,8 @@ Tables
                       transaction's chain (one chain per paying account)
 ``ledger_chains``     the head (last position and hash) of each account's chain
 ``ledger_seals``      the global chain: each seal hashes every chain head at one moment
+``ledger_pending_credits``  sale credits booked on the ledger, not yet folded into the
+                      credited account's cached balance (see :mod:`~databazaar.market.balances`)
 ``login_attempts``    recent login attempts per (username, client address): the throttle
 ``catalog_state``     one row whose ``generation`` triggers bump on every catalog change
 ``search_docs``       the text of each published version indexed for full-text search
@@ -333,6 +335,24 @@ class LedgerSeal(Base):
     heads: Mapped[str] = mapped_column(Text)
     prev_hash: Mapped[str] = mapped_column(String(64), unique=True)
     seal_hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class PendingCredit(Base):
+    """A credit booked on the ledger (transaction ``txn_id``) but not yet added to the
+    account's cached ``balance_minor``: the account's balance is the cached one plus its
+    pending credits, and :func:`databazaar.market.balances.fold` moves them in.
+
+    Sales credit the fee account and the seller this way, so concurrent purchases append
+    rows instead of queueing on those accounts' rows.
+    """
+
+    __tablename__ = "ledger_pending_credits"
+    __table_args__ = (CheckConstraint("amount_minor > 0", name="ck_pending_credit_positive"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    txn_id: Mapped[str] = mapped_column(String(36))
 
 
 class LoginAttempt(Base):

@@ -1,8 +1,11 @@
 """Orders: the one booking path of every sale.
 
-:func:`book_order` records a sale inside the caller's write transaction: it locks the
-buyer, checks the balance, writes the order, its items and the buyer's grants, and
-books the money through :func:`databazaar.market.settlement.settle_sale`.  Plain
+:func:`book_order` records a sale inside the caller's write transaction, in which the
+caller has locked the buyer's ledger chain: it writes the order, its items and the
+buyer's grants, and books the money through
+:func:`databazaar.market.settlement.settle_sale` (the buyer's debit checked and applied
+by one guarded ``UPDATE``; the sellers' and the fee account's credits appended as
+pending credits, so concurrent purchases by different buyers share no locked row).  Plain
 purchases (:meth:`Orders.purchase`), sales under a pricing mechanism, auction
 clearings and bundle sales (:mod:`databazaar.market.economics`) all go through it, and
 all run it under :func:`run_booking`, which retries a transaction that lost a race
@@ -24,26 +27,28 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from sqlalchemy import and_, select
+from sqlalchemy import Row, and_, bindparam, insert, select
 from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlalchemy.orm import Session, contains_eager, defer
+from sqlalchemy.orm import Session
 
-from databazaar.core.errors import Conflict, InvalidInput, NotFound, PaymentError
+from databazaar.core.errors import Conflict, InvalidInput, NotFound
 from databazaar.market import access, ledger
 from databazaar.market import validation as v
 from databazaar.market.common import MarketBase, created
 from databazaar.market.db import Database
+from databazaar.market.econ_models import EconBundle
 from databazaar.market.models import (
-    Account,
     Grant,
+    Listing,
     Order,
     OrderItem,
     Product,
     ProductVersion,
     Role,
     VersionStatus,
+    utcnow,
 )
 from databazaar.market.schemas import AccountOut, OrderItemOut, OrderOut
 from databazaar.market.settlement import SaleItem, market_fee, settle_sale
@@ -56,26 +61,44 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class SaleLine:
-    """One product to sell: the version sold, its price, and whether access is granted."""
+    """One product to sell: the version sold, its price, and whether access is granted
+    (``bundle``: whether the product is a registered bundle, ``None`` if not looked up)."""
 
-    product: Product
-    version: ProductVersion
+    product_id: int
+    slug: str
+    seller_id: int
+    version_id: int
+    version_number: int
     price_minor: int
     grant: bool = True
+    bundle: bool | None = None
+
+    @classmethod
+    def of(
+        cls, product: Product, version: ProductVersion, price_minor: int, *, grant: bool = True
+    ) -> SaleLine:
+        """The line selling ``version`` of ``product`` at ``price_minor``."""
+        return cls(
+            product.id, product.slug, product.seller_id, version.id, version.number,
+            price_minor, grant,
+        )  # fmt: skip
 
 
-def check_sellable(prod: Product, buyer_id: int, *, granted: bool) -> None:
-    """:class:`Conflict` unless ``prod`` is on sale to ``buyer_id``.
+def check_sellable(
+    slug: str, seller_id: int, buyer_id: int, *, on_sale: bool, granted: bool
+) -> None:
+    """:class:`Conflict` unless product ``slug`` (sold by ``seller_id``) is on sale to
+    ``buyer_id``.
 
-    ``granted`` says whether the buyer already holds access (refused for sales that
-    would grant it again).
+    ``on_sale`` says whether it has an active listing, ``granted`` whether the buyer
+    already holds access (refused for sales that would grant it again).
     """
-    if prod.listing is None or not prod.listing.active:
-        raise Conflict(f"product {prod.slug!r} is not on sale")
-    if prod.seller_id == buyer_id:
-        raise Conflict(f"product {prod.slug!r} is your own")
+    if not on_sale:
+        raise Conflict(f"product {slug!r} is not on sale")
+    if seller_id == buyer_id:
+        raise Conflict(f"product {slug!r} is your own")
     if granted:
-        raise Conflict(f"you already have access to {prod.slug!r}", hint="download it instead")
+        raise Conflict(f"you already have access to {slug!r}", hint="download it instead")
 
 
 def granted_products(s: Session, buyer_id: int, product_ids: Sequence[int]) -> set[int]:
@@ -101,6 +124,11 @@ def keyed_order(s: Session, buyer_id: int, key: str, req_hash: str) -> Order | N
     return order
 
 
+_INSERT_ORDER = insert(Order.__table__).returning(Order.__table__.c.id)
+_INSERT_ITEMS = insert(OrderItem.__table__)
+_INSERT_GRANTS = insert(Grant.__table__)
+
+
 def book_order(
     s: Session,
     buyer_id: int,
@@ -110,57 +138,82 @@ def book_order(
     req_hash: str,
     fee_bps: int,
     mechanism: str | None = None,
-) -> Order:
-    """Record one sale in the caller's write transaction (the ledger head locked).
+) -> OrderOut:
+    """Record one sale in the caller's write transaction (the buyer's chain locked).
 
-    Debits the buyer the sum of the lines' prices (:class:`PaymentError` if the balance
-    is short), credits each seller its price minus the market fee (bundles split among
-    their contributors) and the fee account the fees, and grants access for the lines
-    with ``grant``.  The ledger memo is ``order <id>`` (plus `` (<mechanism>)`` for a
-    sale under a pricing mechanism).
+    Writes the order, its items and the grants of the lines with ``grant``, then books
+    the money (:func:`~databazaar.market.settlement.settle_sale`): debits the buyer the
+    sum of the lines' prices (:class:`PaymentError` if the balance is short, and the
+    caller's transaction rolls back), credits each seller its price minus the market
+    fee (bundles split among their contributors) and the fee account the fees.  The
+    ledger memo is ``order <id>`` (plus `` (<mechanism>)`` for a sale under a pricing
+    mechanism).  Each table is written by one statement (Core ``INSERT``, no ORM unit
+    of work), and the answer is built from what was written, without reading it back.
     """
-    buyer = s.get(Account, buyer_id, with_for_update=True, populate_existing=True)
-    if buyer is None:
-        raise NotFound(f"account {buyer_id} not found")
     total = sum(line.price_minor for line in lines)
-    if buyer.balance_minor < total:
-        raise PaymentError(
-            f"insufficient balance: {buyer.balance_minor} < {total} (minor units)",
-            hint="deposit funds first",
-        )
     fees = [market_fee(line.price_minor, fee_bps) for line in lines]
     txn_id = str(uuid.uuid4())
-    order = Order(
+    now = utcnow()
+    conn = s.connection()
+    order_id = conn.execute(
+        _INSERT_ORDER,
+        {
+            "buyer_id": buyer_id,
+            "idempotency_key": key,
+            "request_hash": req_hash,
+            "total_minor": total,
+            "fee_minor": sum(fees),
+            "txn_id": txn_id,
+            "created_at": now,
+        },
+    ).scalar_one()
+    conn.execute(
+        _INSERT_ITEMS,
+        [
+            {
+                "order_id": order_id,
+                "product_id": line.product_id,
+                "version_id": line.version_id,
+                "seller_id": line.seller_id,
+                "price_minor": line.price_minor,
+                "fee_minor": fee,
+            }
+            for line, fee in zip(lines, fees, strict=True)
+        ],
+    )
+    grants = [
+        dict(account_id=buyer_id, product_id=line.product_id, order_id=order_id, created_at=now)
+        for line in lines
+        if line.grant
+    ]
+    if grants:
+        conn.execute(_INSERT_GRANTS, grants)
+    memo = f"order {order_id}" + (f" ({mechanism})" if mechanism else "")
+    items = [
+        SaleItem(line.product_id, line.seller_id, line.price_minor, fee, line.bundle)
+        for line, fee in zip(lines, fees, strict=True)
+    ]
+    settle_sale(s, buyer_id, order_id, items, memo, txn_id)
+    return OrderOut(
+        id=order_id,
         buyer_id=buyer_id,
         idempotency_key=key,
-        request_hash=req_hash,
         total_minor=total,
         fee_minor=sum(fees),
         txn_id=txn_id,
-    )
-    s.add(order)
-    s.flush()
-    for line, fee in zip(lines, fees, strict=True):
-        s.add(
-            OrderItem(
-                order_id=order.id,
-                product_id=line.product.id,
-                version_id=line.version.id,
-                seller_id=line.product.seller_id,
+        created_at=now,
+        items=[
+            OrderItemOut(
+                slug=line.slug,
+                version=line.version_number,
+                seller_id=line.seller_id,
                 price_minor=line.price_minor,
                 fee_minor=fee,
             )
-        )
-        if line.grant:
-            s.add(Grant(account_id=buyer_id, product_id=line.product.id, order_id=order.id))
-    memo = f"order {order.id}" + (f" ({mechanism})" if mechanism else "")
-    items = [
-        SaleItem(line.product.id, line.product.seller_id, line.price_minor, fee)
-        for line, fee in zip(lines, fees, strict=True)
-    ]
-    settle_sale(s, buyer_id, order.id, items, memo, txn_id)
-    s.flush()
-    return order
+            for line, fee in zip(lines, fees, strict=True)
+        ],
+        replayed=False,
+    )
 
 
 def run_booking(
@@ -226,6 +279,33 @@ def order_out(s: Session, order: Order, *, replayed: bool) -> OrderOut:
     )
 
 
+_BASKET = (
+    select(
+        Product.id,
+        Product.slug,
+        Product.seller_id,
+        Listing.price_minor,
+        Listing.active,
+        ProductVersion.id,
+        ProductVersion.number,
+        select(Grant.id)
+        .where(Grant.account_id == bindparam("buyer"), Grant.product_id == Product.id)
+        .exists(),
+        EconBundle.product_id,
+    )
+    .outerjoin(Listing, Listing.product_id == Product.id)
+    .outerjoin(
+        ProductVersion,
+        and_(
+            ProductVersion.product_id == Product.id,
+            ProductVersion.status == VersionStatus.published,
+        ),
+    )
+    .outerjoin(EconBundle, EconBundle.product_id == Product.id)
+    .where(Product.slug.in_(bindparam("slugs", expanding=True)))
+)
+
+
 def _request_hash(slugs: Sequence[str]) -> str:
     return hashlib.sha256(json.dumps(sorted(slugs)).encode()).hexdigest()
 
@@ -260,63 +340,50 @@ class Orders(MarketBase):
             return None if order is None else order_out(s, order, replayed=True)
 
         def attempt(s: Session) -> OrderOut:
-            # this buyer's purchases queue here (only); the order check below is final
+            # This buyer's purchases queue here (only), so what follows sees every earlier
+            # order of the buyer.  A replayed key is looked up only when the basket
+            # cannot be sold (a replay's products are granted already, or no longer on
+            # sale, ...), before anything is written: a new key costs no lookup, and a
+            # key reused for another basket that can be sold fails on the orders' unique
+            # key, which run_booking answers from the first order.
             ledger.lock_chain(s, account.id)
-            done = replay(s)
-            if done is not None:
-                return done
-            lines = self._basket(s, account.id, clean)
-            order = book_order(
+            try:
+                lines = self._basket(s, account.id, clean)
+            except (Conflict, NotFound):
+                done = replay(s)
+                if done is not None:
+                    return done
+                raise
+            return book_order(
                 s, account.id, lines, key=key, req_hash=req_hash, fee_bps=self.fee_bps
             )
-            return order_out(s, order, replayed=False)
 
         return run_booking(self.db, attempt, replay)
 
     @staticmethod
     def _basket(s: Session, buyer_id: int, slugs: list[str]) -> list[SaleLine]:
-        # One query: the basket's products with their listings, their published versions
-        # (without the large JSON columns) and whether the buyer already has access.
-        has_grant = (
-            select(Grant.id)
-            .where(Grant.account_id == buyer_id, Grant.product_id == Product.id)
-            .exists()
-        )
-        rows = s.execute(
-            select(Product, ProductVersion, has_grant)
-            .outerjoin(Product.listing)
-            .outerjoin(
-                ProductVersion,
-                and_(
-                    ProductVersion.product_id == Product.id,
-                    ProductVersion.status == VersionStatus.published,
-                ),
-            )
-            .where(Product.slug.in_(slugs))
-            .options(
-                contains_eager(Product.listing),
-                defer(ProductVersion.schema),
-                defer(ProductVersion.stats),
-                defer(ProductVersion.preview),
-            )
-        ).all()
-        found: dict[str, tuple[Product, ProductVersion | None, bool]] = {}
-        for prod, ver, granted in rows:
-            best = found.get(prod.slug)
-            if best is None or (
-                ver is not None and (best[1] is None or ver.number > best[1].number)
-            ):
-                found[prod.slug] = (prod, ver, bool(granted))
+        # One query: the basket's products with their listings, their published versions,
+        # whether the buyer already has access and whether each is a bundle.
+        rows = s.connection().execute(_BASKET, {"buyer": buyer_id, "slugs": slugs}).all()
+        latest: dict[str, Row[Any]] = {}
+        for row in rows:  # the newest published version of each product
+            best = latest.get(row[1])
+            if best is None or (row[5] is not None and (best[5] is None or row[6] > best[6])):
+                latest[row[1]] = row
         lines: list[SaleLine] = []
         for slug in slugs:
-            if slug not in found:
+            if slug not in latest:
                 raise NotFound(f"product {slug!r} not found")
-            prod, latest, granted = found[slug]
-            if latest is None:
+            pid, _, seller_id, price, active, ver_id, ver_no, granted, bundle = latest[slug]
+            if ver_id is None:
                 raise Conflict(f"product {slug!r} is not on sale")
-            check_sellable(prod, buyer_id, granted=granted)
-            assert prod.listing is not None
-            lines.append(SaleLine(prod, latest, prod.listing.price_minor))
+            check_sellable(
+                slug, seller_id, buyer_id, on_sale=price is not None and bool(active),
+                granted=bool(granted),
+            )  # fmt: skip
+            lines.append(
+                SaleLine(pid, slug, seller_id, ver_id, ver_no, price, bundle=bundle is not None)
+            )
         return lines
 
     def orders_for(

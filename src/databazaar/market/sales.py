@@ -75,11 +75,17 @@ def record_sale(
     prod = load_product(s, slug, eager=False)
     ver = latest_published(s, prod)
     grant = quote.deliverable in ("dataset", "licence")
-    check_sellable(prod, buyer_id, granted=grant and bool(granted_products(s, buyer_id, [prod.id])))
+    check_sellable(
+        prod.slug,
+        prod.seller_id,
+        buyer_id,
+        on_sale=prod.listing is not None and prod.listing.active,
+        granted=grant and bool(granted_products(s, buyer_id, [prod.id])),
+    )
     order = book_order(
         s,
         buyer_id,
-        [SaleLine(prod, ver, quote.price_minor, grant=grant)],
+        [SaleLine.of(prod, ver, quote.price_minor, grant=grant)],
         key=key,
         req_hash=req_hash,
         fee_bps=fee_bps,

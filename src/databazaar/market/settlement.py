@@ -9,8 +9,11 @@ latest valuation (:func:`~databazaar.market.allocation.split_revenue`), each spl
 recorded in ``econ_splits`` with the valuation's id and sha256, which the credit memos
 cite so the hash-chained ledger covers them.
 
-Deposits (from the funding account), payouts (to it) and ledger verification live here
-too.  This module never imports :mod:`databazaar.market.orders`; orders call it.
+The buyer's debit is checked and applied at once; the credits are *pending* (appended,
+folded into the cached balances later: :mod:`databazaar.market.balances`), so
+concurrent sales lock only their buyers' rows.  Deposits (from the funding account),
+payouts (to it) and ledger verification live here too.  This module never imports
+:mod:`databazaar.market.orders`; orders call it.
 """
 
 from __future__ import annotations
@@ -22,9 +25,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from databazaar.core.errors import NotFound, PaymentError
-from databazaar.market import ledger
+from databazaar.market import balances, ledger
 from databazaar.market import validation as v
-from databazaar.market.accounts import account_out
+from databazaar.market.accounts import account_view
 from databazaar.market.allocation import RULE, split_revenue
 from databazaar.market.common import (
     FEE_ACCOUNT,
@@ -45,12 +48,14 @@ def market_fee(price_minor: int, fee_bps: int) -> int:
 
 @dataclass(frozen=True)
 class SaleItem:
-    """One item of an order as settlement sees it."""
+    """One item of an order as settlement sees it (``bundle``: whether the product is a
+    registered bundle; ``None`` when the caller did not look, so settlement does)."""
 
     product_id: int
     seller_id: int
     price_minor: int
     fee_minor: int
+    bundle: bool | None = None
 
 
 def latest_valuation(session: Session, product_id: int) -> EconValuation | None:
@@ -66,25 +71,29 @@ def latest_valuation(session: Session, product_id: int) -> EconValuation | None:
 def sale_postings(
     session: Session,
     order_id: int | None,
-    items: Sequence[tuple[int, int, int]],
+    items: Sequence[SaleItem],
     memo: str,
     txn_id: str,
 ) -> list[ledger.Posting]:
     """Ledger credits for the seller side of a sale, splitting bundles by valuation.
 
-    ``items`` are ``(product_id, seller_id, net_minor)`` (price minus fee).  A product
-    without a registered bundle credits its seller; a bundle's net amount is split by
-    its latest valuation (:func:`~databazaar.market.allocation.split_revenue`), an
-    ``econ_splits`` row records the valuation id, the shares and the rule, and each
-    credit's memo cites the valuation id and sha256 prefix, so the hash-chained ledger
-    covers it.  Postings are grouped per (account, memo), sorted, zero amounts dropped.
+    Each item's net amount (price minus fee) goes to its seller, unless the product is
+    a registered bundle with a valuation: then it is split by the latest valuation
+    (:func:`~databazaar.market.allocation.split_revenue`), an ``econ_splits`` row
+    records the valuation id, the shares and the rule, and each credit's memo cites the
+    valuation id and sha256 prefix, so the hash-chained ledger covers it.  Postings are
+    grouped per (account, memo), sorted, zero amounts dropped.
     """
     credit: dict[tuple[int, str], int] = {}
-    for product_id, seller_id, net in items:
+    for item in items:
+        product_id, seller_id = item.product_id, item.seller_id
+        net = item.price_minor - item.fee_minor
         if net <= 0:
             continue
-        bundle = session.get(EconBundle, product_id)
-        val = latest_valuation(session, product_id) if bundle is not None else None
+        bundle = item.bundle
+        if bundle is None:
+            bundle = session.get(EconBundle, product_id) is not None
+        val = latest_valuation(session, product_id) if bundle else None
         if val is None:
             credit[(seller_id, memo)] = credit.get((seller_id, memo), 0) + net
             continue
@@ -133,22 +142,21 @@ def settle_sale(
     memo: str,
     txn_id: str,
 ) -> None:
-    """Book a sale on the ledger: buyer debit, seller side (split bundles), market fee."""
+    """Book a sale on the ledger: buyer debit, seller side (split bundles), market fee.
+
+    The buyer's debit is checked against its balance (:class:`PaymentError` when
+    short); the credits are pending credits (:mod:`databazaar.market.balances`).
+    """
     total = sum(it.price_minor for it in items)
     if total <= 0:
         return
     postings = [ledger.Posting(buyer_id, -total, "purchase", memo)]
-    postings += sale_postings(
-        session,
-        order_id,
-        [(it.product_id, it.seller_id, it.price_minor - it.fee_minor) for it in items],
-        memo,
-        txn_id,
-    )
+    postings += sale_postings(session, order_id, items, memo, txn_id)
     fees = sum(it.fee_minor for it in items)
     if fees:
         postings.append(ledger.Posting(system_account_id(session, FEE_ACCOUNT), fees, "fee", memo))
-    ledger.post(session, postings, txn_id=txn_id)
+    # the credits are deferred: concurrent sales do not queue on the fee or seller rows
+    ledger.post(session, postings, txn_id=txn_id, defer_credits=True)
 
 
 class Settlement(MarketBase):
@@ -168,15 +176,15 @@ class Settlement(MarketBase):
         amount = v.check_amount(amount_minor)
         memo = v.check_text(memo, "memo", max_len=200)
         with self.db.write() as s:
-            acc = s.get(Account, account_id, with_for_update=payout)
+            acc = s.get(Account, account_id)
             if acc is None or acc.role == Role.system:
                 raise NotFound(f"account {account_id} not found")
             if payout:
-                s.refresh(acc)
-                if acc.balance_minor < amount:
-                    raise PaymentError(
-                        f"balance {acc.balance_minor} is less than the payout {amount}"
-                    )
+                ledger.lock_chain(s, account_id)  # the account's payouts queue here
+                balances.fold(s, [account_id])
+                have = balances.balance(s, account_id) or 0
+                if have < amount:
+                    raise PaymentError(f"balance {have} is less than the payout {amount}")
             funding = system_account(s, FUNDING_ACCOUNT)
             kind = "payout" if payout else "deposit"
             debit, credit = (acc.id, funding.id) if payout else (funding.id, acc.id)
@@ -188,7 +196,7 @@ class Settlement(MarketBase):
                 ],
             )
             s.refresh(acc)
-            return DepositOut(txn_id=txn, account=account_out(acc))
+            return DepositOut(txn_id=txn, account=account_view(s, acc))
 
     def verify_ledger(self) -> LedgerReportOut:
         """Verify the hash chain, double entry and balances (:func:`ledger.verify`)."""

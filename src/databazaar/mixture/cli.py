@@ -4,7 +4,9 @@
   trains proxies on the corpus, writes the weights as JSON and a markdown report (and an
   SVG of the fits for DDO/AutoScale);
 * ``train CORPUS_DIR --weights WEIGHTS.json --budget TOKENS`` trains a fresh model with
-  those weights, evaluates every domain and saves the model, tokenizer and history.
+  those weights, evaluates every domain and saves the model, tokenizer and history;
+* ``plan VALIDATION --slug A --slug B ... --tokens N --money CENTS --user U`` plans which
+  market text products to buy (:mod:`databazaar.mixture.plan`), ``--buy KEY`` buys it.
 
 ``CORPUS_DIR`` is a folder as read by :func:`databazaar.lm.corpus.load_corpus_dir` (one
 sub-folder per domain, or ``DOMAIN.jsonl`` files), or the word ``builtin`` for the
@@ -294,3 +296,76 @@ def train(
             typer.echo(f"{d}\t{loss:.4f}")
         typer.echo(f"average\t{final.average:.4f}")
     typer.echo(f"trained {res.steps} steps; wrote {output_dir}")
+
+
+@mixture_app.command("plan")
+def plan_cmd(
+    validation: Annotated[
+        Path, typer.Argument(help="your validation texts (CSV, Parquet or JSONL with the column)")
+    ],
+    slug: Annotated[list[str], typer.Option("--slug", help="a text product to mix (repeat)")],
+    tokens: Annotated[int, typer.Option("--tokens", help="training tokens you want")],
+    money: Annotated[int, typer.Option("--money", help="money budget in minor units (cents)")],
+    user: Annotated[str, typer.Option("--user", help="your username")],
+    password: Annotated[
+        str,
+        typer.Option(
+            "--password",
+            prompt=True,
+            hide_input=True,
+            envvar="DATABAZAAR_PASSWORD",
+            help="your password (prompted; or DATABAZAAR_PASSWORD)",
+        ),
+    ],
+    text_column: Annotated[
+        str, typer.Option("--text-column", help="the text column of products and validation")
+    ] = "text",
+    buy: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--buy", help="buy the plan under this idempotency key"),
+    ] = None,
+    url: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--url", help="SQLAlchemy URL (default: the settings' store)"),
+    ] = None,
+    seed: SeedOpt = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Plan which market text products to buy (DDO on their previews) for TOKENS and MONEY."""
+    from databazaar.cli.econ import _echo_json, _economics, _login
+    from databazaar.core.io import read_table
+    from databazaar.core.money import format_minor
+    from databazaar.mixture.plan import PlanSettings, buy_plan, plan_mixture
+
+    rows = read_table(validation).to_dict(orient="records")
+    with _economics(url) as econ:
+        account = _login(econ, user, password)
+        plan = plan_mixture(
+            econ,
+            account,
+            slug,
+            rows,
+            token_budget=tokens,
+            money_budget_minor=money,
+            text_column=text_column,
+            settings=PlanSettings(seed=seed),
+        )
+        sales = (
+            buy_plan(econ, account, plan.to_buy(), buy, max_total_minor=money)
+            if buy is not None and plan.to_buy()
+            else []
+        )
+    if as_json:
+        _echo_json({"plan": plan.model_dump(), "sales": [s.model_dump() for s in sales]})
+        return
+    for x in plan.lines:
+        typer.echo(
+            f"{x.slug}\tweight {x.weight:.3f}\t{x.tokens} tokens\t{x.rows}/{x.n_rows} rows\t"
+            f"{x.mechanism}\t{format_minor(x.cost_minor)}"
+        )
+    typer.echo(f"total {format_minor(plan.total_minor)} of {format_minor(plan.money_budget_minor)}")
+    loss = "-" if plan.predicted_loss is None else f"{plan.predicted_loss:.4f}"
+    typer.echo(f"predicted validation loss {loss} (uniform {plan.reference_loss:.4f})")
+    typer.echo(plan.note)
+    for sale in sales:
+        typer.echo(f"bought {sale.slug}: order {sale.order.id}" + (" (replayed)" * sale.replayed))

@@ -146,14 +146,14 @@ def screen_cmd(
 
 def _backend(spec: str, api_model: str, endpoint: str, threads: int | None):  # type: ignore[no-untyped-def]
     from databazaar.core.errors import InvalidInput
-    from databazaar.lm.generate import LocalModelBackend, PromptsAsChat
-    from databazaar.lm.openai_client import OpenAICompatibleBackend
+    from databazaar.lm.generate import PromptsAsChat
+    from databazaar.lm.openai_client import open_backend
 
     if endpoint not in ("completions", "chat"):
         raise InvalidInput(f"--endpoint must be 'completions' or 'chat', got {endpoint!r}")
+    backend = open_backend(spec, api_model=api_model, threads=threads)
     if not spec.startswith(("http://", "https://")):
-        return LocalModelBackend(spec, num_threads=threads)  # prompts go in as written
-    backend = OpenAICompatibleBackend(spec, model=api_model)
+        return backend  # prompts go in as written
     return PromptsAsChat(backend) if endpoint == "chat" else backend
 
 

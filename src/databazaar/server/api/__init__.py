@@ -2,12 +2,22 @@
 
 Route groups: accounts and tokens, catalog search, products and versions, orders,
 downloads, administration, and the market economics (pricing mechanisms, value-aware
-search, revenue splits, auctions, DP statistics) under ``/api/econ``.
+search, revenue splits, auctions, DP statistics) under ``/api/econ``, and mixture plans
+(which text products to buy for a token and money budget) under ``/api/mixture``.
 """
 
 from fastapi import APIRouter
 
-from databazaar.server.api import admin, auth, catalog, downloads, economics, orders, products
+from databazaar.server.api import (
+    admin,
+    auth,
+    catalog,
+    downloads,
+    economics,
+    mixture,
+    orders,
+    products,
+)
 from databazaar.server.api.common import errors
 
 # Every route may refuse a malformed request (400) or invalid parameters (422).
@@ -19,5 +29,6 @@ api_router.include_router(orders.router)
 api_router.include_router(downloads.router)
 api_router.include_router(admin.router)
 api_router.include_router(economics.router)
+api_router.include_router(mixture.router)
 
 __all__ = ["api_router"]

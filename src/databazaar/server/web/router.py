@@ -51,6 +51,7 @@ from databazaar.server.web.base import (
 )
 from databazaar.server.web.economics import manage_context, product_context
 from databazaar.server.web.economics import router as econ_router
+from databazaar.server.web.mixture import router as mixture_router
 from databazaar.server.web.rendering import (
     STATIC_DIR,
     Renderer,
@@ -493,6 +494,7 @@ def admin_deposit(
 
 
 router.include_router(econ_router)
+router.include_router(mixture_router)
 
 
 # ---------------------------------------------------------------------- mounting
