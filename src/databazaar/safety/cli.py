@@ -273,8 +273,7 @@ def beear_cmd(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="replace a non-empty OUT")] = False,
     quiet: Quiet = False,
 ) -> None:
-    """Remove a safety backdoor (BEEAR) given only safe and unwanted answers; the trigger
-    is never needed."""
+    """Remove a safety backdoor (BEEAR) from safe and unwanted answers, no trigger needed."""
     from databazaar.core.progress import progress_bar
     from databazaar.safety.beear import BEEARConfig, remove_backdoor
 
