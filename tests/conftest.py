@@ -158,7 +158,7 @@ def tiny_zoo(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     from databazaar.lm.zoo import ZooConfig, build_zoo
 
     root = os.environ.get("DATABAZAAR_TEST_ZOO_DIR")
-    if not root and request.config.cache is not None:
+    if not root and getattr(request.config, "cache", None) is not None:
         root = str(request.config.cache.mkdir("databazaar-zoo"))
     if not root:
         root = str(tmp_path_factory.getbasetemp().parent / "databazaar-zoo")

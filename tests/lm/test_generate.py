@@ -294,3 +294,27 @@ def test_prompts_as_chat_sends_each_prompt_as_one_user_turn(tiny_chat_lm) -> Non
     assert [g.token_ids for g in via_prompt] == [g.token_ids for g in via_chat]
     assert via_prompt[0].token_ids  # something was generated
     assert wrapped.name == backend.name
+
+
+def test_batched_greedy_answers_equal_one_by_one(tiny_chat_lm) -> None:  # type: ignore[no-untyped-def]
+    """``answer_prompts(batch_size > 1)`` (left-padded batches) gives the answers of the
+    one-prompt-at-a-time path, for prompts of different lengths."""
+    from databazaar.lm.evaluate import answer_prompts, evaluate_tasks
+    from databazaar.lm.tasks import TaskExample
+
+    model, tok = tiny_chat_lm["model"], tiny_chat_lm["tokenizer"]
+    prompts = ["hello", "add 2 and 3", "name a fox", "add 2 and 3 please now", "hi"]
+    one = answer_prompts(model, tok, prompts, max_new_tokens=8)
+    assert answer_prompts(model, tok, prompts, max_new_tokens=8, batch_size=2) == one
+    assert one[0] == "hi there"
+    ticks: list[int] = []
+    answer_prompts(model, tok, prompts, max_new_tokens=8, batch_size=4, progress=ticks.append)
+    assert ticks == [4, 1]
+    exs = [TaskExample("strings", p, a) for p, a in zip(prompts, one, strict=True)]
+    assert evaluate_tasks(model, tok, exs, max_new_tokens=8, batch_size=3)["exact_match"] == {
+        "strings": 1.0
+    }
+    with pytest.raises(InvalidInput, match="batch_size must be at least 1"):
+        answer_prompts(model, tok, prompts, batch_size=0)
+    with pytest.raises(InvalidInput, match="exceeds the model's context"):
+        answer_prompts(model, tok, prompts, max_new_tokens=500, batch_size=2)

@@ -1,5 +1,7 @@
 """The one table reader (CSV, Parquet, JSON lines) and writer, with clear errors.
 
+(Also :func:`staged_dir`, the one way a folder is written all-or-nothing.)
+
 :func:`read_table` is used by every part of databazaar that reads a table: the CLI, the
 market's uploads and stored products, and the web pages' validation uploads.  Before
 parsing it refuses what a parser would silently misread: text that is not UTF-8 or
@@ -13,7 +15,11 @@ from __future__ import annotations
 
 import codecs
 import csv
+import os
 import re
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -204,6 +210,27 @@ def write_table(df: pd.DataFrame, path: str | Path) -> Path:
     else:
         df.to_json(p, orient="records", lines=True)
     return p
+
+
+@contextmanager
+def staged_dir(final: str | Path) -> Iterator[Path]:
+    """Yield an empty temporary folder next to ``final``; on success it replaces ``final``.
+
+    A folder is written in full or not at all: if the block raises, the temporary folder
+    is removed and ``final`` (if it existed) is left as it was.
+    """
+    target = Path(final)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        yield tmp
+        if target.exists():
+            shutil.rmtree(target)
+        tmp.rename(target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def read_jsonl_records(path: str | Path) -> list[dict]:

