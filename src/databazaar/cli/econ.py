@@ -26,6 +26,8 @@ from typing import Annotated, Any
 
 import typer
 
+from databazaar.core.cli_options import JsonOption, PasswordOption, UrlOption, UserOption
+
 econ_app = typer.Typer(
     help="Market economics: value search, pricing, revenue splits, DP.", no_args_is_help=True
 )
@@ -34,26 +36,6 @@ econ_app = typer.Typer(
 @econ_app.callback()
 def _econ() -> None:
     """Market economics: value search, pricing, revenue splits, DP."""
-
-
-UrlOption = Annotated[
-    str | None,
-    typer.Option(
-        "--url", help="SQLAlchemy URL (default: DATABASE_URL or DATABAZAAR_HOME's SQLite)"
-    ),
-]
-UserOption = Annotated[str, typer.Option("--user", help="your username")]
-PasswordOption = Annotated[
-    str,
-    typer.Option(
-        "--password",
-        prompt=True,
-        hide_input=True,
-        envvar="DATABAZAAR_PASSWORD",
-        help="your password (prompted; or DATABAZAAR_PASSWORD)",
-    ),
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="print JSON")]
 
 
 def _loads(text: str | None, what: str) -> dict[str, Any]:

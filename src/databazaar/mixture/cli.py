@@ -25,6 +25,8 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from databazaar.core.cli_options import PasswordOption, UserOption
+
 mixture_app = typer.Typer(
     help="Optimise data-mixture weights (DDO, AutoScale, DoReMi, RegMix) and train with them.",
     no_args_is_help=True,
@@ -306,17 +308,8 @@ def plan_cmd(
     slug: Annotated[list[str], typer.Option("--slug", help="a text product to mix (repeat)")],
     tokens: Annotated[int, typer.Option("--tokens", help="training tokens you want")],
     money: Annotated[int, typer.Option("--money", help="money budget in minor units (cents)")],
-    user: Annotated[str, typer.Option("--user", help="your username")],
-    password: Annotated[
-        str,
-        typer.Option(
-            "--password",
-            prompt=True,
-            hide_input=True,
-            envvar="DATABAZAAR_PASSWORD",
-            help="your password (prompted; or DATABAZAAR_PASSWORD)",
-        ),
-    ],
+    user: UserOption,
+    password: PasswordOption,
     text_column: Annotated[
         str, typer.Option("--text-column", help="the text column of products and validation")
     ] = "text",
