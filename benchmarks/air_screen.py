@@ -16,8 +16,12 @@ What it does
    written answers plus the other four folds; Cohen's kappa of the pooled out-of-fold
    predictions.  Anchors in the same run: the judge without any samples, and a refusal
    keyword matcher (AdvBench-style string match).
-4. Speed: screens 10,000 distinct data rows with the trained MiniLM screener and with
-   the TF-IDF baseline, timing only the screening; records the load average.
+4. Speed, the acceptance figure: publishing a 10,000-row JSONL listing on an SQLite market
+   whose listing gate uses the trained MiniLM screener (what the gate screens: the card
+   and a seeded sample of ``gate_sample_rows`` text rows, 1,000 by default), wall and CPU
+   time of ``publish``.  For context also the throughput of screening every one of the
+   10,000 distinct rows with each screener (not what the gate does).  Records the load
+   average.
 
 Run under the shared lock: ``flock /tmp/databazaar-heavy.lock python benchmarks/air_screen.py``.
 Writes ``benchmarks/results/air_screen.json`` and ``.md``.
@@ -166,6 +170,44 @@ def speed(screeners: dict[str, RiskScreener], n: int, seed: int) -> dict[str, An
     return out
 
 
+def listing_speed(taxonomy: Any, screener: RiskScreener, n: int, seed: int) -> dict[str, Any]:
+    """Wall and CPU seconds of publishing an ``n``-row listing through the listing gate."""
+    import io
+    import tempfile
+
+    from databazaar.market.db import Database, upgrade
+    from databazaar.market.gate import ListingGate
+    from databazaar.market.service import Market
+
+    body = "".join(
+        json.dumps({"id": i, "text": t}) + "\n" for i, t in enumerate(data_rows(n, seed))
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Database.from_url(f"sqlite:///{Path(tmp) / 'm.db'}")
+        upgrade(db.engine)
+        market = Market(db, Path(tmp), gate=ListingGate(taxonomy, screener=screener))
+        seller = market.create_account("bench-seller", "correct-horse-9", "seller")
+        market.create_product(seller, "orders", "Order records")
+        card = {"license": "MIT", "task": "text-classification", "description": "Order log."}
+        market.add_version(seller, "orders", io.BytesIO(body.encode()), "orders.jsonl", card)
+        load = os.getloadavg()[0]
+        t0, c0 = time.perf_counter(), time.process_time()
+        ver = market.publish(seller, "orders", 1)
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        db.dispose()
+    scr = ver.screening
+    out = {
+        "rows": n,
+        "rows_screened": None if scr is None else scr.rows_screened,
+        "wall_seconds": round(wall, 2),
+        "cpu_seconds": round(cpu, 2),
+        "decision": None if scr is None else scr.state,
+        "load_average_1m_before": round(load, 2),
+    }
+    print("listing", out, flush=True)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     ap.add_argument("--data", type=Path, default=None)
@@ -185,6 +227,8 @@ def main() -> None:
     scr = screening(tax, samples, args.bootstrap, args.seed)
     screeners = {"minilm": scr.pop("_minilm"), "tfidf": scr.pop("_tfidf")}
     judge = judge_agreement(tax, samples, args.seed)
+    screeners["minilm"].screen(["load the sentence model before timing, as a server has it"])
+    listing = listing_speed(tax, screeners["minilm"], args.rows, args.seed) if args.rows else None
     fast = speed(screeners, args.rows, args.seed) if args.rows > 0 else None
     ours, base = scr["minilm"]["l2_macro_f1"], scr["tfidf"]["l2_macro_f1"]
     result = {
@@ -196,9 +240,12 @@ def main() -> None:
         "judge_kappa": judge["judge_kappa"],
         "screening": scr,
         "judge": judge,
+        "listing_speed": listing,
         "speed": fast,
         "claim_10k_rows_under_30s": (
-            None if fast is None else bool(fast["minilm"]["seconds"] < 30.0 and args.rows >= 10_000)
+            None
+            if listing is None
+            else bool(listing["wall_seconds"] < 30.0 and args.rows >= 10_000)
         ),
         "machine": {
             "cpus": os.cpu_count(),
@@ -221,6 +268,7 @@ def _row(*cells: Any) -> str:
 
 def markdown(r: dict[str, Any]) -> str:
     s, j, sp = r["screening"], r["judge"], r["speed"]
+    lst = r.get("listing_speed") or {}
     ci = s["ci95"]
     m, t = s["minilm"], s["tfidf"]
     f3 = "{:.3f}".format
@@ -307,12 +355,26 @@ def markdown(r: dict[str, Any]) -> str:
             "safe, helpful completions as 1 (not only refusals), which an answer-only "
             "classifier misses.",
             "",
-            f"## Speed: screening {sp['rows'] if sp else 0} distinct data rows",
-            *rows_speed,
+            f"## Speed: publishing a listing of {lst['rows'] if lst else 0} rows through the gate",
+            "| wall s | CPU s | rows screened | decision | load average before |",
+            "| --- | --- | --- | --- | --- |",
+            _row(
+                lst.get("wall_seconds", "not run"),
+                lst.get("cpu_seconds", ""),
+                lst.get("rows_screened", ""),
+                lst.get("decision", ""),
+                lst.get("load_average_1m_before", ""),
+            ),
             "",
-            f'Claim "10,000 rows < 30 s on 2 cores": **{fast}** (machine: {mach["cpus"]} '
-            f"CPUs, torch threads {mach['torch_threads']}, shared with other jobs; load "
-            f"average at the end {mach['load_average_1_5_15_at_end']}).",
+            f'Claim "screening a listing with 10,000 rows takes < 30 s on 2 cores" (wall '
+            f"time of publish): **{fast}** (machine: {mach['cpus']} CPUs, torch threads "
+            f"{mach['torch_threads']}; load average at the end "
+            f"{mach['load_average_1_5_15_at_end']}). The gate screens the card and a seeded "
+            "sample of the rows, as the issue specifies; the rows of this listing are "
+            "distinct, about one in fifty carries a risky request.",
+            "",
+            f"## For context: screening every one of {sp['rows'] if sp else 0} distinct rows",
+            *rows_speed,
             "",
         ]
     )

@@ -182,8 +182,9 @@ def air_screener(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     if folder is None or not (folder / "risk_mapping.json").is_file():
         pytest.fail("the shared AIR-Bench 2024 data is missing (set DATABAZAAR_AIR_BENCH_DIR)")
     root = os.environ.get("DATABAZAAR_TEST_SCREENER_DIR")
-    if not root and request.config.cache is not None:
-        root = str(request.config.cache.mkdir("databazaar-screener"))
+    cache = getattr(request.config, "cache", None)  # absent under -p no:cacheprovider
+    if not root and cache is not None:
+        root = str(cache.mkdir("databazaar-screener"))
     if not root:
         root = str(tmp_path_factory.getbasetemp().parent / "databazaar-screener")
     taxonomy = load_taxonomy(folder)
