@@ -371,7 +371,10 @@ def markdown(r: dict[str, Any]) -> str:
             f"{mach['torch_threads']}; load average at the end "
             f"{mach['load_average_1_5_15_at_end']}). The gate screens the card and a seeded "
             "sample of the rows, as the issue specifies; the rows of this listing are "
-            "distinct, about one in fifty carries a risky request.",
+            "distinct, about one in fifty quotes a risky request inside a support ticket. The "
+            "decision is the default policy's (threshold 0.8): such quoted rows score about "
+            "0.57-0.63 with this screener, so a listing like this one is cleared, not held; a "
+            "stricter policy (`databazaar gate set`) trades that for more false holds.",
             "",
             f"## For context: screening every one of {sp['rows'] if sp else 0} distinct rows",
             *rows_speed,

@@ -19,9 +19,11 @@ Claims checked, each reported as held or not:
    below 1 (UE-TS's finding; the outcome is reported either way);
 4. uncertainty predicts quality: PRR > 0 for most (method, metric) pairs (research note).
 
-Development used seed 99 (on ``ZooConfig.small()``, whose assistant cannot summarise at
-all: every relevance metric sits at its floor, so it is no test bed); the report uses a
-fresh seed (``--seed``) on the default recipe ``ZooConfig()``. Judge metrics are
+The assistant is a zoo build with the ``summarizer`` recipe (``SUMMARIZER_MIX`` below:
+the default model, most SFT data on the ``summarize`` family), fixed before any report
+run: ``ZooConfig.small()``'s assistant cannot summarise at all (every relevance metric
+sits at its floor) and the default recipe sees only 300 summaries.  Development used
+item seed 99; the report uses a fresh item seed (``--seed``). Judge metrics are
 not run here: no judge model that answers with scores exists offline (the path is tested
 against the local OpenAI-compatible server in tests/uncertainty).
 
@@ -58,8 +60,32 @@ OUT = Path(__file__).resolve().parent / "results"
 RUNTIME_MAX = 600.0
 
 
+#: a summarisation-weighted zoo recipe: the default model and optimiser, with most of the
+#: SFT data on the ``summarize`` family (the task UE-TS measures) and a little of the
+#: others so the assistant stays an assistant.  Fixed before any run with a report seed.
+SUMMARIZER_MIX = {
+    "summarize": 4000,
+    "lookup": 600,
+    "arithmetic": 600,
+    "unsafe": 300,
+    "benign": 300,
+    "multiple_choice": 100,
+    "strings": 50,
+    "classify": 50,
+}
+
+
 def recipe(name: str) -> ZooConfig:
-    return ZooConfig.small() if name == "small" else ZooConfig()
+    if name == "small":
+        return ZooConfig.small()
+    if name == "summarizer":
+        base = ZooConfig()
+        return replace(
+            base,
+            n_train_per_family=dict(SUMMARIZER_MIX),
+            sft=replace(base.sft, max_steps=2000),
+        )
+    return ZooConfig()
 
 
 def main() -> None:
@@ -69,7 +95,7 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=8)
     ap.add_argument("--boot", type=int, default=200)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--recipe", choices=("small", "default"), default="default")
+    ap.add_argument("--recipe", choices=("small", "default", "summarizer"), default="summarizer")
     ap.add_argument(
         "--member-seed", type=int, default=1, help="random_state of member 2 (-1: no ensemble)"
     )
@@ -192,7 +218,7 @@ def main() -> None:
     md = [
         "# Uncertainty estimation benchmark (UE-TS on CPU)",
         "",
-        f"Tiny zoo assistant (`ZooConfig.{'small' if args.recipe == 'small' else ''}()`, "
+        f"Tiny zoo assistant (recipe `{args.recipe}` in benchmarks/uncertainty.py, "
         f"hash {zoo.meta.get('hash')}; "
         + (
             f"ensemble member 2: random_state {args.member_seed}, hash {member.meta.get('hash')})"
