@@ -48,7 +48,7 @@ def test_the_walk_finds_every_group_and_command() -> None:
 
 
 def test_lazy_group_help_matches_the_loaded_group() -> None:
-    for name, (module, attr, short_help) in LAZY_GROUPS.items():
+    for name, (module, attr, short_help, _extra) in LAZY_GROUPS.items():
         group = typer.main.get_group(getattr(importlib.import_module(module), attr))
         assert (group.help or "").splitlines()[0].strip() == short_help, name
 

@@ -9,6 +9,7 @@ exit code; anything else is a bug and shows its traceback.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import sys
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, Optional
@@ -18,45 +19,56 @@ import typer.core
 import typer.main
 
 from databazaar import __version__
-from databazaar.core.errors import DatabazaarError, missing_extra
+from databazaar.core.errors import DatabazaarError, MissingExtra, missing_extra
 
 # Command groups loaded only when used, so ``databazaar --help`` and ``databazaar value``
-# work on the core install (no extras).  name -> (module, Typer attribute, one-line help);
-# ``tests/test_cli_every_command.py`` checks each help against the loaded group's.
-LAZY_GROUPS: dict[str, tuple[str, str, str]] = {
-    "db": ("databazaar.cli.market", "db_app", "Manage the market database."),
-    "ledger": ("databazaar.cli.market", "ledger_app", "Inspect the market ledger."),
+# work on the core install (no extras).  name -> (module, Typer attribute, one-line help,
+# the extra every command of the group needs or None); ``tests/test_cli_every_command.py``
+# checks each help against the loaded group's.
+LAZY_GROUPS: dict[str, tuple[str, str, str, str | None]] = {
+    "db": ("databazaar.cli.market", "db_app", "Manage the market database.", "market"),
+    "ledger": ("databazaar.cli.market", "ledger_app", "Inspect the market ledger.", "market"),
     "mixture": (
         "databazaar.mixture.cli",
         "mixture_app",
         "Optimise data-mixture weights (DDO, AutoScale, DoReMi, RegMix) and train with them.",
+        "lm",
     ),
     "econ": (
         "databazaar.cli.econ",
         "econ_app",
         "Market economics: value search, pricing, revenue splits, DP.",
+        "market",
     ),
     "gate": (
         "databazaar.cli.gate",
         "gate_app",
         "The listing gate: screening policy, review queue, audit.",
+        "market",
     ),
     "lm": (
         "databazaar.lm.cli",
         "lm_app",
         "Fine-tune, evaluate, generate with or serve a causal LM (local folder).",
+        "lm",
     ),
+    # some safety and uncertainty commands run without the lm extra (TF-IDF screening,
+    # the taxonomy, scoring given outputs): their commands name it when they need it
     "safety": (
         "databazaar.safety.cli",
         "safety_app",
         "Risk taxonomy (AIR 2024), screening, AIR-Bench evaluation and backdoor removal.",
+        None,
     ),
     "uncertainty": (
         "databazaar.uncertainty.cli",
         "uncertainty_app",
         "Uncertainty estimation for generated text: benchmark methods (PRR) or score outputs.",
+        None,
     ),
 }
+# the module whose absence means an extra is not installed
+_EXTRA_PROBE = {"market": "sqlalchemy", "lm": "torch"}
 
 
 def plain_help(command: Any) -> Any:
@@ -118,7 +130,11 @@ class _Group(typer.core.TyperGroup):
         if cmd_name not in LAZY_GROUPS:
             cmd = super().get_command(ctx, cmd_name)
             return None if cmd is None else plain_help(cmd)
-        module, attr, _help = LAZY_GROUPS[cmd_name]
+        module, attr, _help, extra = LAZY_GROUPS[cmd_name]
+        if extra is not None and importlib.util.find_spec(_EXTRA_PROBE[extra]) is None:
+            return _needs_extra(
+                cmd_name, MissingExtra(extra, _EXTRA_PROBE[extra], what=f"databazaar {cmd_name}")
+            )
         try:
             sub_app = getattr(importlib.import_module(module), attr)
         except ModuleNotFoundError as exc:
@@ -136,7 +152,7 @@ class _Group(typer.core.TyperGroup):
             cmd = super().get_command(ctx, name)
             if cmd is not None and not cmd.hidden:
                 rows.append((name, cmd.get_short_help_str(200)))
-        rows += [(name, help_) for name, (_m, _a, help_) in LAZY_GROUPS.items()]
+        rows += [(name, entry[2]) for name, entry in LAZY_GROUPS.items()]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
 
