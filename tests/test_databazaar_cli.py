@@ -295,3 +295,14 @@ def test_python_dash_m_runs_the_same_command(module: str) -> None:
         timeout=60,
     )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
+
+
+def test_value_json_for_scripts(tables: dict[str, Path]) -> None:
+    import json
+
+    res = run_value(tables, "--json", "-q")
+    assert res.exit_code == 0, res.output
+    payload = json.loads(res.stdout)  # the whole output is one JSON document
+    assert payload["method"] == "knn-shapley" and payload["params"]["k"] == 5
+    got = np.array([r["value"] for r in sorted(payload["values"], key=lambda r: r["id"])])
+    np.testing.assert_allclose(got, _expected(tables), rtol=0, atol=1e-9)

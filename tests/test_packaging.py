@@ -143,7 +143,7 @@ def test_core_install_values_without_the_market_or_lm(wheel: Path, tables: Path)
     res = _run([exe, "--home", str(tables / "home"), "ledger", "verify"])
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert res.stderr.strip().splitlines() == [
-        "error: this needs the 'market' extra (module 'sqlalchemy' is not installed) "
+        "error: databazaar ledger needs the 'market' extra (module 'sqlalchemy' is not installed) "
         "(pip install 'databazaar[market]')"
     ]
     res = _run([exe, "lm", "--help"])

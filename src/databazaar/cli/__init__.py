@@ -305,6 +305,12 @@ def value_cmd(
     seed: Annotated[int, typer.Option("--seed", help="random seed")] = 0,
     top: Annotated[int, typer.Option("--top", help="rows shown in the summary")] = 5,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json", help="print the result as JSON (method, parameters, one record per row)"
+        ),
+    ] = False,
 ) -> None:
     """Value every training row (or group) for the task defined by the test table."""
     import time
@@ -351,6 +357,19 @@ def value_cmd(
     elapsed = time.perf_counter() - start
     if output is not None:
         result.save(output)
+    if as_json:
+        import json
+
+        payload = {
+            "method": result.method,
+            "params": result.params,
+            "confidence": result.confidence,
+            "seconds": round(elapsed, 4),
+            "warnings": list(dict.fromkeys(str(w.message) for w in caught)),
+            "values": json.loads(result.to_frame().to_json(orient="records")),
+        }
+        typer.echo(json.dumps(payload, default=str))
+        return
     _print_values(result, prob, train_df, target, elapsed, output, top)
     # library warnings (e.g. intervals outside their calibrated regime) as one line each
     for text in dict.fromkeys(
