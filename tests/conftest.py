@@ -37,7 +37,9 @@ def _psycopg_url(url: str) -> str:
 
 
 def _in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+    from ci_rules import in_ci  # type: ignore[import-not-found]
+
+    return bool(in_ci())
 
 
 @pytest.fixture(scope="session")

@@ -122,7 +122,22 @@ def test_value_monte_carlo_method(tables: dict[str, Path]) -> None:
         "1",
     )
     assert res.exit_code == 0, res.output
-    assert len(ValuationResult.load(dest)) == 120
+    saved = ValuationResult.load(dest)
+    assert len(saved) == 120 and saved.method == "banzhaf-msr"
+    # the numbers are the library's for the same seed, budget and model
+    from databazaar.valuation.tabular import value_table
+
+    train = pd.read_csv(tables["train_csv"])
+    test = pd.read_csv(tables["test_csv"])
+    lib, _prob = value_table(
+        train, test, "grade", "banzhaf", model="naive-bayes", budget=40, n_jobs=1, random_state=0
+    )
+    order = np.argsort(saved.ids.astype(int))
+    np.testing.assert_allclose(saved.values[order], lib.values, rtol=0, atol=1e-12)
+    assert saved.counts[order].tolist() == lib.counts.tolist()
+    # and they are values, not a constant: MSR with 40 subsets estimates every row
+    assert saved.counts.min() > 0 and np.ptp(saved.values) > 0
+    assert np.isfinite(saved.stderr).all()
 
 
 @pytest.mark.parametrize(
@@ -280,3 +295,14 @@ def test_python_dash_m_runs_the_same_command(module: str) -> None:
         timeout=60,
     )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
+
+
+def test_value_json_for_scripts(tables: dict[str, Path]) -> None:
+    import json
+
+    res = run_value(tables, "--json", "-q")
+    assert res.exit_code == 0, res.output
+    payload = json.loads(res.stdout)  # the whole output is one JSON document
+    assert payload["method"] == "knn-shapley" and payload["params"]["k"] == 5
+    got = np.array([r["value"] for r in sorted(payload["values"], key=lambda r: r["id"])])
+    np.testing.assert_allclose(got, _expected(tables), rtol=0, atol=1e-9)

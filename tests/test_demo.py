@@ -41,7 +41,7 @@ def test_demo_command_end_to_end(
     monkeypatch.setenv("DATABAZAAR_HOME", str(home))
     get_settings.cache_clear()
     try:
-        res = CliRunner().invoke(app, ["demo", "--home", str(tmp_path)])
+        res = CliRunner().invoke(app, ["demo", "--home", str(tmp_path / "demo")])
     finally:
         monkeypatch.delenv("DATABAZAAR_HOME")
         get_settings.cache_clear()
@@ -53,7 +53,9 @@ def test_demo_command_end_to_end(
     assert "tries to buy 'forum-dump': refused (Conflict: " in text
     assert "1. Valuation" in text and "2. Market" in text and "3. Market economics" in text
     assert "ledger verify: OK" in text
-    assert (tmp_path / "market-demo" / "databazaar.db").is_file()
+    # the demo seeds the data home it was given, and says how to use it
+    assert (tmp_path / "demo" / "databazaar.db").is_file()
+    assert f"databazaar --home {tmp_path / 'demo'} ledger verify" in text
 
 
 def test_demo_gate_falls_back_to_tfidf_on_a_core_install(

@@ -1,4 +1,4 @@
-"""The economics routes over HTTP (FastAPI TestClient on a real SQLite market)."""
+"""The economics routes over HTTP (FastAPI TestClient on a real market: SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -33,7 +33,6 @@ def _auth(market: Market, name: str, role: str, funds: int = 0) -> dict[str, str
     return {"Authorization": f"Bearer {market.login(name, PASSWORD).token}"}
 
 
-@pytest.mark.parametrize("store", ["sqlite"], indirect=True)
 def test_http_flow(client: TestClient, market: Market, list_table: ListFn) -> None:
     sell = _auth(market, "sam", "seller")
     buy = _auth(market, "bea", "buyer", 100_000)
@@ -133,7 +132,6 @@ def test_http_flow(client: TestClient, market: Market, list_table: ListFn) -> No
     assert market.verify_ledger().ok
 
 
-@pytest.mark.parametrize("store", ["sqlite"], indirect=True)
 def test_http_bundle_and_splits(client: TestClient, market: Market, list_table: ListFn) -> None:
     owner = _auth(market, "coop", "seller")
     _auth(market, "ann", "seller")

@@ -65,10 +65,20 @@ def test_histograms_and_sum() -> None:
     cat = release(FRAME, "histogram", "city", 5.0, POLICY, random_state=0)
     assert cat["categories"] == ["oslo", "rome", "lima"]
     assert np.abs(np.array(cat["counts"]) - [500, 250, 250]).max() <= 6
-    total = release(FRAME, "sum", "age", 5.0, POLICY, random_state=0)["value"]
-    assert abs(total - FRAME["age"].sum()) < 500
     rows = release(FRAME, "count", None, 5.0, {}, random_state=0)["value"]
     assert abs(rows - 1000) <= 6
+
+
+def test_sum_noise_matches_epsilon() -> None:
+    """A DP sum over [0, 100] adds Laplace noise of scale 100 / eps (sd sqrt(2) 100 / eps)."""
+    eps = 5.0
+    truth = FRAME["age"].sum()  # the missing values count as nothing
+    draws = np.array(
+        [release(FRAME, "sum", "age", eps, POLICY, random_state=i)["value"] for i in range(1500)]
+    )
+    expected = math.sqrt(2) * 100 / eps  # 28.3
+    assert (draws - truth).std() == pytest.approx(expected, rel=0.1)
+    assert abs(draws.mean() - truth) < 4 * expected / math.sqrt(1500)
 
 
 def test_epsilon_and_policy_validation() -> None:

@@ -56,10 +56,23 @@ def test_fulltext_matches_words_and_stems(catalog: Market) -> None:
 
 
 def test_fulltext_treats_query_syntax_as_text(catalog: Market) -> None:
-    for q in ['"unbalanced', "NEAR(a b)", "rain* OR 1=1", "x'; DROP TABLE search_docs;--",
-              "title:weather", "-weather", "(((", "&|!:*"]:  # fmt: skip
+    """Search operators are words: every word must match, punctuation is dropped."""
+    expected = {
+        '"unbalanced': [],  # a stray quote is no syntax error
+        "NEAR(a b)": [],  # no product has the words near, a and b
+        "rain* OR 1=1": [],  # no prefix match ('rainfall' is not 'rain'), OR is a word
+        "x'; DROP TABLE search_docs;--": [],
+        "title:weather": [],  # no column filter: 'title' is a word no product has
+        "-weather": ["city-weather"],  # no negation: it finds 'weather'
+        "(((": [],  # no words: nothing is searched for, nothing matches
+        "&|!:*": [],
+    }
+    got = {}
+    for q in expected:
         res = catalog.search(q)
-        assert res.total >= 0
+        assert res.mode == "fulltext" and res.total == len(res.hits), q
+        got[q] = slugs(res)
+    assert got == expected
     assert slugs(catalog.search("weather:")) == ["city-weather"]
     assert catalog.search().total == 4  # nothing was dropped
 

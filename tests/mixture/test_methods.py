@@ -213,6 +213,12 @@ def test_doremi_group_dro(mix_data, proxy) -> None:  # type: ignore[no-untyped-d
     assert np.allclose(traj.sum(axis=1), 1.0)
     assert np.all(traj >= 0.1 / 3 - 1e-12)  # smoothing keeps every domain above c/m
     assert w == pytest.approx(traj.mean(axis=0))
+    # the weights move: Group DRO shifts mass between domains as excess losses differ
+    assert np.abs(traj[-1] - 1 / 3).max() > 0.01  # 0.028 when written
+    assert np.abs(np.diff(traj, axis=0)).sum(axis=1).max() > 1e-4
+    # with a vanishing step size the same run keeps the reference (uniform) weights
+    still = DoReMi(BUDGET, proxy=proxy, seed=0, smoothing=0.1, step_size=1e-12).fit(data)
+    assert np.allclose(still.trajectory_, 1 / 3, atol=1e-9)
     again = DoReMi(BUDGET, proxy=proxy, seed=0, smoothing=0.1).fit(data)
     assert again.weights_ == pytest.approx(dr.weights_, abs=1e-6)
 

@@ -142,7 +142,9 @@ def test_bad_input_names_the_method() -> None:
 def lm_polygraph_or_skip() -> str:
     python = polygraph_python()
     if python is None:
-        pytest.skip("LM-Polygraph not installed here and no peer venv (see docs/uncertainty.md)")
+        from ci_rules import skip_or_fail  # type: ignore[import-not-found]
+
+        skip_or_fail("LM-Polygraph not installed here and no peer venv (see docs/uncertainty.md)")
     if os.environ.get("DATABAZAAR_LMPOLYGRAPH_PYTHON"):
         assert os.path.exists(python), f"DATABAZAAR_LMPOLYGRAPH_PYTHON={python} does not exist"
     return python

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
+from ci_rules import require  # type: ignore[import-not-found]
 from databazaar.core.errors import InvalidInput
 from databazaar.valuation.asymmetric import (
     AsymmetricShapley,
@@ -413,7 +414,7 @@ def test_resolve_group_order_members():
 
 @pytest.fixture(scope="module")
 def local_ray() -> Iterator[object]:
-    ray = pytest.importorskip("ray")
+    ray = require("ray", "pip install -e '.[distributed]'")
     started = not ray.is_initialized()
     if started:
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
+from ci_rules import require  # type: ignore[import-not-found]
 from databazaar.core.errors import InvalidInput
 from databazaar.valuation import _ci_kernels as kern
 from databazaar.valuation.inference import (
@@ -352,7 +353,7 @@ def test_variance_options_object_and_keywords_agree():
 
 @pytest.fixture(scope="module")
 def local_ray() -> Iterator[object]:
-    ray = pytest.importorskip("ray")
+    ray = require("ray", "pip install -e '.[distributed]'")
     started = not ray.is_initialized()
     if started:
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)

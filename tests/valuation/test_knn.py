@@ -326,7 +326,9 @@ def pydvl_python() -> Path | None:
 def run_pydvl(tmp_path: Path, xtr, ytr, xte, yte, k: int) -> np.ndarray:  # type: ignore[no-untyped-def]
     python = pydvl_python()
     if python is None:
-        pytest.skip(f"pyDVL peer venv missing: run bash {PYDVL_SETUP.relative_to(REPO)}")
+        from ci_rules import skip_or_fail  # type: ignore[import-not-found]
+
+        skip_or_fail(f"pyDVL peer venv missing: run bash {PYDVL_SETUP.relative_to(REPO)}")
     assert python.exists(), f"DATABAZAAR_PYDVL_PYTHON={python} does not exist"
     src, dst = tmp_path / "in.npz", tmp_path / "out.npz"
     np.savez(src, x_train=xtr, y_train=ytr, x_test=xte, y_test=yte)

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
+from ci_rules import require  # type: ignore[import-not-found]
 from databazaar.core import parallel
 from databazaar.core.errors import InvalidInput
 from databazaar.core.parallel import effective_n_jobs, parallel_map
@@ -101,7 +102,7 @@ def test_ray_address_connects_to_a_cluster(monkeypatch: pytest.MonkeyPatch) -> N
 
 @pytest.fixture(scope="module")
 def local_ray() -> Iterator[object]:
-    ray = pytest.importorskip("ray")
+    ray = require("ray", "pip install -e '.[distributed]'")
     started = not ray.is_initialized()
     if started:
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)

@@ -1,7 +1,8 @@
-"""Fixtures for the web pages: an app on a temp SQLite store, a live server, chromium.
+"""Fixtures for the web pages: an app on a temp store, a live server, chromium.
 
 ``web_app`` is the real app (``create_app`` with the pages mounted) on a fresh SQLite
-store in a temp data home, for in-process tests with Starlette's ``TestClient``.
+store in a temp data home and on a fresh PostgreSQL schema (parametrized), for
+in-process tests with Starlette's ``TestClient``.
 ``live_server`` serves such an app with uvicorn on 127.0.0.1 and a free port in a
 background thread (``DATABAZAAR_HOME`` points at its temp home while it runs).
 ``browser`` is Debian's chromium driven by Playwright (never a downloaded browser);
@@ -43,26 +44,34 @@ CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
 def _in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+    from ci_rules import in_ci  # type: ignore[import-not-found]
+
+    return bool(in_ci())
 
 
-def build_app(home: Path) -> Any:
-    """The real app on a fresh SQLite store under ``home``, pages mounted."""
+def build_app(home: Path, postgres: Any = None) -> Any:
+    """The real app with its pages, on a fresh SQLite store under ``home``, or on a
+    ``postgres_schema`` (PostgreSQL) when given."""
     from databazaar.server.app import create_app
     from databazaar.server.web import mount_web
 
-    settings = Settings(
-        home=home, secret_key=SECRET, database_url=f"sqlite:///{home / 'db.sqlite'}"
+    url = f"sqlite:///{home / 'db.sqlite'}" if postgres is None else postgres.url
+    settings = Settings(home=home, secret_key=SECRET, database_url=url)
+    engine_kwargs = None if postgres is None else {"connect_args": postgres.connect_args}
+    market = Market.from_settings(
+        settings, engine_kwargs=engine_kwargs, password_hasher=FAST_HASHER
     )
-    market = Market.from_settings(settings, password_hasher=FAST_HASHER)
     app = create_app(settings, market=market)
     mount_web(app)  # a no-op when create_app already mounts the pages
     return app
 
 
-@pytest.fixture
-def web_app(tmp_path: Path) -> Iterator[Any]:
-    app = build_app(tmp_path / "home")
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def web_app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    """The app on SQLite and on PostgreSQL (a fresh schema): every in-process page test
+    runs on both stores."""
+    postgres = request.getfixturevalue("postgres_schema") if request.param != "sqlite" else None
+    app = build_app(tmp_path / "home", postgres)
     yield app
     app.state.market.close()
 

@@ -431,7 +431,7 @@ def test_upload_errors_leave_no_version(
         (("../../etc/passwd.csv", b"a\n1\n"), "invalid file name"),
         (("data.exe", b"MZ"), "unsupported file type"),
         (("empty.csv", b""), "empty"),
-        (("bad.parquet", b"not parquet at all"), ""),
+        (("bad.parquet", b"not parquet at all"), "not a Parquet file"),
     ]
     for (name, body), message in cases:
         response = client.post(

@@ -8,26 +8,175 @@ exit code; anything else is a bug and shows its traceback.
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, NoReturn, Optional
 
 import typer
 import typer.core
+import typer.main
 
 from databazaar import __version__
-from databazaar.core.errors import DatabazaarError
+from databazaar.core.errors import DatabazaarError, MissingExtra, missing_extra
+
+# Command groups loaded only when used, so ``databazaar --help`` and ``databazaar value``
+# work on the core install (no extras).  name -> (module, Typer attribute, one-line help,
+# the extra every command of the group needs or None); ``tests/test_cli_every_command.py``
+# checks each help against the loaded group's.
+LAZY_GROUPS: dict[str, tuple[str, str, str, str | None]] = {
+    "db": ("databazaar.cli.market", "db_app", "Manage the market database.", "market"),
+    "ledger": ("databazaar.cli.market", "ledger_app", "Inspect the market ledger.", "market"),
+    "mixture": (
+        "databazaar.mixture.cli",
+        "mixture_app",
+        "Optimise data-mixture weights (DDO, AutoScale, DoReMi, RegMix) and train with them.",
+        "lm",
+    ),
+    "econ": (
+        "databazaar.cli.econ",
+        "econ_app",
+        "Market economics: value search, pricing, revenue splits, DP.",
+        "market",
+    ),
+    "gate": (
+        "databazaar.cli.gate",
+        "gate_app",
+        "The listing gate: screening policy, review queue, audit.",
+        "market",
+    ),
+    "lm": (
+        "databazaar.lm.cli",
+        "lm_app",
+        "Fine-tune, evaluate, generate with or serve a causal LM (local folder).",
+        "lm",
+    ),
+    # some safety and uncertainty commands run without the lm extra (TF-IDF screening,
+    # the taxonomy, scoring given outputs): their commands name it when they need it
+    "safety": (
+        "databazaar.safety.cli",
+        "safety_app",
+        "Risk taxonomy (AIR 2024), screening, AIR-Bench evaluation and backdoor removal.",
+        None,
+    ),
+    "uncertainty": (
+        "databazaar.uncertainty.cli",
+        "uncertainty_app",
+        "Uncertainty estimation for generated text: benchmark methods (PRR) or score outputs.",
+        None,
+    ),
+}
+# the module whose absence means an extra is not installed
+_EXTRA_PROBE = {"market": "sqlalchemy", "lm": "torch"}
+
+
+def plain_help(command: Any) -> Any:
+    """Plain help for ``command`` and everything under it: no Rich panels (whose type
+    column showed flags as ``<bool>``) and positionals named in capitals, ``TRAIN``
+    rather than ``{train}``."""
+    if hasattr(command, "rich_markup_mode"):
+        command.rich_markup_mode = None
+    for param in command.params:
+        if isinstance(param, typer.core.TyperArgument) and param.name:
+            if param.metavar is None:
+                param.metavar = param.name.upper()
+            shown = param.metavar + ("..." if param.nargs != 1 else "")
+            shown = shown if param.required else f"[{shown}]"
+            param._usage_display_name = lambda shown=shown: shown  # type: ignore[method-assign]
+    for sub in getattr(command, "commands", {}).values():
+        plain_help(sub)
+    return command
+
+
+def _needs_extra(name: str, error: DatabazaarError) -> Any:
+    """Stands in for a group whose extra is missing: any use prints ``error`` (exit 2)."""
+    stub = typer.Typer(add_completion=False)
+
+    @stub.command(
+        name,
+        help=f"(needs an extra) {error.message}",
+        add_help_option=False,
+        context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+    )
+    def fail() -> None:
+        raise error
+
+    return typer.main.get_command(stub)
+
+
+def _store_error(exc: BaseException) -> DatabazaarError | None:
+    """A one-line error for a store that is missing or not migrated (SQLAlchemy's)."""
+    if "sqlalchemy" not in sys.modules:
+        return None
+    from databazaar.market.db import explain_store_error
+
+    return explain_store_error(exc)
 
 
 class _Group(typer.core.TyperGroup):
-    """Turns databazaar errors into a one-line message and the error's exit code."""
+    """The root group: lazy sub-groups, and every expected failure as one line.
 
-    def invoke(self, ctx):  # type: ignore[no-untyped-def]
+    databazaar errors print ``error: message (hint)`` and exit with the error's code; a
+    missing optional dependency names the extra to install (exit 2); a store that is
+    missing or not migrated says to run ``databazaar db upgrade`` (exit 3).  Anything
+    else is a bug and shows its traceback.
+    """
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return [*super().list_commands(ctx), *LAZY_GROUPS]
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        if cmd_name not in LAZY_GROUPS:
+            cmd = super().get_command(ctx, cmd_name)
+            return None if cmd is None else plain_help(cmd)
+        module, attr, _help, extra = LAZY_GROUPS[cmd_name]
+        if extra is not None and importlib.util.find_spec(_EXTRA_PROBE[extra]) is None:
+            return _needs_extra(
+                cmd_name, MissingExtra(extra, _EXTRA_PROBE[extra], what=f"databazaar {cmd_name}")
+            )
+        try:
+            sub_app = getattr(importlib.import_module(module), attr)
+        except ModuleNotFoundError as exc:
+            error = missing_extra(exc, what=f"databazaar {cmd_name}")
+            if error is None:
+                raise
+            return _needs_extra(cmd_name, error)
+        group = typer.main.get_group(sub_app)
+        group.name = cmd_name
+        return plain_help(group)
+
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        rows = []
+        for name in super().list_commands(ctx):
+            cmd = super().get_command(ctx, name)
+            if cmd is not None and not cmd.hidden:
+                rows.append((name, cmd.get_short_help_str(200)))
+        rows += [(name, entry[2]) for name, entry in LAZY_GROUPS.items()]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+    def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except DatabazaarError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            ctx.exit(exc.exit_code)
+            _fail(ctx, exc)
+        except ModuleNotFoundError as exc:
+            error = missing_extra(exc)
+            if error is None:
+                raise
+            _fail(ctx, error)
+        except Exception as exc:
+            error = _store_error(exc)
+            if error is None:
+                raise
+            _fail(ctx, error)
+
+
+def _fail(ctx: Any, error: DatabazaarError) -> NoReturn:
+    typer.echo(f"error: {error}", err=True)
+    ctx.exit(error.exit_code)
+    raise AssertionError("unreachable")  # ctx.exit raises
 
 
 app = typer.Typer(
@@ -37,6 +186,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode=None,
 )
 
 
@@ -46,26 +196,51 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+def _set_home(home: Path | None) -> Path | None:
+    if home is not None:
+        import os
+
+        from databazaar.core.config import get_settings
+
+        os.environ["DATABAZAAR_HOME"] = str(home.expanduser().resolve())
+        get_settings.cache_clear()
+    return home
+
+
 @app.callback()
 def _root(
     version: Annotated[
         Optional[bool],  # noqa: UP045
         typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
     ] = None,
+    home: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option(
+            "--home",
+            callback=_set_home,
+            help="data home (default: DATABAZAAR_HOME, else ~/.databazaar); its "
+            "databazaar.db is the store when DATABASE_URL is unset",
+        ),
+    ] = None,
 ) -> None:
     """databazaar command line."""
 
 
 def _console():  # type: ignore[no-untyped-def]
+    """Rich console for results: plain, unwrapped lines when stdout is not a terminal."""
     from rich.console import Console
 
-    return Console(stderr=False)
+    if sys.stdout.isatty():
+        return Console(stderr=False)
+    return Console(stderr=False, width=10_000, soft_wrap=True, no_color=True, highlight=False)
 
 
 # ---------------------------------------------------------------------------- value
 @app.command("value")
 def value_cmd(
-    train: Annotated[Path, typer.Argument(help="training table (.csv, .parquet or .jsonl)")],
+    train: Annotated[
+        Path, typer.Argument(metavar="TRAIN", help="training table (.csv, .parquet or .jsonl)")
+    ],
     target: Annotated[str, typer.Option("--target", "-t", help="label column")],
     test: Annotated[Path, typer.Option("--test", help="test/validation table, same columns")],
     method: Annotated[
@@ -130,6 +305,12 @@ def value_cmd(
     seed: Annotated[int, typer.Option("--seed", help="random seed")] = 0,
     top: Annotated[int, typer.Option("--top", help="rows shown in the summary")] = 5,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json", help="print the result as JSON (method, parameters, one record per row)"
+        ),
+    ] = False,
 ) -> None:
     """Value every training row (or group) for the task defined by the test table."""
     import time
@@ -176,6 +357,19 @@ def value_cmd(
     elapsed = time.perf_counter() - start
     if output is not None:
         result.save(output)
+    if as_json:
+        import json
+
+        payload = {
+            "method": result.method,
+            "params": result.params,
+            "confidence": result.confidence,
+            "seconds": round(elapsed, 4),
+            "warnings": list(dict.fromkeys(str(w.message) for w in caught)),
+            "values": json.loads(result.to_frame().to_json(orient="records")),
+        }
+        typer.echo(json.dumps(payload, default=str))
+        return
     _print_values(result, prob, train_df, target, elapsed, output, top)
     # library warnings (e.g. intervals outside their calibrated regime) as one line each
     for text in dict.fromkeys(
@@ -237,35 +431,7 @@ def _print_values(result, prob, train_df, target, elapsed, output, top):  # type
         console.print(f"wrote {output}")
 
 
-# --------------------------------------------------------------------------- market
-def _add_market_commands() -> None:
-    from databazaar.cli.market import db_app, ledger_app
-
-    app.add_typer(db_app, name="db")
-    app.add_typer(ledger_app, name="ledger")
-    from databazaar.mixture.cli import mixture_app
-
-    app.add_typer(mixture_app, name="mixture")
-    from databazaar.cli.econ import econ_app
-
-    app.add_typer(econ_app, name="econ")
-    from databazaar.cli.gate import gate_app
-
-    app.add_typer(gate_app, name="gate")
-    from databazaar.lm.cli import lm_app
-
-    app.add_typer(lm_app, name="lm")
-    from databazaar.safety.cli import safety_app
-
-    app.add_typer(safety_app, name="safety")
-    from databazaar.uncertainty.cli import uncertainty_app
-
-    app.add_typer(uncertainty_app, name="uncertainty")
-
-
-_add_market_commands()
-
-
+# ---------------------------------------------------------------------------- serve
 @app.command("serve")
 def serve_cmd(
     host: Annotated[str, typer.Option("--host", help="interface to bind")] = "127.0.0.1",
@@ -295,24 +461,26 @@ def serve_cmd(
 def demo_cmd(
     home: Annotated[
         Optional[Path],  # noqa: UP045
-        typer.Option("--home", help="data home for the demo store (default: a temp folder)"),
+        typer.Option(
+            "--home",
+            help="data home to seed (new or empty, or an earlier demo's); default: a new "
+            "folder ./databazaar-demo-DATE-TIME, reported and kept",
+        ),
     ] = None,
     serve: Annotated[
-        bool, typer.Option("--serve", help="after the tour, serve the demo market's web UI")
+        bool, typer.Option("--serve", help="seed the demo market and serve its web UI")
     ] = False,
     host: Annotated[str, typer.Option("--host", help="interface for --serve")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="port for --serve")] = 8000,
 ) -> None:
     """Walk through the product: value a dataset, then run the market on SQLite."""
-    from databazaar.demo import run_demo
+    from databazaar.demo import default_demo_home, run_demo
 
     say = _console().print
     if serve:
-        import tempfile
-
         from databazaar.server.web.demo import serve_demo
 
-        serve_demo(home or Path(tempfile.mkdtemp(prefix="databazaar-demo-")), host, port, say)
+        serve_demo(home or default_demo_home(), host, port, say)
         return
     run_demo(home, say)
 

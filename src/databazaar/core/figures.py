@@ -21,7 +21,7 @@ from typing import Any
 
 from databazaar.core.errors import InvalidInput
 
-_RC = {"svg.hashsalt": "databazaar", "svg.fonttype": "none"}
+_RC: Any = {"svg.hashsalt": "databazaar", "svg.fonttype": "none"}
 
 
 def figure(width: float, height: float, *, dpi: int = 100) -> Any:

@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -76,20 +75,42 @@ def valuation_tour(say: Say, *, seed: int = 0) -> dict[str, Any]:
     }
 
 
-def run_demo(home: Path | None, say: Say) -> dict[str, Any]:
-    """Run every part of the tour; returns the numbers it printed."""
-    out: dict[str, Any] = {"valuation": valuation_tour(say)}
-    try:
-        from databazaar.demo.market import run_market_demo
-    except ImportError:  # pragma: no cover - the market ships in the same package
-        return out
-    if home is None:
-        home = Path(tempfile.mkdtemp(prefix="databazaar-demo-"))
-    home.mkdir(parents=True, exist_ok=True)
-    say(f"[bold]2. Market[/bold]: a fresh SQLite store in {home}")
-    out["market"] = run_market_demo(home, lambda line: say(f"   {line}"))
-    from databazaar.demo.economics import run_economics_demo
+def default_demo_home() -> Path:
+    """A new folder ``./databazaar-demo-YYYYMMDD-HHMMSS`` (numbered if it exists)."""
+    base = Path.cwd() / time.strftime("databazaar-demo-%Y%m%d-%H%M%S")
+    home, n = base, 1
+    while home.exists():
+        n += 1
+        home = base.with_name(f"{base.name}-{n}")
+    return home
 
+
+def run_demo(home: Path | None, say: Say) -> dict[str, Any]:
+    """Run every part of the tour; returns the numbers it printed.
+
+    ``home`` (default :func:`default_demo_home`) becomes the demo market's data home and
+    is kept, so ``databazaar --home HOME serve`` and ``ledger verify`` see the market.
+    The market parts need the ``market`` extra; without it the tour stops after the
+    valuation part with :class:`~databazaar.core.errors.MissingExtra`.
+    """
+    from importlib.util import find_spec
+
+    from databazaar.core.errors import MissingExtra
+
+    out: dict[str, Any] = {"valuation": valuation_tour(say)}
+    if find_spec("sqlalchemy") is None:
+        raise MissingExtra("market", "sqlalchemy", what="the market part of the demo")
+    from databazaar.demo.economics import run_economics_demo
+    from databazaar.demo.market import prepare_demo_home, run_market_demo
+
+    home = prepare_demo_home(default_demo_home() if home is None else home)
+    say(f"[bold]2. Market[/bold]: a fresh SQLite store in the data home {home}")
+    out["market"] = run_market_demo(home, lambda line: say(f"   {line}"))
     say("[bold]3. Market economics[/bold]: value-aware search, pricing, revenue split")
     out["economics"] = run_economics_demo(home, lambda line: say(f"   {line}"))
+    say(
+        f"the demo market is kept in {home}; next: databazaar --home {home} serve "
+        f"(web pages at http://127.0.0.1:8000/), databazaar --home {home} ledger verify"
+    )
+    out["home"] = str(home)
     return out

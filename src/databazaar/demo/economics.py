@@ -2,7 +2,7 @@
 chosen pricing mechanism and the Shapley revenue split of a multi-seller product.
 
 :func:`run_economics_demo` works on the SQLite store that the market walk-through
-(:func:`databazaar.demo.market.run_market_demo`) leaves in ``home/market-demo`` (it runs
+(:func:`databazaar.demo.market.run_market_demo`) leaves in ``home`` (it runs
 that walk-through first, quietly, when the store is missing), migrates it to the
 economics schema and uses only the market's and the economics service's public
 functions.
@@ -91,7 +91,7 @@ def run_economics_demo(home: Path, say: Callable[[str], None]) -> dict[str, Any]
     from databazaar.market.economics import Economics
     from databazaar.market.service import Market
 
-    root = Path(home) / "market-demo"
+    root = Path(home)
     if not (root / "databazaar.db").is_file() or _already_ran(root):
         from databazaar.demo.market import run_market_demo
 

@@ -118,12 +118,47 @@ def _demo_gate(say: Callable[[str], None]) -> Any:
     return gate
 
 
+DEMO_MARKER = ".databazaar-demo"
+
+
+def prepare_demo_home(home: Path | str) -> Path:
+    """Make ``home`` an empty demo data home and return it.
+
+    A new or empty folder is used as it is; a folder an earlier demo seeded (it holds
+    the marker file) is emptied, except its ``cache`` (trained screeners); any other
+    non-empty folder is refused, so a real data home is never wiped.
+    """
+    from databazaar.core.errors import Conflict
+
+    root = Path(home).expanduser()
+    if root.exists() and not root.is_dir():
+        raise Conflict(f"demo home {root} is a file", hint="give a new or empty folder")
+    if root.is_dir() and any(root.iterdir()):
+        if not (root / DEMO_MARKER).is_file():
+            raise Conflict(
+                f"{root} is not empty and was not made by `databazaar demo`",
+                hint="give a new or empty folder with --home",
+            )
+        for child in root.iterdir():
+            if child.name == "cache":
+                continue
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
+    root.mkdir(parents=True, exist_ok=True)
+    (root / DEMO_MARKER).write_text("seeded by `databazaar demo`; rerunning it wipes this folder\n")
+    return root
+
+
 def run_market_demo(
     home: Path, say: Callable[[str], None], *, gate: Any = "auto"
 ) -> dict[str, Any]:
     """Seed a fresh SQLite market under ``home`` and walk one purchase end to end.
 
-    The store lives in ``home/market-demo`` (wiped first, so the demo can rerun).  Two
+    ``home`` becomes the demo's data home: its store is ``home/databazaar.db``, so
+    ``databazaar --home HOME serve`` and ``ledger verify`` see the demo market (a demo
+    home is wiped first so the demo can rerun; see :func:`prepare_demo_home`).  Two
     sellers upload, publish and list products; a buyer is funded, searches, buys two
     products in one order (replaying the idempotency key once), downloads through a
     signed link and the ledger is verified.  Returns the numbers it printed.
@@ -136,10 +171,7 @@ def run_market_demo(
     from databazaar.market.db import Database, upgrade
     from databazaar.market.service import Market
 
-    root = Path(home) / "market-demo"
-    if root.exists():
-        shutil.rmtree(root)
-    root.mkdir(parents=True)
+    root = prepare_demo_home(home)
     db = Database.from_url(f"sqlite:///{root / 'databazaar.db'}")
     try:
         upgrade(db.engine)

@@ -22,6 +22,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from databazaar.core.config import normalize_url
+from databazaar.core.errors import NotFound
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
@@ -179,3 +180,31 @@ def head_revision() -> str:
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert head is not None
     return head
+
+
+def explain_store_error(exc: BaseException) -> NotFound | None:
+    """A one-line :class:`~databazaar.core.errors.NotFound` for a store that cannot be
+    used as it is (the folder or server is missing, or ``db upgrade`` never ran), or
+    ``None`` when ``exc`` is anything else.  The CLI prints it instead of a traceback."""
+    from sqlalchemy.exc import DBAPIError
+
+    if not isinstance(exc, DBAPIError):
+        return None
+    text = str(exc.orig)
+    lowered = text.lower()
+    if "no such table" in lowered or ("relation" in lowered and "does not exist" in lowered):
+        return NotFound(
+            f"the store is not initialised ({text.splitlines()[0]})",
+            hint="run `databazaar db upgrade` first, with the same --home or DATABASE_URL",
+        )
+    if "unable to open database file" in lowered:
+        return NotFound(
+            "the store's SQLite file cannot be opened (its folder does not exist)",
+            hint="check --home / DATABAZAAR_HOME, then run `databazaar db upgrade`",
+        )
+    if "connection" in lowered and ("refused" in lowered or "failed" in lowered):
+        return NotFound(
+            f"cannot connect to the store's database server: {text.splitlines()[0]}",
+            hint="check DATABASE_URL and that the server runs",
+        )
+    return None

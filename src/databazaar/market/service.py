@@ -101,11 +101,21 @@ class Market(Accounts, Products, Catalog, Orders, Settlement, Downloads, Gatekee
         self.gate = gate
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, migrate: bool = True, **kwargs: Any) -> Market:
-        """Open the market described by ``settings`` (migrating the store first)."""
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        migrate: bool = True,
+        engine_kwargs: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> Market:
+        """Open the market described by ``settings`` (migrating the store first).
+
+        ``engine_kwargs`` go to :func:`~databazaar.market.db.make_engine` (for example
+        ``connect_args`` that set a PostgreSQL ``search_path``)."""
         from databazaar.market.db import upgrade
 
-        db = Database.from_url(settings.resolved_database_url)
+        db = Database.from_url(settings.resolved_database_url, **(engine_kwargs or {}))
         if migrate:
             upgrade(db.engine)
         if "gate" not in kwargs:

@@ -218,12 +218,12 @@ def check_random_state(random_state: Any) -> np.random.Generator:
 
 def is_pos_int(x: Any) -> bool:
     """``x`` is an integer >= 1 (not a bool)."""
-    return not isinstance(x, bool) and isinstance(x, (int, np.integer)) and x >= 1
+    return bool(not isinstance(x, bool) and isinstance(x, (int, np.integer)) and x >= 1)
 
 
 def is_nonneg_number(x: Any) -> bool:
     """``x`` is a finite real number >= 0 (not a bool)."""
-    return (
+    return bool(
         not isinstance(x, bool)
         and isinstance(x, (int, float, np.number))
         and bool(np.isfinite(x))

@@ -441,7 +441,8 @@ def shapley_confidence_intervals(
     var, resolved = shapley_variance(oracle, indices, method=method, options=opts)
     if include_stderr is None:
         include_stderr = not result.method.startswith("knn")
-    total = var + (result.stderr**2 if include_stderr else 0.0)
+    mc_stderr = np.asarray(result.stderr, dtype=np.float64)
+    total = var + (mc_stderr**2 if include_stderr else 0.0)
     se = np.sqrt(total)
     q = float(ndtri(0.5 + conf / 2.0))
     params = {
@@ -462,7 +463,7 @@ def shapley_confidence_intervals(
     }
     return ValuationResult(
         values=result.values.copy(),
-        stderr=np.where(np.isnan(se), result.stderr, se),
+        stderr=np.where(np.isnan(se), mc_stderr, se),
         counts=result.counts,
         ids=result.ids,
         method=result.method,

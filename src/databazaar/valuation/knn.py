@@ -370,8 +370,8 @@ class KNNShapley(_KNNEstimator):
         self.k = k
         self.task = task
 
-    def _compute(self, *data: Any, **kwargs: Any) -> ValuationResult:
-        return knn_shapley(*data, self.k, task=self.task, **kwargs)
+    def _compute(self, xtr: Any, ytr: Any, xte: Any, yte: Any, **kwargs: Any) -> ValuationResult:
+        return knn_shapley(xtr, ytr, xte, yte, self.k, task=self.task, **kwargs)
 
 
 class ThresholdKNNShapley(_KNNEstimator):
@@ -381,5 +381,5 @@ class ThresholdKNNShapley(_KNNEstimator):
         super().__init__(**kwargs)
         self.tau = tau
 
-    def _compute(self, *data: Any, **kwargs: Any) -> ValuationResult:
-        return threshold_knn_shapley(*data, self.tau, **kwargs)
+    def _compute(self, xtr: Any, ytr: Any, xte: Any, yte: Any, **kwargs: Any) -> ValuationResult:
+        return threshold_knn_shapley(xtr, ytr, xte, yte, self.tau, **kwargs)

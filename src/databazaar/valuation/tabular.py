@@ -187,8 +187,12 @@ def value_table(
         check_backend(backend)
     # the natural default of each kind of work: GIL-free KNN kernels in threads,
     # scikit-learn model fits in processes; an explicit backend is used as given
-    knn_par = {"n_jobs": n_jobs, "backend": backend or "threads", "progress": progress}
-    mc_par = {"n_jobs": n_jobs, "backend": backend or "processes"}
+    knn_par: dict[str, Any] = {
+        "n_jobs": n_jobs,
+        "backend": backend or "threads",
+        "progress": progress,
+    }
+    mc_par: dict[str, Any] = {"n_jobs": n_jobs, "backend": backend or "processes"}
     if ci is not None and method not in CI_METHODS:
         raise InvalidInput(
             f"confidence intervals are not available for {method}",
@@ -215,10 +219,10 @@ def value_table(
             )
         else:
             util = model_utility(model, k, args)
-            est = asymmetric.AsymmetricShapley(
+            ads = asymmetric.AsymmetricShapley(
                 method="mc", n_permutations=budget, random_state=random_state, **mc_par
             )
-            result = est.fit(util, groups=groups, order=list(order), progress=progress).result_
+            result = ads.fit(util, groups=groups, order=list(order), progress=progress).result_
         return result, prob
     if method in ("knn-shapley", "knn-regression"):
         from databazaar.valuation.knn import knn_shapley
@@ -246,7 +250,7 @@ def value_table(
     from databazaar.valuation import montecarlo
 
     util = model_utility(model, k, args)
-    common = {"random_state": random_state, **mc_par}
+    common: dict[str, Any] = {"random_state": random_state, **mc_par}
     if method == "loo":
         est: Any = montecarlo.LeaveOneOut(**mc_par)
     else:

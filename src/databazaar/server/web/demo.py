@@ -3,7 +3,7 @@
 :func:`serve_demo` runs the market walk-through of
 :func:`databazaar.demo.market.run_market_demo` (two sellers, three products, a buyer who
 bought two of them, and the forum dump the listing gate held) into
-``home/market-demo``, adds an admin account so the ledger page
+``home`` (the demo's data home), adds an admin account so the ledger page
 can be tried, then serves the web pages and the JSON API on that store with uvicorn
 until interrupted, after printing the URL and the demo logins.
 """
