@@ -21,7 +21,7 @@ import secrets
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from databazaar.core.errors import InvalidInput, PaymentError
 from databazaar.core.money import check_minor, format_minor
@@ -113,7 +113,7 @@ class TestCardProvider(PaymentProvider):
     __test__ = False  # not a pytest test class
     name = "test-card"
     test_mode = True
-    DECLINED = {
+    DECLINED: ClassVar[dict[str, str]] = {
         "4000000000000002": "the card was declined",
         "4000000000009995": "the card has insufficient funds",
     }

@@ -44,6 +44,7 @@ from databazaar.market.allocation import METHOD_DESCRIPTIONS
 from databazaar.market.privacy import STATISTICS
 from databazaar.market.schemas import AccountOut, ProductOut, VersionOut
 from databazaar.market.service import Market
+from databazaar.server.web import statements
 from databazaar.server.web.base import (
     Csrf,
     MarketDep,
@@ -53,6 +54,14 @@ from databazaar.server.web.base import (
     form_user,
     render,
     web_session,
+)
+from databazaar.server.web.pricing_forms import (
+    PricingFormError,
+    form_from_config,
+    model_labels,
+    parse_pricing,
+    query_columns,
+    settings_words,
 )
 from databazaar.server.web.rendering import redirect
 
@@ -136,7 +145,7 @@ def _mechanism_view(econ: Any, slug: str) -> dict[str, Any] | None:
         "label": label,
         "about": about,
         "config": mech.config(),
-        "config_json": json.dumps(mech.config(), sort_keys=True),
+        "words": settings_words(mech.name, mech.config()),
     }
     if mech.name == "posted":
         view["price_minor"] = mech.price_minor
@@ -156,6 +165,8 @@ def _mechanism_view(econ: Any, slug: str) -> dict[str, Any] | None:
 
 
 def _valuation_view(econ: Any, slug: str) -> dict[str, Any] | None:
+    """A bundle's contributors: account, value in accuracy points, share of revenue."""
+    from databazaar.market.allocation import split_revenue
     from databazaar.server.web.charts import bar_svg
 
     try:
@@ -166,28 +177,33 @@ def _valuation_view(econ: Any, slug: str) -> dict[str, Any] | None:
     groups = [str(g) for g in rec.get("groups", [])]
     values = [float(x) for x in rec.get("values", [])]
     lows, highs = rec.get("ci_low"), rec.get("ci_high")
-    errors = None
-    if lows is not None and highs is not None:
-        errors = [max((h - lo) / 2, 0.0) for lo, h in zip(lows, highs, strict=True)]
+    names = statements.bundle_contributors(econ.market, slug)
+    # the same rule every sale is split by, applied to 100.00 to read off the percents
+    split = split_revenue(10_000, dict(zip(groups, values, strict=True)), {g: g for g in groups})
+    weights = {str(sh.group): sh.weight for sh in split.shares}
     rows = [
         {
             "group": g,
+            "account": names.get(g, g),
             "value": val,
             "ci": None if lows is None else (float(lows[i]), float(highs[i])),
+            "share": weights.get(g, 0.0),
         }
         for i, (g, val) in enumerate(zip(groups, values, strict=True))
     ]
+    errors = None
+    if lows is not None and highs is not None:
+        errors = [max((h - lo) / 2, 0.0) * 100 for lo, h in zip(lows, highs, strict=True)]
     chart = bar_svg(
-        groups,
-        values,
+        [f"{r['account']} ({r['group']})" for r in rows],
+        [v * 100 for v in values],
         errors=errors,
-        title=f"Contribution of each group ({rec.get('method', 'shapley')})",
-        xlabel="value on the reference task",
+        title="What each contributor's rows add",
+        xlabel="accuracy points on the reference task",
     )
     return {
         "id": stored.valuation_id,
-        "digest": stored.digest,
-        "method": rec.get("method", ""),
+        "method": METHOD_DESCRIPTIONS.get(str(rec.get("method", "")), str(rec.get("method", ""))),
         "rows": rows,
         "chart": svg_data_uri(chart),
     }
@@ -214,12 +230,21 @@ def product_context(
         and shown is not None
     )
     splits = []
-    if owner:
+    if account is not None:
         try:
-            splits = econ.splits(account, slug)
+            splits = _split_rows(market, econ.splits(account, slug))
         except (Forbidden, NotFound):
             splits = []
+    balance = market.get_account(account.id).balance_minor if account is not None else 0
+    short = None
+    if can_buy and mechanism is not None and mechanism["name"] == "posted":
+        if balance < mechanism["price_minor"]:
+            short = mechanism["price_minor"] - balance
     return {
+        "balance_minor": balance,
+        "short_minor": short,
+        "price_note": price_note(mechanism),
+        "value_form": _value_form(slug),
         "title": product.title,
         "product": product,
         "shown": shown,
@@ -234,6 +259,61 @@ def product_context(
         "dp": _dp_view(econ, slug) if shown is not None else None,
         "dp_form": {},
     }
+
+
+def _split_rows(market: Market, splits: list[Any]) -> list[dict[str, Any]]:
+    """Revenue splits with account names, percents and the receipt of each sale."""
+    from databazaar.server.web.words import pct
+
+    receipts = statements.sale_ids(market, [int(sp.order_id) for sp in splits if sp.order_id])
+    names: dict[int, str] = {}
+    out = []
+    for sp in splits:
+        shares = []
+        for sh in sp.shares:
+            acc = int(sh["account_id"])
+            if acc not in names:
+                names[acc] = market.get_account(acc).username
+            amount = int(sh["amount_minor"])
+            share = amount / sp.total_minor if sp.total_minor else 0.0
+            shares.append({"name": names[acc], "amount_minor": amount, "percent": pct(share)})
+        out.append(
+            {
+                "order_id": sp.order_id,
+                "sale_id": receipts.get(int(sp.order_id or 0)),
+                "total_minor": sp.total_minor,
+                "shares": shares,
+            }
+        )
+    return out
+
+
+def price_note(mechanism: dict[str, Any] | None) -> str:
+    """How to read a product's headline price under its mechanism."""
+    if mechanism is None or mechanism["name"] == "posted":
+        return ""
+    return {
+        "value": "the least you pay; the price is a share of the value the data has for you",
+        "query": "the cheapest selection; you pay for the rows you choose",
+        "model": "the noisiest model; a more exact model costs more",
+        "auction": "the reserve of a sealed-bid auction",
+    }.get(mechanism["name"], "")
+
+
+def price_prefixes(request: Request, slugs: list[str]) -> dict[str, str]:
+    """``{slug: "from"}`` for products whose headline price is a minimum (catalog cards)."""
+    econ = economics(request)
+    out: dict[str, str] = {}
+    for slug in slugs:
+        try:
+            name = econ.mechanism_for(slug).name
+        except DatabazaarError:
+            continue
+        if name == "auction":
+            out[slug] = "reserve"
+        elif name != "posted":
+            out[slug] = "from"
+    return out
 
 
 DP_EXAMPLE = (
@@ -381,11 +461,19 @@ def bid(
     slug: SlugPath,
     csrf_token: Csrf = "",
     amount: Annotated[str, Form(max_length=20)] = "",
+    confirm: Annotated[str, Form(max_length=10)] = "",
 ) -> Response:
+    """A sealed bid in two steps: the bid's terms in words (the quote), then confirm."""
+    from databazaar.server.web.buying import bid_quote_context
+
     account = form_user(sess, csrf_token)
     econ = economics(request)
     try:
-        placed = econ.place_bid(account, slug, parse_decimal(amount, "bid"))
+        amount_minor = parse_decimal(amount, "bid")
+        if confirm != "yes":
+            ctx = bid_quote_context(market, econ, account, slug, amount_minor)
+            return render(request, sess, "quote.html", ctx)
+        placed = econ.place_bid(account, slug, amount_minor)
     except DatabazaarError as exc:
         if isinstance(exc, Unauthorized):
             raise
@@ -404,22 +492,43 @@ def bid(
 def sale_page(
     request: Request,
     sess: Sess,
+    market: MarketDep,
     sale_id: Annotated[int, Path(ge=1, le=2**53)],
 ) -> Response:
+    """The receipt: what was bought, for how much, why that price and who was paid."""
+    from databazaar.server.web.buying import DELIVERED, explain, paid_whom
+
     account = sess.require_account()
     sale = economics(request).sale(account, sale_id)
+    product = market.get_product(sale.slug, account)
+    created = statements.order_time(market, sale.order.id)
+    rows = sale.rows or []
     return render(
         request,
         sess,
         "sale.html",
         {
-            "title": f"Sale {sale_id}",
+            "title": f"Receipt for {product.title}",
             "sale": sale,
+            "product": product,
+            "created": created,
+            "delivered": DELIVERED.get(str(sale.deliverable.get("kind")), "nothing"),
+            "reasons": explain(
+                sale.mechanism, sale.quote.get("details", {}), sale.order.total_minor
+            ),
+            "paid": paid_whom(market, sale, product.seller),
+            "mine": account.id != 0 and account.username != product.seller,
+            "answer_rows": rows[:ANSWER_PREVIEW],
+            "answer_total": len(rows),
+            "answer_columns": list(rows[0].keys()) if rows else [],
             "model_json": json.dumps(sale.deliverable.get("model"), indent=2)
             if sale.deliverable.get("kind") == "model"
             else None,
         },
     )
+
+
+ANSWER_PREVIEW = 10
 
 
 # ---------------------------------------------------------------------- value search
@@ -433,13 +542,58 @@ def value_search_form(
     sess: Sess,
     products: Annotated[str, Query(max_length=2000)] = "",
 ) -> Response:
-    sess.require_account()
+    """Open to visitors: their validation file is read in memory and never stored."""
     return render(
         request,
         sess,
         "value_search.html",
         {"title": "Value-aware search", "form": _value_form(products), "report": None},
     )
+
+
+POOL_KEY = "vp"  # the session remembers the last ranked pool (slugs), to say when it changed
+
+
+def _pool_note(sess: Any, slugs: list[str]) -> str | None:
+    """A sentence when the ranked pool differs from this visitor's previous search."""
+    before = sess.data.get(POOL_KEY)
+    sess.data[POOL_KEY] = slugs[:20]
+    sess.dirty = True
+    if not isinstance(before, list) or sorted(before) == sorted(slugs[:20]):
+        return None
+    added = sorted(set(slugs) - set(before))
+    gone = sorted(set(before) - set(slugs))
+    parts = []
+    if added:
+        parts.append("added " + ", ".join(added))
+    if gone:
+        parts.append("without " + ", ".join(gone))
+    return (
+        "The products ranked together changed since your last search ("
+        + "; ".join(parts)
+        + "). Values are shares of what the whole pool adds to your task, so a product's "
+        "value can move when others join or leave even if its own data did not change."
+    )
+
+
+def _ranking_rows(report: Any) -> list[dict[str, Any]]:
+    rows = []
+    for p in report.products:
+        per_usd = None
+        if p.price_minor:
+            per_usd = p.value * 100 / (p.price_minor / 100)
+        rows.append(
+            {
+                "rank": p.rank,
+                "slug": p.slug,
+                "value": p.value,
+                "ci": (p.ci_low, p.ci_high) if p.ci_low is not None else None,
+                "n_rows": p.n_rows,
+                "price_minor": p.price_minor,
+                "per_usd": per_usd,
+            }
+        )
+    return rows
 
 
 @router.post("/value-search")
@@ -453,9 +607,9 @@ def value_search(
     k: Annotated[str, Form(max_length=4)] = "5",
     products: Annotated[str, Form(max_length=2000)] = "",
 ) -> Response:
-    from databazaar.server.web.charts import bar_svg
+    from databazaar.server.web.charts import bar_svg, line_svg
 
-    form_user(sess, csrf_token)
+    sess.check_csrf(csrf_token)  # visitors may rank too; nothing is stored for them
     form = {"label_column": label_column, "task": task, "k": k, "products": products}
     try:
         if not label_column.strip():
@@ -479,14 +633,28 @@ def value_search(
         return render(request, sess, "value_search.html", ctx, status=exc.http_status)
     values_chart = bar_svg(
         [p.slug for p in report.products],
-        [p.value for p in report.products],
+        [p.value * 100 for p in report.products],
         errors=[
-            max((p.ci_high - p.ci_low) / 2, 0.0) if p.ci_low is not None else 0.0
+            max((p.ci_high - p.ci_low) / 2, 0.0) * 100 if p.ci_low is not None else 0.0
             for p in report.products
         ],
-        title="Value of each product for your task (95% interval)",
-        xlabel="KNN-Shapley value (gain over chance)",
+        title="What each product adds (95% interval)",
+        xlabel="accuracy points on your rows",
     )
+    curve_chart = None
+    if report.curves:
+        names = {"high": "most valuable removed first", "low": "least valuable removed first"}
+        first = next(iter(report.curves.values()))
+        curve_chart = line_svg(
+            [100 * float(f) for f in first["fractions"]],
+            {
+                names.get(n, n): [100 * float(x) for x in c["scores"]]
+                for n, c in report.curves.items()
+            },
+            title="Removing rows from the pool",
+            xlabel="% of pooled rows removed",
+            ylabel="accuracy on your rows (%)",
+        )
     return render(
         request,
         sess,
@@ -495,22 +663,31 @@ def value_search(
             "title": "Value-aware search",
             "form": form,
             "report": report,
+            "rows": _ranking_rows(report),
+            "pool_note": _pool_note(sess, [p.slug for p in report.products]),
             "skipped": skipped,
             "values_chart": svg_data_uri(values_chart),
-            "curve_chart": svg_data_uri(report.removal_curve_svg()) if report.curves else None,
+            "curve_chart": svg_data_uri(curve_chart) if curve_chart else None,
         },
     )
 
 
 # ---------------------------------------------------------------------- sellers
 def manage_extras(request: Request, slug: str) -> dict[str, Any]:
-    """The pricing part of the seller's manage page."""
+    """The pricing, privacy and bundle parts of the seller's manage page."""
     econ = economics(request)
+    mechanism = _mechanism_view(econ, slug)
+    frame = econ.table(slug)
+    form = {"mechanism": mechanism["name"] if mechanism else "posted"}
+    if mechanism:
+        form.update(form_from_config(mechanism["name"], mechanism["config"]))
     return {
-        "mechanism": _mechanism_view(econ, slug),
+        "mechanism": mechanism,
         "mechanisms": MECHANISMS,
-        "examples": {k: json.dumps(v[2]) for k, v in MECHANISMS.items()},
-        "pricing_form": {},
+        "pricing_form": form,
+        "pricing_errors": {},
+        "query_columns": query_columns(frame),
+        "model_labels": model_labels(frame),
         "dp": _dp_view(econ, slug),
         "dp_form": {},
         "dp_example": DP_EXAMPLE,
@@ -530,8 +707,16 @@ def _json_form(text: str, what: str, empty: Any, hint: str) -> Any:
         ) from None
 
 
+MANAGE_TABS = {
+    "listing": "Data and versions",
+    "pricing": "Price",
+    "privacy": "Private statistics",
+    "bundle": "Contributors",
+}
+
+
 def manage_context(
-    request: Request, market: Market, account: AccountOut, slug: str
+    request: Request, market: Market, account: AccountOut, slug: str, tab: str = "listing"
 ) -> dict[str, Any]:
     """The seller's manage page: versions, upload form, price and pricing mechanism."""
     product: ProductOut = market.get_product(slug, account)
@@ -540,9 +725,11 @@ def manage_context(
     versions = [market.get_version(slug, n, account) for n in product.versions][::-1]
     listing = product.listing
     has_published = any(v.status == "published" for v in versions)
-    return {
+    ctx = {
         **(manage_extras(request, slug) if has_published else {"mechanism": None}),
         "title": f"Manage {product.title}",
+        "tab": tab if tab in MANAGE_TABS else "listing",
+        "tabs": MANAGE_TABS,
         "product": product,
         "versions": versions,
         "has_published": has_published,
@@ -552,6 +739,11 @@ def manage_context(
             "active": True if listing is None else listing.active,
         },
     }
+    if has_published:
+        ctx["pricing_form"].setdefault("active", ctx["price_form"]["active"])
+        if ctx["pricing_form"].get("mechanism") == "posted":
+            ctx["pricing_form"].setdefault("price", ctx["price_form"]["price"])
+    return ctx
 
 
 def _manage_error(
@@ -561,50 +753,63 @@ def _manage_error(
     account: AccountOut,
     slug: str,
     exc: Any,
+    tab: str = "listing",
     **form: Any,
 ) -> Response:
     """The seller's manage page again, with the error and the form as it was sent."""
-    ctx = manage_context(request, market, account, slug)
+    ctx = manage_context(request, market, account, slug, tab)
     ctx.update(error=exc, **form)
     return render(request, sess, "sell_manage.html", ctx, status=exc.http_status)
 
 
 @router.post("/sell/products/{slug}/pricing")
-def set_pricing(
-    request: Request,
-    sess: Sess,
-    market: MarketDep,
-    slug: SlugPath,
-    csrf_token: Csrf = "",
-    mechanism: Annotated[str, Form(max_length=16)] = "",
-    config: Annotated[str, Form(max_length=100_000)] = "",
-) -> Response:
-    account = form_user(sess, csrf_token, "seller")
+async def set_pricing(request: Request, slug: SlugPath) -> Response:
+    """Set how buyers pay, from the per-mechanism form (money and percent, no JSON).
+
+    The configuration is checked by the mechanism first; then the listing (on sale or
+    not, with the headline price the catalog shows) and the mechanism are saved.
+    """
+    sess = web_session(request)
+    market: Market = request.app.state.market
+    raw = await request.form()
+    form = {k: v for k, v in raw.items() if isinstance(v, str) and len(v) <= 200}
+    await raw.close()
+    account = form_user(sess, form.get("csrf_token"), "seller")
     econ = economics(request)
+    mechanism = form.get("mechanism", "")
+    on_sale = form.get("active") == "on"
     try:
         if mechanism not in MECHANISMS:
-            raise InvalidInput("choose a pricing mechanism from the list")
-        parsed = _json_form(
-            config, "the configuration", {}, "start from the example shown for the mechanism"
-        )
-        if not isinstance(parsed, dict):
-            raise InvalidInput("the configuration must be a JSON object { ... }")
+            raise InvalidInput("choose how buyers pay from the list")
+        frame = await run_in_threadpool(econ.table, slug)
+        config, headline = parse_pricing(mechanism, form, query_columns(frame), model_labels(frame))
+        from databazaar.market.pricing import mechanism_from_config
+
+        mechanism_from_config(mechanism, config)  # the mechanism's own checks, before saving
+        await run_in_threadpool(market.set_listing, account, slug, headline, active=on_sale)
         if mechanism == "auction":
-            reserve = parsed.get("reserve_minor", 0)
-            units = parsed.get("units", 1)
-            if set(parsed) - {"reserve_minor", "units"}:
-                raise InvalidInput("an auction takes reserve_minor and units only")
-            econ.open_auction(account, slug, reserve, units)
+            if on_sale:
+                await run_in_threadpool(
+                    econ.open_auction, account, slug, config["reserve_minor"], config["units"]
+                )
         else:
-            econ.set_pricing(account, slug, mechanism, parsed)
+            await run_in_threadpool(econ.set_pricing, account, slug, mechanism, config)
     except DatabazaarError as exc:
         if isinstance(exc, Unauthorized | NotFound | Forbidden):
             raise
-        pricing_form = {"mechanism": mechanism, "config": config}
-        return _manage_error(request, sess, market, account, slug, exc, pricing_form=pricing_form)
+        errors = exc.fields if isinstance(exc, PricingFormError) else {}
+        pricing_form = {**form, "mechanism": mechanism, "active": on_sale}
+        return await run_in_threadpool(
+            _manage_error, request, sess, market, account, slug, exc, "pricing",
+            pricing_form=pricing_form, pricing_errors=errors,
+        )  # fmt: skip
     label = MECHANISMS[mechanism][0]
-    sess.flash(f"{slug} is now sold by {label.lower()}.", "success")
-    return redirect(sess, f"/sell/products/{slug}#pricing-title")
+    state = "on sale" if on_sale else "off sale"
+    if mechanism == "posted":
+        sess.flash(f"{slug} is {state} at {format_minor(headline)}.", "success")
+    else:
+        sess.flash(f"{slug} is {state}, sold by {label.lower()}.", "success")
+    return redirect(sess, f"/sell/products/{slug}?tab=pricing")
 
 
 @router.post("/sell/products/{slug}/auction/close")
@@ -617,7 +822,7 @@ def close_auction(request: Request, sess: Sess, slug: SlugPath, csrf_token: Csrf
         f"Auction closed: {len(result.sales)} licence(s) sold at {format_minor(price)} each.",
         "success",
     )
-    return redirect(sess, f"/sell/products/{slug}")
+    return redirect(sess, f"/sell/products/{slug}?tab=pricing")
 
 
 # ---------------------------------------------------------------------- DP statistics
@@ -677,9 +882,9 @@ def dp_offer(
         if isinstance(exc, Unauthorized | NotFound | Forbidden):
             raise
         dp_form = {"epsilon_total": epsilon_total, "columns": columns}
-        return _manage_error(request, sess, market, account, slug, exc, dp_form=dp_form)
+        return _manage_error(request, sess, market, account, slug, exc, "privacy", dp_form=dp_form)
     sess.flash(f"{slug} now offers private statistics (total epsilon {epsilon_total}).", "success")
-    return redirect(sess, f"/sell/products/{slug}#dp-title")
+    return redirect(sess, f"/sell/products/{slug}?tab=privacy")
 
 
 # ---------------------------------------------------------------------- bundles
@@ -753,10 +958,10 @@ def register_bundle(
     except DatabazaarError as exc:
         if isinstance(exc, Unauthorized | Forbidden) or exc.code == "csrf_failed":
             raise
-        return _manage_error(request, sess, market, account, slug, exc, bundle_form=form)
+        return _manage_error(request, sess, market, account, slug, exc, "bundle", bundle_form=form)
     sess.flash(
         f"{slug} is a bundle of {len(named)} contributors, valued with {method} "
         f"(valuation {out.valuation_id}); each sale is now split by these values.",
         "success",
     )
-    return redirect(sess, f"/sell/products/{slug}#bundle-title")
+    return redirect(sess, f"/sell/products/{slug}?tab=bundle")

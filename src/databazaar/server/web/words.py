@@ -40,7 +40,7 @@ def num(value: Any, sig: int = SIG) -> str:
     for size, word in ((1e12, "trillion"), (1e9, "billion"), (1e6, "million")):
         if a >= size:
             return f"{_sig(value / size, sig)} {word}"
-    if a != 0 and a < 10 ** -(sig):
+    if a != 0 and a < 10**-(sig):
         return "about 0" if a < 1e-12 else f"{_sig(value * 1e6, sig)} millionths"
     return _sig(value, sig)
 
