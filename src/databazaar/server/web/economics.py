@@ -960,8 +960,8 @@ def register_bundle(
             raise
         return _manage_error(request, sess, market, account, slug, exc, "bundle", bundle_form=form)
     sess.flash(
-        f"{slug} is a bundle of {len(named)} contributors, valued with {method} "
-        f"(valuation {out.valuation_id}); each sale is now split by these values.",
+        f"{slug} is a bundle of {len(named)} contributors, valued with {method}; each "
+        "sale's revenue is now split among them by the value of their rows.",
         "success",
     )
     return redirect(sess, f"/sell/products/{slug}?tab=bundle")
