@@ -590,9 +590,7 @@ def test_value_search_ranks_and_reports_errors(
         data={"csrf_token": token, "label_column": "label", "products": "near"},
         files=files,
     )
-    assert re.findall(r'<th scope="row">\d+\. <a href="/products/([a-z-]+)"', only.text) == [
-        "near"
-    ]
+    assert re.findall(r'<th scope="row">\d+\. <a href="/products/([a-z-]+)"', only.text) == ["near"]
     # the pool changed since the last search (flip left it): the page says so
     assert 'data-testid="pool-note"' in only.text and "without flip" in only.text
     missing = client.post(
@@ -810,15 +808,23 @@ def test_private_statistics_pages(client: TestClient, csrf_of: Callable[[str], s
     )
     manage = client.get("/sell/products/toy-data?tab=privacy")
     assert 'id="dp-title"' in manage.text and "Offer private statistics" in manage.text
+    # the form has a row per column (x, y, label); x is column 0, label column 2
+    assert 'name="dp_lo:0"' in manage.text and 'name="dp_cats:2"' in manage.text
     form = {"csrf_token": csrf_of(manage.text), "epsilon_total": "1"}
-    bad = client.post("/sell/products/toy-data/dp", data={**form, "columns": "{not json"})
-    assert bad.status_code == 422 and "not valid JSON" in bad.text and 'role="alert"' in bad.text
+    bad = client.post("/sell/products/toy-data/dp", data=form)
+    assert bad.status_code == 422 and "tick at least one column" in bad.text
+    assert 'role="alert"' in bad.text
     bad = client.post(
-        "/sell/products/toy-data/dp", data={**form, "columns": '{"nope": {"bounds": [0, 1]}}'}
+        "/sell/products/toy-data/dp",
+        data={**form, "dp_on:0": "on", "dp_lo:0": "5", "dp_hi:0": "1x", "dp_bins:0": "10"},
     )
-    assert bad.status_code == 422 and "no columns" in bad.text
-    columns = '{"x": {"bounds": [0, 10]}, "label": {"categories": ["a", "b"]}}'
-    ok = client.post("/sell/products/toy-data/dp", data={**form, "columns": columns})
+    assert bad.status_code == 422 and 'id="msg-dp_hi-0"' in bad.text
+    assert "enter a number, e.g. 0 or 10.5" in bad.text
+    columns = {
+        "dp_on:0": "on", "dp_lo:0": "0", "dp_hi:0": "10", "dp_bins:0": "10",
+        "dp_on:2": "on", "dp_cats:2": "a, b",
+    }  # fmt: skip
+    ok = client.post("/sell/products/toy-data/dp", data={**form, **columns})
     assert ok.status_code == 200 and "now offers private statistics" in ok.text
     assert 'data-testid="dp-total">1<' in ok.text
     client.post("/logout", data={"csrf_token": csrf_of(ok.text)})
@@ -845,7 +851,7 @@ def test_private_statistics_pages(client: TestClient, csrf_of: Callable[[str], s
         "/products/toy-data/dp",
         data={**ask, "statistic": "histogram", "column": "label", "epsilon": "0.2"},
     )
-    assert "Private histogram of label in toy-data: [" in hist.text
+    assert "Private histogram of label in toy-data: [a: " in hist.text
     # a buyer cannot change the offer; a stranger is sent to log in
     refused = client.post(
         "/sell/products/toy-data/dp", data={**form, "csrf_token": ask["csrf_token"]}

@@ -55,6 +55,7 @@ from databazaar.server.web.base import (
     render,
     web_session,
 )
+from databazaar.server.web.dp_forms import dp_rows
 from databazaar.server.web.pricing_forms import (
     PricingFormError,
     form_from_config,
@@ -64,6 +65,7 @@ from databazaar.server.web.pricing_forms import (
     settings_words,
 )
 from databazaar.server.web.rendering import redirect
+from databazaar.server.web.words import num
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
 
@@ -316,11 +318,6 @@ def price_prefixes(request: Request, slugs: list[str]) -> dict[str, str]:
     return out
 
 
-DP_EXAMPLE = (
-    '{"petal_length": {"bounds": [0, 10], "bins": 10}, "species": {"categories": ["a", "b"]}}'
-)
-
-
 def _dp_view(econ: Any, slug: str) -> dict[str, Any] | None:
     """The product's DP offer for the pages, or ``None`` when it has none."""
     try:
@@ -330,17 +327,19 @@ def _dp_view(econ: Any, slug: str) -> dict[str, Any] | None:
     columns = []
     for name, pol in sorted(budget.columns.items()):
         if "categories" in pol:
-            about = "categorical: " + ", ".join(str(c) for c in pol["categories"])
+            about = "categories " + ", ".join(str(c) for c in pol["categories"])
             stats = [st for st in STATISTICS if st in ("count", "histogram")]
         else:
             lo, hi = pol["bounds"]
-            about = f"numeric, clipped to [{lo:g}, {hi:g}], {pol.get('bins', 10)} histogram bins"
+            about = (
+                f"numbers from {num(float(lo))} to {num(float(hi))} (values outside are "
+                f"clipped), {pol.get('bins', 10)} histogram bins"
+            )
             stats = list(STATISTICS)
         columns.append({"name": name, "about": about, "statistics": stats})
     return {
         **budget.model_dump(),
         "column_views": columns,
-        "columns_json": json.dumps(budget.columns),
         "statistics": STATISTICS,
     }
 
@@ -350,18 +349,21 @@ def _dp_summary(slug: str, r: dict[str, Any]) -> str:
         labels = (
             [str(c) for c in r["categories"]]
             if "categories" in r
-            else [f"{lo:g}-{hi:g}" for lo, hi in zip(r["edges"][:-1], r["edges"][1:], strict=True)]
+            else [
+                f"{num(float(lo))} to {num(float(hi))}"
+                for lo, hi in zip(r["edges"][:-1], r["edges"][1:], strict=True)
+            ]
         )
         value_text = (
             "[" + ", ".join(f"{k}: {n}" for k, n in zip(labels, r["counts"], strict=True)) + "]"
         )
     else:
         value = r["value"]
-        value_text = f"{value:.6g}" if isinstance(value, float) else str(value)
+        value_text = num(value)
     what = r["statistic"] + (f" of {r['column']}" if r.get("column") else " of rows")
     return (
-        f"Private {what} in {slug}: {value_text} (epsilon {r['epsilon']:g}, noise sd "
-        f"{r['noise_std']:.3g}); budget left {r['epsilon_remaining']:g}."
+        f"Private {what} in {slug}: {value_text} (epsilon {num(float(r['epsilon']))}, typical "
+        f"noise ±{num(float(r['noise_std']))}); budget left {num(float(r['epsilon_remaining']))}."
     )
 
 
@@ -678,6 +680,7 @@ def manage_extras(request: Request, slug: str) -> dict[str, Any]:
     econ = economics(request)
     mechanism = _mechanism_view(econ, slug)
     frame = econ.table(slug)
+    dp_view = _dp_view(econ, slug)
     form = {"mechanism": mechanism["name"] if mechanism else "posted"}
     if mechanism:
         form.update(form_from_config(mechanism["name"], mechanism["config"]))
@@ -688,23 +691,14 @@ def manage_extras(request: Request, slug: str) -> dict[str, Any]:
         "pricing_errors": {},
         "query_columns": query_columns(frame),
         "model_labels": model_labels(frame),
-        "dp": _dp_view(econ, slug),
+        "dp": dp_view,
         "dp_form": {},
-        "dp_example": DP_EXAMPLE,
+        "dp_errors": {},
+        "dp_rows": dp_rows(frame, dp_view["columns"] if dp_view else None),
         "bundle_valuation": _valuation_view(econ, slug),
         "bundle_form": {},
         "bundle_methods": BUNDLE_METHODS,
     }
-
-
-def _json_form(text: str, what: str, empty: Any, hint: str) -> Any:
-    """A JSON form field (``empty`` when blank) or a clear :class:`InvalidInput`."""
-    try:
-        return json.loads(text) if text.strip() else empty
-    except json.JSONDecodeError as exc:
-        raise InvalidInput(
-            f"{what} is not valid JSON: {exc.msg} (line {exc.lineno})", hint=hint
-        ) from None
 
 
 MANAGE_TABS = {
@@ -863,26 +857,32 @@ def dp_release(
 
 
 @router.post("/sell/products/{slug}/dp")
-def dp_offer(
-    request: Request,
-    sess: Sess,
-    market: MarketDep,
-    slug: SlugPath,
-    csrf_token: Csrf = "",
-    epsilon_total: Annotated[str, Form(max_length=32)] = "",
-    columns: Annotated[str, Form(max_length=20_000)] = "",
-) -> Response:
-    """Offer (or change) the product's DP statistics and total privacy budget."""
-    account = form_user(sess, csrf_token, "seller")
+async def dp_offer(request: Request, slug: SlugPath) -> Response:
+    """Offer (or change) the product's DP statistics and total privacy budget (per-column
+    fields, see :mod:`databazaar.server.web.dp_forms`)."""
+    from databazaar.server.web.dp_forms import DpFormError, parse_dp_form
+
+    sess = web_session(request)
+    market: Market = request.app.state.market
+    raw = await request.form()
+    form = {k: v for k, v in raw.items() if isinstance(v, str) and len(v) <= 5000}
+    await raw.close()
+    account = form_user(sess, form.get("csrf_token"), "seller")
     econ = economics(request)
+    epsilon_total = form.get("epsilon_total", "")
     try:
-        parsed = _json_form(columns, "the columns", None, "start from the example shown")
-        econ.offer_dp(account, slug, _epsilon(epsilon_total, "the total epsilon"), parsed)
+        frame = await run_in_threadpool(econ.table, slug)
+        columns = parse_dp_form(frame, form)
+        total = _epsilon(epsilon_total, "the total epsilon")
+        await run_in_threadpool(econ.offer_dp, account, slug, total, columns)
     except DatabazaarError as exc:
         if isinstance(exc, Unauthorized | NotFound | Forbidden):
             raise
-        dp_form = {"epsilon_total": epsilon_total, "columns": columns}
-        return _manage_error(request, sess, market, account, slug, exc, "privacy", dp_form=dp_form)
+        errors = exc.fields if isinstance(exc, DpFormError) else {}
+        return await run_in_threadpool(
+            _manage_error, request, sess, market, account, slug, exc, "privacy",
+            dp_form=form, dp_errors=errors,
+        )  # fmt: skip
     sess.flash(f"{slug} now offers private statistics (total epsilon {epsilon_total}).", "success")
     return redirect(sess, f"/sell/products/{slug}?tab=privacy")
 
@@ -944,7 +944,7 @@ def register_bundle(
         named = _contributors(contributors)
         groups = [g.strip() for g in order.split(",") if g.strip()] or None
         frame = uploaded_table(reference, "the reference rows")
-        out = economics(request).register_bundle(
+        economics(request).register_bundle(
             account,
             slug,
             group_column=group_column.strip(),
