@@ -8,7 +8,6 @@ main flows in chromium.
 from __future__ import annotations
 
 import io
-import json
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
