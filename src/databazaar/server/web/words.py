@@ -10,6 +10,7 @@ those raw.  Every number a page prints goes through one of these:
 ``points``   a utility gain as accuracy percentage points (``0.0423`` -> ``+4.23 points``)
 ``between``  an interval in words (``between 1.2 and 3.4``)
 ``col_summary`` a column's statistics in words (a 0/1 label reads "50% are 1")
+``in_words`` a stored record (an audit entry's old and new settings) as plain words
 """
 
 from __future__ import annotations
@@ -135,7 +136,25 @@ def sparkline(stats: dict[str, Any], width: int = 96, height: int = 24) -> list[
     return bars
 
 
+def in_words(obj: Any) -> str:
+    """A stored record (audit entries, settings) as plain words: ``{"min_rows": 3}`` ->
+    ``min rows 3``; numbers through :func:`num`, nested records in parentheses."""
+    if obj is None:
+        return "none"
+    if isinstance(obj, dict):
+        parts = [f"{str(k).replace('_', ' ')} {in_words(v)}" for k, v in obj.items()]
+        return "; ".join(parts) if parts else "nothing"
+    if isinstance(obj, list | tuple):
+        return ", ".join(in_words(x) for x in obj) if obj else "none"
+    if isinstance(obj, bool):
+        return "yes" if obj else "no"
+    if isinstance(obj, int | float):
+        return num(obj)
+    return str(obj).replace("_", " ")
+
+
 FILTERS = {
+    "in_words": in_words,
     "num": num,
     "pct": pct,
     "bps_pct": bps_pct,
