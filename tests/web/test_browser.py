@@ -14,7 +14,6 @@ state change) and show that a product name holding ``<script>`` renders as text.
 from __future__ import annotations
 
 import io
-import json
 import re
 from typing import Any
 
@@ -141,6 +140,8 @@ def test_seller_buyer_admin_flow(live_server: Any, browser: Any, screenshot: Any
     seller.get_by_role("button", name="Publish version 1").click()
     assert "Version 1 is published" in _flash(seller)
     assert seller.get_by_test_id("status-1").inner_text() == "published"
+    seller.get_by_role("link", name="Price", exact=True).click()  # the manage page's tab
+    assert seller.url.endswith("?tab=pricing")
     seller.get_by_label("Posted price (USD)").fill("12.50")
     seller.get_by_label("On sale").check()
     seller.get_by_role("button", name="Save price").click()
@@ -428,17 +429,20 @@ def test_value_search_pricing_choice_and_model_purchase(
     sctx = browser.new_context(viewport=DESKTOP)
     page = sctx.new_page()
     _login(page, base, "val-seller")
-    page.goto(base + "/sell/products/sensor-matching")
+    page.goto(base + "/sell/products/sensor-matching?tab=pricing")
     assert page.get_by_test_id("current-mechanism").inner_text() == "Posted price"
-    page.get_by_label("Mechanism").select_option("model")
-    curve = {"curve": [[0.01, 4000], [0.1, 1500], [1.0, 500]], "label_column": "label"}
-    page.get_by_label("Configuration (JSON; money in cents)").fill(json.dumps(curve))
-    page.get_by_role("button", name="Use this mechanism").click()
-    assert "sensor-matching is now sold by noisy models" in _flash(page)
+    page.get_by_label("Noisy models (model-based)").check()
+    page.get_by_label("The model predicts").select_option("label")
+    for i, (variance, price) in enumerate((("0.01", "40"), ("0.1", "15"), ("1", "5"))):
+        page.get_by_label(f"Noise level {i + 1} (variance)").fill(variance)
+        page.get_by_label(f"Price at level {i + 1} (USD)").fill(price)
+    page.get_by_role("button", name="Save price").click()
+    assert "sensor-matching is on sale, sold by noisy models" in _flash(page)
     assert page.get_by_test_id("current-mechanism").inner_text() == "Noisy models (model-based)"
-    page.get_by_label("Configuration (JSON; money in cents)").fill("{not json")
-    page.get_by_role("button", name="Use this mechanism").click()
-    assert "not valid JSON" in page.locator("#form-error").inner_text()
+    page.get_by_label("Noise level 1 (variance)").fill("-1")
+    page.get_by_role("button", name="Save price").click()
+    assert "check the marked fields" in page.locator("#form-error").inner_text()
+    assert "a number above 0" in page.locator("#msg-mv0").inner_text()
     assert _a11y_problems(page) == []
     screenshot(page, "sell-pricing")
 
@@ -447,15 +451,15 @@ def test_value_search_pricing_choice_and_model_purchase(
     page = bctx.new_page()
     _login(page, base, "val-buyer")
     page.get_by_role("link", name="Value search").click()
-    page.get_by_label("Validation set").set_input_files(
+    page.get_by_label("Your labelled rows").set_input_files(
         files=[{"name": "mine.csv", "mimeType": "text/csv", "buffer": _sensor_csv(30, 3)}]
     )
     page.get_by_label("Label column").fill("label")
     page.get_by_label("Only products for task").fill("classification")
-    page.get_by_role("button", name="Rank by value").click()
-    assert "valued on your 30 validation rows" in page.get_by_test_id("report-summary").inner_text()
+    page.get_by_role("button", name="Measure the value").click()
+    assert "valued on your 30 rows" in page.get_by_test_id("report-summary").inner_text()
     ranked = page.get_by_test_id("ranking").locator("tbody th").all_inner_texts()
-    assert ranked[0] == "sensor-matching" and ranked[-1] == "sensor-flipped"
+    assert ranked[0] == "1. sensor-matching" and ranked[-1].endswith(". sensor-flipped")
     for img in page.locator("figure.chart img").all():
         assert img.evaluate("i => i.complete && i.naturalWidth > 0")
     assert page.locator("figure.chart img").count() == 2
@@ -463,11 +467,15 @@ def test_value_search_pricing_choice_and_model_purchase(
     screenshot(page, "value-search")
 
     # ---- ... opens the best product and buys a noisy model of it
-    page.get_by_test_id("ranking").get_by_role("link", name="sensor-matching").click()
+    page.get_by_test_id("ranking").get_by_role("link", name="sensor-matching", exact=True).click()
     assert page.get_by_test_id("mechanism").inner_text() == "Noisy models (model-based)"
-    page.get_by_label("variance 0.1: 15.00 USD").check()
-    page.get_by_role("button", name="Buy the model").click()
+    page.get_by_label("noise 0.1: 15.00 USD").check()
+    page.get_by_role("button", name="Get a quote").click()
+    assert page.get_by_test_id("quote-price").inner_text() == "15.00 USD"
+    assert page.get_by_test_id("balance-after").inner_text() == "85.00 USD"
+    page.get_by_role("button", name="Confirm and pay 15.00 USD").click()
     assert re.search(r"/sales/\d+$", page.url)
+    page.get_by_text("Model parameters (for loading into your code)").click()
     assert page.get_by_test_id("sale-total").inner_text() == "15.00 USD"
     assert '"coef"' in page.get_by_test_id("model").inner_text()
     screenshot(page, "sale-model")

@@ -76,7 +76,7 @@ class Demo:
     base: str
     market: Any
     econ: Any
-    receipts: list[int] = field(default_factory=list)
+    receipts: dict[str, list[int]] = field(default_factory=dict)
     buyers: dict[str, str] = field(default_factory=dict)
 
 
@@ -262,7 +262,7 @@ def test_seller_sets_each_mechanism_by_form(
     assert "Buyers pay 30% of the value" in words
     assert "at least 2.00 USD and at most 45.50 USD" in words
     assert page.get_by_label("Your share of the value (%)").input_value() == "30"
-    screenshot(page, f"sell-pricing-value-{size}")
+    screenshot(page, "sell-pricing-value")
 
     # pay per selection: one price per value of the chosen column
     page.get_by_label("Query-based (pay per selection)").check()
@@ -296,7 +296,7 @@ def test_seller_sets_each_mechanism_by_form(
         "auction of 2 licences with a reserve of 7.50 USD"
         in page.get_by_test_id("current-pricing").inner_text()
     )
-    screenshot(page, f"sell-pricing-auction-{size}")
+    screenshot(page, "sell-pricing-auction")
 
     mech = demo.econ.mechanism_for(slug)
     assert mech.name == "auction" and mech.config() == {"reserve_minor": 750, "units": 2}
@@ -359,7 +359,7 @@ def test_buyer_tops_up_quotes_confirms_and_reads_receipts(
     page.get_by_role("button", name="Add money").click()
     assert "Added 80.00 USD from test card ending 4242 (test mode" in _flash(page)
     assert page.url.endswith("/products/sensor-posted")  # back where the buyer was
-    screenshot(page, f"product-posted-funded-{size}")
+    screenshot(page, "product-posted-funded")
 
     # ---- posted price: one click, receipt in words
     page.get_by_role("button", name="Buy for 12.50 USD").click()
@@ -370,7 +370,7 @@ def test_buyer_tops_up_quotes_confirms_and_reads_receipts(
     paid = _paid_rows(page)
     # the 5% fee is rounded down to the cent: 62 of 1250 cents
     assert paid == {"ada": (1188, "95%"), "the market": (62, "4.96%")}
-    demo.receipts.append(int(page.url.rsplit("/", 1)[1]))
+    demo.receipts.setdefault(size, []).append(int(page.url.rsplit("/", 1)[1]))
 
     # ---- value-priced bundle: quote on the buyer's own rows, confirm, receipt with splits
     page.goto(demo.base + "/products/sensor-bundle")
@@ -385,7 +385,7 @@ def test_buyer_tops_up_quotes_confirms_and_reads_receipts(
     assert "points of nearest-neighbour accuracy" in reasons
     assert "The seller asks 50% of that value" in reasons
     balance_before = market.get_account(market.account_by_name(name).id).balance_minor
-    screenshot(page, f"quote-value-{size}")
+    screenshot(page, "quote-value")
     price, total = _quote_and_confirm(page)
     assert price == total
     assert (
@@ -398,8 +398,8 @@ def test_buyer_tops_up_quotes_confirms_and_reads_receipts(
     assert (
         "The seller asks 50% of that value" in page.get_by_test_id("receipt-reasons").inner_text()
     )
-    screenshot(page, f"receipt-value-{size}")
-    demo.receipts.append(int(page.url.rsplit("/", 1)[1]))
+    screenshot(page, "receipt-value")
+    demo.receipts.setdefault(size, []).append(int(page.url.rsplit("/", 1)[1]))
 
     # ---- query: choose rows, quote names the priced views, confirm, answer as CSV
     page.goto(demo.base + "/products/sensor-query")
@@ -418,7 +418,7 @@ def test_buyer_tops_up_quotes_confirms_and_reads_receipts(
         page.get_by_role("link", name=f"Download all {n_rows} rows (CSV)").click()
     with open(info.value.path(), encoding="utf-8") as fh:
         assert len(fh.read().strip().splitlines()) == n_rows + 1
-    demo.receipts.append(int(page.url.rsplit("/", 1)[1]))
+    demo.receipts.setdefault(size, []).append(int(page.url.rsplit("/", 1)[1]))
 
     # ---- auction: bid, review the terms, confirm; the seller closes; the receipt
     page.goto(f"{demo.base}/products/auction-{size}")
@@ -426,7 +426,7 @@ def test_buyer_tops_up_quotes_confirms_and_reads_receipts(
     page.get_by_role("button", name="Review my bid").click()
     assert page.get_by_test_id("quote-price").inner_text() == "9.00 USD"
     assert "Nothing is charged now" in page.get_by_test_id("quote-reasons").inner_text()
-    screenshot(page, f"quote-bid-{size}")
+    screenshot(page, "quote-bid")
     page.get_by_role("button", name="Place my sealed bid").click()
     assert "Your sealed bid of 9.00 USD is in" in _flash(page)
     seller_ctx, seller_problems = _context(browser, size, demo)
@@ -443,7 +443,7 @@ def test_buyer_tops_up_quotes_confirms_and_reads_receipts(
     )
     paid = _paid_rows(page)
     assert paid["ada"][0] + paid["the market"][0] == 500
-    demo.receipts.append(int(page.url.rsplit("/", 1)[1]))
+    demo.receipts.setdefault(size, []).append(int(page.url.rsplit("/", 1)[1]))
 
     # the seller's dashboard links each sale's receipt
     seller.goto(demo.base + "/sell")
@@ -477,7 +477,7 @@ def test_visitor_runs_value_search_from_the_home_page(
     first = ranking.locator("tbody tr").first.inner_text()
     assert re.search(r"[+−]\d[\d.]* points", first)
     assert re.search(r"between [+−]?\d[\d.]* and [+−]?\d[\d.]* points", first)
-    screenshot(page, f"value-search-visitor-{size}")
+    screenshot(page, "value-search-visitor")
     ranking.get_by_role("link", name=re.compile("^Buy sensor-posted")).click()
     assert page.url.endswith("/products/sensor-posted#buy-title")
     assert "Log in" in page.locator("section.buybox").inner_text()
@@ -604,7 +604,7 @@ CHART_FONTS = r"""async () => {
 def _walk(page: Any, url: str, name: str, size: str, screenshot: Any) -> list[str]:
     """Open ``url``; the problems of its visible text and (on a phone) its layout."""
     page.goto(url)
-    screenshot(page, f"walk-{name}-{size}")
+    screenshot(page, f"walk-{name}")
     problems = [f"{name}: {p}" for p in text_problems(page.locator("body").inner_text())]
     if size == "phone":
         if not page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1"):
@@ -649,7 +649,7 @@ def test_page_walk_speaks_to_people(demo: Demo, browser: Any, screenshot: Any, s
     )
     visitor.locator("form.value-form").get_by_label("Label column").fill("label")
     visitor.get_by_role("button", name="Measure the value").click()
-    screenshot(visitor, f"walk-value-report-{size}")
+    screenshot(visitor, "walk-value-report")
     problems.extend(
         f"value-report: {p}" for p in text_problems(visitor.locator("body").inner_text())
     )
@@ -665,7 +665,7 @@ def test_page_walk_speaks_to_people(demo: Demo, browser: Any, screenshot: Any, s
     # a quote page for the model-priced product (its price and reasons)
     buyer.goto(base + "/products/sensor-model")
     buyer.get_by_role("button", name="Get a quote").click()
-    screenshot(buyer, f"walk-quote-model-{size}")
+    screenshot(buyer, "walk-quote-model")
     problems.extend(f"quote: {p}" for p in text_problems(buyer.locator("body").inner_text()))
     assert "short" in buyer.get_by_test_id("short-reason").inner_text()  # no money: disabled
     assert buyer.get_by_role("button", name=re.compile("Confirm and pay")).is_disabled()
@@ -673,12 +673,14 @@ def test_page_walk_speaks_to_people(demo: Demo, browser: Any, screenshot: Any, s
     earlier = demo.buyers.get(size)
     if earlier is not None:  # the buyer test ran first: walk its purchases and receipts
         visit(earlier, [("/purchases", "purchases")]
-              + [(f"/sales/{i}", f"receipt-{i}") for i in demo.receipts])  # fmt: skip
+              + [(f"/sales/{i}", f"receipt-{i}") for i in demo.receipts.get(size, [])])  # fmt: skip
     seller_paths = [("/sell", "sell-dashboard"), ("/sell/new", "sell-new")]
     for slug in ("sensor-bundle", "sensor-query", f"auction-{size}"):
         for tab in ("listing", "pricing", "privacy", "bundle"):
             seller_paths.append((f"/sell/products/{slug}?tab={tab}", f"manage-{slug}-{tab}"))
-    seller_paths += [(f"/sales/{i}", f"seller-receipt-{i}") for i in demo.receipts]
+    seller_paths += [
+        (f"/sales/{i}", f"seller-receipt-{i}") for ids in demo.receipts.values() for i in ids
+    ]
     visit("ada", seller_paths)
     visit(
         "bob",
