@@ -32,10 +32,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from browser_steps import PASSWORD, flash, log_in, sign_up
 
 pytestmark = pytest.mark.browser
 
-PASSWORD = "correct-horse-9"
 SIZES = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 390, "height": 844}}
 TEST_CARD = "4242 4242 4242 4242"
 DECLINED_CARD = "4000 0000 0000 0002"
@@ -181,37 +181,6 @@ def _context(browser: Any, size: str, demo: Demo) -> tuple[Any, PageProblems]:
     return ctx, PageProblems(ctx, demo.base)
 
 
-def _login(page: Any, base: str, username: str) -> None:
-    page.goto(base + "/login")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_load_state()
-    assert page.get_by_test_id("whoami").inner_text() == username
-
-
-def _signup_buyer(page: Any, base: str, username: str) -> None:
-    page.goto(base + "/signup")
-    page.get_by_label("buy data (buyer)").check()
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password", exact=True).fill(PASSWORD)
-    page.get_by_label("Password again").fill(PASSWORD)
-    page.get_by_role("button", name="Create account").click()
-    page.wait_for_load_state()
-    assert page.get_by_test_id("whoami").inner_text() == username
-
-
-def _flash(page: Any) -> str:
-    return page.locator(".flashes").inner_text()
-
-
-def _open_menu(page: Any) -> None:
-    """On a phone the main menu hides behind its button."""
-    button = page.locator("button.menu")
-    if button.is_visible() and button.get_attribute("aria-expanded") == "false":
-        button.click()
-
-
 def _money(text: str) -> int:
     """``"12.50 USD"`` -> 1250."""
     match = re.search(r"(\d[\d,]*)\.(\d\d) USD", text)
@@ -226,7 +195,7 @@ def test_seller_sets_each_mechanism_by_form(
 ) -> None:
     ctx, problems = _context(browser, size, demo)
     page = ctx.new_page()
-    _login(page, demo.base, "ada")
+    log_in(page, demo.base, "ada")
     slug = f"lab-{size}"
     page.goto(f"{demo.base}/sell/products/{slug}?tab=pricing")
     assert page.get_by_test_id("current-mechanism").inner_text() == "Posted price"
@@ -239,7 +208,7 @@ def test_seller_sets_each_mechanism_by_form(
     page.get_by_label("Posted price (USD)").fill("14.00")
     assert page.locator("#msg-price").inner_text() == ""
     page.get_by_role("button", name="Save price").click()
-    assert f"{slug} is on sale at 14.00 USD" in _flash(page)
+    assert f"{slug} is on sale at 14.00 USD" in flash(page)
     assert (
         "Buyers pay 14.00 USD for the whole dataset."
         in page.get_by_test_id("current-pricing").inner_text()
@@ -257,7 +226,7 @@ def test_seller_sets_each_mechanism_by_form(
     page.get_by_label("Minimum price (USD)").fill("2")
     page.get_by_label("Maximum price (USD, optional)").fill("45.5")
     page.get_by_role("button", name="Save price").click()
-    assert "sold by share of measured value" in _flash(page)
+    assert "sold by share of measured value" in flash(page)
     words = page.get_by_test_id("current-pricing").inner_text()
     assert "Buyers pay 30% of the value" in words
     assert "at least 2.00 USD and at most 45.50 USD" in words
@@ -270,7 +239,7 @@ def test_seller_sets_each_mechanism_by_form(
     for value, price in (("east", "1.50"), ("north", "3"), ("south", "2.25")):
         page.get_by_label(f"region = {value} (USD)").fill(price)
     page.get_by_role("button", name="Save price").click()
-    assert "sold by query-based" in _flash(page)
+    assert "sold by query-based" in flash(page)
     assert (
         "east 1.50 USD, north 3.00 USD, south 2.25 USD"
         in page.get_by_test_id("current-pricing").inner_text()
@@ -283,7 +252,7 @@ def test_seller_sets_each_mechanism_by_form(
         page.get_by_label(f"Noise level {i + 1} (variance)").fill(variance)
         page.get_by_label(f"Price at level {i + 1} (USD)").fill(price)
     page.get_by_role("button", name="Save price").click()
-    assert "sold by noisy models" in _flash(page)
+    assert "sold by noisy models" in flash(page)
     assert "noise 0.1: 15.00 USD" in page.get_by_test_id("current-pricing").inner_text()
 
     # sealed-bid auction: reserve and licences
@@ -291,7 +260,7 @@ def test_seller_sets_each_mechanism_by_form(
     page.get_by_label("Reserve price (USD)").fill("7.5")
     page.get_by_label("Licences for sale").fill("2")
     page.get_by_role("button", name="Save price").click()
-    assert "sold by sealed-bid auction" in _flash(page)
+    assert "sold by sealed-bid auction" in flash(page)
     assert (
         "auction of 2 licences with a reserve of 7.50 USD"
         in page.get_by_test_id("current-pricing").inner_text()
@@ -334,7 +303,7 @@ def test_buyer_tops_up_quotes_confirms_and_reads_receipts(
     ctx, problems = _context(browser, size, demo)
     page = ctx.new_page()
     name = f"cy-{size}"
-    _signup_buyer(page, demo.base, name)
+    sign_up(page, demo.base, name, "buyer")
     demo.buyers[size] = name
 
     # ---- no money yet: Buy is disabled and says why
@@ -357,7 +326,7 @@ def test_buyer_tops_up_quotes_confirms_and_reads_receipts(
     page.get_by_label("Card number").fill(TEST_CARD)
     page.get_by_label("Security code").fill("123")
     page.get_by_role("button", name="Add money").click()
-    assert "Added 80.00 USD from test card ending 4242 (test mode" in _flash(page)
+    assert "Added 80.00 USD from test card ending 4242 (test mode" in flash(page)
     assert page.url.endswith("/products/sensor-posted")  # back where the buyer was
     screenshot(page, "product-posted-funded")
 
@@ -428,13 +397,13 @@ def test_buyer_tops_up_quotes_confirms_and_reads_receipts(
     assert "Nothing is charged now" in page.get_by_test_id("quote-reasons").inner_text()
     screenshot(page, "quote-bid")
     page.get_by_role("button", name="Place my sealed bid").click()
-    assert "Your sealed bid of 9.00 USD is in" in _flash(page)
+    assert "Your sealed bid of 9.00 USD is in" in flash(page)
     seller_ctx, seller_problems = _context(browser, size, demo)
     seller = seller_ctx.new_page()
-    _login(seller, demo.base, "ada")
+    log_in(seller, demo.base, "ada")
     seller.goto(f"{demo.base}/sell/products/auction-{size}?tab=pricing")
     seller.get_by_role("button", name="Close the auction and sell to the winners").click()
-    assert "1 licence(s) sold at 5.00 USD each" in _flash(seller)
+    assert "1 licence(s) sold at 5.00 USD each" in flash(seller)
     page.goto(demo.base + "/purchases")
     page.get_by_test_id("receipt-link").first.click()
     assert page.get_by_test_id("sale-total").inner_text() == "5.00 USD"
@@ -630,7 +599,7 @@ def test_page_walk_speaks_to_people(demo: Demo, browser: Any, screenshot: Any, s
         contexts.append((ctx, watcher))
         page = ctx.new_page()
         if who is not None:
-            _login(page, base, who)
+            log_in(page, base, who)
         for path, name in paths:
             problems.extend(_walk(page, base + path, name, size, screenshot))
         return page

@@ -61,16 +61,23 @@ def _listed_product(web_app: Any, slug: str = "toy-data", price: int = 1000) -> 
 
 # ---------------------------------------------------------------------- CSRF
 def _post_routes() -> list[str]:
+    from databazaar.server.web.buying import router as buying_router
     from databazaar.server.web.economics import router as econ_router
     from databazaar.server.web.mixture import router as mixture_router
     from databazaar.server.web.review import router as review_router
+    from databazaar.server.web.selling import router as selling_router
+    from databazaar.server.web.value_pages import router as value_router
 
     paths = []
-    routers = (pages_router, econ_router, mixture_router, review_router)
+    routers = (
+        pages_router, econ_router, buying_router, selling_router, value_router, mixture_router,
+        review_router,
+    )  # fmt: skip
     for route in [r for router in routers for r in router.routes]:
         if "POST" in (getattr(route, "methods", None) or set()):
-            paths.append(route.path.replace("{slug}", "toy-data").replace("{number}", "1"))
-    return paths
+            path = route.path.replace("{slug}", "toy-data").replace("{number}", "1")
+            paths.append(path.replace("{token}", "0" * 32))
+    return sorted(set(paths))
 
 
 def test_every_form_route_is_covered() -> None:
@@ -98,6 +105,9 @@ def test_every_form_route_is_covered() -> None:
         "/admin/review/toy-data/1/approve",
         "/admin/review/toy-data/1/reject",
         "/admin/review/policy",
+        "/products/toy-data/quote",
+        "/quotes/00000000000000000000000000000000/confirm",
+        "/wallet/top-up",
     }
 
 

@@ -223,10 +223,10 @@ async def quote(
     request: Request, slug: Annotated[str, Path(min_length=1, max_length=64)]
 ) -> Response:
     from databazaar.server.web.economics import (
-        _buy_request,
-        _form_text,
-        _mechanism_view,
+        buy_request,
         economics,
+        form_text,
+        mechanism_view,
         product_context,
     )
 
@@ -237,13 +237,13 @@ async def quote(
         sess.check_csrf(form.get("csrf_token"))
         account = await run_in_threadpool(require_user, sess, "buyer")
         econ = economics(request)
-        mechanism = await run_in_threadpool(_mechanism_view, econ, slug)
+        mechanism = await run_in_threadpool(mechanism_view, econ, slug)
         if mechanism is None:
             raise Conflict(f"{slug} is not on sale")
         if mechanism["name"] in ("posted", "auction"):
             raise Conflict(f"{slug} needs no quote", hint="use the button on the product page")
-        req = await run_in_threadpool(_buy_request, form, mechanism)
-        key = _form_text(form, "idempotency_key", 128)
+        req = await run_in_threadpool(buy_request, form, mechanism)
+        key = form_text(form, "idempotency_key", 128)
         q = await run_in_threadpool(econ.quote, slug, req)
         held = quote_book(request).hold(
             account.id, slug, {"request": req, "key": key}, q.price_minor, q.details

@@ -1,17 +1,20 @@
-"""Pages of the market economics: value-aware search, value reports, pricing, sales.
+"""Pages of buying under the market's economics: product pages, purchases, sales.
 
 Every handler calls :class:`databazaar.market.economics.Economics` (the same object
 the JSON routes under ``/api/econ`` use, kept on the app) and renders the answer:
 
-``/value-search``                     a buyer uploads a validation set; products on sale
-                                       are ranked by KNN-Shapley value for it, with
-                                       intervals, a value chart and point-removal curves
-``/products/{slug}/buy``               buy under the product's mechanism (posted price,
-                                       share of measured value, noisy model, query answer)
-``/products/{slug}/bid``               a sealed bid when the product is auctioned
-``/sales/{id}``                        what a sale delivered (file, query answer, model)
-``/sell/products/{slug}/pricing``      the seller chooses the pricing mechanism
-``/sell/products/{slug}/auction/close`` the seller clears an auction
+``/products/{slug}``                   (:mod:`databazaar.server.web.router`) with
+                                       :func:`product_context`: card, statistics, price
+                                       under the mechanism, value report, splits
+``/products/{slug}/buy``               buy at a posted price (other mechanisms quote first:
+                                       :mod:`databazaar.server.web.buying`)
+``/products/{slug}/bid``               a sealed bid, reviewed and then confirmed
+``/products/{slug}/dp``                one differentially private statistic
+``/sales/{id}``                        the receipt: what, for how much, why, who was paid
+
+The seller's forms live in :mod:`databazaar.server.web.selling`, value search in
+:mod:`databazaar.server.web.value_pages`; the helpers they share (the mechanism and
+valuation views, uploaded tables, form fields) are here.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import uuid
 from pathlib import Path as FsPath
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Path, Query, Request, UploadFile
+from fastapi import APIRouter, Form, Path, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.datastructures import UploadFile as StarletteUpload
@@ -42,7 +45,7 @@ from databazaar.core.errors import (
 from databazaar.core.money import format_minor, parse_decimal
 from databazaar.market.allocation import METHOD_DESCRIPTIONS
 from databazaar.market.privacy import STATISTICS
-from databazaar.market.schemas import AccountOut, ProductOut, VersionOut
+from databazaar.market.schemas import AccountOut, VersionOut
 from databazaar.market.service import Market
 from databazaar.server.web import statements
 from databazaar.server.web.base import (
@@ -55,13 +58,7 @@ from databazaar.server.web.base import (
     render,
     web_session,
 )
-from databazaar.server.web.dp_forms import dp_rows
 from databazaar.server.web.pricing_forms import (
-    PricingFormError,
-    form_from_config,
-    model_labels,
-    parse_pricing,
-    query_columns,
     settings_words,
 )
 from databazaar.server.web.rendering import redirect
@@ -136,7 +133,7 @@ def uploaded_table(upload: Any, what: str = "the validation set") -> Any:
     return frame
 
 
-def _mechanism_view(econ: Any, slug: str) -> dict[str, Any] | None:
+def mechanism_view(econ: Any, slug: str) -> dict[str, Any] | None:
     try:
         mech = econ.mechanism_for(slug)
     except Conflict:
@@ -166,7 +163,7 @@ def _mechanism_view(econ: Any, slug: str) -> dict[str, Any] | None:
     return view
 
 
-def _valuation_view(econ: Any, slug: str) -> dict[str, Any] | None:
+def valuation_view(econ: Any, slug: str) -> dict[str, Any] | None:
     """A bundle's contributors: account, value in accuracy points, share of revenue."""
     from databazaar.market.allocation import split_revenue
     from databazaar.server.web.charts import bar_svg
@@ -223,7 +220,7 @@ def product_context(
     has_access = account is not None and market.has_access(account, slug)
     on_sale = product.listing is not None and product.listing.active
     econ = economics(request)
-    mechanism = _mechanism_view(econ, slug) if on_sale else None
+    mechanism = mechanism_view(econ, slug) if on_sale else None
     can_buy = (
         account is not None
         and account.role == "buyer"
@@ -246,7 +243,7 @@ def product_context(
         "balance_minor": balance,
         "short_minor": short,
         "price_note": price_note(mechanism),
-        "value_form": _value_form(slug),
+        "value_form": value_form_defaults(slug),
         "title": product.title,
         "product": product,
         "shown": shown,
@@ -255,10 +252,10 @@ def product_context(
         "on_sale": on_sale,
         "can_buy": can_buy,
         "mechanism": mechanism,
-        "valuation": _valuation_view(econ, slug),
+        "valuation": valuation_view(econ, slug),
         "splits": splits,
         "idempotency_key": uuid.uuid4().hex,
-        "dp": _dp_view(econ, slug) if shown is not None else None,
+        "dp": dp_view(econ, slug) if shown is not None else None,
         "dp_form": {},
     }
 
@@ -318,7 +315,7 @@ def price_prefixes(request: Request, slugs: list[str]) -> dict[str, str]:
     return out
 
 
-def _dp_view(econ: Any, slug: str) -> dict[str, Any] | None:
+def dp_view(econ: Any, slug: str) -> dict[str, Any] | None:
     """The product's DP offer for the pages, or ``None`` when it has none."""
     try:
         budget = econ.dp_budget(slug)
@@ -367,14 +364,14 @@ def _dp_summary(slug: str, r: dict[str, Any]) -> str:
     )
 
 
-def _form_k(text: str) -> int:
+def form_k(text: str) -> int:
     """The ``k`` field of the KNN forms: a whole number from 1 to 100."""
     if not text.strip().isdigit() or not 1 <= int(text) <= 100:
         raise InvalidInput("k must be a whole number from 1 to 100")
     return int(text)
 
 
-def _form_text(form: FormData, name: str, max_len: int = 200) -> str:
+def form_text(form: FormData, name: str, max_len: int = 200) -> str:
     value = form.get(name, "")
     if not isinstance(value, str):
         raise InvalidInput(f"the field {name} must be text")
@@ -383,24 +380,24 @@ def _form_text(form: FormData, name: str, max_len: int = 200) -> str:
     return value.strip()
 
 
-def _buy_request(form: FormData, mechanism: dict[str, Any]) -> dict[str, Any] | None:
+def buy_request(form: FormData, mechanism: dict[str, Any]) -> dict[str, Any] | None:
     """The mechanism's purchase request from the product page's buy form."""
     name = mechanism["name"]
     if name == "posted":
         return None
     if name == "value":
         frame = uploaded_table(form.get("validation"))
-        label = _form_text(form, "label_column")
+        label = form_text(form, "label_column")
         if not label:
             raise InvalidInput("name the label column of your validation set")
-        worth = parse_decimal(_form_text(form, "worth", 20), "worth of a perfect model")
+        worth = parse_decimal(form_text(form, "worth", 20), "worth of a perfect model")
         return {
             "validation": json.loads(frame.to_json(orient="records")),
             "label_column": label,
             "worth_minor": worth,
         }
     if name == "model":
-        raw = _form_text(form, "variance", 40)
+        raw = form_text(form, "variance", 40)
         choices = {f"{var:g}": var for var, _price in mechanism["curve"]}
         if raw not in choices:
             raise InvalidInput("choose one of the offered noise levels")
@@ -432,12 +429,12 @@ async def buy(request: Request, slug: SlugPath) -> Response:
         sess.check_csrf(form.get("csrf_token"))
         account = await run_in_threadpool(sess.require_account)
         econ = economics(request)
-        mechanism = await run_in_threadpool(_mechanism_view, econ, slug)
+        mechanism = await run_in_threadpool(mechanism_view, econ, slug)
         if mechanism is None:
             raise Conflict(f"product {slug!r} is not on sale")
-        key = _form_text(form, "idempotency_key", 128)
-        buy_request = await run_in_threadpool(_buy_request, form, mechanism)
-        sale = await run_in_threadpool(econ.buy, account, slug, buy_request, key)
+        key = form_text(form, "idempotency_key", 128)
+        purchase = await run_in_threadpool(buy_request, form, mechanism)
+        sale = await run_in_threadpool(econ.buy, account, slug, purchase, key)
     except DatabazaarError as exc:
         if isinstance(exc, Unauthorized | NotFound) or exc.code == "csrf_failed":
             raise
@@ -534,293 +531,12 @@ ANSWER_PREVIEW = 10
 
 
 # ---------------------------------------------------------------------- value search
-def _value_form(products: str = "") -> dict[str, Any]:
+def value_form_defaults(products: str = "") -> dict[str, Any]:
     return {"label_column": "", "task": "", "k": "5", "products": products}
 
 
-@router.get("/value-search")
-def value_search_form(
-    request: Request,
-    sess: Sess,
-    products: Annotated[str, Query(max_length=2000)] = "",
-) -> Response:
-    """Open to visitors: their validation file is read in memory and never stored."""
-    return render(
-        request,
-        sess,
-        "value_search.html",
-        {"title": "Value-aware search", "form": _value_form(products), "report": None},
-    )
-
-
-POOL_KEY = "vp"  # the session remembers the last ranked pool (slugs), to say when it changed
-
-
-def _pool_note(sess: Any, slugs: list[str]) -> str | None:
-    """A sentence when the ranked pool differs from this visitor's previous search."""
-    before = sess.data.get(POOL_KEY)
-    sess.data[POOL_KEY] = slugs[:20]
-    sess.dirty = True
-    if not isinstance(before, list) or sorted(before) == sorted(slugs[:20]):
-        return None
-    added = sorted(set(slugs) - set(before))
-    gone = sorted(set(before) - set(slugs))
-    parts = []
-    if added:
-        parts.append("added " + ", ".join(added))
-    if gone:
-        parts.append("without " + ", ".join(gone))
-    return (
-        "The products ranked together changed since your last search ("
-        + "; ".join(parts)
-        + "). Values are shares of what the whole pool adds to your task, so a product's "
-        "value can move when others join or leave even if its own data did not change."
-    )
-
-
-def _ranking_rows(report: Any) -> list[dict[str, Any]]:
-    rows = []
-    for p in report.products:
-        per_usd = None
-        if p.price_minor:
-            per_usd = p.value * 100 / (p.price_minor / 100)
-        rows.append(
-            {
-                "rank": p.rank,
-                "slug": p.slug,
-                "value": p.value,
-                "ci": (p.ci_low, p.ci_high) if p.ci_low is not None else None,
-                "n_rows": p.n_rows,
-                "price_minor": p.price_minor,
-                "per_usd": per_usd,
-            }
-        )
-    return rows
-
-
-@router.post("/value-search")
-def value_search(
-    request: Request,
-    sess: Sess,
-    csrf_token: Csrf = "",
-    validation: Annotated[UploadFile | None, File()] = None,
-    label_column: Annotated[str, Form(max_length=200)] = "",
-    task: Annotated[str, Form(max_length=64)] = "",
-    k: Annotated[str, Form(max_length=4)] = "5",
-    products: Annotated[str, Form(max_length=2000)] = "",
-) -> Response:
-    from databazaar.server.web.charts import bar_svg, line_svg
-
-    sess.check_csrf(csrf_token)  # visitors may rank too; nothing is stored for them
-    form = {"label_column": label_column, "task": task, "k": k, "products": products}
-    try:
-        if not label_column.strip():
-            raise InvalidInput("name the label column of your validation set")
-        neighbours = _form_k(k)
-        slugs = [s.strip() for s in products.split(",") if s.strip()] or None
-        frame = uploaded_table(validation)
-        report, skipped = economics(request).rank(
-            frame,
-            label_column.strip(),
-            slugs,
-            task=task.strip() or None,
-            k=neighbours,
-            confidence=0.95,
-            curves=True,
-        )
-    except DatabazaarError as exc:
-        if isinstance(exc, Unauthorized):
-            raise
-        ctx = {"title": "Value-aware search", "form": form, "report": None, "error": exc}
-        return render(request, sess, "value_search.html", ctx, status=exc.http_status)
-    values_chart = bar_svg(
-        [p.slug for p in report.products],
-        [p.value * 100 for p in report.products],
-        errors=[
-            max((p.ci_high - p.ci_low) / 2, 0.0) * 100 if p.ci_low is not None else 0.0
-            for p in report.products
-        ],
-        title="What each product adds (95% interval)",
-        xlabel="accuracy points on your rows",
-    )
-    curve_chart = None
-    if report.curves:
-        names = {"high": "most valuable removed first", "low": "least valuable removed first"}
-        first = next(iter(report.curves.values()))
-        curve_chart = line_svg(
-            [100 * float(f) for f in first["fractions"]],
-            {
-                names.get(n, n): [100 * float(x) for x in c["scores"]]
-                for n, c in report.curves.items()
-            },
-            title="Removing rows from the pool",
-            xlabel="% of pooled rows removed",
-            ylabel="accuracy on your rows (%)",
-        )
-    return render(
-        request,
-        sess,
-        "value_search.html",
-        {
-            "title": "Value-aware search",
-            "form": form,
-            "report": report,
-            "rows": _ranking_rows(report),
-            "pool_note": _pool_note(sess, [p.slug for p in report.products]),
-            "skipped": skipped,
-            "values_chart": svg_data_uri(values_chart),
-            "curve_chart": svg_data_uri(curve_chart) if curve_chart else None,
-        },
-    )
-
-
-# ---------------------------------------------------------------------- sellers
-def manage_extras(request: Request, slug: str) -> dict[str, Any]:
-    """The pricing, privacy and bundle parts of the seller's manage page."""
-    econ = economics(request)
-    mechanism = _mechanism_view(econ, slug)
-    frame = econ.table(slug)
-    dp_view = _dp_view(econ, slug)
-    form = {"mechanism": mechanism["name"] if mechanism else "posted"}
-    if mechanism:
-        form.update(form_from_config(mechanism["name"], mechanism["config"]))
-    return {
-        "mechanism": mechanism,
-        "mechanisms": MECHANISMS,
-        "pricing_form": form,
-        "pricing_errors": {},
-        "query_columns": query_columns(frame),
-        "model_labels": model_labels(frame),
-        "dp": dp_view,
-        "dp_form": {},
-        "dp_errors": {},
-        "dp_rows": dp_rows(frame, dp_view["columns"] if dp_view else None),
-        "bundle_valuation": _valuation_view(econ, slug),
-        "bundle_form": {},
-        "bundle_methods": BUNDLE_METHODS,
-    }
-
-
-MANAGE_TABS = {
-    "listing": "Data and versions",
-    "pricing": "Price",
-    "privacy": "Private statistics",
-    "bundle": "Contributors",
-}
-
-
-def manage_context(
-    request: Request, market: Market, account: AccountOut, slug: str, tab: str = "listing"
-) -> dict[str, Any]:
-    """The seller's manage page: versions, upload form, price and pricing mechanism."""
-    product: ProductOut = market.get_product(slug, account)
-    if account.role != "admin" and product.seller != account.username:
-        raise Forbidden(f"product {slug!r} belongs to another seller")
-    versions = [market.get_version(slug, n, account) for n in product.versions][::-1]
-    listing = product.listing
-    has_published = any(v.status == "published" for v in versions)
-    ctx = {
-        **(manage_extras(request, slug) if has_published else {"mechanism": None}),
-        "title": f"Manage {product.title}",
-        "tab": tab if tab in MANAGE_TABS else "listing",
-        "tabs": MANAGE_TABS,
-        "product": product,
-        "versions": versions,
-        "has_published": has_published,
-        "upload": {},
-        "price_form": {
-            "price": "" if listing is None else format_minor(listing.price_minor, code=False),
-            "active": True if listing is None else listing.active,
-        },
-    }
-    if has_published:
-        ctx["pricing_form"].setdefault("active", ctx["price_form"]["active"])
-        if ctx["pricing_form"].get("mechanism") == "posted":
-            ctx["pricing_form"].setdefault("price", ctx["price_form"]["price"])
-    return ctx
-
-
-def _manage_error(
-    request: Request,
-    sess: Any,
-    market: Market,
-    account: AccountOut,
-    slug: str,
-    exc: Any,
-    tab: str = "listing",
-    **form: Any,
-) -> Response:
-    """The seller's manage page again, with the error and the form as it was sent."""
-    ctx = manage_context(request, market, account, slug, tab)
-    ctx.update(error=exc, **form)
-    return render(request, sess, "sell_manage.html", ctx, status=exc.http_status)
-
-
-@router.post("/sell/products/{slug}/pricing")
-async def set_pricing(request: Request, slug: SlugPath) -> Response:
-    """Set how buyers pay, from the per-mechanism form (money and percent, no JSON).
-
-    The configuration is checked by the mechanism first; then the listing (on sale or
-    not, with the headline price the catalog shows) and the mechanism are saved.
-    """
-    sess = web_session(request)
-    market: Market = request.app.state.market
-    raw = await request.form()
-    form = {k: v for k, v in raw.items() if isinstance(v, str) and len(v) <= 200}
-    await raw.close()
-    account = form_user(sess, form.get("csrf_token"), "seller")
-    econ = economics(request)
-    mechanism = form.get("mechanism", "")
-    on_sale = form.get("active") == "on"
-    try:
-        if mechanism not in MECHANISMS:
-            raise InvalidInput("choose how buyers pay from the list")
-        frame = await run_in_threadpool(econ.table, slug)
-        config, headline = parse_pricing(mechanism, form, query_columns(frame), model_labels(frame))
-        from databazaar.market.pricing import mechanism_from_config
-
-        mechanism_from_config(mechanism, config)  # the mechanism's own checks, before saving
-        await run_in_threadpool(market.set_listing, account, slug, headline, active=on_sale)
-        if mechanism == "auction":
-            if on_sale:
-                await run_in_threadpool(
-                    econ.open_auction, account, slug, config["reserve_minor"], config["units"]
-                )
-        else:
-            await run_in_threadpool(econ.set_pricing, account, slug, mechanism, config)
-    except DatabazaarError as exc:
-        if isinstance(exc, Unauthorized | NotFound | Forbidden):
-            raise
-        errors = exc.fields if isinstance(exc, PricingFormError) else {}
-        pricing_form = {**form, "mechanism": mechanism, "active": on_sale}
-        return await run_in_threadpool(
-            _manage_error, request, sess, market, account, slug, exc, "pricing",
-            pricing_form=pricing_form, pricing_errors=errors,
-        )  # fmt: skip
-    label = MECHANISMS[mechanism][0]
-    state = "on sale" if on_sale else "off sale"
-    if mechanism == "posted":
-        sess.flash(f"{slug} is {state} at {format_minor(headline)}.", "success")
-    else:
-        sess.flash(f"{slug} is {state}, sold by {label.lower()}.", "success")
-    return redirect(sess, f"/sell/products/{slug}?tab=pricing")
-
-
-@router.post("/sell/products/{slug}/auction/close")
-def close_auction(request: Request, sess: Sess, slug: SlugPath, csrf_token: Csrf = "") -> Response:
-    account = form_user(sess, csrf_token, "seller")
-    result = economics(request).close_auction(account, slug)
-    outcome = result.outcome
-    price = int(outcome.get("price_minor", 0))
-    sess.flash(
-        f"Auction closed: {len(result.sales)} licence(s) sold at {format_minor(price)} each.",
-        "success",
-    )
-    return redirect(sess, f"/sell/products/{slug}?tab=pricing")
-
-
 # ---------------------------------------------------------------------- DP statistics
-def _epsilon(text: str, name: str) -> float:
+def epsilon_field(text: str, name: str) -> float:
     try:
         value = float(text)
     except ValueError:
@@ -844,7 +560,7 @@ def dp_release(
     econ = economics(request)
     try:
         result = econ.dp_query(
-            account, slug, statistic, column or None, _epsilon(epsilon, "epsilon")
+            account, slug, statistic, column or None, epsilon_field(epsilon, "epsilon")
         )
     except DatabazaarError as exc:
         if isinstance(exc, Unauthorized | NotFound) or exc.code == "csrf_failed":
@@ -854,114 +570,3 @@ def dp_release(
         return render(request, sess, "product.html", {**ctx, "error": exc}, status=exc.http_status)
     sess.flash(_dp_summary(slug, result.model_dump(exclude_unset=True)), "success")
     return redirect(sess, f"/products/{slug}#dp-title")
-
-
-@router.post("/sell/products/{slug}/dp")
-async def dp_offer(request: Request, slug: SlugPath) -> Response:
-    """Offer (or change) the product's DP statistics and total privacy budget (per-column
-    fields, see :mod:`databazaar.server.web.dp_forms`)."""
-    from databazaar.server.web.dp_forms import DpFormError, parse_dp_form
-
-    sess = web_session(request)
-    market: Market = request.app.state.market
-    raw = await request.form()
-    form = {k: v for k, v in raw.items() if isinstance(v, str) and len(v) <= 5000}
-    await raw.close()
-    account = form_user(sess, form.get("csrf_token"), "seller")
-    econ = economics(request)
-    epsilon_total = form.get("epsilon_total", "")
-    try:
-        frame = await run_in_threadpool(econ.table, slug)
-        columns = parse_dp_form(frame, form)
-        total = _epsilon(epsilon_total, "the total epsilon")
-        await run_in_threadpool(econ.offer_dp, account, slug, total, columns)
-    except DatabazaarError as exc:
-        if isinstance(exc, Unauthorized | NotFound | Forbidden):
-            raise
-        errors = exc.fields if isinstance(exc, DpFormError) else {}
-        return await run_in_threadpool(
-            _manage_error, request, sess, market, account, slug, exc, "privacy",
-            dp_form=form, dp_errors=errors,
-        )  # fmt: skip
-    sess.flash(f"{slug} now offers private statistics (total epsilon {epsilon_total}).", "success")
-    return redirect(sess, f"/sell/products/{slug}?tab=privacy")
-
-
-# ---------------------------------------------------------------------- bundles
-BUNDLE_METHODS = METHOD_DESCRIPTIONS
-
-
-def _contributors(text: str) -> dict[str, str]:
-    """``group = username`` per line (blank lines and ``#`` comments skipped)."""
-    out: dict[str, str] = {}
-    for n, line in enumerate(text.splitlines(), start=1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        group, sep, username = (part.strip() for part in line.partition("="))
-        if not sep or not group or not username:
-            raise InvalidInput(
-                f"contributors line {n} is not 'group = username': {line[:60]!r}",
-                hint="one line per group, e.g. north = alice",
-            )
-        if group in out:
-            raise InvalidInput(f"group {group!r} is named twice")
-        out[group] = username
-    if not out:
-        raise InvalidInput("name the contributor account of every group, one per line")
-    return out
-
-
-@router.post("/sell/products/{slug}/bundle")
-def register_bundle(
-    request: Request,
-    sess: Sess,
-    market: MarketDep,
-    slug: SlugPath,
-    csrf_token: Csrf = "",
-    reference: Annotated[UploadFile | None, File()] = None,
-    group_column: Annotated[str, Form(max_length=200)] = "",
-    label_column: Annotated[str, Form(max_length=200)] = "",
-    contributors: Annotated[str, Form(max_length=50_000)] = "",
-    method: Annotated[str, Form(max_length=16)] = "knn",
-    order: Annotated[str, Form(max_length=5000)] = "",
-    k: Annotated[str, Form(max_length=4)] = "5",
-) -> Response:
-    """Declare the product's contributor groups and value them on a reference set."""
-    account = form_user(sess, csrf_token, "seller")
-    form = {
-        "group_column": group_column,
-        "label_column": label_column,
-        "contributors": contributors,
-        "method": method,
-        "order": order,
-        "k": k,
-    }
-    try:
-        if not group_column.strip() or not label_column.strip():
-            raise InvalidInput("name the contributor column and the label column")
-        neighbours = _form_k(k)
-        named = _contributors(contributors)
-        groups = [g.strip() for g in order.split(",") if g.strip()] or None
-        frame = uploaded_table(reference, "the reference rows")
-        economics(request).register_bundle(
-            account,
-            slug,
-            group_column=group_column.strip(),
-            label_column=label_column.strip(),
-            contributors=named,
-            reference=frame,
-            method=method,
-            order=groups,
-            k=neighbours,
-        )
-    except DatabazaarError as exc:
-        if isinstance(exc, Unauthorized | Forbidden) or exc.code == "csrf_failed":
-            raise
-        return _manage_error(request, sess, market, account, slug, exc, "bundle", bundle_form=form)
-    sess.flash(
-        f"{slug} is a bundle of {len(named)} contributors, valued with {method}; each "
-        "sale's revenue is now split among them by the value of their rows.",
-        "success",
-    )
-    return redirect(sess, f"/sell/products/{slug}?tab=bundle")

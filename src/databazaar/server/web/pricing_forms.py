@@ -44,11 +44,12 @@ class PricingFormError(InvalidInput):
 
 
 def query_columns(frame: pd.DataFrame) -> dict[str, list[Any]]:
-    """Columns a seller can price per value (2..30 distinct values, no missing ones)."""
+    """Columns a seller can price per value: text, whole-number or yes/no columns with
+    2..30 distinct values and none missing (measurements in floats are not categories)."""
     out: dict[str, list[Any]] = {}
     for col in frame.columns:
         series = frame[col]
-        if series.isna().any():
+        if series.isna().any() or pd.api.types.is_float_dtype(series):
             continue
         values = pd.unique(series)
         if 2 <= len(values) <= MAX_QUERY_VALUES:

@@ -52,7 +52,7 @@ from databazaar.server.web.base import (
     require_user,
 )
 from databazaar.server.web.buying import router as buying_router
-from databazaar.server.web.economics import manage_context, price_prefixes, product_context
+from databazaar.server.web.economics import price_prefixes, product_context
 from databazaar.server.web.economics import router as econ_router
 from databazaar.server.web.mixture import router as mixture_router
 from databazaar.server.web.rendering import (
@@ -63,7 +63,10 @@ from databazaar.server.web.rendering import (
     safe_next,
 )
 from databazaar.server.web.review import router as review_router
+from databazaar.server.web.selling import manage_context
+from databazaar.server.web.selling import router as selling_router
 from databazaar.server.web.session import SESSION_MAX_AGE, make_serializer
+from databazaar.server.web.value_pages import router as value_router
 
 PAGE_SIZE = 12
 SEARCH_MODES = {"fulltext": "Keywords", "semantic": "Meaning (MiniLM)", "hybrid": "Both"}
@@ -528,6 +531,8 @@ def admin_deposit(
 
 router.include_router(econ_router)
 router.include_router(buying_router)
+router.include_router(selling_router)
+router.include_router(value_router)
 router.include_router(mixture_router)
 router.include_router(review_router)
 
