@@ -7,7 +7,8 @@ in-process tests with Starlette's ``TestClient``.
 background thread (``DATABAZAAR_HOME`` points at its temp home while it runs).
 ``browser`` is Debian's chromium driven by Playwright (never a downloaded browser);
 browser tests carry the ``browser`` marker and skip when chromium or Playwright is
-missing, except under ``CI=true`` where they fail.
+missing, except under ``CI=true`` where they fail.  One chromium serves the whole
+session (each test opens its own contexts).
 """
 
 from __future__ import annotations
@@ -144,7 +145,7 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
             os.environ["DATABAZAAR_HOME"] = old_home
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
     reason = None
     if not Path(CHROMIUM).exists():

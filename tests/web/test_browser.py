@@ -14,19 +14,18 @@ state change) and show that a product name holding ``<script>`` renders as text.
 from __future__ import annotations
 
 import io
-import json
 import re
 from typing import Any
 
 import numpy as np
 import pytest
+from browser_steps import PASSWORD, flash, log_in, sign_up
 from sqlalchemy import update
 
 from databazaar.market.models import Product
 
 pytestmark = pytest.mark.browser
 
-PASSWORD = "correct-horse-9"
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 
@@ -39,30 +38,6 @@ CSV = (
     b"Perth,21.0,52,no\n"
     b"Hanoi,27.4,83,yes\n"
 )
-
-
-def _signup(page: Any, base: str, username: str, role: str) -> None:
-    page.goto(base + "/signup")
-    page.get_by_label("sell data (seller)" if role == "seller" else "buy data (buyer)").check()
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password", exact=True).fill(PASSWORD)
-    page.get_by_label("Password again").fill(PASSWORD)
-    page.get_by_role("button", name="Create account").click()
-    page.wait_for_load_state()
-    assert page.get_by_test_id("whoami").inner_text() == username
-
-
-def _login(page: Any, base: str, username: str) -> None:
-    page.goto(base + "/login")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_load_state()
-    assert page.get_by_test_id("whoami").inner_text() == username
-
-
-def _flash(page: Any) -> str:
-    return page.locator(".flashes").inner_text()
 
 
 A11Y_CHECK = """() => {
@@ -110,7 +85,7 @@ def test_seller_buyer_admin_flow(live_server: Any, browser: Any, screenshot: Any
     seller.goto(base + "/")
     assert seller.get_by_role("heading", level=1).inner_text().startswith("Find data")
     screenshot(seller, "home")
-    _signup(seller, base, "wanda-weather", "seller")
+    sign_up(seller, base, "wanda-weather", "seller")
     assert seller.url.endswith("/sell")
     assert seller.get_by_role("heading", name="Seller dashboard").is_visible()
     assert seller.get_by_test_id("earned").inner_text() == "0.00 USD"
@@ -121,7 +96,7 @@ def test_seller_buyer_admin_flow(live_server: Any, browser: Any, screenshot: Any
     seller.get_by_label("Web name (slug)").fill("city-weather")
     seller.get_by_role("button", name="Create product").click()
     assert seller.url.endswith("/sell/products/city-weather")
-    assert "Product city-weather created" in _flash(seller)
+    assert "Product city-weather created" in flash(seller)
     assert "No data uploaded yet" in seller.locator("main").inner_text()
 
     seller.get_by_label("Table file").set_input_files(
@@ -132,19 +107,21 @@ def test_seller_buyer_admin_flow(live_server: Any, browser: Any, screenshot: Any
     seller.get_by_label("Description").fill("Daily weather in six cities, labelled rain or not.")
     seller.get_by_label("Tags").fill("weather, tabular")
     seller.get_by_role("button", name="Upload as draft").click()
-    assert "as draft version 1: 6 rows, 4 columns" in _flash(seller)
+    assert "as draft version 1: 6 rows, 4 columns" in flash(seller)
     assert seller.get_by_test_id("status-1").inner_text() == "draft"
     preview = seller.locator("#version-1 table").inner_text()
     assert "Lisbon" in preview and "temperature" in preview
     screenshot(seller, "sell-manage")
 
     seller.get_by_role("button", name="Publish version 1").click()
-    assert "Version 1 is published" in _flash(seller)
+    assert "Version 1 is published" in flash(seller)
     assert seller.get_by_test_id("status-1").inner_text() == "published"
+    seller.get_by_role("link", name="Price", exact=True).click()  # the manage page's tab
+    assert seller.url.endswith("?tab=pricing")
     seller.get_by_label("Posted price (USD)").fill("12.50")
     seller.get_by_label("On sale").check()
     seller.get_by_role("button", name="Save price").click()
-    assert "city-weather is on sale at 12.50 USD" in _flash(seller)
+    assert "city-weather is on sale at 12.50 USD" in flash(seller)
 
     seller.goto(base + "/sell")
     row = seller.get_by_test_id("my-products").locator("tbody tr").first
@@ -154,20 +131,20 @@ def test_seller_buyer_admin_flow(live_server: Any, browser: Any, screenshot: Any
     # ---- buyer signs up: empty balance
     buyer_ctx = browser.new_context(viewport=DESKTOP, accept_downloads=True)
     buyer = buyer_ctx.new_page()
-    _signup(buyer, base, "bruno-buyer", "buyer")
+    sign_up(buyer, base, "bruno-buyer", "buyer")
     assert buyer.url.endswith("/purchases")
     assert buyer.get_by_test_id("balance").inner_text() == "0.00 USD"
 
     # ---- the admin credits the buyer
     admin_ctx = browser.new_context(viewport=DESKTOP)
     admin = admin_ctx.new_page()
-    _login(admin, base, "root-admin")
+    log_in(admin, base, "root-admin")
     assert admin.url.endswith("/admin")
     admin.get_by_label("Username").fill("bruno-buyer")
     admin.get_by_label("Amount (USD)").fill("50")
     admin.get_by_label("Memo").fill("welcome credit")
     admin.get_by_role("button", name="Deposit").click()
-    assert "Deposited to bruno-buyer; balance now 50.00 USD" in _flash(admin)
+    assert "Deposited to bruno-buyer; balance now 50.00 USD" in flash(admin)
     assert "welcome credit" in admin.get_by_test_id("ledger-rows").inner_text()
 
     # ---- buyer searches, opens the product and buys it
@@ -195,7 +172,7 @@ def test_seller_buyer_admin_flow(live_server: Any, browser: Any, screenshot: Any
     assert buyer.get_by_test_id("mechanism").inner_text() == "Posted price"
     buyer.get_by_role("button", name="Buy for 12.50 USD").click()
     assert re.search(r"/sales/\d+$", buyer.url)
-    assert "you bought city-weather for 12.50 USD" in _flash(buyer)
+    assert "you bought city-weather for 12.50 USD" in flash(buyer)
     assert buyer.get_by_test_id("sale-total").inner_text() == "12.50 USD"
     screenshot(buyer, "sale")
     buyer.get_by_role("link", name="All your purchases").click()
@@ -288,7 +265,7 @@ def test_form_without_csrf_token_is_refused(
     base = live_server.url
     ctx = browser.new_context(viewport=DESKTOP)
     page = ctx.new_page()
-    _signup(page, base, "csrf-seller", "seller")
+    sign_up(page, base, "csrf-seller", "seller")
     page.goto(base + "/sell/new")
     # Remove the hidden token from the real form, then submit it as a person would.
     page.locator("form.stack input[name=csrf_token]").evaluate("el => el.remove()")
@@ -330,7 +307,7 @@ def test_script_tags_in_a_product_name_render_as_text(
     page = ctx.new_page()
     dialogs: list[str] = []
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-    _signup(page, base, "xss-seller", "seller")
+    sign_up(page, base, "xss-seller", "seller")
 
     # 1. Typed into the form: the market refuses markup, and the page shows the typed
     #    text back in the field as text.
@@ -427,35 +404,38 @@ def test_value_search_pricing_choice_and_model_purchase(
     # ---- the seller chooses noisy-model pricing in the browser
     sctx = browser.new_context(viewport=DESKTOP)
     page = sctx.new_page()
-    _login(page, base, "val-seller")
-    page.goto(base + "/sell/products/sensor-matching")
+    log_in(page, base, "val-seller")
+    page.goto(base + "/sell/products/sensor-matching?tab=pricing")
     assert page.get_by_test_id("current-mechanism").inner_text() == "Posted price"
-    page.get_by_label("Mechanism").select_option("model")
-    curve = {"curve": [[0.01, 4000], [0.1, 1500], [1.0, 500]], "label_column": "label"}
-    page.get_by_label("Configuration (JSON; money in cents)").fill(json.dumps(curve))
-    page.get_by_role("button", name="Use this mechanism").click()
-    assert "sensor-matching is now sold by noisy models" in _flash(page)
+    page.get_by_label("Noisy models (model-based)").check()
+    page.get_by_label("The model predicts").select_option("label")
+    for i, (variance, price) in enumerate((("0.01", "40"), ("0.1", "15"), ("1", "5"))):
+        page.get_by_label(f"Noise level {i + 1} (variance)").fill(variance)
+        page.get_by_label(f"Price at level {i + 1} (USD)").fill(price)
+    page.get_by_role("button", name="Save price").click()
+    assert "sensor-matching is on sale, sold by noisy models" in flash(page)
     assert page.get_by_test_id("current-mechanism").inner_text() == "Noisy models (model-based)"
-    page.get_by_label("Configuration (JSON; money in cents)").fill("{not json")
-    page.get_by_role("button", name="Use this mechanism").click()
-    assert "not valid JSON" in page.locator("#form-error").inner_text()
+    page.get_by_label("Noise level 1 (variance)").fill("-1")
+    page.get_by_role("button", name="Save price").click()
+    assert "check the marked fields" in page.locator("#form-error").inner_text()
+    assert "a number above 0" in page.locator("#msg-mv0").inner_text()
     assert _a11y_problems(page) == []
     screenshot(page, "sell-pricing")
 
     # ---- the buyer ranks products by value for an uploaded validation set
     bctx = browser.new_context(viewport=DESKTOP)
     page = bctx.new_page()
-    _login(page, base, "val-buyer")
+    log_in(page, base, "val-buyer")
     page.get_by_role("link", name="Value search").click()
-    page.get_by_label("Validation set").set_input_files(
+    page.get_by_label("Your labelled rows").set_input_files(
         files=[{"name": "mine.csv", "mimeType": "text/csv", "buffer": _sensor_csv(30, 3)}]
     )
     page.get_by_label("Label column").fill("label")
     page.get_by_label("Only products for task").fill("classification")
-    page.get_by_role("button", name="Rank by value").click()
-    assert "valued on your 30 validation rows" in page.get_by_test_id("report-summary").inner_text()
+    page.get_by_role("button", name="Measure the value").click()
+    assert "valued on your 30 rows" in page.get_by_test_id("report-summary").inner_text()
     ranked = page.get_by_test_id("ranking").locator("tbody th").all_inner_texts()
-    assert ranked[0] == "sensor-matching" and ranked[-1] == "sensor-flipped"
+    assert ranked[0] == "1. sensor-matching" and ranked[-1].endswith(". sensor-flipped")
     for img in page.locator("figure.chart img").all():
         assert img.evaluate("i => i.complete && i.naturalWidth > 0")
     assert page.locator("figure.chart img").count() == 2
@@ -463,11 +443,15 @@ def test_value_search_pricing_choice_and_model_purchase(
     screenshot(page, "value-search")
 
     # ---- ... opens the best product and buys a noisy model of it
-    page.get_by_test_id("ranking").get_by_role("link", name="sensor-matching").click()
+    page.get_by_test_id("ranking").get_by_role("link", name="sensor-matching", exact=True).click()
     assert page.get_by_test_id("mechanism").inner_text() == "Noisy models (model-based)"
-    page.get_by_label("variance 0.1: 15.00 USD").check()
-    page.get_by_role("button", name="Buy the model").click()
+    page.get_by_label("noise 0.1: 15.00 USD").check()
+    page.get_by_role("button", name="Get a quote").click()
+    assert page.get_by_test_id("quote-price").inner_text() == "15.00 USD"
+    assert page.get_by_test_id("balance-after").inner_text() == "85.00 USD"
+    page.get_by_role("button", name="Confirm and pay 15.00 USD").click()
     assert re.search(r"/sales/\d+$", page.url)
+    page.get_by_text("Model parameters (for loading into your code)").click()
     assert page.get_by_test_id("sale-total").inner_text() == "15.00 USD"
     assert '"coef"' in page.get_by_test_id("model").inner_text()
     screenshot(page, "sale-model")

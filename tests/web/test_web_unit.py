@@ -8,7 +8,6 @@ main flows in chromium.
 from __future__ import annotations
 
 import io
-import json
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -62,16 +61,23 @@ def _listed_product(web_app: Any, slug: str = "toy-data", price: int = 1000) -> 
 
 # ---------------------------------------------------------------------- CSRF
 def _post_routes() -> list[str]:
+    from databazaar.server.web.buying import router as buying_router
     from databazaar.server.web.economics import router as econ_router
     from databazaar.server.web.mixture import router as mixture_router
     from databazaar.server.web.review import router as review_router
+    from databazaar.server.web.selling import router as selling_router
+    from databazaar.server.web.value_pages import router as value_router
 
     paths = []
-    routers = (pages_router, econ_router, mixture_router, review_router)
+    routers = (
+        pages_router, econ_router, buying_router, selling_router, value_router, mixture_router,
+        review_router,
+    )  # fmt: skip
     for route in [r for router in routers for r in router.routes]:
         if "POST" in (getattr(route, "methods", None) or set()):
-            paths.append(route.path.replace("{slug}", "toy-data").replace("{number}", "1"))
-    return paths
+            path = route.path.replace("{slug}", "toy-data").replace("{number}", "1")
+            paths.append(path.replace("{token}", "0" * 32))
+    return sorted(set(paths))
 
 
 def test_every_form_route_is_covered() -> None:
@@ -99,6 +105,9 @@ def test_every_form_route_is_covered() -> None:
         "/admin/review/toy-data/1/approve",
         "/admin/review/toy-data/1/reject",
         "/admin/review/policy",
+        "/products/toy-data/quote",
+        "/quotes/00000000000000000000000000000000/confirm",
+        "/wallet/top-up",
     }
 
 
@@ -566,22 +575,33 @@ def test_value_search_ranks_and_reports_errors(
     client: TestClient, csrf_of: Callable[[str], str], web_app: Any
 ) -> None:
     _econ_market(web_app)
-    assert client.get("/value-search", follow_redirects=False).status_code == 303
-    token = _login(client, csrf_of, "econ-buyer")
+    # visitors may rank too: the form is open and the file is not kept
+    visitor = client.get("/value-search", follow_redirects=False)
+    assert visitor.status_code == 200
     files = {"validation": ("v.csv", _labelled_csv(24, 3), "text/csv")}
     page = client.post(
-        "/value-search", data={"csrf_token": token, "label_column": "label"}, files=files
+        "/value-search",
+        data={"csrf_token": csrf_of(visitor.text), "label_column": "label"},
+        files=files,
     )
     assert page.status_code == 200
-    ranked = re.findall(r'<th scope="row"><a href="/products/([a-z-]+)"', page.text)
+    ranked = re.findall(r'<th scope="row">\d+\. <a href="/products/([a-z-]+)"', page.text)
     assert ranked == ["near", "flip"]
+    assert "points" in page.text and "pool-note" not in page.text
     assert page.text.count('src="data:image/svg+xml;base64,') == 2
+    token = _login(client, csrf_of, "econ-buyer")
+    full = client.post(
+        "/value-search", data={"csrf_token": token, "label_column": "label"}, files=files
+    )
+    assert 'data-testid="pool-note"' not in full.text  # first search of this session
     only = client.post(
         "/value-search",
         data={"csrf_token": token, "label_column": "label", "products": "near"},
         files=files,
     )
-    assert re.findall(r'<th scope="row"><a href="/products/([a-z-]+)"', only.text) == ["near"]
+    assert re.findall(r'<th scope="row">\d+\. <a href="/products/([a-z-]+)"', only.text) == ["near"]
+    # the pool changed since the last search (flip left it): the page says so
+    assert 'data-testid="pool-note"' in only.text and "without flip" in only.text
     missing = client.post(
         "/value-search", data={"csrf_token": token, "label_column": "nope"}, files=files
     )
@@ -600,6 +620,15 @@ def test_value_search_ranks_and_reports_errors(
     assert bad_k.status_code == 422
 
 
+def _quote_and_confirm(client: TestClient, slug: str, data: dict[str, Any], **kw: Any) -> Any:
+    """Ask for a quote on the product page's form, then confirm it; the receipt page."""
+    quote = client.post(f"/products/{slug}/quote", data=data, **kw)
+    assert quote.status_code == 200, quote.text[:500]
+    assert 'data-testid="quote-price"' in quote.text
+    token = re.search(r'action="/quotes/([0-9a-f]+)/confirm"', quote.text)[1]
+    return quote, client.post(f"/quotes/{token}/confirm", data={"csrf_token": data["csrf_token"]})
+
+
 def test_pricing_choice_and_purchases_under_each_mechanism(
     web_app: Any, csrf_of: Callable[[str], str]
 ) -> None:
@@ -607,54 +636,68 @@ def test_pricing_choice_and_purchases_under_each_mechanism(
     market = web_app.state.market
     with TestClient(web_app) as s, TestClient(web_app) as b:
         st = _login(s, csrf_of, "econ-seller")
-        query = {"price_points": {"label": {"p": 300, "q": 200}}}
+        form = {"csrf_token": st, "active": "on"}
         r = s.post(
             "/sell/products/flip/pricing",
-            data={"csrf_token": st, "mechanism": "query", "config": json.dumps(query)},
+            data={
+                **form,
+                "mechanism": "query",
+                "query_column": "label",
+                "qp:label:0": "3.00",
+                "qp:label:1": "2",
+            },
         )
-        assert r.status_code == 200 and "now sold by query-based" in r.text
-        bad = s.post(
-            "/sell/products/flip/pricing",
-            data={"csrf_token": st, "mechanism": "bogus", "config": "{}"},
-        )
-        assert bad.status_code == 422 and "choose a pricing mechanism" in bad.text
-        worse = s.post(
+        assert r.status_code == 200 and "sold by query-based" in r.text
+        assert "Buyers pay per selected value by label: p 3.00 USD, q 2.00 USD." in r.text
+        bad = s.post("/sell/products/flip/pricing", data={**form, "mechanism": "bogus"})
+        assert bad.status_code == 422 and "choose how buyers pay" in bad.text
+        worse = s.post("/sell/products/near/pricing", data={**form, "mechanism": "model"})
+        assert worse.status_code == 422 and "offer at least one noise level" in worse.text
+        typo = s.post(
             "/sell/products/near/pricing",
-            data={"csrf_token": st, "mechanism": "model", "config": '{"curve": []}'},
+            data={**form, "mechanism": "value", "share": "150", "floor": "1.0x"},
         )
-        assert worse.status_code == 422
-        value = {"share_bps": 5000, "floor_minor": 100, "cap_minor": 4000}
+        assert typo.status_code == 422
+        assert "enter a percent from 0.01 to 100" in typo.text  # next to the share field
+        assert 'id="msg-floor"' in typo.text and 'aria-invalid="true"' in typo.text
         s.post(
             "/sell/products/near/pricing",
-            data={"csrf_token": st, "mechanism": "value", "config": json.dumps(value)},
+            data={**form, "mechanism": "value", "share": "50", "floor": "1", "cap": "40"},
         )
+        saved = s.get("/sell/products/near?tab=pricing").text
+        assert 'value="50"' in saved and 'value="1.00"' in saved and 'value="40.00"' in saved
 
         bt = _login(b, csrf_of, "econ-buyer")
         page = b.get("/products/flip").text
-        assert "Buy the selected rows" in page and 'name="where:label"' in page
+        assert "Get a quote" in page and 'name="where:label"' in page
+        assert "from 2.00 USD" in page  # the headline price of a query-priced product
         key = re.search(r'name="idempotency_key" value="([0-9a-f]+)"', page)[1]
-        sale = b.post(
-            "/products/flip/buy",
-            data={"csrf_token": bt, "idempotency_key": key, "where:label": "0"},
+        quote, sale = _quote_and_confirm(
+            b, "flip", {"csrf_token": bt, "idempotency_key": key, "where:label": "0"}
         )
+        assert "3.00 USD" in quote.text and "label is p" in quote.text
         assert sale.status_code == 200 and 'data-testid="answer"' in sale.text
         assert "3.00 USD" in sale.text  # the price point of label = p
         forged = b.post(
-            "/products/flip/buy",
+            "/products/flip/quote",
             data={"csrf_token": bt, "idempotency_key": key + "x", "where:label": "9"},
         )
         assert forged.status_code == 422 and "unknown value" in forged.text
 
         page = b.get("/products/near").text
-        assert "Measure the value and buy" in page
+        assert "Get a quote" in page
         key = re.search(r'name="idempotency_key" value="([0-9a-f]+)"', page)[1]
-        sale = b.post(
-            "/products/near/buy",
-            data={"csrf_token": bt, "idempotency_key": key, "label_column": "label", "worth": "20"},
+        before = market.get_account(buyer.id).balance_minor
+        quote, sale = _quote_and_confirm(
+            b,
+            "near",
+            {"csrf_token": bt, "idempotency_key": key, "label_column": "label", "worth": "20"},
             files={"validation": ("v.csv", _labelled_csv(24, 3), "text/csv")},
         )
+        assert market.get_account(buyer.id).balance_minor < before  # charged at confirm only
         assert sale.status_code == 200, sale.text[:500]
-        assert "you bought near for" in sale.text and "(value)" in sale.text
+        assert "you bought near for" in sale.text.lower()
+        assert "The seller asks 50% of that value" in sale.text
         assert b.get("/products/near").text.count("You have bought this product.") == 1
     report = market.verify_ledger()
     assert report.ok
@@ -671,17 +714,24 @@ def test_auction_bid_and_close(web_app: Any, csrf_of: Callable[[str], str]) -> N
             data={
                 "csrf_token": st,
                 "mechanism": "auction",
-                "config": '{"reserve_minor": 500, "units": 1}',
+                "reserve": "5",
+                "units": "1",
+                "active": "on",
             },
         )
-        assert "now sold by sealed-bid auction" in r.text
+        assert "sold by sealed-bid auction" in r.text
         assert "Close the auction" in r.text
         bt = _login(b, csrf_of, "econ-buyer")
         page = b.get("/products/near").text
-        assert "Place sealed bid" in page
+        assert "Review my bid" in page and "reserve 5.00 USD" in page
         low = b.post("/products/near/bid", data={"csrf_token": bt, "amount": "abc"})
         assert low.status_code == 422
-        ok = b.post("/products/near/bid", data={"csrf_token": bt, "amount": "12"})
+        below = b.post("/products/near/bid", data={"csrf_token": bt, "amount": "4"})
+        assert below.status_code == 422 and "below the reserve" in below.text
+        review = b.post("/products/near/bid", data={"csrf_token": bt, "amount": "12"})
+        assert 'data-testid="quote-price">12.00 USD<' in review.text
+        assert "Nothing is charged now" in review.text
+        ok = b.post("/products/near/bid", data={"csrf_token": bt, "amount": "12", "confirm": "yes"})
         assert "Your sealed bid of 12.00 USD is in" in ok.text
         closed = s.post("/sell/products/near/auction/close", data={"csrf_token": st})
         assert "Auction closed: 1 licence(s) sold at 5.00 USD each" in closed.text
@@ -726,7 +776,7 @@ def test_bundle_value_report_on_the_product_page(
         reference=reference,
     )
     page = client.get("/products/bundle").text
-    assert "Value report: who contributed what" in page
+    assert "Who contributed what" in page and "bundler" in page and "helper" in page
     assert 'data-testid="valuation"' in page
     assert 'src="data:image/svg+xml;base64,' in page
 
@@ -765,17 +815,25 @@ def test_private_statistics_pages(client: TestClient, csrf_of: Callable[[str], s
     client.post(
         "/login", data={"csrf_token": token, "username": "sel-toy-data", "password": PASSWORD}
     )
-    manage = client.get("/sell/products/toy-data")
+    manage = client.get("/sell/products/toy-data?tab=privacy")
     assert 'id="dp-title"' in manage.text and "Offer private statistics" in manage.text
+    # the form has a row per column (x, y, label); x is column 0, label column 2
+    assert 'name="dp_lo:0"' in manage.text and 'name="dp_cats:2"' in manage.text
     form = {"csrf_token": csrf_of(manage.text), "epsilon_total": "1"}
-    bad = client.post("/sell/products/toy-data/dp", data={**form, "columns": "{not json"})
-    assert bad.status_code == 422 and "not valid JSON" in bad.text and 'role="alert"' in bad.text
+    bad = client.post("/sell/products/toy-data/dp", data=form)
+    assert bad.status_code == 422 and "tick at least one column" in bad.text
+    assert 'role="alert"' in bad.text
     bad = client.post(
-        "/sell/products/toy-data/dp", data={**form, "columns": '{"nope": {"bounds": [0, 1]}}'}
+        "/sell/products/toy-data/dp",
+        data={**form, "dp_on:0": "on", "dp_lo:0": "5", "dp_hi:0": "1x", "dp_bins:0": "10"},
     )
-    assert bad.status_code == 422 and "no columns" in bad.text
-    columns = '{"x": {"bounds": [0, 10]}, "label": {"categories": ["a", "b"]}}'
-    ok = client.post("/sell/products/toy-data/dp", data={**form, "columns": columns})
+    assert bad.status_code == 422 and 'id="msg-dp_hi-0"' in bad.text
+    assert "enter a number, e.g. 0 or 10.5" in bad.text
+    columns = {
+        "dp_on:0": "on", "dp_lo:0": "0", "dp_hi:0": "10", "dp_bins:0": "10",
+        "dp_on:2": "on", "dp_cats:2": "a, b",
+    }  # fmt: skip
+    ok = client.post("/sell/products/toy-data/dp", data={**form, **columns})
     assert ok.status_code == 200 and "now offers private statistics" in ok.text
     assert 'data-testid="dp-total">1<' in ok.text
     client.post("/logout", data={"csrf_token": csrf_of(ok.text)})
@@ -802,7 +860,7 @@ def test_private_statistics_pages(client: TestClient, csrf_of: Callable[[str], s
         "/products/toy-data/dp",
         data={**ask, "statistic": "histogram", "column": "label", "epsilon": "0.2"},
     )
-    assert "Private histogram of label in toy-data: [" in hist.text
+    assert "Private histogram of label in toy-data: [a: " in hist.text
     # a buyer cannot change the offer; a stranger is sent to log in
     refused = client.post(
         "/sell/products/toy-data/dp", data={**form, "csrf_token": ask["csrf_token"]}
@@ -838,7 +896,7 @@ def test_bundle_registration_page(client: TestClient, csrf_of: Callable[[str], s
     card = {"license": "MIT", "task": "classification"}
     market.add_version(owner, "pooled", io.BytesIO(table), "t.csv", card)
     market.publish(owner, "pooled", 1)
-    manage = client.get("/sell/products/pooled")
+    manage = client.get("/sell/products/pooled?tab=bundle")
     assert 'id="bundle-title"' in manage.text and "Value the contributors" in manage.text
     form = {
         "csrf_token": csrf_of(manage.text),
@@ -868,10 +926,11 @@ def test_bundle_registration_page(client: TestClient, csrf_of: Callable[[str], s
     assert ok.status_code == 200 and "is a bundle of 2 contributors, valued with knn" in ok.text
     assert 'data-testid="bundle-method">' in ok.text
     product = client.get("/products/pooled")
-    assert "Value report: who contributed what" in product.text
-    cell = r'<th scope="row">(north|south)</th><td class="num">([-0-9.]+)'
-    values = dict(re.findall(cell, product.text))
-    assert float(values["north"]) > 0.0 > float(values["south"])  # flipped labels hurt
+    assert "Who contributed what" in product.text
+    cell = r'<th scope="row">(alice|bob)</th><td class="num">([0-9.]+)%</td><td class="num">([+−]?)'
+    rows = {name: (float(share), sign) for name, share, sign in re.findall(cell, product.text)}
+    assert rows["alice"][1] == "+" and rows["bob"][1] == "−"  # flipped labels hurt
+    assert rows["alice"][0] == 100.0 and rows["bob"][0] == 0.0  # shares of revenue
     # another seller cannot declare the bundle
     client.post("/logout", data={"csrf_token": csrf_of(product.text)})
     token = csrf_of(client.get("/login").text)

@@ -20,6 +20,7 @@ import pandas as pd
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 PREVIEW_ROWS = 5
 TOP_VALUES = 5
+HIST_BINS = 12
 
 MEDIA_TYPES = {
     "csv": "text/csv",
@@ -77,6 +78,15 @@ def _logical_type(series: pd.Series) -> str:
     return "string"
 
 
+def _histogram(values: np.ndarray) -> dict[str, list[Any]]:
+    """Counts of a numeric column in :data:`HIST_BINS` equal-width bins (the product
+    page draws them as a sparkline); a constant column is one bin."""
+    lo, hi = float(values.min()), float(values.max())
+    bins = HIST_BINS if hi > lo else 1
+    counts, edges = np.histogram(values, bins=bins, range=(lo, hi) if hi > lo else None)
+    return {"edges": [float(e) for e in edges], "counts": [int(c) for c in counts]}
+
+
 def _column_stats(series: pd.Series, kind: str) -> dict[str, Any]:
     out: dict[str, Any] = {
         "count": int(series.notna().sum()),
@@ -92,6 +102,7 @@ def _column_stats(series: pd.Series, kind: str) -> dict[str, Any]:
                 mean=_json_value(values.mean()),
                 std=_json_value(values.std(ddof=1)) if len(values) > 1 else 0.0,
             )
+            out["histogram"] = _histogram(values.to_numpy())
         out["distinct"] = int(series.nunique(dropna=True))
     elif kind == "datetime":
         values = series.dropna()

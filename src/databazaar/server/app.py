@@ -169,6 +169,8 @@ def create_app(
 
     app = FastAPI(
         lifespan=_lifespan,
+        docs_url=None,  # served from local files by databazaar.server.docs (works offline)
+        redoc_url=None,
         title="databazaar market API",
         version=__version__,
         description=(
@@ -207,6 +209,9 @@ def create_app(
         )
 
     app.include_router(api_router, prefix="/api")
+    from databazaar.server.docs import mount_docs
+
+    mount_docs(app)
     for router in extra_routers:
         app.include_router(router)
     if web:

@@ -19,6 +19,18 @@ from databazaar.core.figures import figure, svg_text
 _LOCK = threading.Lock()  # matplotlib's text layout caches are not thread-safe
 ACCENT = "#1f5f8b"
 GRID = "#d9dee3"
+#: Charts are drawn WIDTH inches wide with FONT-point text: shown full width on a phone
+#: (about 350 CSS px for 360 pt) the smallest text stays at 12 px or more.
+WIDTH = 5.0
+FONT = 13
+_TEXT = {"font.size": FONT, "axes.titlesize": FONT, "axes.labelsize": FONT,
+         "xtick.labelsize": FONT, "ytick.labelsize": FONT, "legend.fontsize": FONT}  # fmt: skip
+
+
+def _fonts() -> Any:
+    import matplotlib
+
+    return matplotlib.rc_context(_TEXT)
 
 
 def _style(ax: Any) -> None:
@@ -37,12 +49,14 @@ def earnings_svg(
     """A step chart of cumulative earnings (minor units) over time, as SVG text.
 
     The last total is carried on to ``until`` (for instance now) when that is later than
-    the last point.  With no points the chart says so instead of drawing empty axes.
+    the last point.  The time axis spans the sales (plus 5% each side, at least a
+    minute), so sales minutes apart are minutes apart on the chart.  The pages show no
+    chart before the first sale; called with no points it says so in words.
     """
-    with _LOCK:
+    with _LOCK, _fonts():
         import matplotlib.dates as mdates
 
-        fig = figure(7.0, 2.8)
+        fig = figure(WIDTH, 2.8)
         ax = fig.add_subplot(1, 1, 1)
         _style(ax)
         if points:
@@ -58,19 +72,18 @@ def earnings_svg(
             marks = len(points)
             ax.plot(times[1 : marks + 1], values[1 : marks + 1], "o", color=ACCENT, markersize=4)
             ax.set_ylim(bottom=0, top=max(values) * 1.15 or 1)
-            # Pad the time axis so a burst of sales within seconds still has a readable
-            # range: 5% of the span each side, at least half an hour.
-            pad = max((times[-1] - times[0]) * 0.05, timedelta(minutes=30))
+            # 5% of the span each side, at least a minute (a burst of sales within
+            # seconds still gets a readable range).
+            pad = max((times[-1] - times[0]) * 0.05, timedelta(minutes=1))
             ax.set_xlim(times[0] - pad, times[-1] + pad)
             locator = mdates.AutoDateLocator(minticks=3, maxticks=7)
             ax.xaxis.set_major_locator(locator)
             ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
         else:
             ax.text(0.5, 0.5, "no sales yet", ha="center", va="center", transform=ax.transAxes)
-            ax.set_xticks([])
-            ax.set_ylim(0, 1)
+            ax.set_axis_off()
         ax.set_ylabel(f"earned ({currency})")
-        ax.set_title("Cumulative earnings after fees", loc="left", fontsize=11)
+        ax.set_title("Cumulative earnings after fees", loc="left")
         return svg_text(fig)
 
 
@@ -83,9 +96,9 @@ def bar_svg(
     errors: Sequence[float] | None = None,
 ) -> str:
     """A horizontal bar chart (one bar per label, optional error bars), as SVG text."""
-    with _LOCK:
+    with _LOCK, _fonts():
         n = max(len(labels), 1)
-        fig = figure(7.0, 0.9 + 0.4 * n)
+        fig = figure(WIDTH, 1.2 + 0.45 * n)
         ax = fig.add_subplot(1, 1, 1)
         _style(ax)
         ys = list(range(len(labels)))[::-1]
@@ -94,7 +107,7 @@ def bar_svg(
         ax.set_yticks(ys, [str(x) for x in labels])
         ax.axvline(0, color="#555", linewidth=0.8)
         ax.set_xlabel(xlabel)
-        ax.set_title(title, loc="left", fontsize=11)
+        ax.set_title(title, loc="left")
         return svg_text(fig)
 
 
@@ -107,8 +120,8 @@ def line_svg(
     ylabel: str,
 ) -> str:
     """A line chart of one or more named series over shared ``xs``, as SVG text."""
-    with _LOCK:
-        fig = figure(7.0, 3.0)
+    with _LOCK, _fonts():
+        fig = figure(WIDTH, 3.4)
         ax = fig.add_subplot(1, 1, 1)
         _style(ax)
         styles = ["-", "--", ":", "-."]
@@ -118,5 +131,5 @@ def line_svg(
             ax.legend(frameon=False)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
-        ax.set_title(title, loc="left", fontsize=11)
+        ax.set_title(title, loc="left")
         return svg_text(fig)

@@ -1,17 +1,20 @@
-"""Pages of the market economics: value-aware search, value reports, pricing, sales.
+"""Pages of buying under the market's economics: product pages, purchases, sales.
 
 Every handler calls :class:`databazaar.market.economics.Economics` (the same object
 the JSON routes under ``/api/econ`` use, kept on the app) and renders the answer:
 
-``/value-search``                     a buyer uploads a validation set; products on sale
-                                       are ranked by KNN-Shapley value for it, with
-                                       intervals, a value chart and point-removal curves
-``/products/{slug}/buy``               buy under the product's mechanism (posted price,
-                                       share of measured value, noisy model, query answer)
-``/products/{slug}/bid``               a sealed bid when the product is auctioned
-``/sales/{id}``                        what a sale delivered (file, query answer, model)
-``/sell/products/{slug}/pricing``      the seller chooses the pricing mechanism
-``/sell/products/{slug}/auction/close`` the seller clears an auction
+``/products/{slug}``                   (:mod:`databazaar.server.web.router`) with
+                                       :func:`product_context`: card, statistics, price
+                                       under the mechanism, value report, splits
+``/products/{slug}/buy``               buy at a posted price (other mechanisms quote first:
+                                       :mod:`databazaar.server.web.buying`)
+``/products/{slug}/bid``               a sealed bid, reviewed and then confirmed
+``/products/{slug}/dp``                one differentially private statistic
+``/sales/{id}``                        the receipt: what, for how much, why, who was paid
+
+The seller's forms live in :mod:`databazaar.server.web.selling`, value search in
+:mod:`databazaar.server.web.value_pages`; the helpers they share (the mechanism and
+valuation views, uploaded tables, form fields) are here.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import uuid
 from pathlib import Path as FsPath
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Path, Query, Request, UploadFile
+from fastapi import APIRouter, Form, Path, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.datastructures import UploadFile as StarletteUpload
@@ -42,8 +45,9 @@ from databazaar.core.errors import (
 from databazaar.core.money import format_minor, parse_decimal
 from databazaar.market.allocation import METHOD_DESCRIPTIONS
 from databazaar.market.privacy import STATISTICS
-from databazaar.market.schemas import AccountOut, ProductOut, VersionOut
+from databazaar.market.schemas import AccountOut, VersionOut
 from databazaar.market.service import Market
+from databazaar.server.web import statements
 from databazaar.server.web.base import (
     Csrf,
     MarketDep,
@@ -54,7 +58,11 @@ from databazaar.server.web.base import (
     render,
     web_session,
 )
+from databazaar.server.web.pricing_forms import (
+    settings_words,
+)
 from databazaar.server.web.rendering import redirect
+from databazaar.server.web.words import num
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
 
@@ -125,7 +133,7 @@ def uploaded_table(upload: Any, what: str = "the validation set") -> Any:
     return frame
 
 
-def _mechanism_view(econ: Any, slug: str) -> dict[str, Any] | None:
+def mechanism_view(econ: Any, slug: str) -> dict[str, Any] | None:
     try:
         mech = econ.mechanism_for(slug)
     except Conflict:
@@ -136,7 +144,7 @@ def _mechanism_view(econ: Any, slug: str) -> dict[str, Any] | None:
         "label": label,
         "about": about,
         "config": mech.config(),
-        "config_json": json.dumps(mech.config(), sort_keys=True),
+        "words": settings_words(mech.name, mech.config()),
     }
     if mech.name == "posted":
         view["price_minor"] = mech.price_minor
@@ -155,7 +163,9 @@ def _mechanism_view(econ: Any, slug: str) -> dict[str, Any] | None:
     return view
 
 
-def _valuation_view(econ: Any, slug: str) -> dict[str, Any] | None:
+def valuation_view(econ: Any, slug: str) -> dict[str, Any] | None:
+    """A bundle's contributors: account, value in accuracy points, share of revenue."""
+    from databazaar.market.allocation import split_revenue
     from databazaar.server.web.charts import bar_svg
 
     try:
@@ -166,28 +176,33 @@ def _valuation_view(econ: Any, slug: str) -> dict[str, Any] | None:
     groups = [str(g) for g in rec.get("groups", [])]
     values = [float(x) for x in rec.get("values", [])]
     lows, highs = rec.get("ci_low"), rec.get("ci_high")
-    errors = None
-    if lows is not None and highs is not None:
-        errors = [max((h - lo) / 2, 0.0) for lo, h in zip(lows, highs, strict=True)]
+    names = statements.bundle_contributors(econ.market, slug)
+    # the same rule every sale is split by, applied to 100.00 to read off the percents
+    split = split_revenue(10_000, dict(zip(groups, values, strict=True)), {g: g for g in groups})
+    weights = {str(sh.group): sh.weight for sh in split.shares}
     rows = [
         {
             "group": g,
+            "account": names.get(g, g),
             "value": val,
             "ci": None if lows is None else (float(lows[i]), float(highs[i])),
+            "share": weights.get(g, 0.0),
         }
         for i, (g, val) in enumerate(zip(groups, values, strict=True))
     ]
+    errors = None
+    if lows is not None and highs is not None:
+        errors = [max((h - lo) / 2, 0.0) * 100 for lo, h in zip(lows, highs, strict=True)]
     chart = bar_svg(
-        groups,
-        values,
+        [f"{r['account']} ({r['group']})" for r in rows],
+        [v * 100 for v in values],
         errors=errors,
-        title=f"Contribution of each group ({rec.get('method', 'shapley')})",
-        xlabel="value on the reference task",
+        title="What each contributor's rows add",
+        xlabel="accuracy points on the reference task",
     )
     return {
         "id": stored.valuation_id,
-        "digest": stored.digest,
-        "method": rec.get("method", ""),
+        "method": METHOD_DESCRIPTIONS.get(str(rec.get("method", "")), str(rec.get("method", ""))),
         "rows": rows,
         "chart": svg_data_uri(chart),
     }
@@ -205,7 +220,7 @@ def product_context(
     has_access = account is not None and market.has_access(account, slug)
     on_sale = product.listing is not None and product.listing.active
     econ = economics(request)
-    mechanism = _mechanism_view(econ, slug) if on_sale else None
+    mechanism = mechanism_view(econ, slug) if on_sale else None
     can_buy = (
         account is not None
         and account.role == "buyer"
@@ -214,12 +229,21 @@ def product_context(
         and shown is not None
     )
     splits = []
-    if owner:
+    if account is not None:
         try:
-            splits = econ.splits(account, slug)
+            splits = _split_rows(market, econ.splits(account, slug))
         except (Forbidden, NotFound):
             splits = []
+    balance = market.get_account(account.id).balance_minor if account is not None else 0
+    short = None
+    if can_buy and mechanism is not None and mechanism["name"] == "posted":
+        if balance < mechanism["price_minor"]:
+            short = mechanism["price_minor"] - balance
     return {
+        "balance_minor": balance,
+        "short_minor": short,
+        "price_note": price_note(mechanism),
+        "value_form": value_form_defaults(slug),
         "title": product.title,
         "product": product,
         "shown": shown,
@@ -228,20 +252,70 @@ def product_context(
         "on_sale": on_sale,
         "can_buy": can_buy,
         "mechanism": mechanism,
-        "valuation": _valuation_view(econ, slug),
+        "valuation": valuation_view(econ, slug),
         "splits": splits,
         "idempotency_key": uuid.uuid4().hex,
-        "dp": _dp_view(econ, slug) if shown is not None else None,
+        "dp": dp_view(econ, slug) if shown is not None else None,
         "dp_form": {},
     }
 
 
-DP_EXAMPLE = (
-    '{"petal_length": {"bounds": [0, 10], "bins": 10}, "species": {"categories": ["a", "b"]}}'
-)
+def _split_rows(market: Market, splits: list[Any]) -> list[dict[str, Any]]:
+    """Revenue splits with account names, percents and the receipt of each sale."""
+    from databazaar.server.web.words import pct
+
+    receipts = statements.sale_ids(market, [int(sp.order_id) for sp in splits if sp.order_id])
+    names: dict[int, str] = {}
+    out = []
+    for sp in splits:
+        shares = []
+        for sh in sp.shares:
+            acc = int(sh["account_id"])
+            if acc not in names:
+                names[acc] = market.get_account(acc).username
+            amount = int(sh["amount_minor"])
+            share = amount / sp.total_minor if sp.total_minor else 0.0
+            shares.append({"name": names[acc], "amount_minor": amount, "percent": pct(share)})
+        out.append(
+            {
+                "order_id": sp.order_id,
+                "sale_id": receipts.get(int(sp.order_id or 0)),
+                "total_minor": sp.total_minor,
+                "shares": shares,
+            }
+        )
+    return out
 
 
-def _dp_view(econ: Any, slug: str) -> dict[str, Any] | None:
+def price_note(mechanism: dict[str, Any] | None) -> str:
+    """How to read a product's headline price under its mechanism."""
+    if mechanism is None or mechanism["name"] == "posted":
+        return ""
+    return {
+        "value": "the least you pay; the price is a share of the value the data has for you",
+        "query": "the cheapest selection; you pay for the rows you choose",
+        "model": "the noisiest model; a more exact model costs more",
+        "auction": "the reserve of a sealed-bid auction",
+    }.get(mechanism["name"], "")
+
+
+def price_prefixes(request: Request, slugs: list[str]) -> dict[str, str]:
+    """``{slug: "from"}`` for products whose headline price is a minimum (catalog cards)."""
+    econ = economics(request)
+    out: dict[str, str] = {}
+    for slug in slugs:
+        try:
+            name = econ.mechanism_for(slug).name
+        except DatabazaarError:
+            continue
+        if name == "auction":
+            out[slug] = "reserve"
+        elif name != "posted":
+            out[slug] = "from"
+    return out
+
+
+def dp_view(econ: Any, slug: str) -> dict[str, Any] | None:
     """The product's DP offer for the pages, or ``None`` when it has none."""
     try:
         budget = econ.dp_budget(slug)
@@ -250,17 +324,19 @@ def _dp_view(econ: Any, slug: str) -> dict[str, Any] | None:
     columns = []
     for name, pol in sorted(budget.columns.items()):
         if "categories" in pol:
-            about = "categorical: " + ", ".join(str(c) for c in pol["categories"])
+            about = "categories " + ", ".join(str(c) for c in pol["categories"])
             stats = [st for st in STATISTICS if st in ("count", "histogram")]
         else:
             lo, hi = pol["bounds"]
-            about = f"numeric, clipped to [{lo:g}, {hi:g}], {pol.get('bins', 10)} histogram bins"
+            about = (
+                f"numbers from {num(float(lo))} to {num(float(hi))} (values outside are "
+                f"clipped), {pol.get('bins', 10)} histogram bins"
+            )
             stats = list(STATISTICS)
         columns.append({"name": name, "about": about, "statistics": stats})
     return {
         **budget.model_dump(),
         "column_views": columns,
-        "columns_json": json.dumps(budget.columns),
         "statistics": STATISTICS,
     }
 
@@ -270,29 +346,32 @@ def _dp_summary(slug: str, r: dict[str, Any]) -> str:
         labels = (
             [str(c) for c in r["categories"]]
             if "categories" in r
-            else [f"{lo:g}-{hi:g}" for lo, hi in zip(r["edges"][:-1], r["edges"][1:], strict=True)]
+            else [
+                f"{num(float(lo))} to {num(float(hi))}"
+                for lo, hi in zip(r["edges"][:-1], r["edges"][1:], strict=True)
+            ]
         )
         value_text = (
             "[" + ", ".join(f"{k}: {n}" for k, n in zip(labels, r["counts"], strict=True)) + "]"
         )
     else:
         value = r["value"]
-        value_text = f"{value:.6g}" if isinstance(value, float) else str(value)
+        value_text = num(value)
     what = r["statistic"] + (f" of {r['column']}" if r.get("column") else " of rows")
     return (
-        f"Private {what} in {slug}: {value_text} (epsilon {r['epsilon']:g}, noise sd "
-        f"{r['noise_std']:.3g}); budget left {r['epsilon_remaining']:g}."
+        f"Private {what} in {slug}: {value_text} (epsilon {num(float(r['epsilon']))}, typical "
+        f"noise ±{num(float(r['noise_std']))}); budget left {num(float(r['epsilon_remaining']))}."
     )
 
 
-def _form_k(text: str) -> int:
+def form_k(text: str) -> int:
     """The ``k`` field of the KNN forms: a whole number from 1 to 100."""
     if not text.strip().isdigit() or not 1 <= int(text) <= 100:
         raise InvalidInput("k must be a whole number from 1 to 100")
     return int(text)
 
 
-def _form_text(form: FormData, name: str, max_len: int = 200) -> str:
+def form_text(form: FormData, name: str, max_len: int = 200) -> str:
     value = form.get(name, "")
     if not isinstance(value, str):
         raise InvalidInput(f"the field {name} must be text")
@@ -301,24 +380,24 @@ def _form_text(form: FormData, name: str, max_len: int = 200) -> str:
     return value.strip()
 
 
-def _buy_request(form: FormData, mechanism: dict[str, Any]) -> dict[str, Any] | None:
+def buy_request(form: FormData, mechanism: dict[str, Any]) -> dict[str, Any] | None:
     """The mechanism's purchase request from the product page's buy form."""
     name = mechanism["name"]
     if name == "posted":
         return None
     if name == "value":
         frame = uploaded_table(form.get("validation"))
-        label = _form_text(form, "label_column")
+        label = form_text(form, "label_column")
         if not label:
             raise InvalidInput("name the label column of your validation set")
-        worth = parse_decimal(_form_text(form, "worth", 20), "worth of a perfect model")
+        worth = parse_decimal(form_text(form, "worth", 20), "worth of a perfect model")
         return {
             "validation": json.loads(frame.to_json(orient="records")),
             "label_column": label,
             "worth_minor": worth,
         }
     if name == "model":
-        raw = _form_text(form, "variance", 40)
+        raw = form_text(form, "variance", 40)
         choices = {f"{var:g}": var for var, _price in mechanism["curve"]}
         if raw not in choices:
             raise InvalidInput("choose one of the offered noise levels")
@@ -350,12 +429,12 @@ async def buy(request: Request, slug: SlugPath) -> Response:
         sess.check_csrf(form.get("csrf_token"))
         account = await run_in_threadpool(sess.require_account)
         econ = economics(request)
-        mechanism = await run_in_threadpool(_mechanism_view, econ, slug)
+        mechanism = await run_in_threadpool(mechanism_view, econ, slug)
         if mechanism is None:
             raise Conflict(f"product {slug!r} is not on sale")
-        key = _form_text(form, "idempotency_key", 128)
-        buy_request = await run_in_threadpool(_buy_request, form, mechanism)
-        sale = await run_in_threadpool(econ.buy, account, slug, buy_request, key)
+        key = form_text(form, "idempotency_key", 128)
+        purchase = await run_in_threadpool(buy_request, form, mechanism)
+        sale = await run_in_threadpool(econ.buy, account, slug, purchase, key)
     except DatabazaarError as exc:
         if isinstance(exc, Unauthorized | NotFound) or exc.code == "csrf_failed":
             raise
@@ -381,11 +460,19 @@ def bid(
     slug: SlugPath,
     csrf_token: Csrf = "",
     amount: Annotated[str, Form(max_length=20)] = "",
+    confirm: Annotated[str, Form(max_length=10)] = "",
 ) -> Response:
+    """A sealed bid in two steps: the bid's terms in words (the quote), then confirm."""
+    from databazaar.server.web.buying import bid_quote_context
+
     account = form_user(sess, csrf_token)
     econ = economics(request)
     try:
-        placed = econ.place_bid(account, slug, parse_decimal(amount, "bid"))
+        amount_minor = parse_decimal(amount, "bid")
+        if confirm != "yes":
+            ctx = bid_quote_context(market, econ, account, slug, amount_minor)
+            return render(request, sess, "quote.html", ctx)
+        placed = econ.place_bid(account, slug, amount_minor)
     except DatabazaarError as exc:
         if isinstance(exc, Unauthorized):
             raise
@@ -404,17 +491,35 @@ def bid(
 def sale_page(
     request: Request,
     sess: Sess,
+    market: MarketDep,
     sale_id: Annotated[int, Path(ge=1, le=2**53)],
 ) -> Response:
+    """The receipt: what was bought, for how much, why that price and who was paid."""
+    from databazaar.server.web.buying import DELIVERED, explain, paid_whom
+
     account = sess.require_account()
     sale = economics(request).sale(account, sale_id)
+    product = market.get_product(sale.slug, account)
+    created = statements.order_time(market, sale.order.id)
+    rows = sale.rows or []
     return render(
         request,
         sess,
         "sale.html",
         {
-            "title": f"Sale {sale_id}",
+            "title": f"Receipt for {product.title}",
             "sale": sale,
+            "product": product,
+            "created": created,
+            "delivered": DELIVERED.get(str(sale.deliverable.get("kind")), "nothing"),
+            "reasons": explain(
+                sale.mechanism, sale.quote.get("details", {}), sale.order.total_minor
+            ),
+            "paid": paid_whom(market, sale, product.seller),
+            "mine": account.id != 0 and account.username != product.seller,
+            "answer_rows": rows[:ANSWER_PREVIEW],
+            "answer_total": len(rows),
+            "answer_columns": list(rows[0].keys()) if rows else [],
             "model_json": json.dumps(sale.deliverable.get("model"), indent=2)
             if sale.deliverable.get("kind") == "model"
             else None,
@@ -422,206 +527,16 @@ def sale_page(
     )
 
 
+ANSWER_PREVIEW = 10
+
+
 # ---------------------------------------------------------------------- value search
-def _value_form(products: str = "") -> dict[str, Any]:
+def value_form_defaults(products: str = "") -> dict[str, Any]:
     return {"label_column": "", "task": "", "k": "5", "products": products}
 
 
-@router.get("/value-search")
-def value_search_form(
-    request: Request,
-    sess: Sess,
-    products: Annotated[str, Query(max_length=2000)] = "",
-) -> Response:
-    sess.require_account()
-    return render(
-        request,
-        sess,
-        "value_search.html",
-        {"title": "Value-aware search", "form": _value_form(products), "report": None},
-    )
-
-
-@router.post("/value-search")
-def value_search(
-    request: Request,
-    sess: Sess,
-    csrf_token: Csrf = "",
-    validation: Annotated[UploadFile | None, File()] = None,
-    label_column: Annotated[str, Form(max_length=200)] = "",
-    task: Annotated[str, Form(max_length=64)] = "",
-    k: Annotated[str, Form(max_length=4)] = "5",
-    products: Annotated[str, Form(max_length=2000)] = "",
-) -> Response:
-    from databazaar.server.web.charts import bar_svg
-
-    form_user(sess, csrf_token)
-    form = {"label_column": label_column, "task": task, "k": k, "products": products}
-    try:
-        if not label_column.strip():
-            raise InvalidInput("name the label column of your validation set")
-        neighbours = _form_k(k)
-        slugs = [s.strip() for s in products.split(",") if s.strip()] or None
-        frame = uploaded_table(validation)
-        report, skipped = economics(request).rank(
-            frame,
-            label_column.strip(),
-            slugs,
-            task=task.strip() or None,
-            k=neighbours,
-            confidence=0.95,
-            curves=True,
-        )
-    except DatabazaarError as exc:
-        if isinstance(exc, Unauthorized):
-            raise
-        ctx = {"title": "Value-aware search", "form": form, "report": None, "error": exc}
-        return render(request, sess, "value_search.html", ctx, status=exc.http_status)
-    values_chart = bar_svg(
-        [p.slug for p in report.products],
-        [p.value for p in report.products],
-        errors=[
-            max((p.ci_high - p.ci_low) / 2, 0.0) if p.ci_low is not None else 0.0
-            for p in report.products
-        ],
-        title="Value of each product for your task (95% interval)",
-        xlabel="KNN-Shapley value (gain over chance)",
-    )
-    return render(
-        request,
-        sess,
-        "value_search.html",
-        {
-            "title": "Value-aware search",
-            "form": form,
-            "report": report,
-            "skipped": skipped,
-            "values_chart": svg_data_uri(values_chart),
-            "curve_chart": svg_data_uri(report.removal_curve_svg()) if report.curves else None,
-        },
-    )
-
-
-# ---------------------------------------------------------------------- sellers
-def manage_extras(request: Request, slug: str) -> dict[str, Any]:
-    """The pricing part of the seller's manage page."""
-    econ = economics(request)
-    return {
-        "mechanism": _mechanism_view(econ, slug),
-        "mechanisms": MECHANISMS,
-        "examples": {k: json.dumps(v[2]) for k, v in MECHANISMS.items()},
-        "pricing_form": {},
-        "dp": _dp_view(econ, slug),
-        "dp_form": {},
-        "dp_example": DP_EXAMPLE,
-        "bundle_valuation": _valuation_view(econ, slug),
-        "bundle_form": {},
-        "bundle_methods": BUNDLE_METHODS,
-    }
-
-
-def _json_form(text: str, what: str, empty: Any, hint: str) -> Any:
-    """A JSON form field (``empty`` when blank) or a clear :class:`InvalidInput`."""
-    try:
-        return json.loads(text) if text.strip() else empty
-    except json.JSONDecodeError as exc:
-        raise InvalidInput(
-            f"{what} is not valid JSON: {exc.msg} (line {exc.lineno})", hint=hint
-        ) from None
-
-
-def manage_context(
-    request: Request, market: Market, account: AccountOut, slug: str
-) -> dict[str, Any]:
-    """The seller's manage page: versions, upload form, price and pricing mechanism."""
-    product: ProductOut = market.get_product(slug, account)
-    if account.role != "admin" and product.seller != account.username:
-        raise Forbidden(f"product {slug!r} belongs to another seller")
-    versions = [market.get_version(slug, n, account) for n in product.versions][::-1]
-    listing = product.listing
-    has_published = any(v.status == "published" for v in versions)
-    return {
-        **(manage_extras(request, slug) if has_published else {"mechanism": None}),
-        "title": f"Manage {product.title}",
-        "product": product,
-        "versions": versions,
-        "has_published": has_published,
-        "upload": {},
-        "price_form": {
-            "price": "" if listing is None else format_minor(listing.price_minor, code=False),
-            "active": True if listing is None else listing.active,
-        },
-    }
-
-
-def _manage_error(
-    request: Request,
-    sess: Any,
-    market: Market,
-    account: AccountOut,
-    slug: str,
-    exc: Any,
-    **form: Any,
-) -> Response:
-    """The seller's manage page again, with the error and the form as it was sent."""
-    ctx = manage_context(request, market, account, slug)
-    ctx.update(error=exc, **form)
-    return render(request, sess, "sell_manage.html", ctx, status=exc.http_status)
-
-
-@router.post("/sell/products/{slug}/pricing")
-def set_pricing(
-    request: Request,
-    sess: Sess,
-    market: MarketDep,
-    slug: SlugPath,
-    csrf_token: Csrf = "",
-    mechanism: Annotated[str, Form(max_length=16)] = "",
-    config: Annotated[str, Form(max_length=100_000)] = "",
-) -> Response:
-    account = form_user(sess, csrf_token, "seller")
-    econ = economics(request)
-    try:
-        if mechanism not in MECHANISMS:
-            raise InvalidInput("choose a pricing mechanism from the list")
-        parsed = _json_form(
-            config, "the configuration", {}, "start from the example shown for the mechanism"
-        )
-        if not isinstance(parsed, dict):
-            raise InvalidInput("the configuration must be a JSON object { ... }")
-        if mechanism == "auction":
-            reserve = parsed.get("reserve_minor", 0)
-            units = parsed.get("units", 1)
-            if set(parsed) - {"reserve_minor", "units"}:
-                raise InvalidInput("an auction takes reserve_minor and units only")
-            econ.open_auction(account, slug, reserve, units)
-        else:
-            econ.set_pricing(account, slug, mechanism, parsed)
-    except DatabazaarError as exc:
-        if isinstance(exc, Unauthorized | NotFound | Forbidden):
-            raise
-        pricing_form = {"mechanism": mechanism, "config": config}
-        return _manage_error(request, sess, market, account, slug, exc, pricing_form=pricing_form)
-    label = MECHANISMS[mechanism][0]
-    sess.flash(f"{slug} is now sold by {label.lower()}.", "success")
-    return redirect(sess, f"/sell/products/{slug}#pricing-title")
-
-
-@router.post("/sell/products/{slug}/auction/close")
-def close_auction(request: Request, sess: Sess, slug: SlugPath, csrf_token: Csrf = "") -> Response:
-    account = form_user(sess, csrf_token, "seller")
-    result = economics(request).close_auction(account, slug)
-    outcome = result.outcome
-    price = int(outcome.get("price_minor", 0))
-    sess.flash(
-        f"Auction closed: {len(result.sales)} licence(s) sold at {format_minor(price)} each.",
-        "success",
-    )
-    return redirect(sess, f"/sell/products/{slug}")
-
-
 # ---------------------------------------------------------------------- DP statistics
-def _epsilon(text: str, name: str) -> float:
+def epsilon_field(text: str, name: str) -> float:
     try:
         value = float(text)
     except ValueError:
@@ -645,7 +560,7 @@ def dp_release(
     econ = economics(request)
     try:
         result = econ.dp_query(
-            account, slug, statistic, column or None, _epsilon(epsilon, "epsilon")
+            account, slug, statistic, column or None, epsilon_field(epsilon, "epsilon")
         )
     except DatabazaarError as exc:
         if isinstance(exc, Unauthorized | NotFound) or exc.code == "csrf_failed":
@@ -655,108 +570,3 @@ def dp_release(
         return render(request, sess, "product.html", {**ctx, "error": exc}, status=exc.http_status)
     sess.flash(_dp_summary(slug, result.model_dump(exclude_unset=True)), "success")
     return redirect(sess, f"/products/{slug}#dp-title")
-
-
-@router.post("/sell/products/{slug}/dp")
-def dp_offer(
-    request: Request,
-    sess: Sess,
-    market: MarketDep,
-    slug: SlugPath,
-    csrf_token: Csrf = "",
-    epsilon_total: Annotated[str, Form(max_length=32)] = "",
-    columns: Annotated[str, Form(max_length=20_000)] = "",
-) -> Response:
-    """Offer (or change) the product's DP statistics and total privacy budget."""
-    account = form_user(sess, csrf_token, "seller")
-    econ = economics(request)
-    try:
-        parsed = _json_form(columns, "the columns", None, "start from the example shown")
-        econ.offer_dp(account, slug, _epsilon(epsilon_total, "the total epsilon"), parsed)
-    except DatabazaarError as exc:
-        if isinstance(exc, Unauthorized | NotFound | Forbidden):
-            raise
-        dp_form = {"epsilon_total": epsilon_total, "columns": columns}
-        return _manage_error(request, sess, market, account, slug, exc, dp_form=dp_form)
-    sess.flash(f"{slug} now offers private statistics (total epsilon {epsilon_total}).", "success")
-    return redirect(sess, f"/sell/products/{slug}#dp-title")
-
-
-# ---------------------------------------------------------------------- bundles
-BUNDLE_METHODS = METHOD_DESCRIPTIONS
-
-
-def _contributors(text: str) -> dict[str, str]:
-    """``group = username`` per line (blank lines and ``#`` comments skipped)."""
-    out: dict[str, str] = {}
-    for n, line in enumerate(text.splitlines(), start=1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        group, sep, username = (part.strip() for part in line.partition("="))
-        if not sep or not group or not username:
-            raise InvalidInput(
-                f"contributors line {n} is not 'group = username': {line[:60]!r}",
-                hint="one line per group, e.g. north = alice",
-            )
-        if group in out:
-            raise InvalidInput(f"group {group!r} is named twice")
-        out[group] = username
-    if not out:
-        raise InvalidInput("name the contributor account of every group, one per line")
-    return out
-
-
-@router.post("/sell/products/{slug}/bundle")
-def register_bundle(
-    request: Request,
-    sess: Sess,
-    market: MarketDep,
-    slug: SlugPath,
-    csrf_token: Csrf = "",
-    reference: Annotated[UploadFile | None, File()] = None,
-    group_column: Annotated[str, Form(max_length=200)] = "",
-    label_column: Annotated[str, Form(max_length=200)] = "",
-    contributors: Annotated[str, Form(max_length=50_000)] = "",
-    method: Annotated[str, Form(max_length=16)] = "knn",
-    order: Annotated[str, Form(max_length=5000)] = "",
-    k: Annotated[str, Form(max_length=4)] = "5",
-) -> Response:
-    """Declare the product's contributor groups and value them on a reference set."""
-    account = form_user(sess, csrf_token, "seller")
-    form = {
-        "group_column": group_column,
-        "label_column": label_column,
-        "contributors": contributors,
-        "method": method,
-        "order": order,
-        "k": k,
-    }
-    try:
-        if not group_column.strip() or not label_column.strip():
-            raise InvalidInput("name the contributor column and the label column")
-        neighbours = _form_k(k)
-        named = _contributors(contributors)
-        groups = [g.strip() for g in order.split(",") if g.strip()] or None
-        frame = uploaded_table(reference, "the reference rows")
-        out = economics(request).register_bundle(
-            account,
-            slug,
-            group_column=group_column.strip(),
-            label_column=label_column.strip(),
-            contributors=named,
-            reference=frame,
-            method=method,
-            order=groups,
-            k=neighbours,
-        )
-    except DatabazaarError as exc:
-        if isinstance(exc, Unauthorized | Forbidden) or exc.code == "csrf_failed":
-            raise
-        return _manage_error(request, sess, market, account, slug, exc, bundle_form=form)
-    sess.flash(
-        f"{slug} is a bundle of {len(named)} contributors, valued with {method} "
-        f"(valuation {out.valuation_id}); each sale is now split by these values.",
-        "success",
-    )
-    return redirect(sess, f"/sell/products/{slug}#bundle-title")

@@ -21,6 +21,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from databazaar.core.money import format_minor, parse_decimal
 from databazaar.server.web.session import CSRF_FIELD, WebSession
+from databazaar.server.web.words import FILTERS, num
 
 TEMPLATES_DIR = Path(__file__).with_name("templates")
 STATIC_DIR = Path(__file__).with_name("static")
@@ -59,7 +60,7 @@ def cell(value: Any) -> str:
     if value is None:
         return "∅"
     if isinstance(value, float):
-        return f"{value:.6g}"
+        return num(value)
     return str(value)
 
 
@@ -75,6 +76,7 @@ def make_env() -> Environment:
     env.filters["when"] = when
     env.filters["iso"] = iso
     env.filters["cell"] = cell
+    env.filters.update(FILTERS)
     env.globals["csrf_field"] = CSRF_FIELD
     return env
 

@@ -51,7 +51,8 @@ from databazaar.server.web.base import (
     render,
     require_user,
 )
-from databazaar.server.web.economics import manage_context, product_context
+from databazaar.server.web.buying import router as buying_router
+from databazaar.server.web.economics import price_prefixes, product_context
 from databazaar.server.web.economics import router as econ_router
 from databazaar.server.web.mixture import router as mixture_router
 from databazaar.server.web.rendering import (
@@ -62,7 +63,10 @@ from databazaar.server.web.rendering import (
     safe_next,
 )
 from databazaar.server.web.review import router as review_router
+from databazaar.server.web.selling import manage_context
+from databazaar.server.web.selling import router as selling_router
 from databazaar.server.web.session import SESSION_MAX_AGE, make_serializer
+from databazaar.server.web.value_pages import router as value_router
 
 PAGE_SIZE = 12
 SEARCH_MODES = {"fulltext": "Keywords", "semantic": "Meaning (MiniLM)", "hybrid": "Both"}
@@ -79,7 +83,13 @@ def home(request: Request, sess: Sess, market: MarketDep) -> Response:
         request,
         sess,
         "home.html",
-        {"title": "Data for your models", "latest": latest, "modes": SEARCH_MODES},
+        {
+            "title": "Data for your models",
+            "latest": latest,
+            "modes": SEARCH_MODES,
+            "prefixes": price_prefixes(request, [h.slug for h in latest.hits]),
+            "form": {"label_column": "", "task": "", "k": "5", "products": ""},
+        },
     )
 
 
@@ -122,6 +132,7 @@ def catalog(
         "modes": SEARCH_MODES,
         "facets": _facets(market),
         "results": None,
+        "prefixes": {},
         "page": page,
         "page_size": PAGE_SIZE,
     }
@@ -142,6 +153,7 @@ def catalog(
     except InvalidInput as exc:
         return render(request, sess, "catalog.html", {**ctx, "error": exc}, status=422)
     ctx["results"] = results
+    ctx["prefixes"] = price_prefixes(request, [h.slug for h in results.hits])
     ctx["query_base"] = "&".join(
         f"{k}={quote(v, safe='')}" for k, v in form.items() if v and k != "page"
     )
@@ -274,6 +286,7 @@ def seller_dashboard(request: Request, sess: Sess, market: MarketDep) -> Respons
     postings = statements.account_postings(market, account.id)
     sales = statements.seller_sales(market, account.id)
     earned = sum(p.amount_minor for p in postings if p.kind == "sale")
+    products = market.my_products(account)
     return render(
         request,
         sess,
@@ -281,10 +294,13 @@ def seller_dashboard(request: Request, sess: Sess, market: MarketDep) -> Respons
         {
             "title": "Seller dashboard",
             "me": fresh,
-            "products": market.my_products(account),
+            "products": products,
+            "prefixes": price_prefixes(request, [p.slug for p in products]),
             "sales": sales,
             "earned": earned,
             "postings": postings[-20:][::-1],
+            "receipts": statements.sale_ids(market, [s.order_id for s in sales]),
+            "bundles": statements.bundles_of(market, account.id),
         },
     )
 
@@ -331,9 +347,16 @@ def new_product(
 
 
 @router.get("/sell/products/{slug}")
-def manage_product(request: Request, sess: Sess, market: MarketDep, slug: SlugPath) -> Response:
+def manage_product(
+    request: Request,
+    sess: Sess,
+    market: MarketDep,
+    slug: SlugPath,
+    tab: Annotated[str, Query(max_length=16)] = "listing",
+) -> Response:
     account = require_user(sess, "seller")
-    return render(request, sess, "sell_manage.html", manage_context(request, market, account, slug))
+    ctx = manage_context(request, market, account, slug, tab)
+    return render(request, sess, "sell_manage.html", ctx)
 
 
 @router.post("/sell/products/{slug}/versions")
@@ -418,8 +441,8 @@ def set_listing(
     except DatabazaarError as exc:
         if isinstance(exc, Unauthorized | NotFound | Forbidden):
             raise
-        ctx = manage_context(request, market, account, slug)
-        ctx.update(price_form={"price": price, "active": on_sale}, error=exc)
+        ctx = manage_context(request, market, account, slug, "pricing")
+        ctx.update(error=exc)
         return render(request, sess, "sell_manage.html", ctx, status=exc.http_status)
     state = "on sale" if listing.active else "off sale"
     p = listing.price_minor
@@ -444,6 +467,7 @@ def purchases(request: Request, sess: Sess, market: MarketDep) -> Response:
             "me": market.get_account(account.id),
             "orders": orders,
             "owned": owned,
+            "receipts": statements.sale_ids(market, [o.id for o in orders]),
         },
     )
 
@@ -506,6 +530,9 @@ def admin_deposit(
 
 
 router.include_router(econ_router)
+router.include_router(buying_router)
+router.include_router(selling_router)
+router.include_router(value_router)
 router.include_router(mixture_router)
 router.include_router(review_router)
 

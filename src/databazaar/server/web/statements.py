@@ -130,3 +130,66 @@ def cumulative(postings: list[Posting], kinds: tuple[str, ...]) -> list[tuple[da
             total += p.amount_minor
             points.append((p.created_at, total))
     return points
+
+
+def order_time(market: Market, order_id: int) -> datetime | None:
+    """When an order was placed."""
+    with market.db.read() as s:
+        value = s.scalar(select(Order.created_at).where(Order.id == order_id))
+    return None if value is None else _when(value)
+
+
+def sale_ids(market: Market, order_ids: list[int]) -> dict[int, int]:
+    """The receipt (sale id) of each order placed under a pricing mechanism."""
+    from databazaar.market.econ_models import EconSale
+
+    if not order_ids:
+        return {}
+    with market.db.read() as s:
+        rows = s.execute(
+            select(EconSale.order_id, EconSale.id).where(EconSale.order_id.in_(order_ids))
+        ).all()
+    return {int(o): int(i) for o, i in rows}
+
+
+def bundle_contributors(market: Market, slug: str) -> dict[str, str]:
+    """``{group: username}`` of a bundle's contributors (empty when not a bundle)."""
+    from databazaar.market.econ_models import EconContributor
+
+    with market.db.read() as s:
+        rows = s.execute(
+            select(EconContributor.group_key, Account.username)
+            .join(Account, Account.id == EconContributor.account_id)
+            .join(Product, Product.id == EconContributor.product_id)
+            .where(Product.slug == slug)
+        ).all()
+    return {str(g): str(u) for g, u in rows}
+
+
+@dataclass(frozen=True)
+class Membership:
+    """A bundle an account contributes rows to."""
+
+    slug: str
+    title: str
+    seller: str
+    group: str
+
+
+def bundles_of(market: Market, account_id: int) -> list[Membership]:
+    """The bundles an account is a contributor of, by product."""
+    from sqlalchemy.orm import aliased
+
+    from databazaar.market.econ_models import EconContributor
+
+    owner = aliased(Account)
+    with market.db.read() as s:
+        rows = s.execute(
+            select(Product.slug, Product.title, owner.username, EconContributor.group_key)
+            .join(EconContributor, EconContributor.product_id == Product.id)
+            .join(owner, owner.id == Product.seller_id)
+            .where(EconContributor.account_id == account_id)
+            .order_by(Product.slug)
+            .limit(MAX_ROWS)
+        ).all()
+    return [Membership(slug, title, seller, str(group)) for slug, title, seller, group in rows]

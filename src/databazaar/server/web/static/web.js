@@ -46,4 +46,57 @@
       });
     });
   });
+  // Pricing forms: show the chosen mechanism's fields only, and check each field as the
+  // seller types, with the message next to the field (the server checks again).
+  var pricing = document.querySelector("form.pricing-form");
+  if (pricing) {
+    var showMechanism = function () {
+      var chosen = pricing.querySelector("input[name=mechanism]:checked");
+      pricing.querySelectorAll("fieldset.mech").forEach(function (fs) {
+        fs.hidden = !chosen || fs.getAttribute("data-mechanism") !== chosen.value;
+      });
+      var column = pricing.querySelector("select[name=query_column]");
+      pricing.querySelectorAll(".query-prices").forEach(function (box) {
+        box.hidden = !column || box.getAttribute("data-column") !== column.value;
+      });
+    };
+    pricing.addEventListener("change", showMechanism);
+    showMechanism();
+  }
+  var MONEY = /^\s*\$?\s*\d{1,3}(,?\d{3})*(\.\d{1,2})?\s*(USD)?\s*$/i;
+  var checks = {
+    money: function (v) {
+      if (!MONEY.test(v)) { return "enter an amount in USD, e.g. 12.50"; }
+      return "";
+    },
+    percent: function (v) {
+      var n = Number(v.replace("%", "").trim());
+      if (!isFinite(n) || n <= 0 || n > 100) { return "enter a percent from 0.01 to 100"; }
+      if (Math.round(n * 100) !== n * 100) { return "at most two decimals"; }
+      return "";
+    },
+    positive: function (v) {
+      var n = Number(v.trim());
+      return isFinite(n) && n > 0 ? "" : "a number above 0, e.g. 0.1";
+    },
+    count: function (v) {
+      return /^\s*\d+\s*$/.test(v) && Number(v) >= 1 && Number(v) <= 1000 ? "" : "a whole number from 1 to 1000";
+    }
+  };
+  document.querySelectorAll("input[data-check]").forEach(function (input) {
+    var box = document.getElementById("msg-" + input.name.replace(/:/g, "-"));
+    var run = function () {
+      var v = input.value;
+      var msg = "";
+      if (v.trim() === "") {
+        msg = input.hasAttribute("data-required") ? "required" : "";
+      } else {
+        msg = checks[input.getAttribute("data-check")](v);
+      }
+      if (msg) { input.setAttribute("aria-invalid", "true"); } else { input.removeAttribute("aria-invalid"); }
+      if (box) { box.textContent = msg; }
+    };
+    input.addEventListener("input", run);
+    input.addEventListener("blur", run);
+  });
 })();
