@@ -99,13 +99,13 @@ def test_bad_pairs_are_refused_before_anything_is_written(tiny_policy, pairs, tm
 
     model, tok = tiny_policy
     same = [*pairs[:3], {**pairs[3], "rejected": pairs[3]["chosen"]}]
-    with pytest.raises(InvalidInput, match="record 4.*identical"):
+    with pytest.raises(InvalidInput, match=r"record 4.*identical"):
         train_preference(model, tok, same, tmp_path / "a", PreferenceConfig(steps=1))
     missing = [*pairs[:2], {k: v for k, v in pairs[2].items() if k != "chosen"}]
-    with pytest.raises(InvalidInput, match="record 3: missing field.*chosen"):
+    with pytest.raises(InvalidInput, match=r"record 3: missing field.*chosen"):
         train_preference(model, tok, missing, tmp_path / "b", PreferenceConfig(steps=1))
     no_rat = [{k: v for k, v in p.items() if k != "rationale"} for p in pairs]
-    with pytest.raises(InvalidInput, match="missing field.*rationale"):
+    with pytest.raises(InvalidInput, match=r"missing field.*rationale"):
         train_preference(model, tok, no_rat, tmp_path / "c", PreferenceConfig("rdpo", steps=1))
     with pytest.raises(InvalidInput, match="unknown method"):
         PreferenceConfig("ppo").validate()
@@ -122,7 +122,7 @@ def test_rdpo_run_lowers_rationale_nll_and_saves(tiny_policy, pairs, tmp_path) -
     model, tok = tiny_policy
     start = copy.deepcopy(model)
     cfg = PreferenceConfig("rdpo", gamma=1.0, lr=5e-3, batch_size=8, steps=25, num_threads=1)
-    trained, res = train_preference(copy.deepcopy(model), tok, pairs, tmp_path / "out", cfg)
+    _, res = train_preference(copy.deepcopy(model), tok, pairs, tmp_path / "out", cfg)
     assert res.steps == 25 and len(res.rationale_nll) == 25
     assert res.rationale_nll[-1] < 0.7 * res.rationale_nll[0]
     meta = json.loads((tmp_path / "out" / "preference.json").read_text())

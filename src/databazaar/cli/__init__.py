@@ -261,6 +261,12 @@ def _add_market_commands() -> None:
     from databazaar.uncertainty.cli import uncertainty_app
 
     app.add_typer(uncertainty_app, name="uncertainty")
+    from databazaar.enrich.cli import enrich_app
+
+    app.add_typer(enrich_app, name="enrich")
+    from databazaar.alignment.cli import align_app
+
+    app.add_typer(align_app, name="align")
 
 
 _add_market_commands()

@@ -66,8 +66,13 @@ class BatchCache:
             text = "".join(
                 json.dumps({"key": k, "value": v}, ensure_ascii=False) + "\n" for k, v in entries
             )
-            with self.path.open("a", encoding="utf-8") as fh:
-                fh.write(text)
+            with self.path.open("a+b") as fh:
+                fh.seek(0, os.SEEK_END)
+                if fh.tell():  # after a torn last line, start on a fresh one
+                    fh.seek(-1, os.SEEK_END)
+                    if fh.read(1) != b"\n":
+                        text = "\n" + text
+                fh.write(text.encode("utf-8"))
                 fh.flush()
                 os.fsync(fh.fileno())
         self._items.update(entries)
