@@ -39,17 +39,6 @@ Batch = Annotated[int, typer.Option("--batch-size", help="records per cached bat
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")]
 
 
-def open_enrich_backend(spec: str, api_model: str | None = None):  # type: ignore[no-untyped-def]
-    """``rule-teacher``, a model folder or an OpenAI-compatible URL as a backend."""
-    if spec == "rule-teacher":
-        from databazaar.enrich.teacher import RuleTeacher
-
-        return RuleTeacher()
-    from databazaar.lm.openai_client import open_backend
-
-    return open_backend(spec, api_model=api_model)
-
-
 @enrich_app.command("dipt")
 def dipt_cmd(
     data: Annotated[Path, typer.Argument(help="SFT records (JSON lines)")],
@@ -69,6 +58,8 @@ def dipt_cmd(
     from databazaar.lm.pairs import write_jsonl
 
     records = read_jsonl_records(data)
+    from databazaar.enrich.teacher import open_enrich_backend
+
     gen = open_enrich_backend(backend, api_model)
     with progress_bar("dipt", len(records), quiet=quiet) as advance:
         out = enrich_sft(
@@ -104,6 +95,8 @@ def rationales_cmd(
     from databazaar.lm.pairs import write_jsonl
 
     records = read_jsonl_records(pairs)
+    from databazaar.enrich.teacher import open_enrich_backend
+
     gen = open_enrich_backend(backend, api_model)
     with progress_bar("rationales", len(records), quiet=quiet) as advance:
         out = generate_rationales(

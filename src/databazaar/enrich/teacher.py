@@ -139,3 +139,12 @@ class RuleTeacher(GenerationBackend):
     ) -> list[Generation]:
         texts = [c[-1]["content"] for c in conversations]
         return self._each(texts, params, progress, self._answer)
+
+
+def open_enrich_backend(spec: str, api_model: str | None = None) -> GenerationBackend:
+    """``rule-teacher``, a model folder or an OpenAI-compatible base URL as a backend."""
+    if spec == "rule-teacher":
+        return RuleTeacher()
+    from databazaar.lm.openai_client import open_backend
+
+    return open_backend(spec, api_model=api_model)
