@@ -517,6 +517,8 @@ def manage_extras(request: Request, slug: str) -> dict[str, Any]:
         "bundle_valuation": _valuation_view(econ, slug),
         "bundle_form": {},
         "bundle_methods": BUNDLE_METHODS,
+        "derive_form": {},
+        "enrich_backend": getattr(request.app.state.settings, "enrich_backend", None),
     }
 
 
@@ -760,3 +762,52 @@ def register_bundle(
         "success",
     )
     return redirect(sess, f"/sell/products/{slug}#bundle-title")
+
+
+@router.post("/sell/products/{slug}/derivative")
+def create_derivative(
+    request: Request,
+    sess: Sess,
+    market: MarketDep,
+    slug: SlugPath,
+    csrf_token: Csrf = "",
+    new_slug: Annotated[str, Form(max_length=64)] = "",
+    method: Annotated[str, Form(max_length=16)] = "dipt",
+    style: Annotated[str, Form(max_length=16)] = "general",
+    price: Annotated[str, Form(max_length=20)] = "",
+    share: Annotated[str, Form(max_length=8)] = "50",
+) -> Response:
+    """Enrich the product with the market's backend and list the result as a new product."""
+    from databazaar.core.errors import Conflict
+    from databazaar.enrich.teacher import open_enrich_backend
+
+    account = form_user(sess, csrf_token, "seller")
+    form = {"new_slug": new_slug, "method": method, "style": style, "price": price, "share": share}
+    try:
+        spec = getattr(request.app.state.settings, "enrich_backend", None)
+        if not spec:
+            raise Conflict("this market has no enrichment backend")
+        try:
+            share_bps = round(float(share) * 100)
+        except ValueError:
+            raise InvalidInput("the source's share is a percentage, e.g. 50") from None
+        out = economics(request).create_derivative(
+            account,
+            slug,
+            new_slug.strip(),
+            method=method,
+            backend=open_enrich_backend(spec),
+            price_minor=parse_decimal(price),
+            parameters={"style": style} if method == "rationales" else {},
+            source_share_bps=share_bps,
+        )
+    except DatabazaarError as exc:
+        if isinstance(exc, Unauthorized | Forbidden) or exc.code == "csrf_failed":
+            raise
+        return _manage_error(request, sess, market, account, slug, exc, derive_form=form)
+    sess.flash(
+        f"{out.slug} is listed: {out.rows} rows enriched with {out.method} by {out.generator}; "
+        f"{out.source_share_bps / 100:g}% of its sales go to {slug}'s contributors.",
+        "success",
+    )
+    return redirect(sess, f"/products/{out.slug}")
