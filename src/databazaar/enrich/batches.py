@@ -133,3 +133,53 @@ def default_cache_path(out: str | Path) -> Path:
     """The cache file next to an output file: ``OUT.cache.jsonl`` (``.OUT`` hidden)."""
     p = Path(out)
     return p.parent / f".{p.name}.cache.jsonl"
+
+
+def generate_texts(
+    items: Sequence[Any],
+    request: Callable[[Any], list[dict[str, str]]],
+    backend: Any,
+    *,
+    task: Mapping[str, Any],
+    key_of: Callable[[Any], Any],
+    max_new_tokens: int,
+    temperature: float,
+    random_state: int,
+    batch_size: int,
+    cache: str | Path | None,
+    progress: ProgressFn | None,
+) -> list[str]:
+    """One generated text per item: ``backend.chat([request(item)])`` in cached batches.
+
+    ``task`` (what is asked, e.g. ``{"task": "rationale", "style": "general"}``), the
+    backend's name and the sampling options make up the cache key together with
+    ``key_of(item)``. An empty text is a backend failure
+    (:class:`~databazaar.lm.generate.BackendError`), so that batch is not cached.
+    """
+    from databazaar.lm.generate import SamplingParams
+
+    params = SamplingParams(
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        random_state=random_state,
+        logprobs=False,
+    )
+    name = getattr(backend, "name", type(backend).__name__)
+    generator = {
+        **task,
+        "backend": name,
+        "max_new_tokens": max_new_tokens,
+        "temperature": temperature,
+        "random_state": random_state,
+    }
+    keys = [item_key(generator, key_of(x)) for x in items]
+
+    def work(batch: list[Any]) -> list[str]:
+        texts = [g.text.strip() for g in backend.chat([request(x) for x in batch], params)]
+        if any(not t for t in texts):
+            raise BackendError(f"{name} wrote an empty text for a {task.get('task', 'request')}")
+        return texts
+
+    return run_batches(
+        items, keys, work, BatchCache(cache), batch_size=batch_size, progress=progress
+    )

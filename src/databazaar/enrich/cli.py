@@ -39,6 +39,31 @@ Batch = Annotated[int, typer.Option("--batch-size", help="records per cached bat
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")]
 
 
+def _enrich(
+    label: str,
+    data: Path,
+    backend: str,
+    api_model: str | None,
+    output: Path,
+    cache: Path | None,
+    quiet: bool,
+    run,
+) -> list[dict]:  # type: ignore[no-untyped-def]
+    """Read ``data``, run ``run(records, backend, cache=..., progress=...)``, write ``output``."""
+    from databazaar.core.io import read_jsonl_records
+    from databazaar.core.progress import progress_bar
+    from databazaar.enrich.batches import default_cache_path
+    from databazaar.enrich.teacher import open_enrich_backend
+    from databazaar.lm.pairs import write_jsonl
+
+    records = read_jsonl_records(data)
+    gen = open_enrich_backend(backend, api_model)
+    with progress_bar(label, len(records), quiet=quiet) as advance:
+        out = run(records, gen, cache=cache or default_cache_path(output), progress=advance)
+    write_jsonl(out, output)
+    return out
+
+
 @enrich_app.command("dipt")
 def dipt_cmd(
     data: Annotated[Path, typer.Argument(help="SFT records (JSON lines)")],
@@ -51,26 +76,12 @@ def dipt_cmd(
     quiet: Quiet = False,
 ) -> None:
     """Add perspective-taking rationales to SFT data (DiPT, arXiv 2409.06241)."""
-    from databazaar.core.io import read_jsonl_records
-    from databazaar.core.progress import progress_bar
-    from databazaar.enrich.batches import default_cache_path
+    from functools import partial
+
     from databazaar.enrich.dipt import enrich_sft
-    from databazaar.lm.pairs import write_jsonl
 
-    records = read_jsonl_records(data)
-    from databazaar.enrich.teacher import open_enrich_backend
-
-    gen = open_enrich_backend(backend, api_model)
-    with progress_bar("dipt", len(records), quiet=quiet) as advance:
-        out = enrich_sft(
-            records,
-            gen,
-            max_new_tokens=max_tokens,
-            batch_size=batch_size,
-            cache=cache or default_cache_path(output),
-            progress=advance,
-        )
-    write_jsonl(out, output)
+    run = partial(enrich_sft, max_new_tokens=max_tokens, batch_size=batch_size)
+    out = _enrich("dipt", data, backend, api_model, output, cache, quiet, run)
     bad = sum(not r["consistent"] for r in out)
     typer.echo(f"wrote {len(out)} enriched records to {output} ({bad} rationale(s) disagree)")
 
@@ -88,25 +99,12 @@ def rationales_cmd(
     quiet: Quiet = False,
 ) -> None:
     """Add rationales to preference pairs (arXiv 2407.14477)."""
-    from databazaar.core.io import read_jsonl_records
-    from databazaar.core.progress import progress_bar
-    from databazaar.enrich.batches import default_cache_path
+    from functools import partial
+
     from databazaar.enrich.rationales import generate_rationales
-    from databazaar.lm.pairs import write_jsonl
 
-    records = read_jsonl_records(pairs)
-    from databazaar.enrich.teacher import open_enrich_backend
-
-    gen = open_enrich_backend(backend, api_model)
-    with progress_bar("rationales", len(records), quiet=quiet) as advance:
-        out = generate_rationales(
-            records,
-            gen,
-            style=style,
-            max_new_tokens=max_tokens,
-            batch_size=batch_size,
-            cache=cache or default_cache_path(output),
-            progress=advance,
-        )
-    write_jsonl(out, output)
+    run = partial(
+        generate_rationales, style=style, max_new_tokens=max_tokens, batch_size=batch_size
+    )
+    out = _enrich("rationales", pairs, backend, api_model, output, cache, quiet, run)
     typer.echo(f"wrote {len(out)} pairs with {style} rationales to {output}")

@@ -33,8 +33,8 @@ from typing import TYPE_CHECKING, Any
 
 from databazaar.core.errors import InvalidInput
 from databazaar.core.progress import ProgressFn
-from databazaar.enrich.batches import BatchCache, item_key, run_batches
-from databazaar.lm.generate import BackendError, SamplingParams
+from databazaar.enrich.batches import generate_texts
+from databazaar.lm.generate import SamplingParams
 
 if TYPE_CHECKING:
     from databazaar.lm.generate import GenerationBackend
@@ -245,31 +245,19 @@ def enrich_sft(
     if not records:
         raise InvalidInput("no records to enrich")
     pairs = [sft_record(r, f"record {i + 1}") for i, r in enumerate(records)]
-    params = SamplingParams(
+    name = getattr(backend, "name", type(backend).__name__)
+    texts = generate_texts(
+        pairs,
+        lambda qa: rationale_request(*qa),
+        backend,
+        task={"task": "dipt"},
+        key_of=lambda qa: {"q": qa[0], "a": qa[1]},
         max_new_tokens=max_new_tokens,
         temperature=temperature,
         random_state=random_state,
-        logprobs=False,
-    )
-    name = getattr(backend, "name", type(backend).__name__)
-    generator = {
-        "task": "dipt",
-        "backend": name,
-        "max_new_tokens": max_new_tokens,
-        "temperature": temperature,
-        "random_state": random_state,
-    }
-    keys = [item_key(generator, {"q": q, "a": a}) for q, a in pairs]
-
-    def work(batch: list[tuple[str, str]]) -> list[str]:
-        gens = backend.chat([rationale_request(q, a) for q, a in batch], params)
-        texts = [g.text.strip() for g in gens]
-        if any(not t for t in texts):
-            raise BackendError(f"{name} wrote an empty rationale")
-        return texts
-
-    texts = run_batches(
-        pairs, keys, work, BatchCache(cache), batch_size=batch_size, progress=progress
+        batch_size=batch_size,
+        cache=cache,
+        progress=progress,
     )
     out = []
     for (q, gold), text in zip(pairs, texts, strict=True):

@@ -21,8 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from databazaar.core.errors import InvalidInput
 from databazaar.core.progress import ProgressFn
-from databazaar.enrich.batches import BatchCache, item_key, run_batches
-from databazaar.lm.generate import BackendError, SamplingParams
+from databazaar.enrich.batches import generate_texts
 from databazaar.lm.pairs import check_pairs
 
 if TYPE_CHECKING:
@@ -76,43 +75,27 @@ def generate_rationales(
     if style not in STYLES:
         raise InvalidInput(f"unknown rationale style {style!r}", hint=f"use {' or '.join(STYLES)}")
     checked = check_pairs(list(pairs))
-    params = SamplingParams(
+    name = getattr(backend, "name", type(backend).__name__)
+    core = [{f: p[f] for f in ("prompt", "chosen", "rejected")} for p in checked]
+    texts = generate_texts(
+        core,
+        lambda p: rationale_request(p, style),
+        backend,
+        task={"task": "rationale", "style": style},
+        key_of=lambda p: p,
         max_new_tokens=max_new_tokens,
         temperature=temperature,
         random_state=random_state,
-        logprobs=False,
-    )
-    generator = {
-        "task": "rationale",
-        "style": style,
-        "backend": getattr(backend, "name", type(backend).__name__),
-        "max_new_tokens": max_new_tokens,
-        "temperature": temperature,
-        "random_state": random_state,
-    }
-    core = [{f: p[f] for f in ("prompt", "chosen", "rejected")} for p in checked]
-    keys = [item_key(generator, c) for c in core]
-
-    def work(batch: list[dict[str, Any]]) -> list[str]:
-        gens = backend.chat([rationale_request(p, style) for p in batch], params)
-        texts = [g.text.strip() for g in gens]
-        for p, t in zip(batch, texts, strict=True):
-            if not t:
-                raise BackendError(
-                    f"{generator['backend']} wrote an empty rationale "
-                    f"for prompt {p['prompt'][:60]!r}"
-                )
-        return texts
-
-    texts = run_batches(
-        core, keys, work, BatchCache(cache), batch_size=batch_size, progress=progress
+        batch_size=batch_size,
+        cache=cache,
+        progress=progress,
     )
     return [
         {
             **p,
             "rationale": t,
             "rationale_style": style,
-            "rationale_generator": generator["backend"],
+            "rationale_generator": name,
         }
         for p, t in zip(checked, texts, strict=True)
     ]
