@@ -127,9 +127,7 @@ def run_seed(seed: int, zoo: Any, args: argparse.Namespace, tmp: Path) -> dict[s
     backend = LocalModelBackend(model=model, tokenizer=tok, num_threads=args.threads)
     questions = [e.prompt for e in test[: args.n_inference]]
     for mode in MODES:
-        answers = PerspectivePrompting(
-            backend, mode=mode, max_new_tokens=args.max_new_tokens
-        ).answer(questions)
+        answers = PerspectivePrompting(backend, mode=mode, max_new_tokens=32).answer(questions)
         acc = float(np.mean([a.answer == e.answer for a, e in zip(answers, test, strict=False)]))
         row["inference"][mode] = {"accuracy": acc, "example": answers[0].outputs[:2]}
         print(f"seed {seed} inference {mode}: acc {acc:.3f}", flush=True)

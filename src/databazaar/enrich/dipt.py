@@ -85,8 +85,8 @@ def perspectives(question: str) -> list[str]:
     opts = parse_options(question)
     if opts:
         return [
-            f"Take the perspective that the answer is {k} ({v}): check whether {v} fits the "
-            f"question, compare it with the other options, then end with 'Answer: <letter>'."
+            f"Perspective: the answer is {k} ({v}). Check it against the other options, "
+            "then end with 'Answer: <letter>'."
             for k, v in opts.items()
         ]
     return [f"{m} Then end with 'Answer: <answer>'." for m in METHODS]
