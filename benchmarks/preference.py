@@ -54,11 +54,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from beear import mean_ci
 
-from databazaar.alignment.preference import (
-    PreferenceConfig,
-    evaluate_preference,
-    train_preference,
-)
+from databazaar.alignment.evaluate import evaluate_preference
+from databazaar.alignment.preference import PreferenceConfig, train_preference
 from databazaar.enrich.rationales import generate_rationales
 from databazaar.enrich.teacher import RuleTeacher
 from databazaar.lm.model import load_model

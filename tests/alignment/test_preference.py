@@ -116,7 +116,7 @@ def test_bad_pairs_are_refused_before_anything_is_written(tiny_policy, pairs, tm
 
 def test_rdpo_run_lowers_rationale_nll_and_saves(tiny_policy, pairs, tmp_path) -> None:  # type: ignore[no-untyped-def]
     from databazaar.alignment import PreferenceConfig, train_preference
-    from databazaar.alignment.preference import implicit_reward_accuracy
+    from databazaar.alignment.evaluate import implicit_reward_accuracy
     from databazaar.lm import load_model
 
     model, tok = tiny_policy
