@@ -37,6 +37,9 @@ def test_options_and_answers_are_read() -> None:
     assert extract_answer("the answer is: (C)", opts) == "C"
     assert extract_answer("Answer: plum", opts) == "B"
     assert extract_answer("no idea", opts) == ""
+    assert extract_answer("A) saw is a tool. B) plum is a fruit. So the fruit is B.", opts) == "B"
+    assert extract_answer("A) saw is a tool, not a fruit. B) plum is", opts) == ""  # cut short
+    assert extract_answer("B", opts) == "B" and extract_answer("plum", opts) == "B"
     assert extract_answer("3 + 4 = 7\nAnswer: 7.") == "7"
     assert parse_options("What is 3 + 4?") == {}
 

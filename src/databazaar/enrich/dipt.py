@@ -64,19 +64,28 @@ def extract_answer(text: str, options: Mapping[str, str] | None = None) -> str:
 
     The text after the last ``Answer:`` (or the whole text when there is none); for a
     multiple-choice question the option letter there, or the letter of the option whose
-    text it names.
+    text it names; without ``Answer:``, the last option letter mentioned other than as
+    a label (``So the fruit is B.`` gives B; ``A) saw is ...`` cut short gives "").
     """
     hits = _ANSWER.findall(text)
     tail = (hits[-1] if hits else text).strip()
     if not options:
         line = tail.splitlines()[0] if tail else ""
         return line.strip().strip(".").strip()
-    m = re.match(r"\(?([A-H])\b\)?", tail)
-    if m and m.group(1) in options:
-        return m.group(1)
-    low = tail.lower()
-    named = [k for k, v in options.items() if v.lower() in low]
-    return named[0] if len(named) == 1 else ""
+    if hits:
+        m = re.match(r"\(?([A-H])\b\)?", tail)
+        if m and m.group(1) in options:
+            return m.group(1)
+        low = tail.lower()
+        named = [k for k, v in options.items() if v.lower() in low]
+        return named[0] if len(named) == 1 else ""
+    # no "Answer:": the last option letter that is not an option label ("B)"), so a
+    # reasoning cut off before its conclusion gives no answer rather than option A
+    letters = [k for k in re.findall(r"\b([A-H])\b(?!\))", text) if k in options]
+    if letters:
+        return letters[-1]
+    named = [k for k, v in options.items() if text.strip().lower() == v.lower()]
+    return named[0] if named else ""
 
 
 def perspectives(question: str) -> list[str]:
