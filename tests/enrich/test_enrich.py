@@ -181,3 +181,19 @@ def test_cli_enrich_and_align(tmp_path, tiny_policy) -> None:  # type: ignore[no
         app, ["align", "rdpo", str(tmp_path / "m"), str(pairs), "-o", str(tmp_path / "s")]
     )
     assert res.exit_code == 2 and "rationale" in res.output and not (tmp_path / "s").exists()
+
+
+def test_perspective_prompting_with_a_local_model_samples_every_perspective(tiny_policy) -> None:  # type: ignore[no-untyped-def]
+    from databazaar.enrich import PerspectivePrompting
+    from databazaar.lm.generate import LocalModelBackend
+
+    model, tok = tiny_policy
+    backend = LocalModelBackend(model=model, tokenizer=tok, num_threads=1)
+    dipt = PerspectivePrompting(backend, n_samples=2, temperature=1.0, max_new_tokens=6)
+    res = dipt.answer([MC, "What is 3 + 4?"])
+    assert [len(r.outputs) for r in res] == [4 * 2, 3 * 2]  # perspectives x samples
+    for r in res:
+        assert sum(r.votes.values()) <= len(r.outputs)
+        assert r.answer == (max(r.votes, key=r.votes.get) if r.votes else "")
+    again = PerspectivePrompting(backend, n_samples=2, temperature=1.0, max_new_tokens=6)
+    assert [r.outputs for r in again.answer([MC, "What is 3 + 4?"])] == [r.outputs for r in res]
