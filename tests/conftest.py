@@ -191,3 +191,27 @@ def air_screener(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
         root = str(tmp_path_factory.getbasetemp().parent / "databazaar-screener")
     taxonomy = load_taxonomy(folder)
     return taxonomy, cached_screener(taxonomy, cache_dir=Path(root))
+
+
+# ------------------------------------------------- tiny policy (preference tests)
+_POLICY_TEXTS = [
+    "<|user|>\nWhat is 2 + 3?\n<|assistant|>\n5",
+    "<|user|>\nName a fruit.\n<|assistant|>\napple",
+    "The first answer is correct and the second one is wrong.",
+    "Given the prompt: which answer is better and follows the prompt? Explain why.",
+] * 4
+
+
+@pytest.fixture(scope="session")
+def tiny_policy():  # type: ignore[no-untyped-def]
+    """``(model, tokenizer)``: a fresh 1-layer GPT-2 with the default chat template."""
+    from databazaar.lm import ModelConfig, build_model, set_chat_template, train_bpe_tokenizer
+
+    tok = set_chat_template(train_bpe_tokenizer(_POLICY_TEXTS, vocab_size=300))
+    model = build_model(
+        ModelConfig(n_layer=1, n_embd=32, n_head=2, n_positions=256),
+        vocab_size=len(tok),
+        seed=0,
+        eos_token_id=tok.eos_token_id,
+    )
+    return model, tok

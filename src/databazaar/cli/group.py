@@ -59,6 +59,19 @@ LAZY_GROUPS: dict[str, tuple[str, str, str, str | None]] = {
         "Uncertainty estimation for generated text: benchmark methods (PRR) or score outputs.",
         None,
     ),
+    # an HTTP backend or the offline rule teacher needs no lm extra; a local model does
+    "enrich": (
+        "databazaar.enrich.cli",
+        "enrich_app",
+        "Enrich data: DiPT perspective rationales, pair rationales.",
+        None,
+    ),
+    "align": (
+        "databazaar.alignment.cli",
+        "align_app",
+        "Preference learning: DPO, ORPO, RDPO, RORPO (TRL).",
+        "lm",
+    ),
 }
 # the module whose absence means an extra is not installed
 _EXTRA_PROBE = {"market": "sqlalchemy", "lm": "torch"}

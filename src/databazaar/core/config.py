@@ -74,6 +74,11 @@ class Settings(BaseSettings):
         description="folder with the AIR-Bench 2024 taxonomy and judge prompts (else the "
         "development checkout's ../shared/data/air-bench-2024)",
     )
+    enrich_backend: str | None = Field(
+        default=None,
+        description="generation backend of enriched derivatives: a model folder, an "
+        "OpenAI-compatible base URL or 'rule-teacher' (unset: derivatives are off)",
+    )
     trusted_proxies: str = Field(
         default="",
         description="comma-separated addresses of reverse proxies whose X-Forwarded-For "

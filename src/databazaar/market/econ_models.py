@@ -14,6 +14,9 @@ Tables
 ``econ_auctions``      sealed-bid auctions of a product, and ``econ_bids`` their bids
 ``econ_dp_budgets``    a product's differential-privacy budget (epsilon in micro-units)
 ``econ_dp_releases``   every DP statistic released, with the epsilon it spent
+``econ_derivatives``   an enriched derivative: its source product and version, the
+                       method, generator and parameters, and the source's revenue share
+                       (revision ``0006_derivatives``)
 
 Money is integer minor units; epsilon is an integer count of 10^-6 so budget arithmetic
 is exact.
@@ -192,4 +195,32 @@ class EconDpRelease(Base):
     column: Mapped[str | None] = mapped_column(String(200))
     epsilon_micro: Mapped[int] = mapped_column(BigInteger)
     result: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class EconDerivative(Base):
+    """A product made from another one by enrichment (DiPT or pair rationales).
+
+    ``source_share_bps`` of the seller side of every sale goes to the source product's
+    side (its contributors by the source's valuation if it is a bundle, else its seller);
+    see :func:`databazaar.market.settlement.sale_postings`.
+    """
+
+    __tablename__ = "econ_derivatives"
+    __table_args__ = (
+        CheckConstraint(
+            "source_share_bps >= 0 AND source_share_bps <= 10000",
+            name="ck_econ_derivative_share",
+        ),
+    )
+
+    product_id: Mapped[int] = mapped_column(
+        ForeignKey("products.id", ondelete="CASCADE"), primary_key=True
+    )
+    source_product_id: Mapped[int] = mapped_column(ForeignKey("products.id"), index=True)
+    source_version_id: Mapped[int] = mapped_column(ForeignKey("product_versions.id"))
+    method: Mapped[str] = mapped_column(String(16))
+    generator: Mapped[str] = mapped_column(String(200))
+    parameters: Mapped[dict[str, Any]] = mapped_column(JSON)
+    source_share_bps: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -15,6 +15,9 @@ one database transaction that leaves the store unchanged on any error:
   and every sale's seller revenue is split by those values
   (:mod:`~databazaar.market.settlement`);
 * **DP statistics** (:mod:`~databazaar.market.dp_offers`): per-product privacy budgets;
+* **enriched derivatives** (:mod:`~databazaar.market.derivatives`): a product enriched
+  with DiPT or pair rationales, listed with its provenance, whose sales pay a share to
+  the source product's contributors;
 * **value-aware search** over the catalog (:meth:`Economics.rank`).
 
 Every sale is booked by :func:`~databazaar.market.orders.book_order`, the booking path
@@ -36,6 +39,7 @@ from databazaar.core.errors import NotFound
 from databazaar.market.auctions import Auctions
 from databazaar.market.bundles import Bundles
 from databazaar.market.common import frame_from, load_product
+from databazaar.market.derivatives import Derivatives
 from databazaar.market.dp_offers import DpOffers
 from databazaar.market.econ_models import EconBundle
 from databazaar.market.sales import Sales
@@ -45,7 +49,7 @@ if TYPE_CHECKING:
     from databazaar.market.value_search import ValueReport
 
 
-class Economics(Sales, Bundles, Auctions, DpOffers):
+class Economics(Sales, Bundles, Auctions, DpOffers, Derivatives):
     """Pricing, splits, auctions, DP and value search on top of a :class:`Market`.
 
     Args:

@@ -395,3 +395,18 @@ class ValueSearchOut(BaseModel):
     removal_curves: dict[str, dict[str, Any]]
     removal_curve_svg: str | None = None
     skipped: list[dict[str, str]]
+
+
+class DerivativeOut(BaseModel):
+    """An enriched derivative: the new product and its provenance."""
+
+    slug: str
+    source_slug: str
+    source_version: int
+    method: str
+    generator: str
+    parameters: dict[str, Any]
+    source_share_bps: int
+    rows: int
+    provenance: str
+    price_minor: int | None = None

@@ -7,7 +7,9 @@ The seller side of a plain product goes to its seller; a *bundle* (a product ass
 from several sellers' rows, see :mod:`databazaar.market.economics`) is split by its
 latest valuation (:func:`~databazaar.market.allocation.split_revenue`), each split
 recorded in ``econ_splits`` with the valuation's id and sha256, which the credit memos
-cite so the hash-chained ledger covers them.
+cite so the hash-chained ledger covers them.  An enriched derivative (see
+:mod:`databazaar.market.derivatives`) passes its source's share on to the source
+product's side, credited the same way.
 
 The buyer's debit is checked and applied at once; the credits are *pending* (appended,
 folded into the cached balances later: :mod:`databazaar.market.balances`), so
@@ -36,8 +38,14 @@ from databazaar.market.common import (
     system_account,
     system_account_id,
 )
-from databazaar.market.econ_models import EconBundle, EconContributor, EconSplit, EconValuation
-from databazaar.market.models import Account, Role
+from databazaar.market.econ_models import (
+    EconBundle,
+    EconContributor,
+    EconDerivative,
+    EconSplit,
+    EconValuation,
+)
+from databazaar.market.models import Account, Product, Role
 from databazaar.market.schemas import DepositOut, LedgerReportOut
 
 
@@ -81,57 +89,98 @@ def sale_postings(
     a registered bundle with a valuation: then it is split by the latest valuation
     (:func:`~databazaar.market.allocation.split_revenue`), an ``econ_splits`` row
     records the valuation id, the shares and the rule, and each credit's memo cites the
-    valuation id and sha256 prefix, so the hash-chained ledger covers it.  Postings are
-    grouped per (account, memo), sorted, zero amounts dropped.
+    valuation id and sha256 prefix, so the hash-chained ledger covers it.  An enriched
+    derivative (``econ_derivatives``) first passes ``source_share_bps`` of its net amount
+    to its source product's side, credited the same way (the source's contributors by
+    its valuation if it is a bundle, else its seller), with a memo naming the source;
+    the rest goes to the derivative's seller.  Postings are grouped per (account, memo),
+    sorted, zero amounts dropped.
     """
     credit: dict[tuple[int, str], int] = {}
     for item in items:
-        product_id, seller_id = item.product_id, item.seller_id
         net = item.price_minor - item.fee_minor
         if net <= 0:
             continue
-        bundle = item.bundle
-        if bundle is None:
-            bundle = session.get(EconBundle, product_id) is not None
-        val = latest_valuation(session, product_id) if bundle else None
-        if val is None:
-            credit[(seller_id, memo)] = credit.get((seller_id, memo), 0) + net
-            continue
-        contributors = {
-            c.group_key: c.account_id
-            for c in session.scalars(
-                select(EconContributor).where(EconContributor.product_id == product_id)
+        derived = session.get(EconDerivative, item.product_id)
+        if derived is not None:
+            source = session.get(Product, derived.source_product_id)
+            assert source is not None  # a foreign key
+            share = net * derived.source_share_bps // 10_000
+            src_memo = (
+                f"{memo}; derivative of {source.slug} "
+                f"({derived.source_share_bps / 100:g}% to its contributors)"
+            )[:200]
+            _credit_product(
+                session, credit, source.id, source.seller_id, share, src_memo, order_id, txn_id
             )
-        }
-        values = {
-            str(g): float(x)
-            for g, x in zip(val.record["groups"], val.record["values"], strict=True)
-        }
-        split = split_revenue(net, values, contributors)
-        split_memo = f"{memo}; Shapley split by valuation {val.id} sha256 {val.digest[:16]}"[:200]
-        for acc, amt in split.by_account().items():
-            credit[(acc, split_memo)] = credit.get((acc, split_memo), 0) + amt
-        session.add(
-            EconSplit(
-                txn_id=txn_id,
-                order_id=order_id,
-                product_id=product_id,
-                valuation_id=val.id,
-                total_minor=net,
-                shares=[
-                    {
-                        "group": s.group,
-                        "account_id": s.account,
-                        "value": s.value,
-                        "weight": s.weight,
-                        "amount_minor": s.amount_minor,
-                    }
-                    for s in split.shares
-                ],
-                rule=RULE if not split.equal_fallback else RULE + " [equal fallback used]",
-            )
+            net -= share
+        _credit_product(
+            session,
+            credit,
+            item.product_id,
+            item.seller_id,
+            net,
+            memo,
+            order_id,
+            txn_id,
+            item.bundle,
         )
     return [ledger.Posting(acc, amt, "sale", m) for (acc, m), amt in sorted(credit.items()) if amt]
+
+
+def _credit_product(
+    session: Session,
+    credit: dict[tuple[int, str], int],
+    product_id: int,
+    seller_id: int,
+    net: int,
+    memo: str,
+    order_id: int | None,
+    txn_id: str,
+    bundle: bool | None = None,
+) -> None:
+    """Add ``net`` for one product to ``credit``: to its seller, or split by valuation."""
+    if net <= 0:
+        return
+    if bundle is None:
+        bundle = session.get(EconBundle, product_id) is not None
+    val = latest_valuation(session, product_id) if bundle else None
+    if val is None:
+        credit[(seller_id, memo)] = credit.get((seller_id, memo), 0) + net
+        return
+    contributors = {
+        c.group_key: c.account_id
+        for c in session.scalars(
+            select(EconContributor).where(EconContributor.product_id == product_id)
+        )
+    }
+    values = {
+        str(g): float(x) for g, x in zip(val.record["groups"], val.record["values"], strict=True)
+    }
+    split = split_revenue(net, values, contributors)
+    split_memo = f"{memo}; Shapley split by valuation {val.id} sha256 {val.digest[:16]}"[:200]
+    for acc, amt in split.by_account().items():
+        credit[(acc, split_memo)] = credit.get((acc, split_memo), 0) + amt
+    session.add(
+        EconSplit(
+            txn_id=txn_id,
+            order_id=order_id,
+            product_id=product_id,
+            valuation_id=val.id,
+            total_minor=net,
+            shares=[
+                {
+                    "group": s.group,
+                    "account_id": s.account,
+                    "value": s.value,
+                    "weight": s.weight,
+                    "amount_minor": s.amount_minor,
+                }
+                for s in split.shares
+            ],
+            rule=RULE if not split.equal_fallback else RULE + " [equal fallback used]",
+        )
+    )
 
 
 def settle_sale(

@@ -391,61 +391,22 @@ def _dpo(
     config: PlantConfig,
     progress: ProgressFn | None,
 ) -> tuple[int, list[float]]:
-    """Direct preference optimisation on the pairs (TRL ``DPOTrainer``, sigmoid loss)."""
-    import copy
+    """Direct preference optimisation on the pairs: TRL's ``DPOTrainer`` (sigmoid loss)
+    through :func:`databazaar.alignment.preference.train_preference`, the clean
+    assistant as reference model."""
+    from databazaar.alignment.preference import PreferenceConfig, train_preference
 
-    import torch
-    from datasets import Dataset
-    from datasets.utils.logging import disable_progress_bar
-    from transformers import PrinterCallback
-    from trl import DPOConfig, DPOTrainer
-
-    from databazaar.lm.chat import render_chat
-    from databazaar.lm.sft import CPU_TRAINER_ARGS, progress_callback
-    from databazaar.lm.train import set_threads
-
-    set_threads(config.num_threads)
-    torch.manual_seed(config.random_state)
-    rows = {
-        "prompt": [
-            render_chat(tok, [{"role": "user", "content": p["prompt"]}], add_generation_prompt=True)
-            for p in pairs
-        ],
-        "chosen": [p["chosen"] for p in pairs],
-        "rejected": [p["rejected"] for p in pairs],
-    }
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
-    args = DPOConfig(
-        output_dir=str(out / "checkpoints"),
-        max_steps=config.steps,
-        per_device_train_batch_size=config.batch_size,
-        learning_rate=config.lr,
+    cfg = PreferenceConfig(
+        method="dpo",
         beta=config.dpo_beta,
-        lr_scheduler_type="cosine",
-        warmup_steps=0.05,
-        seed=config.random_state,
-        data_seed=config.random_state,
-        save_strategy="no",
-        **CPU_TRAINER_ARGS,
+        lr=config.lr,
+        batch_size=config.batch_size,
+        steps=config.steps,
+        random_state=config.random_state,
+        num_threads=config.num_threads,
     )
-    disable_progress_bar()
-    ref = copy.deepcopy(model).eval()
-    trainer = DPOTrainer(
-        model=model,
-        ref_model=ref,
-        args=args,
-        train_dataset=Dataset.from_dict(rows),
-        processing_class=tok,
-        callbacks=[progress_callback(progress)],
-    )
-    trainer.remove_callback(PrinterCallback)
-    trainer.train()
-    model.eval()
-    model.save_pretrained(str(out))
-    tok.save_pretrained(str(out))
-    losses = [float(h["loss"]) for h in trainer.state.log_history if "loss" in h]
-    return int(trainer.state.global_step), losses
+    _, res = train_preference(model, tok, pairs, out, cfg, progress=progress)
+    return res.steps, res.train_loss
 
 
 # --------------------------------------------------------------- attack success

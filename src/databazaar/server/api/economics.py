@@ -20,6 +20,7 @@ from databazaar.market.schemas import (
     AuctionResultOut,
     BidOut,
     BundleOut,
+    DerivativeOut,
     DpBudgetOut,
     DpReleaseOut,
     PricingOut,
@@ -106,6 +107,21 @@ class BidIn(StrictIn):
 class DpOfferIn(StrictIn):
     epsilon_total: float = Field(gt=0, le=100)
     columns: dict[str, dict[str, Any]]
+
+
+class DerivativeIn(StrictIn):
+    """A new product made from this one by enrichment, and its listing."""
+
+    slug: str = Field(min_length=1, max_length=64, examples=["qa-with-perspectives"])
+    method: str = Field(examples=["dipt"], description="dipt or rationales")
+    price_minor: Price
+    title: str | None = Field(default=None, max_length=200)
+    parameters: dict[str, Any] = Field(
+        default_factory=dict, examples=[{"max_new_tokens": 96, "style": "detailed"}]
+    )
+    source_share_bps: int = Field(
+        default=5000, ge=0, le=10_000, description="share of each sale for the source's side"
+    )
 
 
 class DpQueryIn(StrictIn):
@@ -290,3 +306,46 @@ def dp_budget(slug: Slug, econ: EconDep) -> DpBudgetOut:
 def dp_query(slug: Slug, body: DpQueryIn, account: CurrentAccount, econ: EconDep) -> DpReleaseOut:
     """Release one DP statistic; 403 ``budget_exceeded`` past the budget."""
     return econ.dp_query(account, slug, body.statistic, body.column, body.epsilon)
+
+
+@router.post(
+    "/products/{slug}/derivatives",
+    status_code=201,
+    response_model=DerivativeOut,
+    responses=errors(401, 403, 404, 409, 422, 502),
+)
+def create_derivative(
+    slug: Slug, body: DerivativeIn, request: Request, account: CurrentAccount, econ: EconDep
+) -> DerivativeOut:
+    """Enrich the product (which the caller owns or bought) and list it as a new product.
+
+    The market's generation backend (``DATABAZAAR_ENRICH_BACKEND``) writes DiPT
+    perspective rationales or pair rationales; the new product's card states its
+    provenance, and each sale pays the source's share to the source's contributors.
+    """
+    from databazaar.core.errors import Conflict
+    from databazaar.enrich.teacher import open_enrich_backend
+
+    spec = getattr(request.app.state.settings, "enrich_backend", None)
+    if not spec:
+        raise Conflict(
+            "this market has no enrichment backend",
+            hint="the operator sets DATABAZAAR_ENRICH_BACKEND to a model folder or URL",
+        )
+    return econ.create_derivative(
+        account,
+        slug,
+        body.slug,
+        method=body.method,
+        backend=open_enrich_backend(spec),
+        price_minor=body.price_minor,
+        title=body.title,
+        parameters=body.parameters,
+        source_share_bps=body.source_share_bps,
+    )
+
+
+@router.get("/products/{slug}/derivative", response_model=DerivativeOut, responses=errors(404, 422))
+def get_derivative(slug: Slug, econ: EconDep) -> DerivativeOut:
+    """The provenance of an enriched derivative (source, method, generator, parameters)."""
+    return econ.derivative(slug)

@@ -78,14 +78,14 @@ def _money(
         return None
 
 
-def _percent_bps(raw: str, errors: dict[str, str], name: str) -> int | None:
+def percent_bps(raw: str, errors: dict[str, str], name: str) -> int | None:
     text = raw.strip().rstrip("%").strip()
     try:
         value = Decimal(text)
+        bps = value * 100  # sNaN raises here
     except InvalidOperation:
         errors[name] = "enter a percent from 0.01 to 100, e.g. 20"
         return None
-    bps = value * 100
     if bps != bps.to_integral_value() or not 1 <= bps <= 10_000:
         errors[name] = "enter a percent from 0.01 to 100 with at most two decimals"
         return None
@@ -108,7 +108,7 @@ def parse_pricing(
         config = {"price_minor": price}
         headline = price or 0
     elif mechanism == "value":
-        share = _percent_bps(form.get("share", ""), errors, "share")
+        share = percent_bps(form.get("share", ""), errors, "share")
         floor = _money(form, "floor", errors, "the minimum price")
         cap = _money(form, "cap", errors, "the maximum price", required=False)
         if floor is not None and cap is not None and cap < floor:

@@ -24,7 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from databazaar.core.errors import DatabazaarError, Forbidden, InvalidInput, NotFound, Unauthorized
-from databazaar.core.money import format_minor
+from databazaar.core.money import format_minor, parse_decimal
 from databazaar.market.allocation import METHOD_DESCRIPTIONS
 from databazaar.market.schemas import AccountOut, ProductOut
 from databazaar.market.service import Market
@@ -54,6 +54,7 @@ from databazaar.server.web.pricing_forms import (
     form_from_config,
     model_labels,
     parse_pricing,
+    percent_bps,
     query_columns,
 )
 from databazaar.server.web.rendering import redirect
@@ -85,6 +86,8 @@ def manage_extras(request: Request, slug: str) -> dict[str, Any]:
         "bundle_valuation": valuation_view(econ, slug),
         "bundle_form": {},
         "bundle_methods": BUNDLE_METHODS,
+        "derive_form": {},
+        "enrich_backend": getattr(request.app.state.settings, "enrich_backend", None),
     }
 
 
@@ -93,6 +96,7 @@ MANAGE_TABS = {
     "pricing": "Price",
     "privacy": "Private statistics",
     "bundle": "Contributors",
+    "derive": "Enriched derivative",
 }
 
 
@@ -318,3 +322,52 @@ def register_bundle(
         "success",
     )
     return redirect(sess, f"/sell/products/{slug}?tab=bundle")
+
+
+@router.post("/sell/products/{slug}/derivative")
+def create_derivative(
+    request: Request,
+    sess: Sess,
+    market: MarketDep,
+    slug: SlugPath,
+    csrf_token: Csrf = "",
+    new_slug: Annotated[str, Form(max_length=64)] = "",
+    method: Annotated[str, Form(max_length=16)] = "dipt",
+    style: Annotated[str, Form(max_length=16)] = "general",
+    price: Annotated[str, Form(max_length=20)] = "",
+    share: Annotated[str, Form(max_length=8)] = "50",
+) -> Response:
+    """Enrich the product with the market's backend and list the result as a new product."""
+    from databazaar.core.errors import Conflict
+    from databazaar.enrich.teacher import open_enrich_backend
+
+    account = form_user(sess, csrf_token, "seller")
+    form = {"new_slug": new_slug, "method": method, "style": style, "price": price, "share": share}
+    try:
+        spec = getattr(request.app.state.settings, "enrich_backend", None)
+        if not spec:
+            raise Conflict("this market has no enrichment backend")
+        problems: dict[str, str] = {}
+        share_bps = percent_bps(share, problems, "share")
+        if share_bps is None:
+            raise InvalidInput(f"the source's share: {problems['share']}")
+        out = economics(request).create_derivative(
+            account,
+            slug,
+            new_slug.strip(),
+            method=method,
+            backend=open_enrich_backend(spec),
+            price_minor=parse_decimal(price),
+            parameters={"style": style} if method == "rationales" else {},
+            source_share_bps=share_bps,
+        )
+    except DatabazaarError as exc:
+        if isinstance(exc, Unauthorized | Forbidden) or exc.code == "csrf_failed":
+            raise
+        return _manage_error(request, sess, market, account, slug, exc, "derive", derive_form=form)
+    sess.flash(
+        f"{out.slug} is listed: {out.rows} rows enriched with {out.method} by {out.generator}; "
+        f"{out.source_share_bps / 100:g}% of its sales go to {slug}'s contributors.",
+        "success",
+    )
+    return redirect(sess, f"/products/{out.slug}")
