@@ -38,8 +38,9 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import ColumnElement, Select, bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -157,6 +158,29 @@ def lock_chain(session: Session, account_id: int) -> ChainHead:
         assert row is not None
     head = ChainHead(account_id, int(row.last_seq), str(row.last_hash))
     session.info[key] = head
+    return head
+
+
+def locking_head(stmt: Select[Any], account_id: ColumnElement[int]) -> Select[Any]:
+    """``stmt`` joined to the chain head of ``account_id``, which it locks (``FOR UPDATE``).
+
+    Lets a caller lock an account's chain in the statement that reads the account (one
+    round trip instead of two); it then hands the row's ``last_seq`` and ``last_hash``
+    to :func:`adopt_head`.  The join finds no head for an account whose chain was
+    never used: :func:`lock_chain` creates it.
+    """
+    return (
+        stmt.add_columns(_CHAINS.c.last_seq, _CHAINS.c.last_hash)
+        .join(_CHAINS, _CHAINS.c.account_id == account_id)
+        .with_for_update(of=_CHAINS)
+    )
+
+
+def adopt_head(session: Session, account_id: int, last_seq: int, last_hash: str) -> ChainHead:
+    """Record the head of a chain the caller locked itself (see :func:`locking_head`),
+    so :func:`lock_chain` and :func:`post` in this transaction do not lock it again."""
+    head = ChainHead(account_id, int(last_seq), str(last_hash))
+    session.info[("ledger_chain", account_id)] = head
     return head
 
 
