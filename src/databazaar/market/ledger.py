@@ -47,6 +47,7 @@ from sqlalchemy.orm import Session
 
 from databazaar.core.errors import InvalidInput
 from databazaar.market import balances
+from databazaar.market.db import pipelined
 from databazaar.market.models import Account, LedgerChain, LedgerEntry, LedgerSeal
 
 GENESIS_HASH = "0" * 64
@@ -59,12 +60,12 @@ _LOCK_HEAD = (
     .where(_CHAINS.c.account_id == bindparam("chain"))
     .with_for_update()
 )
+_APPEND = insert(_ENTRIES).inline()  # no RETURNING of the key: it can be pipelined
 _MOVE_HEAD = (
     update(_CHAINS)
     .where(_CHAINS.c.account_id == bindparam("chain"))
     .values(last_seq=bindparam("new_seq"), last_hash=bindparam("new_hash"))
 )
-_APPEND = insert(_ENTRIES)
 
 
 @dataclass(frozen=True)
@@ -237,17 +238,21 @@ def post(
             }
         )
         prev = digest
-    conn = session.connection()
-    try:
-        conn.execute(_APPEND, rows)
-    except IntegrityError:  # only the account foreign key can fail here
-        raise InvalidInput(f"ledger posting to unknown account(s) among {ids}") from None
-    conn.execute(_MOVE_HEAD, {"chain": chain_id, "new_seq": seq, "new_hash": prev})
-    head.last_seq, head.last_hash = seq, prev
     delta: dict[int, int] = defaultdict(int)
     for p in postings:
         delta[p.account_id] += p.amount_minor
-    balances.apply(session, delta, txn_id=txn, defer_credits=defer_credits)
+    # Debits first (each checked by one guarded UPDATE whose row count is read), then
+    # the rows, the head and the deferred credits in one round trip (db.pipelined).
+    deferred = balances.apply(session, delta, txn_id=txn, defer_credits=defer_credits)
+    conn = session.connection()
+    try:
+        with pipelined(session):
+            conn.execute(_APPEND, rows)
+            conn.execute(_MOVE_HEAD, {"chain": chain_id, "new_seq": seq, "new_hash": prev})
+            balances.append_pending(conn, deferred)
+    except IntegrityError:  # only the accounts' foreign keys can fail here
+        raise InvalidInput(f"ledger posting to unknown account(s) among {ids}") from None
+    head.last_seq, head.last_hash = seq, prev
     return txn
 
 

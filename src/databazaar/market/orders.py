@@ -38,7 +38,7 @@ from databazaar.market import access, ledger
 from databazaar.market import validation as v
 from databazaar.market.accounts import TOKEN_ACCOUNT, token_account, token_row_account
 from databazaar.market.common import MarketBase, created
-from databazaar.market.db import Database
+from databazaar.market.db import Database, pipelined
 from databazaar.market.econ_models import EconBundle
 from databazaar.market.models import (
     Account,
@@ -128,8 +128,9 @@ def keyed_order(s: Session, buyer_id: int, key: str, req_hash: str) -> Order | N
 
 
 _INSERT_ORDER = insert(Order.__table__).returning(Order.__table__.c.id)
-_INSERT_ITEMS = insert(OrderItem.__table__)
-_INSERT_GRANTS = insert(Grant.__table__)
+# inline(): no implicit RETURNING of the generated key, so they can be pipelined
+_INSERT_ITEMS = insert(OrderItem.__table__).inline()
+_INSERT_GRANTS = insert(Grant.__table__).inline()
 
 
 def book_order(
@@ -170,27 +171,26 @@ def book_order(
             "created_at": now,
         },
     ).scalar_one()
-    conn.execute(
-        _INSERT_ITEMS,
-        [
-            {
-                "order_id": order_id,
-                "product_id": line.product_id,
-                "version_id": line.version_id,
-                "seller_id": line.seller_id,
-                "price_minor": line.price_minor,
-                "fee_minor": fee,
-            }
-            for line, fee in zip(lines, fees, strict=True)
-        ],
-    )
     grants = [
         dict(account_id=buyer_id, product_id=line.product_id, order_id=order_id, created_at=now)
         for line in lines
         if line.grant
     ]
-    if grants:
-        conn.execute(_INSERT_GRANTS, grants)
+    items = [
+        {
+            "order_id": order_id,
+            "product_id": line.product_id,
+            "version_id": line.version_id,
+            "seller_id": line.seller_id,
+            "price_minor": line.price_minor,
+            "fee_minor": fee,
+        }
+        for line, fee in zip(lines, fees, strict=True)
+    ]
+    with pipelined(s):  # items and grants in one round trip
+        conn.execute(_INSERT_ITEMS, items)
+        if grants:
+            conn.execute(_INSERT_GRANTS, grants)
     memo = f"order {order_id}" + (f" ({mechanism})" if mechanism else "")
     items = [
         SaleItem(line.product_id, line.seller_id, line.price_minor, fee, line.bundle)
