@@ -7,7 +7,8 @@ Reads a JSON spec on stdin::
 
 ``concurrency`` keep-alive connections share ``total`` measured requests (each sends
 its next request when the previous answer has arrived), after ``warmup`` unmeasured
-ones; request ``i`` is ``requests[i % len(requests)]``.  Writes one JSON object to
+ones sent over ``max(concurrency, 8)`` connections (so that every server worker is
+warm); request ``i`` is ``requests[i % len(requests)]``.  Writes one JSON object to
 stdout: throughput, latency percentiles, status counts.  Only 127.0.0.1 is ever
 contacted and every loop is bounded by ``total``.
 
@@ -23,6 +24,8 @@ import json
 import sys
 import time
 from collections import Counter
+
+WARMUP_CONNECTIONS = 8
 
 
 async def _read_response(reader: asyncio.StreamReader) -> int:
@@ -55,12 +58,24 @@ async def run(spec: dict) -> dict:
     total, warmup, concurrency = int(spec["total"]), int(spec["warmup"]), int(spec["concurrency"])
     latencies: list[float] = []
     statuses: Counter[int] = Counter()
-    # warm-up on one connection, unmeasured
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    for i in range(warmup):
-        writer.write(requests[i % len(requests)])
-        await _read_response(reader)
-    writer.close()
+    # Warm-up, unmeasured, on as many connections as the measurement uses and at least
+    # WARMUP_CONNECTIONS: each server worker process accepts some of them, so every
+    # worker has run the requests (compiled its statements, opened its database
+    # connections) before the clock starts.  One warm-up connection reached one worker
+    # only, and the first requests of the other then counted as measured (cold) ones.
+    warm = iter(range(warmup))
+
+    async def warm_client() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            for i in warm:
+                writer.write(requests[i % len(requests)])
+                await _read_response(reader)
+        finally:
+            writer.close()
+
+    if warmup:
+        await asyncio.gather(*(warm_client() for _ in range(max(concurrency, WARMUP_CONNECTIONS))))
     counter = iter(range(warmup, warmup + total))
 
     async def client() -> None:

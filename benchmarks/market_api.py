@@ -265,9 +265,11 @@ def bench_reads(name: str, url: str, home: Path, args: argparse.Namespace) -> di
     env.pop("DATABASE_URL", None)
     cells: dict[str, Any] = {}
 
-    def cell(key: str, ports: tuple[int, int], requests: list[str], conc: int) -> None:
+    def cell(
+        key: str, ports: tuple[int, int], requests: list[str], conc: int, total: int = 0
+    ) -> None:
         """Our cell, right after the anchor's cell at the same concurrency."""
-        total = args.read_requests if conc > 1 else args.read_requests // 2
+        total = total or (args.read_requests if conc > 1 else args.read_requests // 2)
         base = load(ports[0], [get(ports[0], "/anchor")], conc, total, args.warmup)
         cells[key] = load(ports[1], requests, conc, total, args.warmup) | {"anchor": base}
         print(f"[{name}] {key}: {cells[key]}", flush=True)
@@ -278,9 +280,9 @@ def bench_reads(name: str, url: str, home: Path, args: argparse.Namespace) -> di
             for conc in args.read_clients:
                 cell(f"{scenario} @ {conc}", ports, requests, conc)
         for conc in args.read_clients:
-            n = args.warmup + (args.read_requests if conc > 1 else args.read_requests // 2)
+            n = args.warmup + args.uncached_requests
             cell(f"uncached /api/catalog?q=data&n=<unique> @ {conc}", ports,
-                 uncached_scenario(ports[1], n), conc)  # fmt: skip
+                 uncached_scenario(ports[1], n), conc, args.uncached_requests)  # fmt: skip
     return {"seed_seconds": round(seed_s, 2), "cells": cells, "slugs": slugs}
 
 
@@ -521,6 +523,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         help="measured requests per read cell at 8 clients (half at 1 client)",
     )
     ap.add_argument("--read-clients", type=lambda t: [int(x) for x in t.split(",")], default=[1, 8])
+    ap.add_argument(
+        "--uncached-requests",
+        type=int,
+        default=500,
+        help="measured requests per uncached cell (not part of any target; each runs a query)",
+    )
     ap.add_argument("--warmup", type=int, default=200)
     ap.add_argument("--purchases", type=int, default=10_000)
     ap.add_argument("--purchase-clients", type=int, default=32)

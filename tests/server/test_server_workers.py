@@ -147,3 +147,22 @@ def test_catalog_cache_is_coherent_across_workers(server: str) -> None:
             assert [h["slug"] for h in r.json()["hits"]] == ["fresh-data"]
             detail = c.get("/api/products/fresh-data")
             assert detail.status_code == 200 and detail.json()["listing"]["price_minor"] == 700
+
+
+def test_the_served_app_freezes_its_start_up_objects(tmp_path, monkeypatch) -> None:
+    import gc
+
+    from databazaar.core.config import get_settings
+    from databazaar.server.app import create_served_app
+
+    monkeypatch.setenv("DATABAZAAR_HOME", str(tmp_path))
+    monkeypatch.setenv("DATABAZAAR_DATABASE_URL", f"sqlite:///{tmp_path / 'served.db'}")
+    get_settings.cache_clear()
+    gc.unfreeze()
+    try:
+        app = create_served_app()
+        assert gc.get_freeze_count() > 10_000  # the app, its models and libraries
+        assert "/api/orders" in app.openapi()["paths"]
+    finally:
+        gc.unfreeze()
+        get_settings.cache_clear()

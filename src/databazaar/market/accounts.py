@@ -9,8 +9,9 @@ issues it.  Login failures are counted per (username, client address) in the sto
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import Connection, Row, bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -41,8 +42,9 @@ def account_view(s: Session, acc: Account) -> AccountOut:
     return account_out(acc, balances.balance(s, acc.id) or 0)
 
 
-# every authenticated request runs it: built once, columns only (no ORM entities)
-_TOKEN_ACCOUNT = (
+# every authenticated request runs it: built once, columns only (no ORM entities);
+# the token's account and its balance for the ``lookup`` part of a token
+TOKEN_ACCOUNT = (
     select(
         ApiToken.token_hash,
         ApiToken.revoked,
@@ -56,6 +58,35 @@ _TOKEN_ACCOUNT = (
     .join(Account, Account.id == ApiToken.account_id)
     .where(ApiToken.lookup == bindparam("lookup"))
 )
+
+
+def token_account(conn: Connection, token: str) -> AccountOut:
+    """The account an API token belongs to, read on ``conn`` (one statement).
+
+    :class:`Unauthorized` for a malformed, unknown, revoked or expired token.  Runs on
+    the caller's connection, so a request can check its token inside the transaction
+    that then does its work (:meth:`databazaar.market.orders.Orders.purchase_with_token`).
+    """
+    lookup, secret = access.split_token(token)
+    return token_row_account(conn.execute(TOKEN_ACCOUNT, {"lookup": lookup}).first(), secret)
+
+
+def token_row_account(row: Row[Any] | None, secret: str) -> AccountOut:
+    """The account of a :data:`TOKEN_ACCOUNT` row (or of a statement extending it) for a
+    token whose secret part is ``secret``; :class:`Unauthorized` if no row, or the token
+    is revoked, expired or its secret does not match."""
+    if row is None or row.revoked or not access.check_token_secret(row.token_hash, secret):
+        raise Unauthorized("invalid API token", hint="log in again")
+    expires = utc(row.expires_at)
+    if expires is not None and expires <= datetime.now(UTC):
+        raise Unauthorized("API token has expired", hint="log in again")
+    return AccountOut(
+        id=row.id,
+        username=row.username,
+        role=Role(row.role).value,
+        balance_minor=row.balance,
+        created_at=created(row.created_at),
+    )
 
 
 class Accounts(MarketBase):
@@ -154,21 +185,9 @@ class Accounts(MarketBase):
 
     def authenticate(self, token: str) -> AccountOut:
         """The account an API token belongs to; :class:`Unauthorized` if invalid."""
-        lookup, secret = access.split_token(token)
+        access.split_token(token)  # a malformed token is refused without a connection
         with self.db.read_connection() as conn:
-            row = conn.execute(_TOKEN_ACCOUNT, {"lookup": lookup}).first()
-        if row is None or row.revoked or not access.check_token_secret(row.token_hash, secret):
-            raise Unauthorized("invalid API token", hint="log in again")
-        expires = utc(row.expires_at)
-        if expires is not None and expires <= datetime.now(UTC):
-            raise Unauthorized("API token has expired", hint="log in again")
-        return AccountOut(
-            id=row.id,
-            username=row.username,
-            role=Role(row.role).value,
-            balance_minor=row.balance,
-            created_at=created(row.created_at),
-        )
+            return token_account(conn, token)
 
     def revoke_token(self, token: str) -> None:
         """Revoke a token (logging out)."""

@@ -34,6 +34,7 @@ Why this is safe:
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
+from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
@@ -53,6 +54,7 @@ from databazaar.market.models import Account, PendingCredit, Role
 
 _ACCOUNTS = Account.__table__
 _PENDING = PendingCredit.__table__
+_DEFER = insert(_PENDING).inline()  # no RETURNING of the key: it can be pipelined
 
 
 def pending_sum_of(account_id: ColumnElement[int]) -> ColumnElement[int]:
@@ -128,7 +130,6 @@ _DEBIT = (  # only where the cached balance covers it (system accounts may go ne
     )
     .values(balance_minor=_ACCOUNTS.c.balance_minor - bindparam("amount"))
 )
-_DEFER = insert(_PENDING)
 
 
 def _add(conn: Connection, account_id: int, amount: int) -> None:
@@ -140,14 +141,17 @@ def _debit(conn: Connection, account_id: int, amount: int) -> bool:
     return bool(conn.execute(_DEBIT, {"account": account_id, "amount": amount}).rowcount == 1)
 
 
-def apply(session: Session, deltas: Mapping[int, int], *, txn_id: str, defer_credits: bool) -> None:
+def apply(
+    session: Session, deltas: Mapping[int, int], *, txn_id: str, defer_credits: bool
+) -> list[dict[str, Any]]:
     """Apply one ledger transaction's net ``deltas`` per account to the balances.
 
     Debits (and, unless ``defer_credits``, credits) update the cached column in
     ascending account id order; a debit the account cannot cover raises
     :class:`PaymentError` (``insufficient balance: <balance> < <amount>``) after its
     pending credits were folded and did not suffice.  With ``defer_credits`` the
-    credits are appended as pending rows instead.
+    credits are returned as pending-credit rows instead, for the caller to write with
+    :func:`append_pending` (together with the transaction's ledger rows).
     """
     conn = session.connection()
     deferred = []
@@ -166,8 +170,13 @@ def apply(session: Session, deltas: Mapping[int, int], *, txn_id: str, defer_cre
                     f"insufficient balance: {have} < {-amount} (minor units)",
                     hint="deposit funds first",
                 )
-    if deferred:
-        conn.execute(_DEFER, deferred)
+    return deferred
+
+
+def append_pending(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """Write pending-credit rows (from :func:`apply`); nothing when there are none."""
+    if rows:
+        conn.execute(_DEFER, rows)
 
 
 def check(

@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from databazaar.core.config import normalize_url
@@ -44,6 +45,31 @@ def _sqlite_setup(engine: Engine) -> None:
     def _on_begin(conn: Any) -> None:
         mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
         conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+@contextmanager
+def pipelined(session: Session) -> Iterator[None]:
+    """Send the statements run in the block to the database together: one round trip.
+
+    On PostgreSQL the block runs in psycopg's pipeline mode: each statement is queued
+    and the block waits once, at its end, for all of their results; on SQLite (in
+    process, no round trips) it changes nothing.  Only statements whose results are not
+    read may run inside (``UPDATE`` and ``INSERT ... inline()`` statements, which
+    fetch no generated key, without ``RETURNING``; no ``rowcount``).
+    An error of any of them is raised at the end of the block as the SQLAlchemy
+    exception the statement would have raised (``IntegrityError``,
+    ``OperationalError``, ...), so callers handle it alike on both stores.
+    """
+    conn = session.connection()
+    if conn.dialect.name != "postgresql":
+        yield
+        return
+    dbapi = conn.dialect.loaded_dbapi
+    try:
+        with conn.connection.driver_connection.pipeline():  # type: ignore[union-attr]
+            yield
+    except dbapi.Error as exc:
+        raise DBAPIError.instance(None, None, exc, dbapi.Error, dialect=conn.dialect) from exc
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:

@@ -38,14 +38,16 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import ColumnElement, Select, bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from databazaar.core.errors import InvalidInput
 from databazaar.market import balances
+from databazaar.market.db import pipelined
 from databazaar.market.models import Account, LedgerChain, LedgerEntry, LedgerSeal
 
 GENESIS_HASH = "0" * 64
@@ -58,12 +60,12 @@ _LOCK_HEAD = (
     .where(_CHAINS.c.account_id == bindparam("chain"))
     .with_for_update()
 )
+_APPEND = insert(_ENTRIES).inline()  # no RETURNING of the key: it can be pipelined
 _MOVE_HEAD = (
     update(_CHAINS)
     .where(_CHAINS.c.account_id == bindparam("chain"))
     .values(last_seq=bindparam("new_seq"), last_hash=bindparam("new_hash"))
 )
-_APPEND = insert(_ENTRIES)
 
 
 @dataclass(frozen=True)
@@ -160,6 +162,29 @@ def lock_chain(session: Session, account_id: int) -> ChainHead:
     return head
 
 
+def locking_head(stmt: Select[Any], account_id: ColumnElement[int]) -> Select[Any]:
+    """``stmt`` joined to the chain head of ``account_id``, which it locks (``FOR UPDATE``).
+
+    Lets a caller lock an account's chain in the statement that reads the account (one
+    round trip instead of two); it then hands the row's ``last_seq`` and ``last_hash``
+    to :func:`adopt_head`.  The join finds no head for an account whose chain was
+    never used: :func:`lock_chain` creates it.
+    """
+    return (
+        stmt.add_columns(_CHAINS.c.last_seq, _CHAINS.c.last_hash)
+        .join(_CHAINS, _CHAINS.c.account_id == account_id)
+        .with_for_update(of=_CHAINS)
+    )
+
+
+def adopt_head(session: Session, account_id: int, last_seq: int, last_hash: str) -> ChainHead:
+    """Record the head of a chain the caller locked itself (see :func:`locking_head`),
+    so :func:`lock_chain` and :func:`post` in this transaction do not lock it again."""
+    head = ChainHead(account_id, int(last_seq), str(last_hash))
+    session.info[("ledger_chain", account_id)] = head
+    return head
+
+
 def post(
     session: Session,
     postings: Sequence[Posting],
@@ -213,17 +238,21 @@ def post(
             }
         )
         prev = digest
-    conn = session.connection()
-    try:
-        conn.execute(_APPEND, rows)
-    except IntegrityError:  # only the account foreign key can fail here
-        raise InvalidInput(f"ledger posting to unknown account(s) among {ids}") from None
-    conn.execute(_MOVE_HEAD, {"chain": chain_id, "new_seq": seq, "new_hash": prev})
-    head.last_seq, head.last_hash = seq, prev
     delta: dict[int, int] = defaultdict(int)
     for p in postings:
         delta[p.account_id] += p.amount_minor
-    balances.apply(session, delta, txn_id=txn, defer_credits=defer_credits)
+    # Debits first (each checked by one guarded UPDATE whose row count is read), then
+    # the rows, the head and the deferred credits in one round trip (db.pipelined).
+    deferred = balances.apply(session, delta, txn_id=txn, defer_credits=defer_credits)
+    conn = session.connection()
+    try:
+        with pipelined(session):
+            conn.execute(_APPEND, rows)
+            conn.execute(_MOVE_HEAD, {"chain": chain_id, "new_seq": seq, "new_hash": prev})
+            balances.append_pending(conn, deferred)
+    except IntegrityError:  # only the accounts' foreign keys can fail here
+        raise InvalidInput(f"ledger posting to unknown account(s) among {ids}") from None
+    head.last_seq, head.last_hash = seq, prev
     return txn
 
 

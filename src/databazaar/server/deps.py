@@ -1,7 +1,9 @@
 """Per-request dependencies: the market service and the calling account.
 
 Routes declare what they need (``MarketDep``, ``CurrentAccount``, ``OptionalAccount``,
-``AdminAccount``) and FastAPI resolves it for each request, so routes stay thin.
+``AdminAccount``, ``BearerToken``) and FastAPI resolves it for each request, so routes
+stay thin.  Dependencies that do no I/O are ``async def``: FastAPI runs a plain ``def``
+dependency in a worker thread, and that hop costs more than they do.
 """
 
 from __future__ import annotations
@@ -18,8 +20,11 @@ from databazaar.market.service import Market
 bearer = HTTPBearer(auto_error=False, description="an API token from POST /api/auth/token")
 
 
-def get_market(request: Request) -> Market:
-    """The app's :class:`Market` (created by :func:`databazaar.server.create_app`)."""
+async def get_market(request: Request) -> Market:
+    """The app's :class:`Market` (created by :func:`databazaar.server.create_app`).
+
+    ``async`` because it does no I/O: FastAPI runs a plain ``def`` dependency in a worker
+    thread, a hop that costs more than the lookup."""
     return request.app.state.market
 
 
@@ -43,14 +48,23 @@ def optional_account(market: MarketDep, creds: Credentials) -> AccountOut | None
     return market.authenticate(creds.credentials)
 
 
-def current_account(market: MarketDep, creds: Credentials) -> AccountOut:
-    """The authenticated account; 401 without valid credentials."""
+async def bearer_token(creds: Credentials) -> str:
+    """The bearer token sent, unchecked (401 without one); for routes that check it in
+    their own transaction.  ``async`` (no I/O), so it costs no worker-thread hop."""
     if creds is None:
         raise Unauthorized("authentication required", hint="send 'Authorization: Bearer <token>'")
-    return market.authenticate(creds.credentials)
+    return creds.credentials
 
 
-def admin_account(account: Annotated[AccountOut, Depends(current_account)]) -> AccountOut:
+BearerToken = Annotated[str, Depends(bearer_token)]
+
+
+def current_account(market: MarketDep, token: BearerToken) -> AccountOut:
+    """The authenticated account; 401 without valid credentials."""
+    return market.authenticate(token)
+
+
+async def admin_account(account: Annotated[AccountOut, Depends(current_account)]) -> AccountOut:
     """The authenticated account if it is an admin; 403 otherwise."""
     if account.role != "admin":
         raise Forbidden("admin role required")
