@@ -306,3 +306,13 @@ def test_value_json_for_scripts(tables: dict[str, Path]) -> None:
     assert payload["method"] == "knn-shapley" and payload["params"]["k"] == 5
     got = np.array([r["value"] for r in sorted(payload["values"], key=lambda r: r["id"])])
     np.testing.assert_allclose(got, _expected(tables), rtol=0, atol=1e-9)
+
+
+def test_output_is_not_wrapped_when_piped(capsys: pytest.CaptureFixture[str]) -> None:
+    """Piped to a file, a long line stays one line (rich used to wrap it at 80 columns)."""
+    from databazaar.cli import _console
+
+    line = " ".join(f"{0.123456789 * i:.9f}" for i in range(30))  # 359 characters
+    _console().print(f"[bold]values[/bold] {line}")
+    out = capsys.readouterr().out
+    assert out == f"values {line}\n"
