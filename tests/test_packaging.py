@@ -83,13 +83,33 @@ def _venv(name: str, wheel: Path, extras: str = "") -> Path:
             res = _run([base, "-m", "venv", str(path)])
             assert res.returncode == 0, res.stderr
             res = _run(
-                [str(py), "-m", "pip", "install", "-q", "-c", str(REPO / "constraints.txt"), target]
+                [
+                    str(py),
+                    "-m",
+                    "pip",
+                    "install",
+                    "-q",
+                    "--no-compile",
+                    "-c",
+                    str(REPO / "constraints.txt"),
+                    target,
+                ]
             )
             assert res.returncode == 0, res.stdout + res.stderr
             (path / ".complete").write_text(KEY)
         else:  # this run's wheel, over the cached dependencies
             res = _run(
-                [str(py), "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall", target]
+                [
+                    str(py),
+                    "-m",
+                    "pip",
+                    "install",
+                    "-q",
+                    "--no-compile",
+                    "--no-deps",
+                    "--force-reinstall",
+                    target,
+                ]
             )
             assert res.returncode == 0, res.stdout + res.stderr
         res = _run([str(py), "-m", "pip", "check"])

@@ -41,18 +41,18 @@ def test_seller_page_makes_an_enriched_derivative(
     market.create_product(owner, "qa", "Q and A")
     market.add_version(owner, "qa", io.BytesIO(body), "qa.jsonl", {"license": "MIT", "task": "sft"})
     market.publish(owner, "qa", 1)
-    page = client.get("/sell/products/qa").text
+    page = client.get("/sell/products/qa?tab=derive").text
     assert "no enrichment model configured" in page
     web_app.state.settings = web_app.state.settings.model_copy(
         update={"enrich_backend": "rule-teacher"}
     )
-    page = client.get("/sell/products/qa").text
+    page = client.get("/sell/products/qa?tab=derive").text
     assert 'id="derive-title"' in page and "Enrich and list" in page
     form = {"csrf_token": csrf_of(page), "new_slug": "qa-dipt", "method": "dipt", "price": "12.50"}
     r = client.post("/sell/products/qa/derivative", data={**form, "method": "rationales"})
     assert r.status_code == 422 and "prompt+chosen+rejected" in r.text
     r = client.post("/sell/products/qa/derivative", data={**form, "share": "lots"})
-    assert r.status_code == 422 and "percentage" in r.text
+    assert r.status_code == 422 and "enter a percent from 0.01 to 100" in r.text
     r = client.post("/sell/products/qa/derivative", data={**form, "share": "30"})
     assert r.status_code == 200, r.text
     assert r.url.path == "/products/qa-dipt"

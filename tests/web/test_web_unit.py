@@ -108,6 +108,7 @@ def test_every_form_route_is_covered() -> None:
         "/products/toy-data/quote",
         "/quotes/00000000000000000000000000000000/confirm",
         "/wallet/top-up",
+        "/sell/products/toy-data/derivative",
     }
 
 
