@@ -12,8 +12,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from databazaar.cli import _Group
-from databazaar.cli.econ import econ_app
+from databazaar.cli import app as root_app
 from databazaar.core.config import get_settings
 from databazaar.market.service import Market
 
@@ -28,9 +27,7 @@ def cli(market: Market, monkeypatch: pytest.MonkeyPatch) -> Iterator[typer.Typer
     monkeypatch.setenv("DATABAZAAR_SECRET_KEY", "k" * 32)
     monkeypatch.setenv("DATABASE_URL", market.db.engine.url.render_as_string(hide_password=False))
     get_settings.cache_clear()
-    app = typer.Typer(cls=_Group)
-    app.add_typer(econ_app, name="econ")
-    yield app
+    yield root_app
     get_settings.cache_clear()
 
 
@@ -42,8 +39,7 @@ def test_split_on_files(tmp_path: Path) -> None:
     data, val = tmp_path / "bundle.csv", tmp_path / "val.csv"
     pd.concat([good, good.assign(source="bob"), noise]).to_csv(data, index=False)
     task_frame(2000, 60).to_csv(val, index=False)
-    app = typer.Typer(cls=_Group)
-    app.add_typer(econ_app, name="econ")
+    app = root_app
     args = [
         "econ",
         "split",
