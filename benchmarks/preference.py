@@ -269,7 +269,23 @@ def summarise(rows: list[dict[str, Any]], seeds: list[int]) -> dict[str, Any]:
                     ),
                 }
             )
-    return {"cells": cells, "claims": claims}
+    normal = [r["reward_accuracy"] for r in rows]
+    trap = [r["trap_reward_accuracy"] for r in rows]
+    wins = [r["win_rate"] for r in rows]
+    reading = (
+        f"Over all {len(rows)} runs: reward accuracy {np.mean(normal):.2f} on normal held-out "
+        f"pairs (80% with the verbose answer chosen) but {np.mean(trap):.2f} on trap pairs "
+        f"(verbose answer rejected), win rate against the start {np.mean(wins):.2f}. "
+        + (
+            "Every method learned the length cue rather than the correctness rule at this "
+            "model size and budget; the rationale term did not change that."
+            if np.mean(trap) < 0.2
+            else "Methods differ in how much they learned the correctness rule (see the table)."
+        )
+        if rows
+        else ""
+    )
+    return {"cells": cells, "claims": claims, "reading": reading}
 
 
 def markdown(res: dict[str, Any]) -> str:
@@ -277,8 +293,13 @@ def markdown(res: dict[str, Any]) -> str:
         "# Preference learning with rationales: DPO/RDPO, ORPO/RORPO (issue 18)",
         "",
         f"Seeds {res['seeds']}; settings {json.dumps(res['settings'])}. Mean ± 95% t-interval "
-        f"over seeds. Wall {res['wall_seconds'] / 60:.1f} min (this part), load average at "
-        f"start {res['loadavg_start']}, at end {res['loadavg_end']}. Complete: {res['complete']}.",
+        f"over seeds. Complete: {res['complete']}. Run in {len(res['parts'])} part(s): "
+        + "; ".join(
+            f"{p['wall_seconds'] / 60:.1f} min, load average {p['loadavg_start']} at start, "
+            f"{p['loadavg_end']} at end"
+            for p in res["parts"]
+        )
+        + ".",
         "",
         "| method | pairs | reward acc. | trap reward acc. | length bias | win rate vs start "
         "| exact match | mean length (words) |",
@@ -296,7 +317,7 @@ def markdown(res: dict[str, Any]) -> str:
         lines.append(
             f"- **{'held' if cl['held'] else 'did not hold'}**: {cl['claim']}. {cl['evidence']}"
         )
-    lines += ["", res["notes"], ""]
+    lines += ["", f"Reading: {res['reading']}", "", res["notes"], ""]
     return "\n".join(lines)
 
 
@@ -316,16 +337,30 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=RESULTS / "preference")
     ap.add_argument("--resume", action="store_true", help="keep the runs already in --out")
     ap.add_argument("--max-minutes", type=float, default=24.0, help="stop starting runs after this")
+    ap.add_argument(
+        "--report-only", action="store_true", help="rewrite the report of --out's runs, run nothing"
+    )
     args = ap.parse_args()
     load_start = os.getloadavg()
     t0 = time.perf_counter()
     zoo = build_zoo(ZooConfig.small(), out=args.zoo_dir)
     rows: list[dict[str, Any]] = []
+    args.parts = []
     prev = args.out.with_suffix(".json")
-    if args.resume and prev.is_file():
-        rows = json.loads(prev.read_text())["runs"]
+    if (args.resume or args.report_only) and prev.is_file():
+        old = json.loads(prev.read_text())
+        rows = old["runs"]
+        args.old_settings = old.get("settings")
+        args.parts = old.get("parts") or [
+            {k: old[k] for k in ("wall_seconds", "loadavg_start", "loadavg_end")}
+        ]
     # fewest and most pairs first over all seeds, so a cut-off run still answers the
     # data-efficiency claims; 300 pairs last
+    if args.report_only:
+        if not rows:
+            raise SystemExit(f"no runs in {prev} to report")
+        write(rows, args, load_start, t0)
+        return
     todo = [
         (s, m, n)
         for n in (SIZES[0], SIZES[-1], *SIZES[1:-1])
@@ -353,7 +388,6 @@ def main() -> None:
                 flush=True,
             )
             write(rows, args, load_start, t0)
-    write(rows, args, load_start, t0)
 
 
 def write(rows: list[dict[str, Any]], args: argparse.Namespace, load_start: Any, t0: float) -> None:
@@ -363,18 +397,33 @@ def write(rows: list[dict[str, Any]], args: argparse.Namespace, load_start: Any,
         for m in METHODS
         for n in SIZES
     )
+    parts = list(args.parts)
+    if not args.report_only:
+        parts.append(
+            {
+                "wall_seconds": time.perf_counter() - t0,
+                "loadavg_start": [round(x, 2) for x in load_start],
+                "loadavg_end": [round(x, 2) for x in os.getloadavg()],
+            }
+        )
     res: dict[str, Any] = {
         "benchmark": "preference learning with rationales (arXiv 2407.14477)",
         "seeds": args.seeds,
-        "settings": {
-            k: v for k, v in vars(args).items() if k not in ("out", "zoo_dir", "seeds", "resume")
+        "settings": getattr(args, "old_settings", None)
+        if args.report_only
+        else {
+            k: v
+            for k, v in vars(args).items()
+            if k
+            not in ("out", "zoo_dir", "seeds", "resume", "parts", "report_only", "old_settings")
         },
         **summarise(rows, args.seeds),
         "complete": complete,
         "runs": rows,
-        "wall_seconds": time.perf_counter() - t0,
-        "loadavg_start": [round(x, 2) for x in load_start],
-        "loadavg_end": [round(x, 2) for x in os.getloadavg()],
+        "wall_seconds": sum(p["wall_seconds"] for p in parts),
+        "loadavg_start": parts[0]["loadavg_start"],
+        "loadavg_end": parts[-1]["loadavg_end"],
+        "parts": parts,
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
         "notes": "Rationales are written by the offline rule teacher (databazaar.enrich.teacher), "
         "standing in for the paper's off-the-shelf LLM (none is available offline); they go "
