@@ -250,10 +250,12 @@ def summarise(rows: list[dict[str, Any]], seeds: list[int]) -> dict[str, Any]:
             claims.append(
                 {
                     "claim": f"the {rat.upper()} - {base.upper()} gap shrinks as pairs grow "
-                    f"({SIZES[0]} -> {SIZES[-1]})",
-                    "held": bool(small["mean"] > 0 and big["mean"] < small["mean"]),
-                    "evidence": f"gap {small['mean']:+.3f} at {SIZES[0]}, "
-                    f"{big['mean']:+.3f} at {SIZES[-1]}",
+                    f"({SIZES[0]} -> {SIZES[-1]}), from a real gap at {SIZES[0]} pairs",
+                    "held": bool(
+                        small["mean"] > 0 and small["excludes_zero"] and big["mean"] < small["mean"]
+                    ),
+                    "evidence": f"gap {small['mean']:+.3f} ± {small['ci95']:.3f} at {SIZES[0]}, "
+                    f"{big['mean']:+.3f} ± {big['ci95']:.3f} at {SIZES[-1]}",
                 }
             )
         done = {n: b for n, b in bias.items() if b}
@@ -269,19 +271,25 @@ def summarise(rows: list[dict[str, Any]], seeds: list[int]) -> dict[str, Any]:
                     ),
                 }
             )
-    normal = [r["reward_accuracy"] for r in rows]
-    trap = [r["trap_reward_accuracy"] for r in rows]
-    wins = [r["win_rate"] for r in rows]
+
+    def avg(m: str, k: str) -> float:
+        v = [r[k] for r in rows if r["method"] == m]
+        return float(np.mean(v)) if v else float("nan")
+
+    ref_len = float(np.mean([r["reference_mean_length"] for r in rows])) if rows else 0.0
     reading = (
-        f"Over all {len(rows)} runs: reward accuracy {np.mean(normal):.2f} on normal held-out "
-        f"pairs (80% with the verbose answer chosen) but {np.mean(trap):.2f} on trap pairs "
-        f"(verbose answer rejected), win rate against the start {np.mean(wins):.2f}. "
-        + (
-            "Every method learned the length cue rather than the correctness rule at this "
-            "model size and budget; the rationale term did not change that."
-            if np.mean(trap) < 0.2
-            else "Methods differ in how much they learned the correctness rule (see the table)."
+        "Averaged over pair counts and seeds, per method: reward accuracy on normal held-out "
+        "pairs (80% with the verbose answer chosen) / on trap pairs (verbose answer "
+        "rejected) / mean answer length in words: "
+        + "; ".join(
+            f"{m} {avg(m, 'reward_accuracy'):.2f} / {avg(m, 'trap_reward_accuracy'):.2f} / "
+            f"{avg(m, 'mean_length'):.1f}"
+            for m in METHODS
+            if any(r["method"] == m for r in rows)
         )
+        + f" (starting policy: {ref_len:.1f} words). Trap accuracy near 0 means a method "
+        "ranks by the length cue, not by correctness; exact match stays near 0 for all, so "
+        "the tiny policy never learned the arithmetic itself."
         if rows
         else ""
     )
@@ -428,7 +436,10 @@ def write(rows: list[dict[str, Any]], args: argparse.Namespace, load_start: Any,
         "notes": "Rationales are written by the offline rule teacher (databazaar.enrich.teacher), "
         "standing in for the paper's off-the-shelf LLM (none is available offline); they go "
         "through the same generate_rationales path a model folder or server would. A cell "
-        "missing from the table did not run in the time available.",
+        "missing from the table did not run in the time available. The 'gap shrinks' claim "
+        "was made stricter after the first write of this report (which counted a "
+        "non-significant +0.033 RDPO gap at 100 pairs as a gap and said 'held'): the gap "
+        "at the fewest pairs must now exclude 0.",
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(res, indent=1))
