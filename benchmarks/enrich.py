@@ -214,8 +214,23 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "evidence": f"accuracy dipt - cot: {inf_cot['mean']:+.3f} ± {inf_cot['ci95']:.3f}",
         },
     ]
+    chance = 0.25  # four options
+    near = [
+        c
+        for c in CONDITIONS
+        if abs(cells["sft"][c]["accuracy"]["mean"] - chance)
+        <= max(0.05, cells["sft"][c]["accuracy"]["ci95"])
+    ]
+    reading = (
+        f"Every SFT condition is within its interval (or 0.05) of chance ({chance}): the small "
+        "model did not learn the task at this budget in any format, so this run neither "
+        "supports nor refutes the paper's claims; a larger model or budget is needed."
+        if len(near) == len(CONDITIONS)
+        else f"Conditions near chance ({chance}): {', '.join(near) or 'none'}."
+    )
     return {
         "cells": cells,
+        "reading": reading,
         "paired": {
             "dipt_minus_answer_accuracy": sft_acc,
             "answer_minus_dipt_drop": drop,
@@ -260,7 +275,7 @@ def markdown(res: dict[str, Any]) -> str:
         lines.append(
             f"- **{'held' if cl['held'] else 'did not hold'}**: {cl['claim']}. {cl['evidence']}"
         )
-    lines += ["", res["notes"], ""]
+    lines += ["", f"Reading: {res['reading']}", "", res["notes"], ""]
     return "\n".join(lines)
 
 
@@ -285,10 +300,13 @@ def main() -> None:
     zoo = build_zoo(ZooConfig.small(), out=args.zoo_dir)
     rows: list[dict[str, Any]] = []
     prior = 0.0
+    n_before = 0
     prev = args.out.with_suffix(".json")
     if args.resume and prev.is_file():
         old = json.loads(prev.read_text())
         rows, prior = old["runs"], old["wall_seconds"]
+        args.prior_load = (old.get("loadavg_start"), old.get("loadavg_end"))
+    n_before = len(rows)
     with tempfile.TemporaryDirectory(prefix="enrich-bench-") as tmp:
         for seed in args.seeds:
             if any(r["seed"] == seed for r in rows):
@@ -298,6 +316,8 @@ def main() -> None:
                 break
             rows.append(run_seed(seed, zoo, args, Path(tmp)))
             write(rows, zoo, args, load_start, t0, prior)
+    if rows and len(rows) == n_before:  # nothing ran: rewrite the report, keep its timings
+        write(rows, zoo, args, load_start, t0, prior, rerun=False)
 
 
 def write(
@@ -307,8 +327,12 @@ def write(
     load_start: Any,
     t0: float,
     prior: float,
+    *,
+    rerun: bool = True,
 ) -> None:
-    """Write json and md for the seeds done so far (``complete`` says whether all ran)."""
+    """Write json and md for the seeds done so far (``complete`` says whether all ran);
+    ``rerun=False`` rewrites the report of earlier runs with their wall time and loads."""
+    first, last = getattr(args, "prior_load", (None, None))
     done = [r["seed"] for r in rows]
     res: dict[str, Any] = {
         "benchmark": "DiPT enrichment and prompting (arXiv 2409.06241)",
@@ -318,13 +342,13 @@ def write(
         "settings": {
             k: v
             for k, v in vars(args).items()
-            if k not in ("out", "zoo_dir", "seeds", "resume", "max_minutes")
+            if k not in ("out", "zoo_dir", "seeds", "resume", "max_minutes", "prior_load")
         },
         **summarise(rows),
         "runs": rows,
-        "wall_seconds": prior + time.perf_counter() - t0,
-        "loadavg_start": [round(x, 2) for x in load_start],
-        "loadavg_end": [round(x, 2) for x in os.getloadavg()],
+        "wall_seconds": prior + (time.perf_counter() - t0 if rerun else 0.0),
+        "loadavg_start": first or [round(x, 2) for x in load_start],
+        "loadavg_end": [round(x, 2) for x in os.getloadavg()] if rerun else last,
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
         "notes": "The rationales are written by the offline rule teacher "
         "(databazaar.enrich.teacher), standing in for the off-the-shelf LLM of the paper, "

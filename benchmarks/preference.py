@@ -250,10 +250,12 @@ def summarise(rows: list[dict[str, Any]], seeds: list[int]) -> dict[str, Any]:
             claims.append(
                 {
                     "claim": f"the {rat.upper()} - {base.upper()} gap shrinks as pairs grow "
-                    f"({SIZES[0]} -> {SIZES[-1]})",
-                    "held": bool(small["mean"] > 0 and big["mean"] < small["mean"]),
-                    "evidence": f"gap {small['mean']:+.3f} at {SIZES[0]}, "
-                    f"{big['mean']:+.3f} at {SIZES[-1]}",
+                    f"({SIZES[0]} -> {SIZES[-1]}), from a real gap at {SIZES[0]} pairs",
+                    "held": bool(
+                        small["mean"] > 0 and small["excludes_zero"] and big["mean"] < small["mean"]
+                    ),
+                    "evidence": f"gap {small['mean']:+.3f} ± {small['ci95']:.3f} at {SIZES[0]}, "
+                    f"{big['mean']:+.3f} ± {big['ci95']:.3f} at {SIZES[-1]}",
                 }
             )
         done = {n: b for n, b in bias.items() if b}
@@ -269,7 +271,29 @@ def summarise(rows: list[dict[str, Any]], seeds: list[int]) -> dict[str, Any]:
                     ),
                 }
             )
-    return {"cells": cells, "claims": claims}
+
+    def avg(m: str, k: str) -> float:
+        v = [r[k] for r in rows if r["method"] == m]
+        return float(np.mean(v)) if v else float("nan")
+
+    ref_len = float(np.mean([r["reference_mean_length"] for r in rows])) if rows else 0.0
+    reading = (
+        "Averaged over pair counts and seeds, per method: reward accuracy on normal held-out "
+        "pairs (80% with the verbose answer chosen) / on trap pairs (verbose answer "
+        "rejected) / mean answer length in words: "
+        + "; ".join(
+            f"{m} {avg(m, 'reward_accuracy'):.2f} / {avg(m, 'trap_reward_accuracy'):.2f} / "
+            f"{avg(m, 'mean_length'):.1f}"
+            for m in METHODS
+            if any(r["method"] == m for r in rows)
+        )
+        + f" (starting policy: {ref_len:.1f} words). Trap accuracy near 0 means a method "
+        "ranks by the length cue, not by correctness; exact match stays near 0 for all, so "
+        "the tiny policy never learned the arithmetic itself."
+        if rows
+        else ""
+    )
+    return {"cells": cells, "claims": claims, "reading": reading}
 
 
 def markdown(res: dict[str, Any]) -> str:
@@ -277,8 +301,13 @@ def markdown(res: dict[str, Any]) -> str:
         "# Preference learning with rationales: DPO/RDPO, ORPO/RORPO (issue 18)",
         "",
         f"Seeds {res['seeds']}; settings {json.dumps(res['settings'])}. Mean ± 95% t-interval "
-        f"over seeds. Wall {res['wall_seconds'] / 60:.1f} min (this part), load average at "
-        f"start {res['loadavg_start']}, at end {res['loadavg_end']}. Complete: {res['complete']}.",
+        f"over seeds. Complete: {res['complete']}. Run in {len(res['parts'])} part(s): "
+        + "; ".join(
+            f"{p['wall_seconds'] / 60:.1f} min, load average {p['loadavg_start']} at start, "
+            f"{p['loadavg_end']} at end"
+            for p in res["parts"]
+        )
+        + ".",
         "",
         "| method | pairs | reward acc. | trap reward acc. | length bias | win rate vs start "
         "| exact match | mean length (words) |",
@@ -296,7 +325,7 @@ def markdown(res: dict[str, Any]) -> str:
         lines.append(
             f"- **{'held' if cl['held'] else 'did not hold'}**: {cl['claim']}. {cl['evidence']}"
         )
-    lines += ["", res["notes"], ""]
+    lines += ["", f"Reading: {res['reading']}", "", res["notes"], ""]
     return "\n".join(lines)
 
 
@@ -316,16 +345,30 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=RESULTS / "preference")
     ap.add_argument("--resume", action="store_true", help="keep the runs already in --out")
     ap.add_argument("--max-minutes", type=float, default=24.0, help="stop starting runs after this")
+    ap.add_argument(
+        "--report-only", action="store_true", help="rewrite the report of --out's runs, run nothing"
+    )
     args = ap.parse_args()
     load_start = os.getloadavg()
     t0 = time.perf_counter()
     zoo = build_zoo(ZooConfig.small(), out=args.zoo_dir)
     rows: list[dict[str, Any]] = []
+    args.parts = []
     prev = args.out.with_suffix(".json")
-    if args.resume and prev.is_file():
-        rows = json.loads(prev.read_text())["runs"]
+    if (args.resume or args.report_only) and prev.is_file():
+        old = json.loads(prev.read_text())
+        rows = old["runs"]
+        args.old_settings = old.get("settings")
+        args.parts = old.get("parts") or [
+            {k: old[k] for k in ("wall_seconds", "loadavg_start", "loadavg_end")}
+        ]
     # fewest and most pairs first over all seeds, so a cut-off run still answers the
     # data-efficiency claims; 300 pairs last
+    if args.report_only:
+        if not rows:
+            raise SystemExit(f"no runs in {prev} to report")
+        write(rows, args, load_start, t0)
+        return
     todo = [
         (s, m, n)
         for n in (SIZES[0], SIZES[-1], *SIZES[1:-1])
@@ -353,7 +396,6 @@ def main() -> None:
                 flush=True,
             )
             write(rows, args, load_start, t0)
-    write(rows, args, load_start, t0)
 
 
 def write(rows: list[dict[str, Any]], args: argparse.Namespace, load_start: Any, t0: float) -> None:
@@ -363,23 +405,41 @@ def write(rows: list[dict[str, Any]], args: argparse.Namespace, load_start: Any,
         for m in METHODS
         for n in SIZES
     )
+    parts = list(args.parts)
+    if not args.report_only:
+        parts.append(
+            {
+                "wall_seconds": time.perf_counter() - t0,
+                "loadavg_start": [round(x, 2) for x in load_start],
+                "loadavg_end": [round(x, 2) for x in os.getloadavg()],
+            }
+        )
     res: dict[str, Any] = {
         "benchmark": "preference learning with rationales (arXiv 2407.14477)",
         "seeds": args.seeds,
-        "settings": {
-            k: v for k, v in vars(args).items() if k not in ("out", "zoo_dir", "seeds", "resume")
+        "settings": getattr(args, "old_settings", None)
+        if args.report_only
+        else {
+            k: v
+            for k, v in vars(args).items()
+            if k
+            not in ("out", "zoo_dir", "seeds", "resume", "parts", "report_only", "old_settings")
         },
         **summarise(rows, args.seeds),
         "complete": complete,
         "runs": rows,
-        "wall_seconds": time.perf_counter() - t0,
-        "loadavg_start": [round(x, 2) for x in load_start],
-        "loadavg_end": [round(x, 2) for x in os.getloadavg()],
+        "wall_seconds": sum(p["wall_seconds"] for p in parts),
+        "loadavg_start": parts[0]["loadavg_start"],
+        "loadavg_end": parts[-1]["loadavg_end"],
+        "parts": parts,
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
         "notes": "Rationales are written by the offline rule teacher (databazaar.enrich.teacher), "
         "standing in for the paper's off-the-shelf LLM (none is available offline); they go "
         "through the same generate_rationales path a model folder or server would. A cell "
-        "missing from the table did not run in the time available.",
+        "missing from the table did not run in the time available. The 'gap shrinks' claim "
+        "was made stricter after the first write of this report (which counted a "
+        "non-significant +0.033 RDPO gap at 100 pairs as a gap and said 'held'): the gap "
+        "at the fewest pairs must now exclude 0.",
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(res, indent=1))
