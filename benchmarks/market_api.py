@@ -250,9 +250,12 @@ def read_scenarios(port: int, slugs: list[str], n_products: int) -> dict[str, li
     }
 
 
-def uncached_scenario(port: int, n: int) -> list[str]:
-    """Every URL distinct (a nonce in the query), so every request runs the query."""
-    return [get(port, f"/api/catalog?limit=20&q=data&offset={i % 50}&n={i}") for i in range(n)]
+def uncached_scenario(port: int, n: int, cell: str) -> list[str]:
+    """Every URL distinct (a nonce in the query, unique to the ``cell``), so every
+    request runs the query."""
+    return [
+        get(port, f"/api/catalog?limit=20&q=data&offset={i % 50}&n={cell}-{i}") for i in range(n)
+    ]
 
 
 def bench_reads(name: str, url: str, home: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -282,7 +285,8 @@ def bench_reads(name: str, url: str, home: Path, args: argparse.Namespace) -> di
         for conc in args.read_clients:
             n = args.warmup + args.uncached_requests
             cell(f"uncached /api/catalog?q=data&n=<unique> @ {conc}", ports,
-                 uncached_scenario(ports[1], n), conc, args.uncached_requests)  # fmt: skip
+                 uncached_scenario(ports[1], n, f"c{conc}"), conc,
+                 args.uncached_requests)  # fmt: skip
     return {"seed_seconds": round(seed_s, 2), "cells": cells, "slugs": slugs}
 
 
