@@ -9,7 +9,8 @@ Reads a JSON spec on stdin::
 its next request when the previous answer has arrived), after ``warmup`` unmeasured
 ones sent over ``max(concurrency, 8)`` connections (so that every server worker is
 warm); request ``i`` is ``requests[i % len(requests)]``.  Writes one JSON object to
-stdout: throughput, latency percentiles, status counts.  Only 127.0.0.1 is ever
+stdout: throughput, latency percentiles, status counts (and, with ``raw``, every
+latency in milliseconds, sorted).  Only 127.0.0.1 is ever
 contacted and every loop is bounded by ``total``.
 
 It is plain asyncio on raw sockets (no HTTP client library), so one client process
@@ -98,7 +99,8 @@ async def run(spec: dict) -> dict:
     def pct(q: float) -> float:
         return round(1000 * latencies[min(len(latencies) - 1, int(q * len(latencies)))], 2)
 
-    return {
+    raw = {"latencies_ms": [round(1000 * x, 3) for x in latencies]} if spec.get("raw") else {}
+    return raw | {
         "requests": len(latencies),
         "concurrency": concurrency,
         "wall_s": round(wall, 3),

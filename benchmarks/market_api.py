@@ -22,7 +22,10 @@ What it measures
   (``market_anchors.write_anchor``), same workers and logging, the same number of
   requests over as many accounts.  Afterwards the invariants are checked on the store:
   ledger sum 0, no negative balance, one order per idempotency key, every request
-  answered 201, ``ledger verify`` OK.
+  answered 201, ``ledger verify`` OK.  The purchases run in ``--purchase-blocks`` (5)
+  blocks, each right after a block of the anchor with both servers up, so a change of
+  the machine's load during the run hits both alike; each side's figures pool its
+  blocks (requests over summed wall time, percentiles over all latencies).
 
 How the machine is shared
 -------------------------
@@ -43,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import itertools
 import json
 import os
 import platform
@@ -206,10 +210,13 @@ def post(port: int, path: str, body: dict[str, Any], headers: dict[str, str]) ->
     )
 
 
-def load(port: int, requests: list[str], concurrency: int, total: int, warmup: int) -> dict:
-    """Run the load generator in its own process and return its summary."""
+def load(
+    port: int, requests: list[str], concurrency: int, total: int, warmup: int, raw: bool = False
+) -> dict:
+    """Run the load generator in its own process and return its summary (with ``raw``,
+    also every latency, sorted, as ``latencies_ms``)."""
     spec = {"port": port, "concurrency": concurrency, "total": total, "warmup": warmup,
-            "requests": requests}  # fmt: skip
+            "requests": requests, "raw": raw}  # fmt: skip
     done = subprocess.run(
         [sys.executable, str(HERE / "http_load.py")],
         input=json.dumps(spec),
@@ -250,9 +257,12 @@ def read_scenarios(port: int, slugs: list[str], n_products: int) -> dict[str, li
     }
 
 
-def uncached_scenario(port: int, n: int) -> list[str]:
-    """Every URL distinct (a nonce in the query), so every request runs the query."""
-    return [get(port, f"/api/catalog?limit=20&q=data&offset={i % 50}&n={i}") for i in range(n)]
+def uncached_scenario(port: int, n: int, cell: str) -> list[str]:
+    """Every URL distinct (a nonce in the query, unique to the ``cell``), so every
+    request runs the query."""
+    return [
+        get(port, f"/api/catalog?limit=20&q=data&offset={i % 50}&n={cell}-{i}") for i in range(n)
+    ]
 
 
 def bench_reads(name: str, url: str, home: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -282,7 +292,8 @@ def bench_reads(name: str, url: str, home: Path, args: argparse.Namespace) -> di
         for conc in args.read_clients:
             n = args.warmup + args.uncached_requests
             cell(f"uncached /api/catalog?q=data&n=<unique> @ {conc}", ports,
-                 uncached_scenario(ports[1], n), conc, args.uncached_requests)  # fmt: skip
+                 uncached_scenario(ports[1], n, f"c{conc}"), conc,
+                 args.uncached_requests)  # fmt: skip
     return {"seed_seconds": round(seed_s, 2), "cells": cells, "slugs": slugs}
 
 
@@ -300,28 +311,69 @@ def bench_purchases(url: str, home: Path, slugs: list[str], args: argparse.Names
     out: dict[str, Any] = {"buyers": n_buyers}
 
     seed_write_anchor(url, n_buyers, 10**9)
-    port = _free_port()
-    with anchor("write_anchor", env, port, args):
-        reqs = [post(port, "/pay", {"account": b, "amount": 100}, {}) for b, _ in pairs]
-        out["anchor"] = load(port, reqs, args.purchase_clients, len(reqs), 0)
-        print(f"[postgresql] write anchor: {out['anchor']}", flush=True)
-    port = _free_port()
+    ports = _free_ports(2)
     keys = [f"bench-{uuid.uuid4().hex}" for _ in pairs]
-    with ours(env, port, args):
-        reqs = [
-            post(
-                port,
-                "/api/orders",
-                {"products": [s], "idempotency_key": k},
-                {"Authorization": f"Bearer {buyers[b][1]}"},
-            )
-            for (b, s), k in zip(pairs, keys, strict=True)
+    anchor_reqs = [post(ports[0], "/pay", {"account": b, "amount": 100}, {}) for b, _ in pairs]
+    our_reqs = [
+        post(
+            ports[1],
+            "/api/orders",
+            {"products": [s], "idempotency_key": k},
+            {"Authorization": f"Bearer {buyers[b][1]}"},
+        )
+        for (b, s), k in zip(pairs, keys, strict=True)
+    ]
+    # Interleaved blocks (anchor block, then ours, both servers up throughout), so a
+    # change of the machine's load during the run hits both sides alike; the summary
+    # of each side pools its blocks (requests over summed wall time, percentiles over
+    # all latencies).
+    blocks = max(1, args.purchase_blocks)
+    bounds = [len(pairs) * i // blocks for i in range(blocks + 1)]
+    runs: dict[str, list[dict]] = {"anchor": [], "ours": []}
+    with anchor("write_anchor", env, ports[0], args), ours(env, ports[1], args):
+        for lo, hi in itertools.pairwise(bounds):
+            for side, reqs, port in (("anchor", anchor_reqs, ports[0]),
+                                     ("ours", our_reqs, ports[1])):  # fmt: skip
+                part = load(port, reqs[lo:hi], args.purchase_clients, hi - lo, 0, raw=True)
+                runs[side].append(part)
+                brief = {k: v for k, v in part.items() if k != "latencies_ms"}
+                print(f"[postgresql] {side} block {len(runs[side])}/{blocks}: {brief}", flush=True)
+    for side in ("anchor", "ours"):
+        out[side] = _pooled(runs[side])
+        out[side + "_blocks"] = [
+            {k: v for k, v in r.items() if k != "latencies_ms"} for r in runs[side]
         ]
-        out["ours"] = load(port, reqs, args.purchase_clients, len(reqs), 0)
-        print(f"[postgresql] purchases: {out['ours']}", flush=True)
     out["invariants"] = check_invariants(url, home, [b for b, _ in buyers], keys)
     print(f"[postgresql] invariants: {out['invariants']}", flush=True)
     return out
+
+
+def _pooled(parts: list[dict]) -> dict:
+    """One summary of several load runs: requests over summed wall time, percentiles
+    over all their latencies, statuses added up."""
+    lat = sorted(x for p in parts for x in p["latencies_ms"])
+    wall = sum(p["wall_s"] for p in parts)
+    statuses: dict[str, int] = {}
+    for p in parts:
+        for code, n in p["statuses"].items():
+            statuses[code] = statuses.get(code, 0) + n
+
+    def pct(q: float) -> float:
+        return round(lat[min(len(lat) - 1, int(q * len(lat)))], 2)
+
+    return {
+        "requests": len(lat),
+        "concurrency": parts[0]["concurrency"],
+        "wall_s": round(wall, 3),
+        "throughput_rps": round(len(lat) / wall, 1),
+        "p50_ms": pct(0.50),
+        "p90_ms": pct(0.90),
+        "p99_ms": pct(0.99),
+        "max_ms": round(lat[-1], 2),
+        "statuses": statuses,
+        "load_1min": [p["load_1min"] for p in parts],
+        "blocks": len(parts),
+    }
 
 
 def check_invariants(url: str, home: Path, buyer_ids: list[int], keys: list[str]) -> dict:
@@ -499,6 +551,21 @@ def write_markdown(report: dict[str, Any]) -> str:
                 f"| {name} | {r['throughput_rps']} | {r['p50_ms']} | {r['p99_ms']} | "
                 f"{r['max_ms']} | {r['statuses']} |"
             )
+        if p.get("ours_blocks"):
+            lines += [
+                "",
+                "Blocks, in the order run (each anchor block right before ours):",
+                "",
+                "| block | anchor req/s | ours req/s | ratio | anchor p99 ms | ours p99 ms | "
+                "load 1 min (anchor, ours) |",
+                "|---:|---:|---:|---:|---:|---:|---|",
+            ]
+            for i, (a, o) in enumerate(zip(p["anchor_blocks"], p["ours_blocks"], strict=True)):
+                lines.append(
+                    f"| {i + 1} | {a['throughput_rps']} | {o['throughput_rps']} | "
+                    f"{round(o['throughput_rps'] / a['throughput_rps'], 3)} | {a['p99_ms']} | "
+                    f"{o['p99_ms']} | {a['load_1min']}, {o['load_1min']} |"
+                )
         lines += ["", f"Invariants after the run: `{json.dumps(p['invariants'])}`"]
     lines.append("")
     return "\n".join(lines)
@@ -532,6 +599,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--warmup", type=int, default=200)
     ap.add_argument("--purchases", type=int, default=10_000)
     ap.add_argument("--purchase-clients", type=int, default=32)
+    ap.add_argument(
+        "--purchase-blocks",
+        type=int,
+        default=5,
+        help="purchases are measured in this many blocks, each right after an anchor block",
+    )
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--log-level", default="info")
     ap.add_argument("--postgres-url", default=os.environ.get("BENCH_POSTGRES_URL", DEFAULT_PG))
