@@ -120,6 +120,10 @@ def test_upload_profiles_parquet(market, seller) -> None:
     assert v2.stats["columns"]["x"] == {
         "count": 2, "nulls": 1, "min": 1.5, "max": 3.5, "mean": 2.5,
         "std": pytest.approx(1.41421356), "distinct": 2,
+        "histogram": {  # 12 equal bins from min to max (the product page's sparkline)
+            "edges": pytest.approx([1.5 + i / 6 for i in range(13)]),
+            "counts": [1] + [0] * 10 + [1],
+        },
     }  # fmt: skip
     assert v2.preview[1]["x"] is None
 

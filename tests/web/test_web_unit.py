@@ -355,7 +355,9 @@ def test_purchase_without_funds_is_refused_and_changes_nothing(
         "/products/toy-data/buy", data={"csrf_token": csrf_of(page), "idempotency_key": key}
     )
     assert response.status_code == 402
-    assert "insufficient balance" in response.text
+    # the booking path's refusal, told in money (not minor units) with the way out
+    assert "your balance of 0.00 USD does not cover 10.00 USD" in response.text
+    assert "minor units" not in response.text and "add money" in response.text
     market = web_app.state.market
     buyer = market.account_by_name("poor-buyer")
     assert market.orders_for(buyer) == [] and buyer.balance_minor == 0

@@ -26,7 +26,14 @@ from fastapi import APIRouter, Form, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from databazaar.core.errors import Conflict, DatabazaarError, InvalidInput, NotFound, Unauthorized
+from databazaar.core.errors import (
+    Conflict,
+    DatabazaarError,
+    InvalidInput,
+    NotFound,
+    PaymentError,
+    Unauthorized,
+)
 from databazaar.core.money import format_minor, parse_decimal
 from databazaar.market.payments import CardDetails, PaymentProvider, TestCardProvider, top_up
 from databazaar.market.quotes import QuoteBook, confirm_price
@@ -166,6 +173,21 @@ def paid_whom(market: Market, sale: SaleOut, seller: str) -> list[dict[str, Any]
     return rows
 
 
+def book_in_words(
+    market: Market, account: AccountOut, price_minor: int, book: Any, *args: Any
+) -> Any:
+    """Run the booking path ``book(*args)``; its balance refusal (worded for the API, in
+    minor units) is told again in money, with the way to add some."""
+    try:
+        return book(*args)
+    except PaymentError:
+        have = market.get_account(account.id).balance_minor
+        raise PaymentError(
+            f"your balance of {format_minor(have)} does not cover {format_minor(price_minor)}",
+            hint="add money on your Balance page, then try again",
+        ) from None
+
+
 # ---------------------------------------------------------------------- quotes
 def _quote_context(
     market: Market, account: AccountOut, slug: str, price: int, details: dict[str, Any], mech: str
@@ -280,7 +302,16 @@ def confirm(
     try:
         now = econ.quote(held.slug, req)
         confirm_price(held, now.price_minor)
-        sale = econ.buy(account, held.slug, req, held.request["key"])
+        sale = book_in_words(
+            market,
+            account,
+            held.price_minor,
+            econ.buy,
+            account,
+            held.slug,
+            req,
+            held.request["key"],
+        )
     except DatabazaarError as exc:
         if isinstance(exc, Unauthorized):
             raise

@@ -422,6 +422,8 @@ def buy_request(form: FormData, mechanism: dict[str, Any]) -> dict[str, Any] | N
 # ---------------------------------------------------------------------- buying
 @router.post("/products/{slug}/buy")
 async def buy(request: Request, slug: SlugPath) -> Response:
+    from databazaar.server.web.buying import book_in_words
+
     sess = web_session(request)
     market: Market = request.app.state.market
     form = await request.form()
@@ -434,7 +436,10 @@ async def buy(request: Request, slug: SlugPath) -> Response:
             raise Conflict(f"product {slug!r} is not on sale")
         key = form_text(form, "idempotency_key", 128)
         purchase = await run_in_threadpool(buy_request, form, mechanism)
-        sale = await run_in_threadpool(econ.buy, account, slug, purchase, key)
+        price = int(mechanism.get("price_minor", 0))
+        sale = await run_in_threadpool(
+            book_in_words, market, account, price, econ.buy, account, slug, purchase, key
+        )
     except DatabazaarError as exc:
         if isinstance(exc, Unauthorized | NotFound) or exc.code == "csrf_failed":
             raise
@@ -463,7 +468,7 @@ def bid(
     confirm: Annotated[str, Form(max_length=10)] = "",
 ) -> Response:
     """A sealed bid in two steps: the bid's terms in words (the quote), then confirm."""
-    from databazaar.server.web.buying import bid_quote_context
+    from databazaar.server.web.buying import bid_quote_context, book_in_words
 
     account = form_user(sess, csrf_token)
     econ = economics(request)
@@ -472,7 +477,9 @@ def bid(
         if confirm != "yes":
             ctx = bid_quote_context(market, econ, account, slug, amount_minor)
             return render(request, sess, "quote.html", ctx)
-        placed = econ.place_bid(account, slug, amount_minor)
+        placed = book_in_words(
+            market, account, amount_minor, econ.place_bid, account, slug, amount_minor
+        )
     except DatabazaarError as exc:
         if isinstance(exc, Unauthorized):
             raise

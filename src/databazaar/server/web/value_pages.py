@@ -38,7 +38,8 @@ def value_search_form(
     sess: Sess,
     products: Annotated[str, Query(max_length=2000)] = "",
 ) -> Response:
-    """Open to visitors: their validation file is read in memory and never stored."""
+    """Open to visitors: their file is parsed through a temporary file deleted at once
+    (:func:`~databazaar.server.web.economics.uploaded_table`) and never stored."""
     return render(
         request,
         sess,
