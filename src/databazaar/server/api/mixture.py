@@ -63,7 +63,7 @@ def plan_for(body: PlanIn, account: Any, econ: Any) -> MixturePlan:
 
 
 @router.post(
-    "/plan", response_model=MixturePlan, responses=errors(401, 403, 404, 409, 422)
+    "/plan", response_model=MixturePlan, responses=errors(401, 403, 404, 409, 413, 422)
 )  # fmt: skip
 def plan(body: PlanIn, account: CurrentAccount, econ: EconDep) -> MixturePlan:
     """Plan tokens, rows and cost per product; trimmed to the money budget if needed."""
