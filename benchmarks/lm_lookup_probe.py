@@ -70,6 +70,11 @@ FIXED_FACTS = {
 }
 
 
+#: table headers of the ``table`` format (facts as "name: value" pairs)
+TABLE_HEADS = {"lives in": "home city", "likes": "favourite food", "owns a": "pet",
+               "works as a": "job"}  # fmt: skip
+
+
 def _reword(examples: list[TaskExample], fmt: str) -> list[TaskExample]:
     """The lookup examples in prompt format ``fmt`` (``orig``: unchanged)."""
     if fmt == "orig":
@@ -84,12 +89,35 @@ def _reword(examples: list[TaskExample], fmt: str) -> list[TaskExample]:
                    and w not in ("Where", "What"))  # fmt: skip
         if fmt == "end":
             prompt = f"{facts} Question: {END_QUESTIONS[rel].format(n=who)}"
+        elif fmt == "table":
+            pairs = [f.split(f" {rel} ") for f in facts.split("Facts: ")[1].rstrip(".").split(". ")]
+            table = ", ".join(f"{n}: {v}" for n, v in pairs)
+            prompt = (f"Facts ({TABLE_HEADS[rel]}): {table}. "
+                      f"Question: {END_QUESTIONS[rel].format(n=who)}")  # fmt: skip
         elif fmt == "fixed":
             facts = facts.replace(f" {rel} ", f" {FIXED_FACTS[rel]} ")
             prompt = f"{facts} Question: {END_QUESTIONS[rel].format(n=who)}"
         else:
             raise SystemExit(f"unknown format {fmt}")
         out.append(TaskExample("lookup", prompt, e.answer, "exact", e.key))
+    return out
+
+
+def _recall_chats(n: int, lead: str) -> list[list[dict[str, str]]]:
+    """``n`` chats asking to list the table facts again in a new order (dense binding)."""
+    rng = random.Random(7)
+    out = []
+    for e in _reword(generate_tasks(["lookup"], n_per_family=n, random_state=5), "table"):
+        table = e.prompt.split("): ")[1].split(". Question:")[0]
+        pairs = table.split(", ")
+        rng.shuffle(pairs)
+        names = [p.split(":")[0] for p in pairs]
+        head = e.prompt.split("(")[1].split(")")[0]
+        ask = f"{e.prompt.split(' Question:')[0]} Question: list the {head} of " + (
+            f"{names[0]}, {names[1]} and {names[2]}."
+        )
+        out.append([{"role": "user", "content": ask},
+                    {"role": "assistant", "content": lead + ", ".join(pairs)}])  # fmt: skip
     return out
 
 
@@ -132,6 +160,8 @@ def main() -> None:
     ap.add_argument("--vocab", type=int, default=512)
     ap.add_argument("--format", default="orig", help="orig | end (question ends with the name)")
     ap.add_argument("--heads", type=int, default=4)
+    ap.add_argument("--recall", type=int, default=0, help="extra chats listing the facts again")
+    ap.add_argument("--init-std", type=float, default=None, help="weight init (None: 0.02)")
     ap.add_argument("--sched", default="cosine")
     ap.add_argument("--warmup", type=float, default=0.05)
     ap.add_argument(
@@ -151,11 +181,14 @@ def main() -> None:
     texts = [f"<|user|>\n{u['content']}\n<|assistant|>\n{a['content']}" for u, a in convs]
     if args.questions > 1:
         convs = [_more_questions(c, args.questions, args.lead) for c in convs]
+    if args.recall:
+        convs = convs + _recall_chats(args.recall, args.lead)
+        random.Random(3).shuffle(convs)
     tok = set_chat_template(train_bpe_tokenizer(texts, vocab_size=args.vocab, split_digits=True))
     model = build_model(
         ModelConfig(
             n_layer=args.layers, n_embd=args.width, n_head=args.heads, n_positions=160,
-            architecture=args.arch,
+            architecture=args.arch, init_std=args.init_std,
         ),
         vocab_size=len(tok),
         eos_token_id=tok.eos_token_id,
