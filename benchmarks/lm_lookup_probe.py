@@ -94,6 +94,8 @@ def _reword(examples: list[TaskExample], fmt: str) -> list[TaskExample]:
             table = ", ".join(f"{n}: {v}" for n, v in pairs)
             prompt = (f"Facts ({TABLE_HEADS[rel]}): {table}. "
                       f"Question: {END_QUESTIONS[rel].format(n=who)}")  # fmt: skip
+        elif fmt == "qfirst":  # the question before the facts: a fact's name can match it
+            prompt = f"Question: {END_QUESTIONS[rel].format(n=who)} {facts}"
         elif fmt == "fixed":
             facts = facts.replace(f" {rel} ", f" {FIXED_FACTS[rel]} ")
             prompt = f"{facts} Question: {END_QUESTIONS[rel].format(n=who)}"
@@ -204,8 +206,10 @@ def main() -> None:
         args.format,
     )
     scores = evaluate_tasks(model, tok, test, num_threads=args.threads)
-    in_facts = sum(
-        s["output"].strip() != "" and f" {s['output'].strip()}." in s["prompt"]
+    values = {v for _, _, pool in RELATIONS for v in pool}
+    in_facts = sum(  # any format: the answer is a value word that the prompt names
+        s["output"].strip() in values and s["output"].strip() in s["prompt"].split("?")[-1]
+        + s["prompt"].split("Question:")[0]
         for s in scores["samples"]
     ) / len(test)
     loss = res.train_loss
