@@ -32,20 +32,31 @@ from databazaar.lm.zoo import training_conversations
 OUT = Path(__file__).resolve().parent / "results" / "lm_lookup_probe.jsonl"
 
 
-def _more_questions(conv: list[dict[str, str]], k: int, lead: str) -> list[dict[str, str]]:
-    """The chat with user turns asking about the other names of its facts (up to ``k``)."""
+def _more_questions(
+    conv: list[dict[str, str]], k: int, lead: str, replace: bool = False
+) -> list[dict[str, str]]:
+    """The chat with up to ``k - 1`` more user turns asking about names of its facts.
+
+    By default each further turn asks about another name (shuffled), so the last answer
+    can be had by elimination; with ``replace`` the names are drawn with replacement
+    (the asked one included), so every answer needs the name bound to its value.
+    """
     prompt = conv[0]["content"]
     facts = prompt.split("Facts: ")[1].split(" Question:")[0]
     asked = prompt.rsplit(" Question: ", 1)[1]
     out = list(conv)
     sentences = facts.rstrip(".").split(". ")
-    random.Random(prompt).shuffle(sentences)  # no shortcut by the order of the facts
+    rnd = random.Random(prompt)
+    if replace:
+        sentences = [rnd.choice(sentences) for _ in range(k - 1)]
+    else:
+        rnd.shuffle(sentences)  # no shortcut by the order of the facts
     for sentence in sentences:
         name, rest = sentence.split(" ", 1)
         for rel, question, _ in RELATIONS:
             if rest.startswith(rel + " "):
                 q = question.format(n=name)
-                if q != asked and len(out) < 2 * k:
+                if (replace or q != asked) and len(out) < 2 * k:
                     value = rest[len(rel) + 1 :]
                     out += [{"role": "user", "content": f"Question: {q}"},
                             {"role": "assistant", "content": lead + value}]  # fmt: skip
@@ -162,6 +173,8 @@ def main() -> None:
     ap.add_argument("--vocab", type=int, default=512)
     ap.add_argument("--format", default="orig", help="orig | end (question ends with the name)")
     ap.add_argument("--heads", type=int, default=4)
+    ap.add_argument("--with-replacement", action="store_true",
+                    help="follow-up questions drawn with replacement (no answer by elimination)")
     ap.add_argument("--recall", type=int, default=0, help="extra chats listing the facts again")
     ap.add_argument("--init-std", type=float, default=None, help="weight init (None: 0.02)")
     ap.add_argument("--sched", default="cosine")
@@ -182,7 +195,7 @@ def main() -> None:
     convs = training_conversations(train, args.lead)
     texts = [f"<|user|>\n{u['content']}\n<|assistant|>\n{a['content']}" for u, a in convs]
     if args.questions > 1:
-        convs = [_more_questions(c, args.questions, args.lead) for c in convs]
+        convs = [_more_questions(c, args.questions, args.lead, args.with_replacement) for c in convs]
     if args.recall:
         convs = convs + _recall_chats(args.recall, args.lead)
         random.Random(3).shuffle(convs)
