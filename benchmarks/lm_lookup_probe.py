@@ -173,8 +173,11 @@ def main() -> None:
     ap.add_argument("--vocab", type=int, default=512)
     ap.add_argument("--format", default="orig", help="orig | end (question ends with the name)")
     ap.add_argument("--heads", type=int, default=4)
-    ap.add_argument("--with-replacement", action="store_true",
-                    help="follow-up questions drawn with replacement (no answer by elimination)")
+    ap.add_argument(
+        "--with-replacement",
+        action="store_true",
+        help="follow-up questions drawn with replacement (no answer by elimination)",
+    )
     ap.add_argument("--recall", type=int, default=0, help="extra chats listing the facts again")
     ap.add_argument("--init-std", type=float, default=None, help="weight init (None: 0.02)")
     ap.add_argument("--sched", default="cosine")
@@ -195,7 +198,9 @@ def main() -> None:
     convs = training_conversations(train, args.lead)
     texts = [f"<|user|>\n{u['content']}\n<|assistant|>\n{a['content']}" for u, a in convs]
     if args.questions > 1:
-        convs = [_more_questions(c, args.questions, args.lead, args.with_replacement) for c in convs]
+        convs = [
+            _more_questions(c, args.questions, args.lead, args.with_replacement) for c in convs
+        ]
     if args.recall:
         convs = convs + _recall_chats(args.recall, args.lead)
         random.Random(3).shuffle(convs)
@@ -221,8 +226,8 @@ def main() -> None:
     scores = evaluate_tasks(model, tok, test, num_threads=args.threads)
     values = {v for _, _, pool in RELATIONS for v in pool}
     in_facts = sum(  # any format: the answer is a value word that the prompt names
-        s["output"].strip() in values and s["output"].strip() in s["prompt"].split("?")[-1]
-        + s["prompt"].split("Question:")[0]
+        s["output"].strip() in values
+        and s["output"].strip() in s["prompt"].split("?")[-1] + s["prompt"].split("Question:")[0]
         for s in scores["samples"]
     ) / len(test)
     loss = res.train_loss

@@ -100,8 +100,10 @@ def test_init_std_sets_the_weight_scale(arch: str) -> None:
 
     def attn_std(std: float | None) -> float:
         m = build_model(ModelConfig(n_embd=64, architecture=arch, init_std=std), vocab_size=50)
-        w = m.transformer.h[0].attn.c_attn.weight if arch == "gpt2" else (
-            m.model.layers[0].self_attn.q_proj.weight
+        w = (
+            m.transformer.h[0].attn.c_attn.weight
+            if arch == "gpt2"
+            else (m.model.layers[0].self_attn.q_proj.weight)
         )
         return float(w.std())
 
