@@ -94,12 +94,30 @@ def test_build_model_is_seeded_and_sized() -> None:
     assert count_parameters(a) == expected
 
 
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_init_std_sets_the_weight_scale(arch: str) -> None:
+    """``init_std`` is the normal init's standard deviation; None keeps 0.02."""
+
+    def attn_std(std: float | None) -> float:
+        m = build_model(ModelConfig(n_embd=64, architecture=arch, init_std=std), vocab_size=50)
+        w = (
+            m.transformer.h[0].attn.c_attn.weight
+            if arch == "gpt2"
+            else (m.model.layers[0].self_attn.q_proj.weight)
+        )
+        return float(w.std())
+
+    assert attn_std(None) == pytest.approx(0.02, rel=0.1)
+    assert attn_std(0.1) == pytest.approx(0.1, rel=0.1)
+
+
 @pytest.mark.parametrize(
     ("cfg", "msg"),
     [
         (ModelConfig(n_layer=0), "n_layer"),
         (ModelConfig(n_embd=30, n_head=4), "divisible"),
         (ModelConfig(dropout=1.0), "dropout"),
+        (ModelConfig(init_std=0.0), "init_std"),
     ],
 )
 def test_model_config_errors(cfg: ModelConfig, msg: str) -> None:

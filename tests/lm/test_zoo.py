@@ -88,3 +88,7 @@ def test_answer_lead_makes_a_lookup_answer_a_copy_of_prompt_tokens() -> None:
     assert copyable("") < 0.2
     assert "answer_lead" not in ZooConfig().to_dict()  # off: the hash of earlier builds holds
     assert ZooConfig(answer_lead=" ").to_dict()["answer_lead"] == " "
+    assert "init_std" not in ZooConfig().to_dict()["model"]  # likewise for the init scale
+    bigger = replace(ZooConfig(), model=replace(ZooConfig().model, init_std=0.1))
+    assert bigger.to_dict()["model"]["init_std"] == 0.1
+    assert config_hash(bigger) != config_hash(ZooConfig())

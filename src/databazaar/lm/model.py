@@ -31,7 +31,10 @@ class ModelConfig:
     head) or Mistral (Jiang et al., 2023: Llama's block with sliding-window attention;
     here the window is the context). For Llama and Mistral ``n_embd`` is the hidden size
     and the MLP is ``4 * n_embd`` wide. Dropout defaults to 0 so training is a
-    deterministic function of the seed and the data order.
+    deterministic function of the seed and the data order. ``init_std`` is the standard
+    deviation of the normal initialisation of the weights (``initializer_range`` in
+    ``transformers``; ``None`` keeps its default of 0.02). Tiny models escape the loss
+    plateau of in-context retrieval faster from a larger scale (see ``lm.zoo``).
     """
 
     n_layer: int = 2
@@ -40,6 +43,7 @@ class ModelConfig:
     n_positions: int = 128
     dropout: float = 0.0
     architecture: str = "gpt2"
+    init_std: float | None = None
 
     def validate(self) -> None:
         """Raise :class:`InvalidInput` for impossible sizes."""
@@ -52,6 +56,8 @@ class ModelConfig:
             )
         if not 0.0 <= self.dropout < 1.0:
             raise InvalidInput(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.init_std is not None and not self.init_std > 0:
+            raise InvalidInput(f"init_std must be positive, got {self.init_std}")
         if self.architecture not in ARCHITECTURES:
             raise InvalidInput(
                 f"unknown architecture {self.architecture!r}",
@@ -73,6 +79,7 @@ def build_model(
     if vocab_size < 2:
         raise InvalidInput(f"vocab_size must be at least 2, got {vocab_size}")
     eos = eos_token_id if eos_token_id is not None else 0
+    init = {} if config.init_std is None else {"initializer_range": config.init_std}
     if config.architecture == "gpt2":
         model_cls = transformers.GPT2LMHeadModel
         hf = transformers.GPT2Config(
@@ -86,6 +93,7 @@ def build_model(
             attn_pdrop=config.dropout,
             bos_token_id=eos,
             eos_token_id=eos,
+            **init,
         )
     else:
         name = "Llama" if config.architecture == "llama" else "Mistral"
@@ -104,6 +112,7 @@ def build_model(
             eos_token_id=eos,
             tie_word_embeddings=False,
             **extra,
+            **init,
         )
     torch.manual_seed(seed)
     model = model_cls(hf)

@@ -109,6 +109,8 @@ class ZooConfig:
         d.pop("num_threads")  # affects speed, not the result
         if not d["answer_lead"]:  # builds from before the field existed keep their hash
             d.pop("answer_lead")
+        if d["model"]["init_std"] is None:  # likewise
+            d["model"].pop("init_std")
         return d
 
 
