@@ -61,6 +61,13 @@ from databazaar.server.web.base import (
 from databazaar.server.web.pricing_forms import (
     settings_words,
 )
+from databazaar.server.web.receipts import (
+    DELIVERED,
+    bid_quote_context,
+    book_in_words,
+    explain,
+    paid_whom,
+)
 from databazaar.server.web.rendering import redirect
 from databazaar.server.web.words import num
 
@@ -422,8 +429,6 @@ def buy_request(form: FormData, mechanism: dict[str, Any]) -> dict[str, Any] | N
 # ---------------------------------------------------------------------- buying
 @router.post("/products/{slug}/buy")
 async def buy(request: Request, slug: SlugPath) -> Response:
-    from databazaar.server.web.buying import book_in_words
-
     sess = web_session(request)
     market: Market = request.app.state.market
     form = await request.form()
@@ -468,8 +473,6 @@ def bid(
     confirm: Annotated[str, Form(max_length=10)] = "",
 ) -> Response:
     """A sealed bid in two steps: the bid's terms in words (the quote), then confirm."""
-    from databazaar.server.web.buying import bid_quote_context, book_in_words
-
     account = form_user(sess, csrf_token)
     econ = economics(request)
     try:
@@ -502,8 +505,6 @@ def sale_page(
     sale_id: Annotated[int, Path(ge=1, le=2**53)],
 ) -> Response:
     """The receipt: what was bought, for how much, why that price and who was paid."""
-    from databazaar.server.web.buying import DELIVERED, explain, paid_whom
-
     account = sess.require_account()
     sale = economics(request).sale(account, sale_id)
     product = market.get_product(sale.slug, account)
