@@ -1,5 +1,8 @@
 """Paying for data on the pages: quotes before paying, receipts in words, top-ups.
 
+``POST /products/{slug}/buy``          buy at a posted price (other mechanisms quote first)
+``POST /products/{slug}/bid``          a sealed bid, reviewed and then confirmed
+``GET  /sales/{id}``                   the receipt: what, for how much, why, who was paid
 ``POST /products/{slug}/quote``        price a purchase under a non-posted mechanism
                                        (value-based, query, model): the buyer sees the
                                        price, what it is based on and the balance after
@@ -20,6 +23,7 @@ quote page and the receipt (``/sales/{id}``).
 from __future__ import annotations
 
 import io
+import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Path, Query, Request
@@ -43,14 +47,26 @@ from databazaar.server.web.base import (
     Csrf,
     MarketDep,
     Sess,
+    SlugPath,
     WebRoute,
     form_user,
     render,
     require_user,
     web_session,
 )
+from databazaar.server.web.economics import (
+    buy_request,
+    economics,
+    form_text,
+    mechanism_view,
+    product_context,
+)
 from databazaar.server.web.receipts import (
+    DELIVERED,
+    bid_quote_context,
     book_in_words,
+    explain,
+    paid_whom,
     quote_context,
 )
 from databazaar.server.web.rendering import redirect
@@ -81,14 +97,6 @@ def payment_provider(request: Request) -> PaymentProvider:
 async def quote(
     request: Request, slug: Annotated[str, Path(min_length=1, max_length=64)]
 ) -> Response:
-    from databazaar.server.web.economics import (
-        buy_request,
-        economics,
-        form_text,
-        mechanism_view,
-        product_context,
-    )
-
     sess = web_session(request)
     market: Market = request.app.state.market
     form = await request.form()
@@ -129,8 +137,6 @@ def confirm(
     token: Annotated[str, Path(min_length=1, max_length=64)],
     csrf_token: Csrf = "",
 ) -> Response:
-    from databazaar.server.web.economics import economics
-
     account = form_user(sess, csrf_token, "buyer")
     book = quote_book(request)
     held = book.get(account.id, token)
@@ -177,8 +183,6 @@ def answer_csv(
 ) -> Response:
     """A bought query answer as a CSV file (its buyer only)."""
     import pandas as pd
-
-    from databazaar.server.web.economics import economics
 
     account = sess.require_account()
     sale = economics(request).sale(account, sale_id)
@@ -266,3 +270,117 @@ def wallet_top_up(
         "success",
     )
     return redirect(sess, safe_next(next, "/wallet"))
+
+
+@router.post("/products/{slug}/buy")
+async def buy(request: Request, slug: SlugPath) -> Response:
+    sess = web_session(request)
+    market: Market = request.app.state.market
+    form = await request.form()
+    try:
+        sess.check_csrf(form.get("csrf_token"))
+        account = await run_in_threadpool(sess.require_account)
+        econ = economics(request)
+        mechanism = await run_in_threadpool(mechanism_view, econ, slug)
+        if mechanism is None:
+            raise Conflict(f"product {slug!r} is not on sale")
+        key = form_text(form, "idempotency_key", 128)
+        purchase = await run_in_threadpool(buy_request, form, mechanism)
+        price = int(mechanism.get("price_minor", 0))
+        sale = await run_in_threadpool(
+            book_in_words, market, account, price, econ.buy, account, slug, purchase, key
+        )
+    except DatabazaarError as exc:
+        if isinstance(exc, Unauthorized | NotFound) or exc.code == "csrf_failed":
+            raise
+        ctx = await run_in_threadpool(product_context, request, market, sess.account(), slug, None)
+        return render(request, sess, "product.html", {**ctx, "error": exc}, status=exc.http_status)
+    finally:
+        await form.close()
+    total = sale.order.total_minor
+    note = " (this order had already been placed; you were not charged twice)"
+    sess.flash(
+        f"Order {sale.order.id}: you bought {slug} for "
+        f"{format_minor(total)} ({sale.mechanism})" + (note if sale.replayed else "") + ".",
+        "success",
+    )
+    return redirect(sess, f"/sales/{sale.sale_id}")
+
+
+@router.post("/products/{slug}/bid")
+def bid(
+    request: Request,
+    sess: Sess,
+    market: MarketDep,
+    slug: SlugPath,
+    csrf_token: Csrf = "",
+    amount: Annotated[str, Form(max_length=20)] = "",
+    confirm: Annotated[str, Form(max_length=10)] = "",
+) -> Response:
+    """A sealed bid in two steps: the bid's terms in words (the quote), then confirm."""
+    account = form_user(sess, csrf_token)
+    econ = economics(request)
+    try:
+        amount_minor = parse_decimal(amount, "bid")
+        if confirm != "yes":
+            ctx = bid_quote_context(market, econ, account, slug, amount_minor)
+            return render(request, sess, "quote.html", ctx)
+        placed = book_in_words(
+            market, account, amount_minor, econ.place_bid, account, slug, amount_minor
+        )
+    except DatabazaarError as exc:
+        if isinstance(exc, Unauthorized):
+            raise
+        ctx = product_context(request, market, account, slug, None)
+        return render(request, sess, "product.html", {**ctx, "error": exc}, status=exc.http_status)
+    amt = placed.amount_minor
+    sess.flash(
+        f"Your sealed bid of {format_minor(amt)} is in. You pay at most your bid "
+        "if you win when the seller closes the auction.",
+        "success",
+    )
+    return redirect(sess, f"/products/{slug}")
+
+
+@router.get("/sales/{sale_id}")
+def sale_page(
+    request: Request,
+    sess: Sess,
+    market: MarketDep,
+    sale_id: Annotated[int, Path(ge=1, le=2**53)],
+) -> Response:
+    """The receipt: what was bought, for how much, why that price and who was paid."""
+    account = sess.require_account()
+    sale = economics(request).sale(account, sale_id)
+    product = market.get_product(sale.slug, account)
+    created = statements.order_time(market, sale.order.id)
+    rows = sale.rows or []
+    return render(
+        request,
+        sess,
+        "sale.html",
+        {
+            "title": f"Receipt for {product.title}",
+            "sale": sale,
+            "product": product,
+            "created": created,
+            "delivered": DELIVERED.get(str(sale.deliverable.get("kind")), "nothing"),
+            "reasons": explain(
+                sale.mechanism, sale.quote.get("details", {}), sale.order.total_minor
+            ),
+            "paid": paid_whom(market, sale, product.seller),
+            "mine": account.id != 0 and account.username != product.seller,
+            "answer_rows": rows[:ANSWER_PREVIEW],
+            "answer_total": len(rows),
+            "answer_columns": list(rows[0].keys()) if rows else [],
+            "model_json": json.dumps(sale.deliverable.get("model"), indent=2)
+            if sale.deliverable.get("kind") == "model"
+            else None,
+        },
+    )
+
+
+ANSWER_PREVIEW = 10
+
+
+# ---------------------------------------------------------------------- value search

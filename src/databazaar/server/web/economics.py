@@ -1,4 +1,4 @@
-"""Pages of buying under the market's economics: product pages, purchases, sales.
+"""Pages under the market's economics: product pages and private statistics.
 
 Every handler calls :class:`databazaar.market.economics.Economics` (the same object
 the JSON routes under ``/api/econ`` use, kept on the app) and renders the answer:
@@ -6,13 +6,11 @@ the JSON routes under ``/api/econ`` use, kept on the app) and renders the answer
 ``/products/{slug}``                   (:mod:`databazaar.server.web.router`) with
                                        :func:`product_context`: card, statistics, price
                                        under the mechanism, value report, splits
-``/products/{slug}/buy``               buy at a posted price (other mechanisms quote first:
-                                       :mod:`databazaar.server.web.buying`)
-``/products/{slug}/bid``               a sealed bid, reviewed and then confirmed
 ``/products/{slug}/dp``                one differentially private statistic
-``/sales/{id}``                        the receipt: what, for how much, why, who was paid
 
-The seller's forms live in :mod:`databazaar.server.web.selling`, value search in
+Buying (posted purchases, quotes, sealed bids, receipts) lives in
+:mod:`databazaar.server.web.buying`, the seller's forms in
+:mod:`databazaar.server.web.selling`, value search in
 :mod:`databazaar.server.web.value_pages`; the helpers they share (the mechanism and
 valuation views, uploaded tables, form fields) are here.
 """
@@ -27,8 +25,7 @@ import uuid
 from pathlib import Path as FsPath
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Path, Request
-from starlette.concurrency import run_in_threadpool
+from fastapi import APIRouter, Form, Request
 from starlette.datastructures import FormData
 from starlette.datastructures import UploadFile as StarletteUpload
 from starlette.responses import Response
@@ -42,7 +39,7 @@ from databazaar.core.errors import (
     PayloadTooLarge,
     Unauthorized,
 )
-from databazaar.core.money import format_minor, parse_decimal
+from databazaar.core.money import parse_decimal
 from databazaar.market.allocation import METHOD_DESCRIPTIONS
 from databazaar.market.privacy import STATISTICS
 from databazaar.market.schemas import AccountOut, VersionOut
@@ -56,17 +53,9 @@ from databazaar.server.web.base import (
     WebRoute,
     form_user,
     render,
-    web_session,
 )
 from databazaar.server.web.pricing_forms import (
     settings_words,
-)
-from databazaar.server.web.receipts import (
-    DELIVERED,
-    bid_quote_context,
-    book_in_words,
-    explain,
-    paid_whom,
 )
 from databazaar.server.web.rendering import redirect
 from databazaar.server.web.words import num
@@ -427,118 +416,6 @@ def buy_request(form: FormData, mechanism: dict[str, Any]) -> dict[str, Any] | N
 
 
 # ---------------------------------------------------------------------- buying
-@router.post("/products/{slug}/buy")
-async def buy(request: Request, slug: SlugPath) -> Response:
-    sess = web_session(request)
-    market: Market = request.app.state.market
-    form = await request.form()
-    try:
-        sess.check_csrf(form.get("csrf_token"))
-        account = await run_in_threadpool(sess.require_account)
-        econ = economics(request)
-        mechanism = await run_in_threadpool(mechanism_view, econ, slug)
-        if mechanism is None:
-            raise Conflict(f"product {slug!r} is not on sale")
-        key = form_text(form, "idempotency_key", 128)
-        purchase = await run_in_threadpool(buy_request, form, mechanism)
-        price = int(mechanism.get("price_minor", 0))
-        sale = await run_in_threadpool(
-            book_in_words, market, account, price, econ.buy, account, slug, purchase, key
-        )
-    except DatabazaarError as exc:
-        if isinstance(exc, Unauthorized | NotFound) or exc.code == "csrf_failed":
-            raise
-        ctx = await run_in_threadpool(product_context, request, market, sess.account(), slug, None)
-        return render(request, sess, "product.html", {**ctx, "error": exc}, status=exc.http_status)
-    finally:
-        await form.close()
-    total = sale.order.total_minor
-    note = " (this order had already been placed; you were not charged twice)"
-    sess.flash(
-        f"Order {sale.order.id}: you bought {slug} for "
-        f"{format_minor(total)} ({sale.mechanism})" + (note if sale.replayed else "") + ".",
-        "success",
-    )
-    return redirect(sess, f"/sales/{sale.sale_id}")
-
-
-@router.post("/products/{slug}/bid")
-def bid(
-    request: Request,
-    sess: Sess,
-    market: MarketDep,
-    slug: SlugPath,
-    csrf_token: Csrf = "",
-    amount: Annotated[str, Form(max_length=20)] = "",
-    confirm: Annotated[str, Form(max_length=10)] = "",
-) -> Response:
-    """A sealed bid in two steps: the bid's terms in words (the quote), then confirm."""
-    account = form_user(sess, csrf_token)
-    econ = economics(request)
-    try:
-        amount_minor = parse_decimal(amount, "bid")
-        if confirm != "yes":
-            ctx = bid_quote_context(market, econ, account, slug, amount_minor)
-            return render(request, sess, "quote.html", ctx)
-        placed = book_in_words(
-            market, account, amount_minor, econ.place_bid, account, slug, amount_minor
-        )
-    except DatabazaarError as exc:
-        if isinstance(exc, Unauthorized):
-            raise
-        ctx = product_context(request, market, account, slug, None)
-        return render(request, sess, "product.html", {**ctx, "error": exc}, status=exc.http_status)
-    amt = placed.amount_minor
-    sess.flash(
-        f"Your sealed bid of {format_minor(amt)} is in. You pay at most your bid "
-        "if you win when the seller closes the auction.",
-        "success",
-    )
-    return redirect(sess, f"/products/{slug}")
-
-
-@router.get("/sales/{sale_id}")
-def sale_page(
-    request: Request,
-    sess: Sess,
-    market: MarketDep,
-    sale_id: Annotated[int, Path(ge=1, le=2**53)],
-) -> Response:
-    """The receipt: what was bought, for how much, why that price and who was paid."""
-    account = sess.require_account()
-    sale = economics(request).sale(account, sale_id)
-    product = market.get_product(sale.slug, account)
-    created = statements.order_time(market, sale.order.id)
-    rows = sale.rows or []
-    return render(
-        request,
-        sess,
-        "sale.html",
-        {
-            "title": f"Receipt for {product.title}",
-            "sale": sale,
-            "product": product,
-            "created": created,
-            "delivered": DELIVERED.get(str(sale.deliverable.get("kind")), "nothing"),
-            "reasons": explain(
-                sale.mechanism, sale.quote.get("details", {}), sale.order.total_minor
-            ),
-            "paid": paid_whom(market, sale, product.seller),
-            "mine": account.id != 0 and account.username != product.seller,
-            "answer_rows": rows[:ANSWER_PREVIEW],
-            "answer_total": len(rows),
-            "answer_columns": list(rows[0].keys()) if rows else [],
-            "model_json": json.dumps(sale.deliverable.get("model"), indent=2)
-            if sale.deliverable.get("kind") == "model"
-            else None,
-        },
-    )
-
-
-ANSWER_PREVIEW = 10
-
-
-# ---------------------------------------------------------------------- value search
 def value_form_defaults(products: str = "") -> dict[str, Any]:
     return {"label_column": "", "task": "", "k": "5", "products": products}
 
