@@ -61,6 +61,7 @@ def _listed_product(web_app: Any, slug: str = "toy-data", price: int = 1000) -> 
 
 # ---------------------------------------------------------------------- CSRF
 def _post_routes() -> list[str]:
+    from databazaar.server.web.accounts import router as accounts_router
     from databazaar.server.web.buying import router as buying_router
     from databazaar.server.web.economics import router as econ_router
     from databazaar.server.web.mixture import router as mixture_router
@@ -71,7 +72,7 @@ def _post_routes() -> list[str]:
     paths = []
     routers = (
         pages_router, econ_router, buying_router, selling_router, value_router, mixture_router,
-        review_router,
+        review_router, accounts_router,
     )  # fmt: skip
     for route in [r for router in routers for r in router.routes]:
         if "POST" in (getattr(route, "methods", None) or set()):

@@ -6,6 +6,7 @@ Pages
 ``/catalog``                           search with filters (task, license, price, tags)
 ``/products/{slug}``                   card, preview, statistics, license, price; buy/download
 ``/login``, ``/signup``, ``/logout``   password login into a cookie session
+                                       (:mod:`databazaar.server.web.accounts`)
 ``/sell``                              seller dashboard: balance, products, earnings chart
 ``/sell/new``                          create a product (step 1 of the upload flow)
 ``/sell/products/{slug}``              upload versions, publish drafts, set the price
@@ -25,7 +26,7 @@ error's HTTP status; an expired or missing login redirects to ``/login``.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -37,8 +38,8 @@ from starlette.staticfiles import StaticFiles
 from databazaar.core.errors import DatabazaarError, Forbidden, InvalidInput, NotFound, Unauthorized
 from databazaar.core.money import format_minor, parse_decimal
 from databazaar.market.service import Market
-from databazaar.server.deps import client_address
 from databazaar.server.web import statements
+from databazaar.server.web.accounts import router as accounts_router
 from databazaar.server.web.base import (
     Csrf,
     MarketDep,
@@ -47,7 +48,6 @@ from databazaar.server.web.base import (
     WebRoute,
     error_page,
     form_user,
-    landing,
     render,
     require_user,
 )
@@ -60,12 +60,11 @@ from databazaar.server.web.rendering import (
     Renderer,
     optional_money,
     redirect,
-    safe_next,
 )
 from databazaar.server.web.review import router as review_router
 from databazaar.server.web.selling import manage_context
 from databazaar.server.web.selling import router as selling_router
-from databazaar.server.web.session import SESSION_MAX_AGE, make_serializer
+from databazaar.server.web.session import make_serializer
 from databazaar.server.web.value_pages import router as value_router
 
 PAGE_SIZE = 12
@@ -189,93 +188,6 @@ def download(
         number = int(version)
     link = market.download_link(account, slug, number, ttl_seconds=300)
     return redirect(sess, link.url)
-
-
-# ---------------------------------------------------------------------- accounts
-@router.get("/login")
-def login_form(
-    request: Request, sess: Sess, next: Annotated[str, Query(max_length=500)] = ""
-) -> Response:
-    return render(
-        request, sess, "login.html", {"title": "Log in", "next": safe_next(next, ""), "form": {}}
-    )
-
-
-@router.post("/login")
-def login(
-    request: Request,
-    sess: Sess,
-    market: MarketDep,
-    csrf_token: Csrf = "",
-    username: Annotated[str, Form(max_length=64)] = "",
-    password: Annotated[str, Form(max_length=256)] = "",
-    next: Annotated[str, Form(max_length=500)] = "",
-) -> Response:
-    sess.check_csrf(csrf_token)
-    try:
-        token = market.login(
-            username.strip(),
-            password,
-            ttl=timedelta(seconds=SESSION_MAX_AGE),
-            client=client_address(request),
-        )
-    except DatabazaarError as exc:
-        ctx = {"title": "Log in", "next": safe_next(next, ""), "form": {"username": username}}
-        return render(request, sess, "login.html", {**ctx, "error": exc}, status=exc.http_status)
-    sess.log_in(token.token, token.account)
-    sess.flash(f"Welcome back, {token.account.username}.", "success")
-    return redirect(sess, safe_next(next, landing(token.account)))
-
-
-@router.get("/signup")
-def signup_form(request: Request, sess: Sess) -> Response:
-    return render(request, sess, "signup.html", {"title": "Create an account", "form": {}})
-
-
-@router.post("/signup")
-def signup(
-    request: Request,
-    sess: Sess,
-    market: MarketDep,
-    csrf_token: Csrf = "",
-    username: Annotated[str, Form(max_length=64)] = "",
-    password: Annotated[str, Form(max_length=256)] = "",
-    password_again: Annotated[str, Form(max_length=256)] = "",
-    role: Annotated[str, Form(max_length=16)] = "",
-) -> Response:
-    sess.check_csrf(csrf_token)
-    form = {"username": username, "role": role}
-    try:
-        if role not in ("seller", "buyer"):
-            raise InvalidInput("choose whether you want to sell or to buy data")
-        if password != password_again:
-            raise InvalidInput("the two passwords differ", hint="type the same password twice")
-        market.create_account(username.strip(), password, role)
-        token = market.login(
-            username.strip(),
-            password,
-            ttl=timedelta(seconds=SESSION_MAX_AGE),
-            client=client_address(request),
-        )
-    except DatabazaarError as exc:
-        ctx = {"title": "Create an account", "form": form, "error": exc}
-        return render(request, sess, "signup.html", ctx, status=exc.http_status)
-    sess.log_in(token.token, token.account)
-    sess.flash(f"Welcome, {token.account.username}: your {role} account is ready.", "success")
-    return redirect(sess, landing(token.account))
-
-
-@router.post("/logout")
-def logout(request: Request, sess: Sess, market: MarketDep, csrf_token: Csrf = "") -> Response:
-    sess.check_csrf(csrf_token)
-    token = sess.log_out()
-    if token is not None:
-        try:
-            market.revoke_token(token)
-        except Unauthorized:
-            pass  # already expired or revoked: the session is over either way
-    sess.flash("You are logged out.", "info")
-    return redirect(sess, "/")
 
 
 # ---------------------------------------------------------------------- sellers
@@ -529,6 +441,7 @@ def admin_deposit(
     return redirect(sess, "/admin")
 
 
+router.include_router(accounts_router)
 router.include_router(econ_router)
 router.include_router(buying_router)
 router.include_router(selling_router)
