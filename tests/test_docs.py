@@ -38,8 +38,14 @@ def test_home_maps_all_ten_results(site: Path) -> None:
     table = home[home.index("<table") : home.index("</table>")]
     rows = re.findall(r"<tr>\s*<td>(\d+)</td>", table)
     assert rows == [str(i) for i in range(1, 11)]
-    # the three results that are not built say so
-    assert table.count("not built") == 3
+    # the one result that is not built (1, language-only instruction tuning) says so, and
+    # its module really does not exist; the built rows name importable packages
+    import importlib.util
+
+    assert table.count("not built") == 1
+    assert importlib.util.find_spec("databazaar.alignment.multimodal") is None
+    for pkg in ("databazaar.enrich", "databazaar.alignment", "databazaar.uncertainty"):
+        assert importlib.util.find_spec(pkg) is not None, pkg
     # every benchmark page the map links exists in the site
     for link in re.findall(r'href="(benchmarks/[^"#]+)"', table):
         assert (site / link).exists(), link
