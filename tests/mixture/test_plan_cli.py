@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,13 +16,9 @@ from databazaar.cli import app
 from databazaar.core.config import get_settings
 from databazaar.market.db import Database, upgrade
 from databazaar.market.service import Market
+from text_products import WORDS, seed_text_products  # type: ignore[import-not-found]
 
 PASSWORD = "correct-horse-9"
-WORDS = {
-    "recipes": "flour sugar butter oven bake stir salt egg milk pan heat cup whisk".split(),
-    "football": "goal match team player score league coach pitch ball win referee".split(),
-    "weather": "rain cloud sun wind storm forecast cold warm snow humid front mist".split(),
-}
 
 
 @pytest.fixture
@@ -38,17 +33,7 @@ def market(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Ma
     m = Market(db, tmp_path, secret_key="plan-cli-secret-0123", password_hasher=fast)
     seller = m.create_account("seller", PASSWORD, "seller")
     buyer = m.create_account("buyer", PASSWORD, "buyer")
-    rng = np.random.default_rng(0)
-    for price, (slug, words) in zip((1000, 1500, 2000), WORDS.items(), strict=True):
-        rows = [{"text": " ".join(rng.choice(words, 120))} for _ in range(20)]
-        data = ("\n".join(json.dumps(r) for r in rows) + "\n").encode()
-        m.create_product(seller, slug, slug)
-        m.add_version(
-            seller, slug, io.BytesIO(data), f"{slug}.jsonl", {"license": "MIT", "task": "lm"}
-        )
-        m.publish(seller, slug, 1)
-        m.set_listing(seller, slug, price)
-    m.deposit(buyer.id, 10_000)
+    seed_text_products(m, seller, buyer)
     yield m, url
     db.dispose()
     get_settings.cache_clear()

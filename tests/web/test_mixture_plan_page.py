@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import html
-import io
-import json
 import re
 from collections.abc import Callable
 from typing import Any
@@ -12,29 +10,16 @@ from typing import Any
 import numpy as np
 from fastapi.testclient import TestClient
 
+from text_products import WORDS, seed_text_products  # type: ignore[import-not-found]
+
 PASSWORD = "correct-horse-9"
-WORDS = {
-    "recipes": "flour sugar butter oven bake stir salt egg milk pan heat cup whisk".split(),
-    "football": "goal match team player score league coach pitch ball win referee".split(),
-    "weather": "rain cloud sun wind storm forecast cold warm snow humid front mist".split(),
-}
 
 
 def _seed(web_app: Any) -> None:
     market = web_app.state.market
     seller = market.create_account("text-seller", PASSWORD, "seller")
-    rng = np.random.default_rng(0)
-    for price, (slug, words) in zip((1000, 1500, 2000), WORDS.items(), strict=True):
-        rows = [{"text": " ".join(rng.choice(words, 120))} for _ in range(20)]
-        data = ("\n".join(json.dumps(r) for r in rows) + "\n").encode()
-        market.create_product(seller, slug, slug)
-        market.add_version(
-            seller, slug, io.BytesIO(data), f"{slug}.jsonl", {"license": "MIT", "task": "lm"}
-        )
-        market.publish(seller, slug, 1)
-        market.set_listing(seller, slug, price)
     buyer = market.create_account("mixer", PASSWORD, "buyer")
-    market.deposit(buyer.id, 10_000)
+    seed_text_products(market, seller, buyer)
 
 
 def test_plan_page_shows_loss_and_buys(
