@@ -50,6 +50,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from databazaar.core.errors import InvalidInput, PaymentError
+from databazaar.market.db import driver_execute
 from databazaar.market.models import Account, PendingCredit, Role
 
 _ACCOUNTS = Account.__table__
@@ -133,12 +134,12 @@ _DEBIT = (  # only where the cached balance covers it (system accounts may go ne
 
 
 def _add(conn: Connection, account_id: int, amount: int) -> None:
-    conn.execute(_CREDIT, {"account": account_id, "amount": amount})
+    driver_execute(conn, _CREDIT, {"account": account_id, "amount": amount})
 
 
 def _debit(conn: Connection, account_id: int, amount: int) -> bool:
     """Debit the cached balance if it covers ``amount`` (system accounts always do)."""
-    return bool(conn.execute(_DEBIT, {"account": account_id, "amount": amount}).rowcount == 1)
+    return driver_execute(conn, _DEBIT, {"account": account_id, "amount": amount}).rowcount == 1
 
 
 def apply(
@@ -176,7 +177,7 @@ def apply(
 def append_pending(conn: Connection, rows: list[dict[str, Any]]) -> None:
     """Write pending-credit rows (from :func:`apply`); nothing when there are none."""
     if rows:
-        conn.execute(_DEFER, rows)
+        driver_execute(conn, _DEFER, rows)
 
 
 def check(

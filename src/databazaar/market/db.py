@@ -72,6 +72,87 @@ def pipelined(session: Session) -> Iterator[None]:
         raise DBAPIError.instance(None, None, exc, dbapi.Error, dialect=conn.dialect) from exc
 
 
+_DRIVER_SQL: dict[tuple[int, str, frozenset[str]], Any] = {}
+
+
+class DriverResult:
+    """What :func:`driver_execute` returns: the affected row count and, for a statement
+    with ``RETURNING``, its first row's first column."""
+
+    __slots__ = ("_cursor", "_result")
+
+    def __init__(self, cursor: Any = None, result: Any = None) -> None:
+        self._cursor, self._result = cursor, result
+
+    @property
+    def rowcount(self) -> int:
+        return int((self._cursor or self._result).rowcount)
+
+    def scalar_one(self) -> Any:
+        if self._result is not None:
+            return self._result.scalar_one()
+        row = self._cursor.fetchone()
+        if row is None:
+            raise LookupError("the statement returned no row")
+        return row[0]
+
+
+def _driver_sql(stmt: Any, dialect: Any, keys: frozenset[str]) -> Any:
+    """``stmt`` compiled for ``dialect`` with the parameters ``keys`` (cached), or
+    ``None`` when SQLAlchemy must run it (it evaluates column defaults in Python)."""
+    cache_key = (id(stmt), dialect.name, keys)
+    if cache_key not in _DRIVER_SQL:
+        compiled = stmt.compile(dialect=dialect, column_keys=sorted(keys))
+        plain = not (compiled.insert_prefetch or compiled.update_prefetch) and not getattr(
+            compiled, "positional", False
+        )
+        _DRIVER_SQL[cache_key] = (stmt, compiled) if plain else (stmt, None)
+    return _DRIVER_SQL[cache_key][1]
+
+
+def driver_execute(conn: Connection, stmt: Any, params: Any) -> DriverResult:
+    """Run a Core ``INSERT``/``UPDATE``/``SELECT`` on PostgreSQL's driver cursor directly.
+
+    The hot write path of a purchase runs about ten statements; SQLAlchemy's work per
+    execution (cache key, execution context, result set-up) cost more CPU than the
+    database's.  Here the statement (a module-level constant: the cache is keyed by its
+    identity) is compiled once per dialect and parameter set, and each call only binds
+    the parameters (with the types' bind processors, literal binds included) and hands
+    the SQL to psycopg's cursor, inside the caller's transaction.  ``params`` is one
+    mapping or a list of them (``executemany``; it may run inside :func:`pipelined`).
+    A driver error is raised as the SQLAlchemy exception the statement would have raised
+    (``IntegrityError``, ...).  On SQLite (in process, little overhead) and for a
+    statement whose column defaults SQLAlchemy evaluates in Python, it is the plain
+    ``conn.execute(stmt, params)``.
+    """
+    rows = params if isinstance(params, list) else [params]
+    if conn.dialect.name != "postgresql" or not rows:
+        return DriverResult(result=conn.execute(stmt, params))
+    compiled = _driver_sql(stmt, conn.dialect, frozenset(rows[0]))
+    if compiled is None:
+        return DriverResult(result=conn.execute(stmt, params))
+    processors = compiled._bind_processors
+    bound = []
+    for row in rows:
+        values = compiled.construct_params(row, _check=False)
+        for key, proc in processors.items():
+            if key in values and values[key] is not None:
+                values[key] = proc(values[key])
+        bound.append(values)
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    dbapi = conn.dialect.loaded_dbapi
+    try:
+        if isinstance(params, list):
+            cursor.executemany(compiled.string, bound)
+        else:
+            cursor.execute(compiled.string, bound[0])
+    except dbapi.Error as exc:
+        raise DBAPIError.instance(
+            compiled.string, bound[0], exc, dbapi.Error, dialect=conn.dialect
+        ) from exc
+    return DriverResult(cursor=cursor)
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """An engine for ``url`` with the per-backend settings described in the module doc.
 

@@ -47,7 +47,7 @@ from sqlalchemy.orm import Session
 
 from databazaar.core.errors import InvalidInput
 from databazaar.market import balances
-from databazaar.market.db import pipelined
+from databazaar.market.db import driver_execute, pipelined
 from databazaar.market.models import Account, LedgerChain, LedgerEntry, LedgerSeal
 
 GENESIS_HASH = "0" * 64
@@ -247,8 +247,8 @@ def post(
     conn = session.connection()
     try:
         with pipelined(session):
-            conn.execute(_APPEND, rows)
-            conn.execute(_MOVE_HEAD, {"chain": chain_id, "new_seq": seq, "new_hash": prev})
+            driver_execute(conn, _APPEND, rows)
+            driver_execute(conn, _MOVE_HEAD, {"chain": chain_id, "new_seq": seq, "new_hash": prev})
             balances.append_pending(conn, deferred)
     except IntegrityError:  # only the accounts' foreign keys can fail here
         raise InvalidInput(f"ledger posting to unknown account(s) among {ids}") from None

@@ -38,8 +38,8 @@ from databazaar.market import access, ledger
 from databazaar.market import validation as v
 from databazaar.market.accounts import TOKEN_ACCOUNT, token_account, token_row_account
 from databazaar.market.common import MarketBase, created
-from databazaar.market.db import Database, pipelined
-from databazaar.market.econ_models import EconBundle
+from databazaar.market.db import Database, driver_execute, pipelined
+from databazaar.market.econ_models import EconBundle, EconDerivative
 from databazaar.market.models import (
     Account,
     Grant,
@@ -65,7 +65,8 @@ T = TypeVar("T")
 @dataclass(frozen=True)
 class SaleLine:
     """One product to sell: the version sold, its price, and whether access is granted
-    (``bundle``: whether the product is a registered bundle, ``None`` if not looked up)."""
+    (``bundle``, ``derivative``: whether the product is a registered bundle or an
+    enriched derivative, ``None`` if not looked up)."""
 
     product_id: int
     slug: str
@@ -75,6 +76,7 @@ class SaleLine:
     price_minor: int
     grant: bool = True
     bundle: bool | None = None
+    derivative: bool | None = None
 
     @classmethod
     def of(
@@ -159,7 +161,8 @@ def book_order(
     txn_id = str(uuid.uuid4())
     now = utcnow()
     conn = s.connection()
-    order_id = conn.execute(
+    order_id = driver_execute(
+        conn,
         _INSERT_ORDER,
         {
             "buyer_id": buyer_id,
@@ -188,12 +191,14 @@ def book_order(
         for line, fee in zip(lines, fees, strict=True)
     ]
     with pipelined(s):  # items and grants in one round trip
-        conn.execute(_INSERT_ITEMS, items)
+        driver_execute(conn, _INSERT_ITEMS, items)
         if grants:
-            conn.execute(_INSERT_GRANTS, grants)
+            driver_execute(conn, _INSERT_GRANTS, grants)
     memo = f"order {order_id}" + (f" ({mechanism})" if mechanism else "")
     items = [
-        SaleItem(line.product_id, line.seller_id, line.price_minor, fee, line.bundle)
+        SaleItem(
+            line.product_id, line.seller_id, line.price_minor, fee, line.bundle, line.derivative
+        )
         for line, fee in zip(lines, fees, strict=True)
     ]
     settle_sale(s, buyer_id, order_id, items, memo, txn_id)
@@ -295,6 +300,7 @@ _BASKET = (
         .where(Grant.account_id == bindparam("buyer"), Grant.product_id == Product.id)
         .exists(),
         EconBundle.product_id,
+        EconDerivative.product_id,
     )
     .outerjoin(Listing, Listing.product_id == Product.id)
     .outerjoin(
@@ -305,6 +311,7 @@ _BASKET = (
         ),
     )
     .outerjoin(EconBundle, EconBundle.product_id == Product.id)
+    .outerjoin(EconDerivative, EconDerivative.product_id == Product.id)
     .where(Product.slug.in_(bindparam("slugs", expanding=True)))
 )
 
@@ -434,7 +441,7 @@ class Orders(MarketBase):
         for slug in slugs:
             if slug not in latest:
                 raise NotFound(f"product {slug!r} not found")
-            pid, _, seller_id, price, active, ver_id, ver_no, granted, bundle = latest[slug]
+            pid, _, seller_id, price, active, ver_id, ver_no, granted, bundle, derived = latest[slug]
             if ver_id is None:
                 gated = unsellable_reason(s, pid, slug)
                 if gated is not None:
@@ -445,7 +452,10 @@ class Orders(MarketBase):
                 granted=bool(granted),
             )  # fmt: skip
             lines.append(
-                SaleLine(pid, slug, seller_id, ver_id, ver_no, price, bundle=bundle is not None)
+                SaleLine(
+                    pid, slug, seller_id, ver_id, ver_no, price,
+                    bundle=bundle is not None, derivative=derived is not None,
+                )  # fmt: skip
             )
         return lines
 

@@ -56,14 +56,16 @@ def market_fee(price_minor: int, fee_bps: int) -> int:
 
 @dataclass(frozen=True)
 class SaleItem:
-    """One item of an order as settlement sees it (``bundle``: whether the product is a
-    registered bundle; ``None`` when the caller did not look, so settlement does)."""
+    """One item of an order as settlement sees it (``bundle``, ``derivative``: whether the
+    product is a registered bundle or an enriched derivative; ``None`` when the caller
+    did not look, so settlement does)."""
 
     product_id: int
     seller_id: int
     price_minor: int
     fee_minor: int
     bundle: bool | None = None
+    derivative: bool | None = None
 
 
 def latest_valuation(session: Session, product_id: int) -> EconValuation | None:
@@ -101,7 +103,9 @@ def sale_postings(
         net = item.price_minor - item.fee_minor
         if net <= 0:
             continue
-        derived = session.get(EconDerivative, item.product_id)
+        derived = (
+            None if item.derivative is False else session.get(EconDerivative, item.product_id)
+        )
         if derived is not None:
             source = session.get(Product, derived.source_product_id)
             assert source is not None  # a foreign key
