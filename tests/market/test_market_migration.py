@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from databazaar.market import ledger
+from databazaar.market import ledger, ledger_verify
 from databazaar.market.db import Database, current_revision, head_revision, upgrade
 
 REV3 = importlib.import_module("databazaar.market.migrations.versions.0003_chains_throttle_catalog")
@@ -84,7 +84,7 @@ def test_upgrade_rechains_seals_and_keeps_appending(legacy: Database) -> None:
     buyer = _book_legacy(legacy)
     assert upgrade(legacy.engine) == head_revision()
     with legacy.snapshot() as s:
-        report = ledger.verify(s)
+        report = ledger_verify.verify(s)
     assert report.ok, [str(p) for p in report.problems]
     assert (report.n_rows, report.n_transactions, report.n_chains, report.n_seals) == (7, 3, 2, 1)
     with legacy.engine.connect() as conn:
@@ -101,7 +101,7 @@ def test_upgrade_rechains_seals_and_keeps_appending(legacy: Database) -> None:
             s, [ledger.Posting(buyer, -50, "payout"), ledger.Posting(funding, 50, "payout")]
         )
     with legacy.snapshot() as s:
-        report = ledger.verify(s)
+        report = ledger_verify.verify(s)
     assert report.ok and report.head_seq == 9
     with legacy.engine.connect() as conn:
         assert (

@@ -43,6 +43,9 @@ def _workers_of(pid: int) -> list[int]:
     return children
 
 
+_SUPERVISOR: dict[str, int] = {}  # the pid of the process the workers are children of
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     home = tmp_path_factory.mktemp("workers-home")
@@ -53,6 +56,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     cmd = [sys.executable, "-c", "from databazaar.cli import app; app()", "serve", "--workers", "2",
            "--port", str(port), "--log-level", "warning", "--no-access-log"]  # fmt: skip
     proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+    _SUPERVISOR["pid"] = proc.pid
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
@@ -166,3 +170,43 @@ def test_the_served_app_freezes_its_start_up_objects(tmp_path, monkeypatch) -> N
     finally:
         gc.unfreeze()
         get_settings.cache_clear()
+
+
+def _established_on(pid: int, port: int) -> int:
+    """How many established TCP connections to local ``port`` process ``pid`` holds."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            local_port = int(fields[1].rsplit(":", 1)[1], 16)
+            if local_port == port and fields[3] == "01" and fields[9] in inodes:
+                count += 1
+    return count
+
+
+def test_connections_opened_at_once_are_spread_over_both_workers(server: str) -> None:
+    # A load generator opens its keep-alive connections together; with one shared
+    # listening socket the first worker to wake accepted all of them.  Each worker now
+    # listens on its own SO_REUSEPORT socket, so both get a share.
+    port = int(server.rsplit(":", 1)[1])
+    pid = _SUPERVISOR["pid"]
+    clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(16)]
+    try:
+        for c in clients:
+            c.sendall(f"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+        for c in clients:
+            assert c.recv(65536).startswith(b"HTTP/1.1 200")
+        held = [_established_on(w, port) for w in _workers_of(pid)]
+    finally:
+        for c in clients:
+            c.close()
+    assert len(held) == 2 and sum(held) == 16, held
+    assert min(held) >= 2, f"connections per worker: {held}"

@@ -108,13 +108,13 @@ def ledger_verify(
     """Recompute the ledger's hash chains, seals, double entry and balances; name any bad row."""
     import json
 
-    from databazaar.market import ledger
+    from databazaar.market import ledger_verify
     from databazaar.market.db import Database
 
     db = Database.from_url(_url(url))
     try:
         with db.snapshot() as session:
-            report = ledger.verify(session)
+            report = ledger_verify.verify(session)
     finally:
         db.dispose()
     if as_json:

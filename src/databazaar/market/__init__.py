@@ -2,7 +2,7 @@
 
 The public API is :class:`Market` (every market action, one transaction each),
 :class:`Database` with :func:`upgrade` (the store and its migrations) and the ledger's
-:func:`~databazaar.market.ledger.verify`.  Heavy modules load lazily.
+:func:`~databazaar.market.ledger_verify.verify`.  Heavy modules load lazily.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ Why this is safe:
   payer's credits and checks again before it is refused;
 * a fold deletes exactly the rows it adds (two folds never take the same row: the
   second waits for the first and then finds it gone), so money is neither lost nor
-  counted twice, and :func:`databazaar.market.ledger.verify` checks
+  counted twice, and :func:`databazaar.market.ledger_verify.verify` checks
   ``balance_minor + pending == sum of postings`` for every account;
 * debits and immediate credits update account rows in ascending id order, and a fold
   takes one account at a time in ascending id order, so two writers never wait on each
@@ -34,6 +34,7 @@ Why this is safe:
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import (
@@ -50,7 +51,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from databazaar.core.errors import InvalidInput, PaymentError
-from databazaar.market.db import driver_execute
+from databazaar.market.db import DriverResult, driver_execute
 from databazaar.market.models import Account, PendingCredit, Role
 
 _ACCOUNTS = Account.__table__
@@ -137,41 +138,66 @@ def _add(conn: Connection, account_id: int, amount: int) -> None:
     driver_execute(conn, _CREDIT, {"account": account_id, "amount": amount})
 
 
-def _debit(conn: Connection, account_id: int, amount: int) -> bool:
-    """Debit the cached balance if it covers ``amount`` (system accounts always do)."""
-    return driver_execute(conn, _DEBIT, {"account": account_id, "amount": amount}).rowcount == 1
+def _debit(conn: Connection, account_id: int, amount: int) -> DriverResult:
+    """Debit the cached balance if it covers ``amount`` (system accounts always do); the
+    result's ``rowcount`` is 1 if it did (read it after a surrounding pipeline)."""
+    return driver_execute(conn, _DEBIT, {"account": account_id, "amount": amount})
+
+
+@dataclass
+class Applied:
+    """What :func:`apply` sent: the pending-credit rows for the caller to write and the
+    debits whose row counts :func:`check_debits` reads."""
+
+    deferred: list[dict[str, Any]] = field(default_factory=list)
+    debits: list[tuple[int, int, DriverResult]] = field(default_factory=list)
 
 
 def apply(
     session: Session, deltas: Mapping[int, int], *, txn_id: str, defer_credits: bool
-) -> list[dict[str, Any]]:
-    """Apply one ledger transaction's net ``deltas`` per account to the balances.
+) -> Applied:
+    """Send one ledger transaction's net ``deltas`` per account to the balances.
 
     Debits (and, unless ``defer_credits``, credits) update the cached column in
-    ascending account id order; a debit the account cannot cover raises
-    :class:`PaymentError` (``insufficient balance: <balance> < <amount>``) after its
-    pending credits were folded and did not suffice.  With ``defer_credits`` the
-    credits are returned as pending-credit rows instead, for the caller to write with
-    :func:`append_pending` (together with the transaction's ledger rows).
+    ascending account id order, each debit by one guarded ``UPDATE`` that changes
+    nothing when the balance does not cover it; :func:`check_debits` must then be
+    called (after the pipeline the statements may run in: :func:`~databazaar.market.db.pipelined`).
+    With ``defer_credits`` the credits are returned as pending-credit rows instead, for
+    the caller to write with :func:`append_pending` (with the transaction's ledger rows).
     """
     conn = session.connection()
-    deferred = []
+    out = Applied()
     for account_id in sorted(deltas):
         amount = deltas[account_id]
         if amount > 0 and defer_credits:
-            deferred.append({"account_id": account_id, "amount_minor": amount, "txn_id": txn_id})
+            out.deferred.append(
+                {"account_id": account_id, "amount_minor": amount, "txn_id": txn_id}
+            )
         elif amount > 0:
             _add(conn, account_id, amount)
-        elif amount < 0 and not _debit(conn, account_id, -amount):
-            if not (fold(session, [account_id]) and _debit(conn, account_id, -amount)):
-                have = balance(session, account_id)
-                if have is None:
-                    raise InvalidInput(f"ledger posting to unknown account(s) [{account_id}]")
-                raise PaymentError(
-                    f"insufficient balance: {have} < {-amount} (minor units)",
-                    hint="deposit funds first",
-                )
-    return deferred
+        elif amount < 0:
+            out.debits.append((account_id, -amount, _debit(conn, account_id, -amount)))
+    return out
+
+
+def check_debits(session: Session, applied: Applied) -> None:
+    """Complete the debits :func:`apply` sent: one that the cached balance did not cover
+    is retried after the account's pending credits are folded, and if they do not
+    suffice either, :class:`PaymentError` (``insufficient balance: <balance> <
+    <amount>``) is raised, so the caller's transaction rolls back."""
+    conn = session.connection()
+    for account_id, amount, result in applied.debits:
+        if result.rowcount == 1:
+            continue
+        if fold(session, [account_id]) and _debit(conn, account_id, amount).rowcount == 1:
+            continue
+        have = balance(session, account_id)
+        if have is None:
+            raise InvalidInput(f"ledger posting to unknown account(s) [{account_id}]")
+        raise PaymentError(
+            f"insufficient balance: {have} < {amount} (minor units)",
+            hint="deposit funds first",
+        )
 
 
 def append_pending(conn: Connection, rows: list[dict[str, Any]]) -> None:
@@ -186,7 +212,7 @@ def check(
     """Problems of the balances against the ledger, as ``(account_id, message)``.
 
     ``booked`` is the sum of each account's postings and ``txn_ids`` the transactions
-    on the ledger (from :func:`databazaar.market.ledger.verify`'s walk).  Every pending
+    on the ledger (from :func:`databazaar.market.ledger_verify.verify`'s walk).  Every pending
     credit must name a booked transaction; every account's cached balance plus its
     pending credits must equal its postings; no account but a system one is negative.
     """

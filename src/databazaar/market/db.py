@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, bindparam, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
@@ -54,8 +54,9 @@ def pipelined(session: Session) -> Iterator[None]:
     On PostgreSQL the block runs in psycopg's pipeline mode: each statement is queued
     and the block waits once, at its end, for all of their results; on SQLite (in
     process, no round trips) it changes nothing.  Only statements whose results are not
-    read may run inside (``UPDATE`` and ``INSERT ... inline()`` statements, which
-    fetch no generated key, without ``RETURNING``; no ``rowcount``).
+    read inside the block may run in it (``UPDATE`` and ``INSERT ... inline()``
+    statements, which fetch no generated key, without ``RETURNING``); the ``rowcount``
+    of a statement run by :func:`driver_execute` in the block is read after it.
     An error of any of them is raised at the end of the block as the SQLAlchemy
     exception the statement would have raised (``IntegrityError``,
     ``OperationalError``, ...), so callers handle it alike on both stores.
@@ -77,15 +78,21 @@ _DRIVER_SQL: dict[tuple[int, str, frozenset[str]], Any] = {}
 
 class DriverResult:
     """What :func:`driver_execute` returns: the affected row count and, for a statement
-    with ``RETURNING``, its first row's first column."""
+    with ``RETURNING``, its first row's first column.  Inside :func:`pipelined` both are
+    known only after the block."""
 
-    __slots__ = ("_cursor", "_result")
+    __slots__ = ("_cursor", "_result", "_rowcount")
 
-    def __init__(self, cursor: Any = None, result: Any = None) -> None:
+    def __init__(self, cursor: Any = None, result: Any = None, *, eager: bool = False) -> None:
         self._cursor, self._result = cursor, result
+        # SQLite's count is read at once (its cursor is reused); PostgreSQL's only
+        # after a surrounding pipeline delivered it
+        self._rowcount = result.rowcount if eager and not result.returns_rows else None
 
     @property
     def rowcount(self) -> int:
+        if self._rowcount is not None:
+            return int(self._rowcount)
         return int((self._cursor or self._result).rowcount)
 
     def scalar_one(self) -> Any:
@@ -97,16 +104,28 @@ class DriverResult:
         return row[0]
 
 
-def _driver_sql(stmt: Any, dialect: Any, keys: frozenset[str]) -> Any:
+def _driver_sql(stmt: Any, dialect: Any, keys: frozenset[str], n_rows: int) -> Any:
     """``stmt`` compiled for ``dialect`` with the parameters ``keys`` (cached), or
-    ``None`` when SQLAlchemy must run it (it evaluates column defaults in Python)."""
-    cache_key = (id(stmt), dialect.name, keys)
+    ``None`` when SQLAlchemy must run it (it evaluates column defaults in Python).
+
+    An ``INSERT`` of ``n_rows`` > 1 rows is compiled as one multi-row ``VALUES`` whose
+    parameters are named ``r<i>_<key>`` (one statement, not one per row)."""
+    cache_key = (id(stmt), dialect.name, keys, n_rows)
     if cache_key not in _DRIVER_SQL:
-        compiled = stmt.compile(dialect=dialect, column_keys=sorted(keys))
+        target = stmt
+        if n_rows > 1:
+            cols = stmt.table.c
+            target = stmt.values(
+                [
+                    {k: bindparam(f"r{i}_{k}", type_=cols[k].type) for k in sorted(keys)}
+                    for i in range(n_rows)
+                ]
+            )
+        compiled = target.compile(dialect=dialect, column_keys=sorted(keys))
         plain = not (compiled.insert_prefetch or compiled.update_prefetch) and not getattr(
             compiled, "positional", False
         )
-        _DRIVER_SQL[cache_key] = (stmt, compiled) if plain else (stmt, None)
+        _DRIVER_SQL[cache_key] = (stmt, compiled if plain else None)
     return _DRIVER_SQL[cache_key][1]
 
 
@@ -119,38 +138,47 @@ def driver_execute(conn: Connection, stmt: Any, params: Any) -> DriverResult:
     identity) is compiled once per dialect and parameter set, and each call only binds
     the parameters (with the types' bind processors, literal binds included) and hands
     the SQL to psycopg's cursor, inside the caller's transaction.  ``params`` is one
-    mapping or a list of them (``executemany``; it may run inside :func:`pipelined`).
-    A driver error is raised as the SQLAlchemy exception the statement would have raised
+    mapping or a list of them with the same keys (an ``INSERT`` of several rows runs as
+    one multi-row ``VALUES``); it may run inside :func:`pipelined`.  A driver error is
+    raised as the SQLAlchemy exception the statement would have raised
     (``IntegrityError``, ...).  On SQLite (in process, little overhead) and for a
     statement whose column defaults SQLAlchemy evaluates in Python, it is the plain
     ``conn.execute(stmt, params)``.
     """
     rows = params if isinstance(params, list) else [params]
-    if conn.dialect.name != "postgresql" or not rows:
+    postgres = conn.dialect.name == "postgresql"
+    keys = frozenset(rows[0]) if rows else frozenset()
+    multi = len(rows) > 1
+    if not postgres or not rows or (multi and not getattr(stmt, "is_insert", False)):
+        return DriverResult(result=conn.execute(stmt, params), eager=not postgres)
+    if multi and any(frozenset(r) != keys for r in rows):
         return DriverResult(result=conn.execute(stmt, params))
-    compiled = _driver_sql(stmt, conn.dialect, frozenset(rows[0]))
+    compiled = _driver_sql(stmt, conn.dialect, keys, len(rows))
     if compiled is None:
         return DriverResult(result=conn.execute(stmt, params))
-    processors = compiled._bind_processors
-    bound = []
-    for row in rows:
-        values = compiled.construct_params(row, _check=False)
-        for key, proc in processors.items():
-            if key in values and values[key] is not None:
-                values[key] = proc(values[key])
-        bound.append(values)
+    flat = (
+        {f"r{i}_{k}": v for i, row in enumerate(rows) for k, v in row.items()} if multi else rows[0]
+    )
+    values = compiled.construct_params(flat, _check=False)
+    for key, proc in compiled._bind_processors.items():
+        if key in values and values[key] is not None:
+            values[key] = proc(values[key])
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     dbapi = conn.dialect.loaded_dbapi
     try:
-        if isinstance(params, list):
-            cursor.executemany(compiled.string, bound)
-        else:
-            cursor.execute(compiled.string, bound[0])
+        cursor.execute(compiled.string, values)
     except dbapi.Error as exc:
         raise DBAPIError.instance(
-            compiled.string, bound[0], exc, dbapi.Error, dialect=conn.dialect
+            compiled.string, values, exc, dbapi.Error, dialect=conn.dialect
         ) from exc
     return DriverResult(cursor=cursor)
+
+
+def is_foreign_key_violation(exc: DBAPIError) -> bool:
+    """Whether a driver error is a foreign key violation (PostgreSQL SQLSTATE 23503,
+    SQLite's ``FOREIGN KEY constraint failed``), not another integrity error."""
+    orig = exc.orig
+    return getattr(orig, "sqlstate", None) == "23503" or "FOREIGN KEY constraint" in str(orig)
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:

@@ -324,7 +324,7 @@ class LedgerChain(Base):
 
     Appending a transaction locks only the head of its payer's chain, so purchases by
     different buyers do not wait for one another; the head also lets
-    :func:`databazaar.market.ledger.verify` detect a truncated chain.
+    :func:`databazaar.market.ledger_verify.verify` detect a truncated chain.
     """
 
     __tablename__ = "ledger_chains"

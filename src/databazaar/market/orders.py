@@ -26,10 +26,10 @@ import random
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
-from sqlalchemy import Row, and_, bindparam, insert, select
+from sqlalchemy import Connection, Row, and_, bindparam, func, insert, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -38,7 +38,7 @@ from databazaar.market import access, ledger
 from databazaar.market import validation as v
 from databazaar.market.accounts import TOKEN_ACCOUNT, token_account, token_row_account
 from databazaar.market.common import MarketBase, created
-from databazaar.market.db import Database, driver_execute, pipelined
+from databazaar.market.db import Database, driver_execute
 from databazaar.market.econ_models import EconBundle, EconDerivative
 from databazaar.market.models import (
     Account,
@@ -130,6 +130,7 @@ def keyed_order(s: Session, buyer_id: int, key: str, req_hash: str) -> Order | N
 
 
 _INSERT_ORDER = insert(Order.__table__).returning(Order.__table__.c.id)
+_INSERT_ORDER_ID = insert(Order.__table__).inline()  # with an id drawn from the sequence
 # inline(): no implicit RETURNING of the generated key, so they can be pipelined
 _INSERT_ITEMS = insert(OrderItem.__table__).inline()
 _INSERT_GRANTS = insert(Grant.__table__).inline()
@@ -144,6 +145,7 @@ def book_order(
     req_hash: str,
     fee_bps: int,
     mechanism: str | None = None,
+    order_id: int | None = None,
 ) -> OrderOut:
     """Record one sale in the caller's write transaction (the buyer's chain locked).
 
@@ -155,31 +157,39 @@ def book_order(
     ledger memo is ``order <id>`` (plus `` (<mechanism>)`` for a sale under a pricing
     mechanism).  Each table is written by one statement (Core ``INSERT``, no ORM unit
     of work), and the answer is built from what was written, without reading it back.
+
+    ``order_id``: an id the caller drew from the orders' sequence (PostgreSQL, see
+    :data:`_BASKET_PG`); then the order, its items and grants go to the database in the
+    same round trip as the ledger rows (for lines known to be neither bundles nor
+    derivatives, whose revenue splits need the order row first).  Without it the order
+    is inserted first and its generated id read back.
     """
     total = sum(line.price_minor for line in lines)
     fees = [market_fee(line.price_minor, fee_bps) for line in lines]
     txn_id = str(uuid.uuid4())
     now = utcnow()
     conn = s.connection()
-    order_id = driver_execute(
-        conn,
-        _INSERT_ORDER,
-        {
-            "buyer_id": buyer_id,
-            "idempotency_key": key,
-            "request_hash": req_hash,
-            "total_minor": total,
-            "fee_minor": sum(fees),
-            "txn_id": txn_id,
-            "created_at": now,
-        },
-    ).scalar_one()
+    order_row = {
+        "buyer_id": buyer_id,
+        "idempotency_key": key,
+        "request_hash": req_hash,
+        "total_minor": total,
+        "fee_minor": sum(fees),
+        "txn_id": txn_id,
+        "created_at": now,
+    }
+    plain = all(line.bundle is False and line.derivative is False for line in lines)
+    deferred_order = order_id is not None and plain
+    if order_id is None:
+        order_id = driver_execute(conn, _INSERT_ORDER, order_row).scalar_one()
+    elif not deferred_order:
+        driver_execute(conn, _INSERT_ORDER_ID, {**order_row, "id": order_id})
     grants = [
         dict(account_id=buyer_id, product_id=line.product_id, order_id=order_id, created_at=now)
         for line in lines
         if line.grant
     ]
-    items = [
+    rows = [
         {
             "order_id": order_id,
             "product_id": line.product_id,
@@ -190,10 +200,15 @@ def book_order(
         }
         for line, fee in zip(lines, fees, strict=True)
     ]
-    with pipelined(s):  # items and grants in one round trip
-        driver_execute(conn, _INSERT_ITEMS, items)
+
+    def write_order(c: Connection) -> None:
+        # run inside the ledger's pipeline: no result is read
+        if deferred_order:
+            driver_execute(c, _INSERT_ORDER_ID, {**order_row, "id": order_id})
+        driver_execute(c, _INSERT_ITEMS, rows)
         if grants:
-            driver_execute(conn, _INSERT_GRANTS, grants)
+            driver_execute(c, _INSERT_GRANTS, grants)
+
     memo = f"order {order_id}" + (f" ({mechanism})" if mechanism else "")
     items = [
         SaleItem(
@@ -201,7 +216,7 @@ def book_order(
         )
         for line, fee in zip(lines, fees, strict=True)
     ]
-    settle_sale(s, buyer_id, order_id, items, memo, txn_id)
+    settle_sale(s, buyer_id, order_id, items, memo, txn_id, with_writes=write_order)
     return OrderOut(
         id=order_id,
         buyer_id=buyer_id,
@@ -316,6 +331,13 @@ _BASKET = (
 )
 
 
+# PostgreSQL: the same query also draws the order's id from the orders' sequence (an
+# uncorrelated scalar subquery, evaluated once), so book_order can send the order with
+# the ledger rows in one round trip instead of inserting it first to learn its id.
+_BASKET_PG = _BASKET.add_columns(
+    select(func.nextval(func.pg_get_serial_sequence(Order.__tablename__, "id"))).scalar_subquery()
+)
+
 _TOKEN_BUYER = ledger.locking_head(TOKEN_ACCOUNT, Account.id)
 
 
@@ -415,23 +437,29 @@ class Orders(MarketBase):
             # key, which run_booking answers from the first order.
             ledger.lock_chain(s, req.buyer_id)
             try:
-                lines = self._basket(s, req.buyer_id, req.slugs)
+                lines, order_id = self._basket(s, req.buyer_id, req.slugs)
             except (Conflict, NotFound):
                 done = replay(s)
                 if done is not None:
                     return done
                 raise
             return book_order(
-                s, req.buyer_id, lines, key=req.key, req_hash=req.req_hash, fee_bps=self.fee_bps
-            )
+                s, req.buyer_id, lines, key=req.key, req_hash=req.req_hash,
+                fee_bps=self.fee_bps, order_id=order_id,
+            )  # fmt: skip
 
         return run_booking(self.db, attempt, replay)
 
     @staticmethod
-    def _basket(s: Session, buyer_id: int, slugs: list[str]) -> list[SaleLine]:
+    def _basket(s: Session, buyer_id: int, slugs: list[str]) -> tuple[list[SaleLine], int | None]:
         # One query: the basket's products with their listings, their published versions,
-        # whether the buyer already has access and whether each is a bundle.
-        rows = s.connection().execute(_BASKET, {"buyer": buyer_id, "slugs": slugs}).all()
+        # whether the buyer already has access, whether each is a bundle or a derivative
+        # (and, on PostgreSQL, the new order's id).
+        conn = s.connection()
+        postgres = conn.dialect.name == "postgresql"
+        query = _BASKET_PG if postgres else _BASKET
+        rows = conn.execute(query, {"buyer": buyer_id, "slugs": slugs}).all()
+        order_id = int(rows[0][-1]) if postgres and rows else None
         latest: dict[str, Row[Any]] = {}
         for row in rows:  # the newest published version of each product
             best = latest.get(row[1])
@@ -441,7 +469,9 @@ class Orders(MarketBase):
         for slug in slugs:
             if slug not in latest:
                 raise NotFound(f"product {slug!r} not found")
-            pid, _, seller_id, price, active, ver_id, ver_no, granted, bundle, derived = latest[slug]
+            pid, _, seller_id, price, active, ver_id, ver_no, granted, bundle, derived = latest[
+                slug
+            ][:10]
             if ver_id is None:
                 gated = unsellable_reason(s, pid, slug)
                 if gated is not None:
@@ -451,13 +481,9 @@ class Orders(MarketBase):
                 slug, seller_id, buyer_id, on_sale=price is not None and bool(active),
                 granted=bool(granted),
             )  # fmt: skip
-            lines.append(
-                SaleLine(
-                    pid, slug, seller_id, ver_id, ver_no, price,
-                    bundle=bundle is not None, derivative=derived is not None,
-                )  # fmt: skip
-            )
-        return lines
+            line = SaleLine(pid, slug, seller_id, ver_id, ver_no, price)
+            lines.append(replace(line, bundle=bundle is not None, derivative=derived is not None))
+        return lines, order_id
 
     def orders_for(
         self, account: AccountOut, *, limit: int = 100, offset: int = 0

@@ -20,14 +20,14 @@ payouts (to it) and ledger verification live here too.  This module never import
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 
 from databazaar.core.errors import NotFound, PaymentError
-from databazaar.market import balances, ledger
+from databazaar.market import balances, ledger, ledger_verify
 from databazaar.market import validation as v
 from databazaar.market.accounts import account_view
 from databazaar.market.allocation import RULE, split_revenue
@@ -103,9 +103,7 @@ def sale_postings(
         net = item.price_minor - item.fee_minor
         if net <= 0:
             continue
-        derived = (
-            None if item.derivative is False else session.get(EconDerivative, item.product_id)
-        )
+        derived = None if item.derivative is False else session.get(EconDerivative, item.product_id)
         if derived is not None:
             source = session.get(Product, derived.source_product_id)
             assert source is not None  # a foreign key
@@ -194,14 +192,21 @@ def settle_sale(
     items: Sequence[SaleItem],
     memo: str,
     txn_id: str,
+    *,
+    with_writes: Callable[[Connection], None] | None = None,
 ) -> None:
     """Book a sale on the ledger: buyer debit, seller side (split bundles), market fee.
 
     The buyer's debit is checked against its balance (:class:`PaymentError` when
     short); the credits are pending credits (:mod:`databazaar.market.balances`).
+    ``with_writes``: the caller's statements (the order's rows) to send in the same
+    round trip as the ledger's (see :func:`databazaar.market.ledger.post`); run alone
+    when the sale moves no money.
     """
     total = sum(it.price_minor for it in items)
     if total <= 0:
+        if with_writes is not None:
+            with_writes(session.connection())
         return
     postings = [ledger.Posting(buyer_id, -total, "purchase", memo)]
     postings += sale_postings(session, order_id, items, memo, txn_id)
@@ -209,7 +214,7 @@ def settle_sale(
     if fees:
         postings.append(ledger.Posting(system_account_id(session, FEE_ACCOUNT), fees, "fee", memo))
     # the credits are deferred: concurrent sales do not queue on the fee or seller rows
-    ledger.post(session, postings, txn_id=txn_id, defer_credits=True)
+    ledger.post(session, postings, txn_id=txn_id, defer_credits=True, with_writes=with_writes)
 
 
 class Settlement(MarketBase):
@@ -252,12 +257,12 @@ class Settlement(MarketBase):
             return DepositOut(txn_id=txn, account=account_view(s, acc))
 
     def verify_ledger(self) -> LedgerReportOut:
-        """Verify the hash chain, double entry and balances (:func:`ledger.verify`)."""
+        """Verify the hash chain, double entry and balances (:func:`ledger_verify.verify`)."""
         with self.db.snapshot() as s:
-            report = ledger.verify(s)
+            report = ledger_verify.verify(s)
         return LedgerReportOut(**report.to_dict())  # type: ignore[arg-type]
 
-    def ledger_report(self) -> ledger.LedgerReport:
-        """The full :class:`~databazaar.market.ledger.LedgerReport`."""
+    def ledger_report(self) -> ledger_verify.LedgerReport:
+        """The full :class:`~databazaar.market.ledger_verify.LedgerReport`."""
         with self.db.snapshot() as s:
-            return ledger.verify(s)
+            return ledger_verify.verify(s)

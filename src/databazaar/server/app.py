@@ -282,6 +282,40 @@ def serve(
     )
 
 
+class _WorkerSocket:
+    """Stands for a listening socket that each worker process opens for itself.
+
+    With one socket shared by all workers, the worker whose event loop wakes first
+    accepts every waiting connection (asyncio accepts in a loop), so a client that opens
+    its keep-alive connections at once lands them all on one worker and the others idle
+    (seen here: 32 clients, 2 workers, one worker served every purchase).  Pickled into a
+    worker, this object becomes a socket bound there with ``SO_REUSEPORT``: each worker
+    has its own accept queue and the kernel spreads new connections over them.
+    """
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+
+    def __reduce__(self) -> tuple[Any, tuple[str, int]]:
+        return (_listen_reuse_port, (self.host, self.port))
+
+
+def _listen_reuse_port(host: str, port: int, *, listen: bool = True) -> Any:
+    """A TCP socket bound to ``host:port`` with ``SO_REUSEPORT`` and ``TCP_NODELAY``,
+    listening unless ``listen`` is false."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.bind((host, port))
+    if listen:
+        sock.listen(2048)
+    return sock
+
+
 def run_uvicorn(
     factory: str,
     *,
@@ -294,12 +328,15 @@ def run_uvicorn(
 ) -> None:
     """Run the app factory named ``module:function`` with uvicorn in ``workers`` processes.
 
-    The listening socket is opened here with ``TCP_NODELAY``: the socket uvicorn opens
-    for several workers has protocol number 0, so asyncio does not set ``TCP_NODELAY``
-    on the connections it accepts, and an answer written in two parts (head, body)
-    then waits about 40 ms for the client's delayed ACK.  Linux copies the option from
-    the listening socket to every accepted one.  ``X-Forwarded-For`` is believed only
-    from ``trusted_proxies`` (comma-separated; empty: never).
+    Sockets are opened here with ``TCP_NODELAY``: the socket uvicorn opens for several
+    workers has protocol number 0, so asyncio does not set ``TCP_NODELAY`` on the
+    connections it accepts, and an answer written in two parts (head, body) then waits
+    about 40 ms for the client's delayed ACK (Linux copies the option from the listening
+    socket to every accepted one).  With several workers on a system with
+    ``SO_REUSEPORT`` (Linux), each worker listens on its own socket
+    (:class:`_WorkerSocket`), so connections are spread over the workers; the port is
+    checked (and, for port 0, chosen) here first.  ``X-Forwarded-For`` is believed
+    only from ``trusted_proxies`` (comma-separated; empty: never).
     """
     import socket
 
@@ -317,6 +354,13 @@ def run_uvicorn(
         proxy_headers=bool(trusted_proxies),
         forwarded_allow_ips=trusted_proxies or None,
     )
+    if workers > 1 and hasattr(socket, "SO_REUSEPORT"):
+        probe = _listen_reuse_port(host, port, listen=False)  # fails if the port is taken
+        port = probe.getsockname()[1]
+        probe.close()
+        config.port = port
+        Multiprocess(config, sockets=[_WorkerSocket(host, port)]).run()  # type: ignore[list-item]
+        return
     sock = config.bind_socket()
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     if workers > 1:
