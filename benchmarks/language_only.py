@@ -67,8 +67,18 @@ def settings(args: argparse.Namespace) -> dict[str, Any]:
     return {
         k: getattr(args, k)
         for k in (
-            "budget", "epochs", "tune_lr", "align_lr", "align_epochs", "base_steps",
-            "docs_per_family", "n_captions", "n_text", "n_vision", "n_eval", "batch_size",
+            "budget",
+            "epochs",
+            "tune_lr",
+            "align_lr",
+            "align_epochs",
+            "base_steps",
+            "docs_per_family",
+            "n_captions",
+            "n_text",
+            "n_vision",
+            "n_eval",
+            "batch_size",
         )
     }
 
@@ -83,7 +93,9 @@ def run_seed(seed: int, args: argparse.Namespace, tmp: Path) -> list[dict[str, A
     )
     model, proc, base = build_base(
         MultimodalConfig(),
-        BaseConfig(n_docs_per_family=args.docs_per_family, steps=args.base_steps, random_state=seed),
+        BaseConfig(
+            n_docs_per_family=args.docs_per_family, steps=args.base_steps, random_state=seed
+        ),
         num_threads=args.threads,
     )
     caps = read_examples(data / "captions.jsonl", "captions")
@@ -91,14 +103,25 @@ def run_seed(seed: int, args: argparse.Namespace, tmp: Path) -> list[dict[str, A
         model,
         proc,
         caps,
-        config=TuneConfig(lr=args.align_lr, epochs=args.align_epochs, batch_size=args.batch_size, random_state=seed),
+        config=TuneConfig(
+            lr=args.align_lr,
+            epochs=args.align_epochs,
+            batch_size=args.batch_size,
+            random_state=seed,
+        ),
     )
     prep_seconds = time.perf_counter() - t0
-    print(f"seed {seed}: base loss {base['final_loss']:.3f}, caption loss {np.mean(p1.train_loss[-10:]):.3f}, "
-          f"{prep_seconds:.0f} s", flush=True)
+    print(
+        f"seed {seed}: base loss {base['final_loss']:.3f}, "
+        f"caption loss {np.mean(p1.train_loss[-10:]):.3f}, "
+        f"{prep_seconds:.0f} s",
+        flush=True,
+    )
     text = read_examples(data / "text.jsonl", "text")
     vision = read_examples(data / "vision.jsonl", "vision")
-    evals = read_examples(data / "eval_language.jsonl", "eval") + read_examples(data / "eval_vision.jsonl", "eval")
+    evals = read_examples(data / "eval_language.jsonl", "eval") + read_examples(
+        data / "eval_vision.jsonl", "eval"
+    )
     rows = []
     for arm, ratio in ARMS.items():
         t1 = time.perf_counter()
@@ -110,7 +133,12 @@ def run_seed(seed: int, args: argparse.Namespace, tmp: Path) -> list[dict[str, A
                 tuned,
                 proc,
                 mix,
-                config=TuneConfig(lr=args.tune_lr, epochs=args.epochs, batch_size=args.batch_size, random_state=seed),
+                config=TuneConfig(
+                    lr=args.tune_lr,
+                    epochs=args.epochs,
+                    batch_size=args.batch_size,
+                    random_state=seed,
+                ),
             )
             tokens = {k: res.to_dict()[k] for k in tokens}
         train_seconds = time.perf_counter() - t1
@@ -128,8 +156,11 @@ def run_seed(seed: int, args: argparse.Namespace, tmp: Path) -> list[dict[str, A
             "examples": [s for s in ev["samples"] if s["family"].startswith("image_")][:3],
         }
         rows.append(row)
-        print(f"seed {seed} {arm}: language {row['language']:.3f} vision {row['vision']:.3f} "
-              f"tokens {row['tokens']} ({train_seconds:.0f} s)", flush=True)
+        print(
+            f"seed {seed} {arm}: language {row['language']:.3f} vision {row['vision']:.3f} "
+            f"tokens {row['tokens']} ({train_seconds:.0f} s)",
+            flush=True,
+        )
     for r in rows:
         r["prep_seconds"] = prep_seconds
         r["base"] = {k: base[k] for k in ("steps", "first_loss", "final_loss", "seconds")}
@@ -155,7 +186,15 @@ def summarise(rows: list[dict[str, Any]], seeds: list[int]) -> dict[str, Any]:
             "text_tokens": float(np.mean(vals(arm, "text_tokens"))),
             "image_tokens": float(np.mean(vals(arm, "image_tokens"))),
             "train_seconds": float(np.mean(vals(arm, "train_seconds"))),
-            "families": {f: mean_ci([next(r for r in rows if r["seed"] == s and r["arm"] == arm)["families"][f] for s in seeds]) for f in fams},
+            "families": {
+                f: mean_ci(
+                    [
+                        next(r for r in rows if r["seed"] == s and r["arm"] == arm)["families"][f]
+                        for s in seeds
+                    ]
+                )
+                for f in fams
+            },
         }
 
     def diff(a: str, b: str, key: str) -> dict[str, float]:
@@ -164,43 +203,71 @@ def summarise(rows: list[dict[str, Any]], seeds: list[int]) -> dict[str, Any]:
     claims = []
     for mod in ("language", "vision"):
         d = diff("text_only", "none", mod)
-        claims.append({
-            "claim": f"text-only tuning beats no tuning on held-out {mod} task types (95% CI of the paired difference over seeds excludes zero)",
-            "held": bool(d["mean"] - d["ci95"] > 0),
-            "evidence": f"text_only {arms['text_only'][mod]:.3f} ± {arms['text_only'][mod + '_ci95']:.3f} vs none "
-            f"{arms['none'][mod]:.3f} ± {arms['none'][mod + '_ci95']:.3f}; paired difference {d['mean']:+.3f} ± {d['ci95']:.3f}",
-        })
+        claims.append(
+            {
+                "claim": f"text-only tuning beats no tuning on held-out {mod} task types "
+                "(95% CI of the paired difference over seeds excludes zero)",
+                "held": bool(d["mean"] - d["ci95"] > 0),
+                "evidence": f"text_only {arms['text_only'][mod]:.3f} ± "
+                f"{arms['text_only'][mod + '_ci95']:.3f} vs none {arms['none'][mod]:.3f} ± "
+                f"{arms['none'][mod + '_ci95']:.3f}; paired difference {d['mean']:+.3f} ± "
+                f"{d['ci95']:.3f}",
+            }
+        )
     vh = arms[VISION_HEAVY]
     dv = diff("text_only", VISION_HEAVY, "vision")
     within = abs(arms["text_only"]["vision"] - vh["vision"]) <= vh["vision_ci95"]
-    claims.append({
-        "claim": f"text-only's vision score is within the 95% CI of the vision-heavy arm ({VISION_HEAVY})",
-        "held": bool(within),
-        "evidence": f"text_only vision {arms['text_only']['vision']:.3f} vs {VISION_HEAVY} {vh['vision']:.3f} ± {vh['vision_ci95']:.3f}; "
-        f"gap (paired) {dv['mean']:+.3f} ± {dv['ci95']:.3f}",
-    })
+    claims.append(
+        {
+            "claim": "text-only's vision score is within the 95% CI of the vision-heavy arm "
+            f"({VISION_HEAVY})",
+            "held": bool(within),
+            "evidence": f"text_only vision {arms['text_only']['vision']:.3f} vs {VISION_HEAVY} "
+            f"{vh['vision']:.3f} ± {vh['vision_ci95']:.3f}; "
+            f"gap (paired) {dv['mean']:+.3f} ± {dv['ci95']:.3f}",
+        }
+    )
     dl = diff("text_only", VISION_HEAVY, "language")
-    claims.append({
-        "claim": f"text-only tuning is better than vision-heavy tuning ({VISION_HEAVY}) on held-out language types",
-        "held": bool(dl["mean"] - dl["ci95"] > 0),
-        "evidence": f"paired difference text_only - {VISION_HEAVY} on language {dl['mean']:+.3f} ± {dl['ci95']:.3f}",
-    })
-    avg_t = [(a + b) / 2 for a, b in zip(vals("text_only", "language"), vals("text_only", "vision"), strict=True)]
-    avg_v = [(a + b) / 2 for a, b in zip(vals(VISION_HEAVY, "language"), vals(VISION_HEAVY, "vision"), strict=True)]
+    claims.append(
+        {
+            "claim": f"text-only tuning is better than vision-heavy tuning ({VISION_HEAVY}) on "
+            "held-out language types",
+            "held": bool(dl["mean"] - dl["ci95"] > 0),
+            "evidence": f"paired difference text_only - {VISION_HEAVY} on language "
+            f"{dl['mean']:+.3f} ± {dl['ci95']:.3f}",
+        }
+    )
+    avg_t = [
+        (a + b) / 2
+        for a, b in zip(vals("text_only", "language"), vals("text_only", "vision"), strict=True)
+    ]
+    avg_v = [
+        (a + b) / 2
+        for a, b in zip(vals(VISION_HEAVY, "language"), vals(VISION_HEAVY, "vision"), strict=True)
+    ]
     da = mean_ci([a - b for a, b in zip(avg_t, avg_v, strict=True)])
     ratio = vh["training_tokens"] / max(1.0, arms["text_only"]["training_tokens"])
-    claims.append({
-        "claim": f"text-only tuning is competitive with vision-heavy tuning on the average of both modalities (paired difference's CI reaches 0 or above) with fewer training tokens",
-        "held": bool(da["mean"] + da["ci95"] >= 0 and ratio > 1),
-        "evidence": f"average difference text_only - {VISION_HEAVY} {da['mean']:+.3f} ± {da['ci95']:.3f}; "
-        f"tokens {arms['text_only']['training_tokens']:.0f} vs {vh['training_tokens']:.0f} ({ratio:.2f}x)",
-    })
-    claims.append({
-        "claim": "about 4x training efficiency (vision-heavy arm's training tokens / text-only's >= 3)",
-        "held": bool(ratio >= 3),
-        "evidence": f"measured {ratio:.2f}x at 16 image tokens per image; the paper's ratio comes from LLaVA-1.5's "
-        "576 image tokens per image and its longer visual conversations, which a 32x32 image does not reproduce",
-    })
+    claims.append(
+        {
+            "claim": "text-only tuning is competitive with vision-heavy tuning on the average of "
+            "both modalities (paired difference's CI reaches 0 or above) with fewer "
+            "training tokens",
+            "held": bool(da["mean"] + da["ci95"] >= 0 and ratio > 1),
+            "evidence": f"average difference text_only - {VISION_HEAVY} {da['mean']:+.3f} ± "
+            f"{da['ci95']:.3f}; tokens {arms['text_only']['training_tokens']:.0f} vs "
+            f"{vh['training_tokens']:.0f} ({ratio:.2f}x)",
+        }
+    )
+    claims.append(
+        {
+            "claim": "about 4x training efficiency (vision-heavy arm's training tokens / "
+            "text-only's >= 3)",
+            "held": bool(ratio >= 3),
+            "evidence": f"measured {ratio:.2f}x at 16 image tokens per image; the paper's ratio "
+            "comes from LLaVA-1.5's 576 image tokens per image and its longer visual "
+            "conversations, which a 32x32 image does not reproduce",
+        }
+    )
     return {"arms": arms, "claims": claims}
 
 
@@ -213,8 +280,15 @@ def figure(res: dict[str, Any], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     for mod, marker in (("language", "o"), ("vision", "s")):
         for arm, a in res["arms"].items():
-            ax.errorbar(a["training_tokens"], a[mod], yerr=a[mod + "_ci95"], fmt=marker, capsize=3,
-                        color=f"C{list(ARMS).index(arm)}", label=f"{arm} ({mod})")
+            ax.errorbar(
+                a["training_tokens"],
+                a[mod],
+                yerr=a[mod + "_ci95"],
+                fmt=marker,
+                capsize=3,
+                color=f"C{list(ARMS).index(arm)}",
+                label=f"{arm} ({mod})",
+            )
     ax.set_xlabel("training tokens in phase 2 (text + image)")
     ax.set_ylabel("zero-shot exact match, held-out types")
     ax.set_title("Language-only vs mixed instruction tuning (mean ± 95% CI over seeds)")
@@ -229,34 +303,52 @@ def markdown(res: dict[str, Any]) -> str:
     lines = [
         "# Language-only instruction tuning of a tiny LLaVA (MLAN, issue 19)",
         "",
-        "Paper (Tu et al., 2024, arXiv 2411.10557): language-only instruction tuning improves an MLLM "
+        "Paper (Tu et al., 2024, arXiv 2411.10557): language-only instruction tuning improves "
+        "an MLLM "
         "zero-shot on unseen language and vision datasets, competitive with vision-heavy tuning "
         "(better on language) at about 4x training efficiency.",
         "",
         f"Seeds {res['seeds']} (design choices on dev seed 100 only). Settings: {json.dumps(s)}. "
-        f"Wall time {res['wall_seconds'] / 60:.1f} min; load average {res['loadavg_start']} at start, "
+        f"Wall time {res['wall_seconds'] / 60:.1f} min; load average {res['loadavg_start']} "
+        "at start, "
         f"{res['loadavg_end']} at end ({res['machine']}).",
         "",
         "![score vs training tokens](language_only.svg)" if res.get("figure") else "",
         "",
-        "| arm | vision ratio | language | vision | average | training tokens (text + image) | train s |",
+        "| arm | vision ratio | language | vision | average "
+        "| training tokens (text + image) | train s |",
         "|---|---|---|---|---|---|---|",
     ]
     for arm, a in res["arms"].items():
         lines.append(
-            f"| {arm} | {ARMS[arm] if ARMS[arm] is not None else '-'} | {a['language']:.3f} ± {a['language_ci95']:.3f} | "
-            f"{a['vision']:.3f} ± {a['vision_ci95']:.3f} | {a['average']:.3f} | {a['training_tokens']:.0f} "
+            f"| {arm} | {ARMS[arm] if ARMS[arm] is not None else '-'} | "
+            f"{a['language']:.3f} ± {a['language_ci95']:.3f} | "
+            f"{a['vision']:.3f} ± {a['vision_ci95']:.3f} | {a['average']:.3f} | "
+            f"{a['training_tokens']:.0f} "
             f"({a['text_tokens']:.0f} + {a['image_tokens']:.0f}) | {a['train_seconds']:.0f} |"
         )
     fams = list(next(iter(res["arms"].values()))["families"])
-    lines += ["", "Per held-out task type (exact match, mean ± 95% CI):", "",
-              "| type | " + " | ".join(res["arms"]) + " |", "|---" * (len(res["arms"]) + 1) + "|"]
+    lines += [
+        "",
+        "Per held-out task type (exact match, mean ± 95% CI):",
+        "",
+        "| type | " + " | ".join(res["arms"]) + " |",
+        "|---" * (len(res["arms"]) + 1) + "|",
+    ]
     for f in fams:
-        lines.append(f"| {f} | " + " | ".join(
-            f"{a['families'][f]['mean']:.2f} ± {a['families'][f]['ci95']:.2f}" for a in res["arms"].values()) + " |")
+        lines.append(
+            f"| {f} | "
+            + " | ".join(
+                f"{a['families'][f]['mean']:.2f} ± {a['families'][f]['ci95']:.2f}"
+                for a in res["arms"].values()
+            )
+            + " |"
+        )
     lines += ["", "## Claims", ""]
     for c in res["claims"]:
-        lines.append(f"- **{'held' if c['held'] else 'did not hold'}**: {c['claim']}. {c['evidence']}.")
+        lines.append(
+            f"- **{'held' if c['held'] else 'did not hold'}**: {c['claim']}. {c['evidence']}."
+        )
     lines += ["", res["notes"], ""]
     return "\n".join(lines)
 
@@ -264,7 +356,8 @@ def markdown(res: dict[str, Any]) -> str:
 NOTES = (
     "Held-out types never occur in any tuning file; the base LM's plain-text pretraining holds "
     "question-answer text of every type (the knowledge a pretrained LLM brings), never in the chat "
-    "format used for tuning and evaluation, and never with an image. Language held-out scores include "
+    "format used for tuning and evaluation, and never with an image. Language held-out scores "
+    "include "
     "reading comprehension over written scenes (scene_*) next to the task suite's multiply and "
     "last_letter. Scale is toy: a 2-layer Llama (d=128) and a 2-layer random, frozen CLIP tower; "
     "absolute numbers are not comparable to the paper, only directions are."

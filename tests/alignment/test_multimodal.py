@@ -12,10 +12,10 @@ import pytest
 
 pytest.importorskip("torch")
 
-import torch  # noqa: E402
-from typer.testing import CliRunner  # noqa: E402
+import torch
+from typer.testing import CliRunner
 
-from databazaar.alignment.multimodal import (  # noqa: E402
+from databazaar.alignment.multimodal import (
     BaseConfig,
     DataConfig,
     MMExample,
@@ -31,10 +31,12 @@ from databazaar.alignment.multimodal import (  # noqa: E402
     read_examples,
     save_tuned,
 )
-from databazaar.alignment.multimodal import scenes as sc  # noqa: E402
-from databazaar.core.errors import InvalidInput, NotFound  # noqa: E402
+from databazaar.alignment.multimodal import scenes as sc
+from databazaar.core.errors import InvalidInput, NotFound
 
-SMALL_DATA = DataConfig(n_captions=64, n_text_per_family=12, n_vision_per_type=24, n_eval_per_family=4)
+SMALL_DATA = DataConfig(
+    n_captions=64, n_text_per_family=12, n_vision_per_type=24, n_eval_per_family=4
+)
 
 
 @pytest.fixture(scope="module")
@@ -98,10 +100,18 @@ def test_scene_captions_questions_and_images_agree() -> None:
 def test_data_files_keep_heldout_types_and_test_scenes_out_of_tuning(data_dir: Path) -> None:
     recs = {
         name: [json.loads(x) for x in (data_dir / name).read_text().splitlines()]
-        for name in ("captions.jsonl", "text.jsonl", "vision.jsonl", "eval_language.jsonl", "eval_vision.jsonl")
+        for name in (
+            "captions.jsonl",
+            "text.jsonl",
+            "vision.jsonl",
+            "eval_language.jsonl",
+            "eval_vision.jsonl",
+        )
     }
     tuning_fams = {r["family"] for name in ("text.jsonl", "vision.jsonl") for r in recs[name]}
-    eval_fams = {r["family"] for name in ("eval_language.jsonl", "eval_vision.jsonl") for r in recs[name]}
+    eval_fams = {
+        r["family"] for name in ("eval_language.jsonl", "eval_vision.jsonl") for r in recs[name]
+    }
     assert tuning_fams.isdisjoint(eval_fams)
     assert {f"image_{t}" for t in sc.HELDOUT_TYPES} | {"multiply", "last_letter"} <= eval_fams
     assert all("image" not in r for r in recs["text.jsonl"])
@@ -109,7 +119,11 @@ def test_data_files_keep_heldout_types_and_test_scenes_out_of_tuning(data_dir: P
     assert len(recs["eval_vision.jsonl"]) == 5 * SMALL_DATA.n_eval_per_family
     # the eval scenes are test-split scenes: none of their captions is a training caption
     train_caps = {r["caption"] for r in recs["captions.jsonl"]}
-    eval_caps = {r["prompt"].split("\n")[0].removeprefix("Scene: ") for r in recs["eval_language.jsonl"] if r["family"].startswith("scene_")}
+    eval_caps = {
+        r["prompt"].split("\n")[0].removeprefix("Scene: ")
+        for r in recs["eval_language.jsonl"]
+        if r["family"].startswith("scene_")
+    }
     assert eval_caps and not eval_caps & train_caps
     ex = read_examples(data_dir / "eval_vision.jsonl", "eval")
     assert all(e.has_image and e.image.size == (32, 32) for e in ex)
@@ -127,18 +141,30 @@ def test_bad_data_files_are_one_clear_error(tmp_path: Path, data_dir: Path) -> N
     cases = [
         (write("a.jsonl", {**good, "image": "missing.png"}), "vision", "does not exist"),
         (write("b.jsonl", {**good, "image": "fake.png"}), "vision", "is not an image"),
-        (write("c.jsonl", {"prompt": "What is 2 + 2?", "answer": "4"}), "captions", "without an image"),
+        (
+            write("c.jsonl", {"prompt": "What is 2 + 2?", "answer": "4"}),
+            "captions",
+            "without an image",
+        ),
         (write("d.jsonl", {**good, "image": img}), "text", "holds an image example"),
-        (write("e.jsonl", {"prompt": "no placeholder", "answer": "x", "image": img}), "vision", "exactly once"),
+        (
+            write("e.jsonl", {"prompt": "no placeholder", "answer": "x", "image": img}),
+            "vision",
+            "exactly once",
+        ),
         (write("f.jsonl", {"prompt": "Scene: <image>", "answer": "x"}), "text", "no image"),
-        (write("g.jsonl", {"prompt": "x", "answer": "y", "grader": "fuzzy"}), "eval", "unknown grader"),
+        (
+            write("g.jsonl", {"prompt": "x", "answer": "y", "grader": "fuzzy"}),
+            "eval",
+            "unknown grader",
+        ),
         (write("h.jsonl", {"prompt": "x"}), "text", "missing 'answer'"),
     ]
     for path, kind, msg in cases:
         with pytest.raises(InvalidInput, match=msg):
             read_examples(path, kind)
     (tmp_path / "bad.jsonl").write_text("{not json\n")
-    with pytest.raises(InvalidInput, match="bad.jsonl:1: malformed JSON"):
+    with pytest.raises(InvalidInput, match=r"bad\.jsonl:1: malformed JSON"):
         read_examples(tmp_path / "bad.jsonl", "text")
     with pytest.raises(NotFound):
         read_examples(tmp_path / "absent.jsonl", "text")
@@ -174,7 +200,9 @@ def test_phase1_trains_only_the_projector(base: tuple, data_dir: Path) -> None:
     assert _identical(before["vision_tower"], _snapshot(model, "vision_tower"))
     assert _identical(before["language_model"], _snapshot(model, "language_model"))
     assert not _identical(before["projector"], _snapshot(model, "projector"))
-    assert res.trainable_parameters == sum(p.numel() for p in part_parameters(model, "projector").values())
+    assert res.trainable_parameters == sum(
+        p.numel() for p in part_parameters(model, "projector").values()
+    )
     # token accounting: 16 image tokens per caption example, 3 steps x 8 examples
     assert res.image_tokens == 3 * 8 * 16 and res.n_vision_examples == len(caps)
     assert res.text_tokens > 0 and res.tokens == res.text_tokens + res.image_tokens
@@ -197,14 +225,18 @@ def test_phase2_freezes_the_vision_tower_and_counts_tokens(base: tuple, data_dir
     assert text_only.image_tokens == 0 and text_only.text_tokens > 0
 
 
-def test_saved_model_answers_identically_with_transformers_alone(base: tuple, data_dir: Path, tmp_path: Path) -> None:
+def test_saved_model_answers_identically_with_transformers_alone(
+    base: tuple, data_dir: Path, tmp_path: Path
+) -> None:
     from transformers import AutoProcessor, LlavaForConditionalGeneration
 
     model, proc = _fresh(base)
     text = read_examples(data_dir / "text.jsonl", "text")
     # one small step: the weights change, the answers stay non-empty (a few steps more and
     # the barely pretrained model learns to answer EOS at once)
-    res = instruction_tune(model, proc, text[:16], config=TuneConfig(max_steps=1, batch_size=8, lr=1e-4))
+    res = instruction_tune(
+        model, proc, text[:16], config=TuneConfig(max_steps=1, batch_size=8, lr=1e-4)
+    )
     save_tuned(model, proc, tmp_path / "tuned", res)
     evals = read_examples(data_dir / "eval_vision.jsonl", "eval")[:4] + text[:2]
     mine = answer(model, proc, evals, max_new_tokens=6)
@@ -245,21 +277,74 @@ def aligned_dir(base: tuple, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def test_cli_bad_input_exits_2_and_writes_nothing(aligned_dir: Path, data_dir: Path, tmp_path: Path) -> None:
+def test_cli_bad_input_exits_2_and_writes_nothing(
+    aligned_dir: Path, data_dir: Path, tmp_path: Path
+) -> None:
     (tmp_path / "fake.png").write_bytes(b"\x89PNG but truncated")
     bad_missing = tmp_path / "missing.jsonl"
-    bad_missing.write_text(json.dumps({"prompt": "Scene: <image>\nQ", "answer": "a", "image": "gone.png"}) + "\n")
+    bad_missing.write_text(
+        json.dumps({"prompt": "Scene: <image>\nQ", "answer": "a", "image": "gone.png"}) + "\n"
+    )
     bad_fake = tmp_path / "fake.jsonl"
-    bad_fake.write_text(json.dumps({"prompt": "Scene: <image>\nQ", "answer": "a", "image": "fake.png"}) + "\n")
+    bad_fake.write_text(
+        json.dumps({"prompt": "Scene: <image>\nQ", "answer": "a", "image": "fake.png"}) + "\n"
+    )
     out = tmp_path / "out"
     text = str(data_dir / "text.jsonl")
     cases = [
-        (["multimodal", str(aligned_dir), "--text", text, "--vision", str(bad_missing), "-o", str(out)], "does not exist"),
-        (["multimodal", str(aligned_dir), "--text", text, "--vision", str(bad_fake), "-o", str(out)], "is not an image"),
-        (["multimodal", str(aligned_dir), "--text", text, "--vision", str(data_dir / "vision.jsonl"), "--ratio", "1.2", "-o", str(out)], r"\[0, 1\]"),
-        (["multimodal", str(aligned_dir), "--text", text, "--ratio", "-0.5", "-o", str(out)], r"\[0, 1\]"),
-        (["multimodal", str(aligned_dir), "--text", text, "--ratio", "0.3", "-o", str(out)], "--vision"),
-        (["multimodal-align", str(aligned_dir), text, "-o", str(out)], "text-only data cannot train it"),
+        (
+            [
+                "multimodal",
+                str(aligned_dir),
+                "--text",
+                text,
+                "--vision",
+                str(bad_missing),
+                "-o",
+                str(out),
+            ],
+            "does not exist",
+        ),
+        (
+            [
+                "multimodal",
+                str(aligned_dir),
+                "--text",
+                text,
+                "--vision",
+                str(bad_fake),
+                "-o",
+                str(out),
+            ],
+            "is not an image",
+        ),
+        (
+            [
+                "multimodal",
+                str(aligned_dir),
+                "--text",
+                text,
+                "--vision",
+                str(data_dir / "vision.jsonl"),
+                "--ratio",
+                "1.2",
+                "-o",
+                str(out),
+            ],
+            r"\[0, 1\]",
+        ),
+        (
+            ["multimodal", str(aligned_dir), "--text", text, "--ratio", "-0.5", "-o", str(out)],
+            r"\[0, 1\]",
+        ),
+        (
+            ["multimodal", str(aligned_dir), "--text", text, "--ratio", "0.3", "-o", str(out)],
+            "--vision",
+        ),
+        (
+            ["multimodal-align", str(aligned_dir), text, "-o", str(out)],
+            "text-only data cannot train it",
+        ),
         (["multimodal-eval", str(aligned_dir), "--vision", str(bad_fake)], "is not an image"),
         (["multimodal-eval", str(aligned_dir)], "nothing to evaluate"),
     ]
@@ -273,43 +358,107 @@ def test_cli_bad_input_exits_2_and_writes_nothing(aligned_dir: Path, data_dir: P
     assert sorted(p.name for p in aligned_dir.iterdir()) == before
 
 
-def test_cli_tunes_with_a_ratio_and_prints_per_task_scores(aligned_dir: Path, data_dir: Path, tmp_path: Path) -> None:
+def test_cli_tunes_with_a_ratio_and_prints_per_task_scores(
+    aligned_dir: Path, data_dir: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "tuned"
-    res = _cli([
-        "align", "multimodal", str(aligned_dir), "--text", str(data_dir / "text.jsonl"),
-        "--vision", str(data_dir / "vision.jsonl"), "--ratio", "0.25", "--examples", "16",
-        "--steps", "2", "--batch-size", "8", "-o", str(out), "-q",
-    ])
+    res = _cli(
+        [
+            "align",
+            "multimodal",
+            str(aligned_dir),
+            "--text",
+            str(data_dir / "text.jsonl"),
+            "--vision",
+            str(data_dir / "vision.jsonl"),
+            "--ratio",
+            "0.25",
+            "--examples",
+            "16",
+            "--steps",
+            "2",
+            "--batch-size",
+            "8",
+            "-o",
+            str(out),
+            "-q",
+        ]
+    )
     assert res.exit_code == 0, res.output
     assert "vision ratio 0.250" in res.output and "(12 text, 4 vision)" in res.output
     meta = json.loads((out / "multimodal.json").read_text())
     assert meta["history"][-1]["mixture"]["ratio"] == 0.25
     assert meta["history"][-1]["result"]["image_tokens"] == 4 * 16
-    res = _cli([
-        "align", "multimodal-eval", str(out), "--language", str(data_dir / "eval_language.jsonl"),
-        "--vision", str(data_dir / "eval_vision.jsonl"), "--json",
-    ])
+    res = _cli(
+        [
+            "align",
+            "multimodal-eval",
+            str(out),
+            "--language",
+            str(data_dir / "eval_language.jsonl"),
+            "--vision",
+            str(data_dir / "eval_vision.jsonl"),
+            "--json",
+        ]
+    )
     assert res.exit_code == 0, res.output
     scores = json.loads(res.stdout)
     assert set(scores["families"]) == {"multiply", "last_letter"} | {
         f"{m}_{t}" for m in ("scene", "image") for t in sc.HELDOUT_TYPES
     }
     assert 0.0 <= scores["language"] <= 1.0 and 0.0 <= scores["vision"] <= 1.0
-    res = _cli(["align", "multimodal-eval", str(out), "--vision", str(data_dir / "eval_vision.jsonl"), "-q"])
+    res = _cli(
+        [
+            "align",
+            "multimodal-eval",
+            str(out),
+            "--vision",
+            str(data_dir / "eval_vision.jsonl"),
+            "-q",
+        ]
+    )
     assert res.exit_code == 0 and "image_count" in res.output and "vision score" in res.output
 
 
 def test_cli_data_init_and_phase1(tmp_path: Path) -> None:
     data = tmp_path / "d"
-    res = _cli(["align", "multimodal-data", str(data), "--captions", "16", "--text", "4", "--vision", "4", "--eval", "2", "-q"])
+    res = _cli(
+        [
+            "align",
+            "multimodal-data",
+            str(data),
+            "--captions",
+            "16",
+            "--text",
+            "4",
+            "--vision",
+            "4",
+            "--eval",
+            "2",
+            "-q",
+        ]
+    )
     assert res.exit_code == 0, res.output
     assert (data / "captions.jsonl").read_text().count("\n") == 16
-    res = _cli(["align", "multimodal-init", str(tmp_path / "m"), "--steps", "2", "--docs", "10", "-q"])
+    res = _cli(
+        ["align", "multimodal-init", str(tmp_path / "m"), "--steps", "2", "--docs", "10", "-q"]
+    )
     assert res.exit_code == 0, res.output
-    res = _cli([
-        "align", "multimodal-align", str(tmp_path / "m"), str(data / "captions.jsonl"),
-        "-o", str(tmp_path / "m1"), "--steps", "1", "--batch-size", "4", "-q",
-    ])
+    res = _cli(
+        [
+            "align",
+            "multimodal-align",
+            str(tmp_path / "m"),
+            str(data / "captions.jsonl"),
+            "-o",
+            str(tmp_path / "m1"),
+            "--steps",
+            "1",
+            "--batch-size",
+            "4",
+            "-q",
+        ]
+    )
     assert res.exit_code == 0 and "(0 text, 16 vision)" in res.output, res.output
     hist = json.loads((tmp_path / "m1" / "multimodal.json").read_text())["history"]
     assert [h.get("phase") or h["result"]["phase"] for h in hist] == ["pretrain", "align"]

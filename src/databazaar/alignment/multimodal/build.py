@@ -62,7 +62,12 @@ class DataConfig:
 
 
 def _question_record(q: sc.SceneQuestion, image_path: str | None) -> dict[str, Any]:
-    rec: dict[str, Any] = {"prompt": q.prompt, "answer": q.answer, "family": q.family, "grader": q.grader}
+    rec: dict[str, Any] = {
+        "prompt": q.prompt,
+        "answer": q.answer,
+        "family": q.family,
+        "grader": q.grader,
+    }
     if image_path is not None:
         rec["image"] = image_path
     return rec
@@ -74,7 +79,9 @@ def _task_record(t: Any) -> dict[str, Any]:
     return {"prompt": t.prompt, "answer": t.answer, "family": t.family, "grader": t.grader}
 
 
-def build_data(out: str | Path, config: DataConfig | None = None, *, progress: ProgressFn | None = None) -> dict[str, int]:
+def build_data(
+    out: str | Path, config: DataConfig | None = None, *, progress: ProgressFn | None = None
+) -> dict[str, int]:
     """Write the data folder ``out`` (all files or nothing); returns lines per file."""
     from databazaar.core.io import staged_dir
     from databazaar.lm.pairs import write_jsonl
@@ -103,32 +110,50 @@ def build_data(out: str | Path, config: DataConfig | None = None, *, progress: P
         ]
         text = [
             _task_record(t)
-            for t in generate_tasks(TEXT_FAMILIES, n_per_family=config.n_text_per_family, split="train", random_state=seed)
+            for t in generate_tasks(
+                TEXT_FAMILIES,
+                n_per_family=config.n_text_per_family,
+                split="train",
+                random_state=seed,
+            )
         ]
         text += [
             _question_record(q, None)
             for q in sc.generate_questions(
-                sc.TUNING_TYPES, n_per_type=config.n_text_per_family, modality="language", random_state=seed
+                sc.TUNING_TYPES,
+                n_per_type=config.n_text_per_family,
+                modality="language",
+                random_state=seed,
             )
         ]
         vision = [
             _question_record(q, save(q.scene))
-            for q in sc.generate_questions(sc.TUNING_TYPES, n_per_type=config.n_vision_per_type, random_state=seed)
+            for q in sc.generate_questions(
+                sc.TUNING_TYPES, n_per_type=config.n_vision_per_type, random_state=seed
+            )
         ]
         n_eval = config.n_eval_per_family
         eval_lang = [
             _task_record(t)
-            for t in generate_tasks(LANGUAGE_HELDOUT, n_per_family=n_eval, split="test", random_state=seed)
+            for t in generate_tasks(
+                LANGUAGE_HELDOUT, n_per_family=n_eval, split="test", random_state=seed
+            )
         ]
         eval_lang += [
             _question_record(q, None)
             for q in sc.generate_questions(
-                sc.HELDOUT_TYPES, n_per_type=n_eval, modality="language", split="test", random_state=seed
+                sc.HELDOUT_TYPES,
+                n_per_type=n_eval,
+                modality="language",
+                split="test",
+                random_state=seed,
             )
         ]
         eval_vis = [
             _question_record(q, save(q.scene))
-            for q in sc.generate_questions(sc.HELDOUT_TYPES, n_per_type=n_eval, split="test", random_state=seed)
+            for q in sc.generate_questions(
+                sc.HELDOUT_TYPES, n_per_type=n_eval, split="test", random_state=seed
+            )
         ]
         rng = np.random.default_rng(seed)
         text = [text[i] for i in rng.permutation(len(text))]
@@ -155,11 +180,15 @@ def pretraining_texts(n_per_family: int = 600, *, random_state: int = 0) -> list
     docs = [
         f"{t.prompt}\n{t.answer}"
         for split in ("train", "test")
-        for t in generate_tasks(LANGUAGE_HELDOUT, n_per_family=n_per_family, split=split, random_state=seed)
+        for t in generate_tasks(
+            LANGUAGE_HELDOUT, n_per_family=n_per_family, split=split, random_state=seed
+        )
     ]
     docs += [
         f"{t.prompt}\n{t.answer}"
-        for t in generate_tasks(TEXT_FAMILIES, n_per_family=n_per_family, split="train", random_state=seed)
+        for t in generate_tasks(
+            TEXT_FAMILIES, n_per_family=n_per_family, split="train", random_state=seed
+        )
     ]
     docs += [
         f"{q.prompt}\n{q.answer}"

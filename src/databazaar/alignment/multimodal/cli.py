@@ -32,10 +32,19 @@ _Threads = Annotated[Optional[int], typer.Option("--threads")]  # noqa: UP045
 _Quiet = Annotated[bool, typer.Option("--quiet", "-q")]
 
 
-def _tune_config(lr: float, batch_size: int, epochs: float, steps: int | None, seed: int, threads: int | None) -> Any:
+def _tune_config(
+    lr: float, batch_size: int, epochs: float, steps: int | None, seed: int, threads: int | None
+) -> Any:
     from databazaar.alignment.multimodal.train import TuneConfig
 
-    cfg = TuneConfig(lr=lr, batch_size=batch_size, epochs=epochs, max_steps=steps, random_state=seed, num_threads=threads)
+    cfg = TuneConfig(
+        lr=lr,
+        batch_size=batch_size,
+        epochs=epochs,
+        max_steps=steps,
+        random_state=seed,
+        num_threads=threads,
+    )
     cfg.validate()
     return cfg
 
@@ -57,7 +66,7 @@ def data_cmd(
     seed: Annotated[int, typer.Option("--seed")] = 0,
     quiet: _Quiet = False,
 ) -> None:
-    """Write rendered scenes and charts with captions, instructions and held-out evaluation files."""
+    """Write rendered scenes and charts with captions, instructions and held-out eval files."""
     from databazaar.alignment.multimodal.build import DataConfig, build_data
     from databazaar.core.progress import progress_bar
 
@@ -87,10 +96,15 @@ def init_cmd(
     cfg = BaseConfig(n_docs_per_family=docs, steps=steps, lr=lr, random_state=seed)
     cfg.validate()
     with progress_bar("pretraining", steps, quiet=quiet) as advance:
-        model, proc, info = build_base(MultimodalConfig(), cfg, num_threads=threads, progress=advance)
+        model, proc, info = build_base(
+            MultimodalConfig(), cfg, num_threads=threads, progress=advance
+        )
     with staged_dir(output) as tmp:
         save_multimodal(model, proc, tmp, history=[{"phase": "pretrain", **info}])
-    typer.echo(f"base model: {info['steps']} pretraining steps, final loss {info['final_loss']:.4f}; saved to {output}")
+    typer.echo(
+        f"base model: {info['steps']} pretraining steps, final loss {info['final_loss']:.4f}; "
+        f"saved to {output}"
+    )
 
 
 def align_cmd(
@@ -132,12 +146,17 @@ def tune_cmd(
     ] = None,
     ratio: Annotated[
         Optional[float],  # noqa: UP045
-        typer.Option("--ratio", help="share of vision examples in [0, 1] (default: 0 without "
-                     "--vision, else the share the two files give)"),
+        typer.Option(
+            "--ratio",
+            help="share of vision examples in [0, 1] (default: 0 without "
+            "--vision, else the share the two files give)",
+        ),
     ] = None,
     examples: Annotated[
         Optional[int],  # noqa: UP045
-        typer.Option("--examples", help="examples in the mixture (default: as many as the data allows)"),
+        typer.Option(
+            "--examples", help="examples in the mixture (default: as many as the data allows)"
+        ),
     ] = None,
     lr: Annotated[float, typer.Option("--lr")] = 1e-3,
     batch_size: Annotated[int, typer.Option("--batch-size")] = 32,
@@ -147,7 +166,7 @@ def tune_cmd(
     threads: _Threads = None,
     quiet: _Quiet = False,
 ) -> None:
-    """Phase 2: instruction-tune on text-only, vision-language or mixed data (vision tower frozen)."""
+    """Phase 2: instruction-tune on text-only, vision or mixed data (vision tower frozen)."""
     from databazaar.alignment.multimodal.data import mix_examples, read_examples
     from databazaar.alignment.multimodal.model import load_multimodal, read_meta
     from databazaar.alignment.multimodal.train import instruction_tune, save_tuned
@@ -157,7 +176,9 @@ def tune_cmd(
     if ratio is not None and not 0.0 <= ratio <= 1.0:
         raise InvalidInput(f"--ratio must be in [0, 1], got {ratio}")
     if ratio is not None and ratio > 0 and vision is None:
-        raise InvalidInput(f"--ratio {ratio} asks for vision examples", hint="pass --vision VL.jsonl")
+        raise InvalidInput(
+            f"--ratio {ratio} asks for vision examples", hint="pass --vision VL.jsonl"
+        )
     cfg = _tune_config(lr, batch_size, epochs, steps, seed, threads)
     text_ex = read_examples(text, "text")
     vis_ex = read_examples(vision, "vision") if vision is not None else []
@@ -169,7 +190,12 @@ def tune_cmd(
         res = instruction_tune(model, proc, mix, config=cfg, progress=advance)
     history = read_meta(model_dir).get("history", [])
     save_tuned(
-        model, proc, output, res, history=history, config=cfg.to_dict(),
+        model,
+        proc,
+        output,
+        res,
+        history=history,
+        config=cfg.to_dict(),
         mixture={"ratio": share, "text": str(text), "vision": str(vision) if vision else None},
     )
     _report(f"phase 2 (vision ratio {share:.3f})", res, output)
@@ -209,7 +235,9 @@ def eval_cmd(
     model, proc = load_multimodal(model_dir)
     set_threads(threads)
     with progress_bar("answering", len(examples), quiet=quiet) as advance:
-        res = evaluate_examples(model, proc, examples, max_new_tokens=max_new_tokens, progress=advance)
+        res = evaluate_examples(
+            model, proc, examples, max_new_tokens=max_new_tokens, progress=advance
+        )
     if as_json:
         typer.echo(json.dumps({k: v for k, v in res.items() if k != "samples"}, indent=1))
         return

@@ -118,9 +118,13 @@ def parse_record(rec: dict[str, Any], kind: str, base: Path, where: str) -> MMEx
     if not isinstance(prompt, str):
         raise InvalidInput(f"{where}: 'prompt' must be a string")
     if kind == "text" and image_ref is not None:
-        raise InvalidInput(f"{where}: the text data holds an image example", hint="pass it with --vision")
+        raise InvalidInput(
+            f"{where}: the text data holds an image example", hint="pass it with --vision"
+        )
     if kind == "vision" and image_ref is None:
-        raise InvalidInput(f"{where}: the vision data holds a text-only example", hint="pass it with --text")
+        raise InvalidInput(
+            f"{where}: the vision data holds a text-only example", hint="pass it with --text"
+        )
     n_placeholders = prompt.count(IMAGE_TOKEN)
     if image_ref is None and n_placeholders:
         raise InvalidInput(f"{where}: the prompt has {IMAGE_TOKEN} but the example no image")
@@ -175,7 +179,9 @@ def mix_examples(
     if not isinstance(ratio, (int, float)) or not 0.0 <= float(ratio) <= 1.0:
         raise InvalidInput(f"the vision ratio must be in [0, 1], got {ratio}")
     if ratio > 0 and not vision:
-        raise InvalidInput(f"a vision ratio of {ratio} needs vision-language data", hint="pass --vision")
+        raise InvalidInput(
+            f"a vision ratio of {ratio} needs vision-language data", hint="pass --vision"
+        )
     if ratio < 1 and not text:
         raise InvalidInput(f"a vision ratio of {ratio} needs text data", hint="pass --text")
     if n_examples is None:
@@ -226,12 +232,17 @@ def encode_example(
 
     prompt = example.prompt.replace(IMAGE_TOKEN, IMAGE_TOKEN * n_image_tokens)
     if chat:
-        msgs = [{"role": "user", "content": prompt}, {"role": "assistant", "content": example.answer}]
+        msgs = [
+            {"role": "user", "content": prompt},
+            {"role": "assistant", "content": example.answer},
+        ]
         enc = encode_chat(tokenizer, msgs)
         ids, mask = enc.input_ids, enc.assistant_mask
     else:
         head = tokenizer(prompt + "\n", add_special_tokens=False)["input_ids"]
-        tail = tokenizer(example.answer, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        tail = tokenizer(example.answer, add_special_tokens=False)["input_ids"] + [
+            tokenizer.eos_token_id
+        ]
         ids, mask = head + tail, [0] * len(head) + [1] * len(tail)
     image_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
     n_img = sum(1 for t in ids if t == image_id)

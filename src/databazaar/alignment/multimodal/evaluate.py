@@ -25,7 +25,9 @@ def render_prompt(processor: Any, prompt: str) -> str:
     """The chat-template text of one user ``prompt``, ending with the assistant header."""
     from databazaar.lm.chat import render_chat
 
-    return render_chat(processor.tokenizer, [{"role": "user", "content": prompt}], add_generation_prompt=True)
+    return render_chat(
+        processor.tokenizer, [{"role": "user", "content": prompt}], add_generation_prompt=True
+    )
 
 
 def answer(
@@ -99,11 +101,19 @@ def evaluate_examples(
     if not examples:
         raise InvalidInput("no evaluation examples")
     outputs = answer(
-        model, processor, examples, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress
+        model,
+        processor,
+        examples,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        progress=progress,
     )
     tasks = [e.to_task() for e in examples]
     scored = score_outputs(tasks, outputs)["families"]
-    modality = {t.family: ("vision" if e.has_image else "language") for t, e in zip(tasks, examples, strict=True)}
+    modality = {
+        t.family: ("vision" if e.has_image else "language")
+        for t, e in zip(tasks, examples, strict=True)
+    }
     families = {
         f: {"exact_match": float(s["exact_match"]), "n": int(s["n"]), "modality": modality[f]}
         for f, s in sorted(scored.items())

@@ -66,7 +66,8 @@ class MultimodalConfig:
             raise InvalidInput("hidden sizes must be divisible by their head counts")
         if self.image_size % self.patch_size:
             raise InvalidInput(
-                f"image_size ({self.image_size}) must be a multiple of patch_size ({self.patch_size})"
+                f"image_size ({self.image_size}) must be a multiple of "
+                f"patch_size ({self.patch_size})"
             )
         if self.vocab_size < 260:
             raise InvalidInput(f"vocab_size must be at least 260, got {self.vocab_size}")
@@ -115,7 +116,12 @@ def build_multimodal(
 ) -> LlavaForConditionalGeneration:
     """A freshly initialised tiny ``LlavaForConditionalGeneration`` (from ``seed``)."""
     import torch
-    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
+    from transformers import (
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+    )
 
     config.validate()
     image_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)

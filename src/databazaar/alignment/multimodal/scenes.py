@@ -83,7 +83,11 @@ class Scene:
     def caption(self) -> str:
         """The exact text description of the image."""
         if self.is_chart:
-            return "a bar chart: " + ", ".join(f"{b} is {v}" for b, v in zip(BARS, self.bars, strict=True)) + "."
+            return (
+                "a bar chart: "
+                + ", ".join(f"{b} is {v}" for b, v in zip(BARS, self.bars, strict=True))
+                + "."
+            )
         return ", ".join(f"a {c} {s} at {cell}" for c, s, cell in self.objects) + "."
 
     def render(self, size: int = IMAGE_SIZE) -> Image.Image:
@@ -98,20 +102,29 @@ class Scene:
             unit = (size - 2) / 5
             for i, v in enumerate(self.bars):
                 x0 = gap + i * (width + gap)
-                draw.rectangle([x0, size - 1 - round(v * unit), x0 + width - 1, size - 1], fill=(0, 0, 0))
+                draw.rectangle(
+                    [x0, size - 1 - round(v * unit), x0 + width - 1, size - 1], fill=(0, 0, 0)
+                )
             return img
         half = size // 2
         pad = max(1, size // 16)
         for color, shape, cell in self.objects:
             r, c = divmod(CELLS.index(cell), 2)
-            box = [c * half + pad, r * half + pad, (c + 1) * half - 1 - pad, (r + 1) * half - 1 - pad]
+            box = [
+                c * half + pad,
+                r * half + pad,
+                (c + 1) * half - 1 - pad,
+                (r + 1) * half - 1 - pad,
+            ]
             rgb = COLORS[color]
             if shape == "circle":
                 draw.ellipse(box, fill=rgb)
             elif shape == "square":
                 draw.rectangle(box, fill=rgb)
             else:
-                draw.polygon([(box[0], box[3]), (box[2], box[3]), ((box[0] + box[2]) / 2, box[1])], fill=rgb)
+                draw.polygon(
+                    [(box[0], box[3]), (box[2], box[3]), ((box[0] + box[2]) / 2, box[1])], fill=rgb
+                )
         return img
 
 
@@ -146,17 +159,27 @@ def draw_scene(rng: np.random.Generator, chart: bool = False) -> Scene:
     colors = rng.choice(list(COLORS), size=k, replace=False)
     shapes = rng.choice(SHAPES, size=k, replace=False)
     cells = sorted(rng.choice(len(CELLS), size=k, replace=False))
-    return Scene(objects=tuple((str(c), str(s), CELLS[i]) for c, s, i in zip(colors, shapes, cells, strict=True)))
+    return Scene(
+        objects=tuple(
+            (str(c), str(s), CELLS[i]) for c, s, i in zip(colors, shapes, cells, strict=True)
+        )
+    )
 
 
-def ask(scene: Scene, qtype: str, rng: np.random.Generator, modality: str = "vision") -> SceneQuestion:
+def ask(
+    scene: Scene, qtype: str, rng: np.random.Generator, modality: str = "vision"
+) -> SceneQuestion:
     """A question of type ``qtype`` about ``scene`` (a chart for the chart types)."""
     if qtype not in QUESTION_TYPES:
-        raise InvalidInput(f"unknown question type {qtype!r}", hint=f"use one of {', '.join(QUESTION_TYPES)}")
+        raise InvalidInput(
+            f"unknown question type {qtype!r}", hint=f"use one of {', '.join(QUESTION_TYPES)}"
+        )
     if modality not in MODALITIES:
         raise InvalidInput(f"unknown modality {modality!r}", hint="use vision or language")
     if (qtype in CHART_TYPES) != scene.is_chart:
-        raise InvalidInput(f"a {qtype!r} question needs a {'chart' if qtype in CHART_TYPES else 'shape scene'}")
+        raise InvalidInput(
+            f"a {qtype!r} question needs a {'chart' if qtype in CHART_TYPES else 'shape scene'}"
+        )
 
     def make(question: str, answer: str, grader: str = "exact") -> SceneQuestion:
         return SceneQuestion(scene, qtype, modality, question, answer, grader)
@@ -188,7 +211,9 @@ def ask(scene: Scene, qtype: str, rng: np.random.Generator, modality: str = "vis
     options = [(color, shape), *picks]
     order = rng.permutation(3)
     letter = "ABC"[int(np.flatnonzero(order == 0)[0])]
-    body = " ".join(f"{L}) {options[j][0]} {options[j][1]}" for L, j in zip("ABC", order, strict=True))
+    body = " ".join(
+        f"{L}) {options[j][0]} {options[j][1]}" for L, j in zip("ABC", order, strict=True)
+    )
     return make(f"Which object is in the scene? {body} Answer with the letter.", letter)
 
 
@@ -225,7 +250,9 @@ def generate_questions(
     return out
 
 
-def draw_scenes(n: int, *, split: str = "train", random_state: int = 0, chart_share: float = 0.25) -> list[Scene]:
+def draw_scenes(
+    n: int, *, split: str = "train", random_state: int = 0, chart_share: float = 0.25
+) -> list[Scene]:
     """``n`` scenes of ``split`` for captioning, a ``chart_share`` of them bar charts."""
     if n < 1:
         raise InvalidInput(f"n must be at least 1, got {n}")

@@ -207,7 +207,9 @@ def align_projector(
     progress: ProgressFn | None = None,
 ) -> TuneResult:
     """Phase 1: train the projector on image-caption pairs (lr 1e-3 by default)."""
-    return train_examples(model, processor, captions, phase="align", config=config, progress=progress)
+    return train_examples(
+        model, processor, captions, phase="align", config=config, progress=progress
+    )
 
 
 def instruction_tune(
@@ -224,7 +226,9 @@ def instruction_tune(
     )
 
 
-def save_tuned(model: Any, processor: Any, out: str | Path, result: TuneResult, **meta: Any) -> Path:
+def save_tuned(
+    model: Any, processor: Any, out: str | Path, result: TuneResult, **meta: Any
+) -> Path:
     """Write the model folder atomically (all or nothing) with ``multimodal.json``:
     the phase's token accounting and ``meta`` (e.g. the data mixture)."""
     from databazaar.alignment.multimodal.model import save_multimodal
