@@ -323,6 +323,15 @@ def figure(res: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def base_line(base: dict[str, Any]) -> str:
+    pre, p1 = base["pretrain"], base["phase1"]
+    return (
+        f"Base model (seed {base['seed']}, shared by all arms and seeds): pretraining loss "
+        f"{pre['final_loss']:.3f} after {pre['steps']} steps; phase-1 caption loss "
+        f"{p1['final_loss']:.3f} after {p1['steps']} steps."
+    )
+
+
 def markdown(res: dict[str, Any]) -> str:
     s = res["settings"]
     lines = [
@@ -338,10 +347,7 @@ def markdown(res: dict[str, Any]) -> str:
         f"{res['cpu_seconds'] / 60:.1f} min; load average {res['loadavg_start']} at start, "
         f"{res['loadavg_end']} at end ({res['machine']}).",
         "",
-        f"Base model (seed {res['base']['seed']}, shared by all arms and seeds): pretraining "
-        f"loss {res['base']['pretrain']['final_loss']:.3f} after "
-        f"{res['base']['pretrain']['steps']} steps; phase-1 caption loss {res['base']['phase1']['final_loss']:.3f} after "
-        f"{res['base']['phase1']['steps']} steps.",
+        base_line(res["base"]),
         "",
         "![score vs training tokens](language_only.svg)" if res.get("figure") else "",
         "",
