@@ -11,8 +11,6 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("torch")
-
 REPO = Path(__file__).resolve().parents[2]
 
 

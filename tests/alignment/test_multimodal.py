@@ -9,9 +9,6 @@ import re
 from pathlib import Path
 
 import pytest
-
-pytest.importorskip("torch")
-
 import torch
 from typer.testing import CliRunner
 
