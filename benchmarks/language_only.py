@@ -297,12 +297,12 @@ def summarise(rows: list[dict[str, Any]], seeds: list[int]) -> dict[str, Any]:
 
 
 def figure(res: dict[str, Any], path: Path) -> None:
-    import matplotlib
+    """Score vs training tokens per arm and modality (the one SVG path, core.figures)."""
+    from databazaar.core.figures import figure as new_figure
+    from databazaar.core.figures import save_svg
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    fig = new_figure(6.4, 4.0)
+    ax = fig.add_subplot(1, 1, 1)
     for mod, marker in (("language", "o"), ("vision", "s")):
         for arm, a in res["arms"].items():
             ax.errorbar(
@@ -318,9 +318,7 @@ def figure(res: dict[str, Any], path: Path) -> None:
     ax.set_ylabel("zero-shot exact match, held-out types")
     ax.set_title("Language-only vs mixed instruction tuning (mean ± 95% CI over seeds)")
     ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, format="svg", metadata={"Date": None})
-    plt.close(fig)
+    save_svg(fig, path)
 
 
 def base_line(base: dict[str, Any]) -> str:
