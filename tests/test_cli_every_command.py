@@ -25,6 +25,8 @@ BARE_RUN_SKIPPED = {
     "serve": "serves until stopped (tests/market/test_market_cli.py runs it as a process)",
     "demo": "the whole tour, minutes of CPU (tests/test_demo.py)",
     "lm zoo build": "trains a model zoo (tests/lm/test_zoo.py)",
+    "align multimodal-init": "pretrains a tiny LLaVA (tests/alignment/test_multimodal.py, small)",
+    "align multimodal-data": "renders ~4,000 images (tests/alignment/test_multimodal.py, small)",
 }
 
 

@@ -1,4 +1,5 @@
-"""Alignment: preference learning with and without rationales (DPO, ORPO, RDPO, RORPO)."""
+"""Alignment: preference learning with and without rationales (DPO, ORPO, RDPO, RORPO);
+language-only instruction tuning of vision-language models in :mod:`.multimodal`."""
 
 from databazaar.alignment.evaluate import (
     evaluate_preference,

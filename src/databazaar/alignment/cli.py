@@ -1,4 +1,6 @@
-"""``databazaar align dpo|orpo|rdpo|rorpo MODEL_DIR PAIRS.jsonl -o OUT``: preference training.
+"""``databazaar align dpo|orpo|rdpo|rorpo MODEL_DIR PAIRS.jsonl -o OUT``: preference training;
+``databazaar align multimodal*``: language-only instruction tuning of a vision-language
+model (see :mod:`databazaar.alignment.multimodal.cli`).
 
 Trains the model in ``MODEL_DIR`` on the pairs with TRL (see
 :mod:`databazaar.alignment.preference`) and saves it to ``OUT``; RDPO and RORPO need a
@@ -12,7 +14,9 @@ from typing import Annotated, Optional
 
 import typer
 
-align_app = typer.Typer(help="Preference learning: DPO, ORPO, RDPO, RORPO (TRL).")
+align_app = typer.Typer(
+    help="Preference learning (DPO, ORPO, RDPO, RORPO) and multimodal instruction tuning (MLAN)."
+)
 
 
 def _run(method: str, model_dir: Path, pairs: Path, output: Path, **opts) -> None:  # type: ignore[no-untyped-def]
@@ -74,3 +78,12 @@ _command("dpo", "Direct preference optimisation (Rafailov et al., 2023).")
 _command("orpo", "Odds-ratio preference optimisation (Hong et al., 2024).")
 _command("rdpo", "DPO with the rationale term (Just et al., 2024).")
 _command("rorpo", "ORPO with the rationale term (Just et al., 2024).")
+
+
+def _register_multimodal() -> None:
+    from databazaar.alignment.multimodal.cli import register
+
+    register(align_app)
+
+
+_register_multimodal()

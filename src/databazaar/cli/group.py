@@ -69,7 +69,7 @@ LAZY_GROUPS: dict[str, tuple[str, str, str, str | None]] = {
     "align": (
         "databazaar.alignment.cli",
         "align_app",
-        "Preference learning: DPO, ORPO, RDPO, RORPO (TRL).",
+        "Preference learning (DPO, ORPO, RDPO, RORPO) and multimodal instruction tuning (MLAN).",
         "lm",
     ),
 }
