@@ -79,6 +79,12 @@ class Settings(BaseSettings):
         description="generation backend of enriched derivatives: a model folder, an "
         "OpenAI-compatible base URL or 'rule-teacher' (unset: derivatives are off)",
     )
+    purchase_concurrency: int = Field(
+        default=4,
+        ge=1,
+        le=256,
+        description="purchases one server worker runs at once (more wait their turn)",
+    )
     trusted_proxies: str = Field(
         default="",
         description="comma-separated addresses of reverse proxies whose X-Forwarded-For "

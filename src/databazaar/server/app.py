@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -185,6 +186,7 @@ def create_app(
     )
     app.state.market = market
     app.state.settings = settings
+    app.state.purchase_slots = anyio.Semaphore(settings.purchase_concurrency)
 
     @app.exception_handler(DatabazaarError)
     async def _databazaar_error(_request: Request, exc: DatabazaarError) -> JSONResponse:

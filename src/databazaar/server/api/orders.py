@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
@@ -28,17 +28,23 @@ class OrderIn(StrictIn):
     response_model=OrderOut,
     responses={**errors(401, 402, 403, 404, 409, 422), **REPLAY_DOC},
 )
-async def place_order(body: OrderIn, token: BearerToken, market: MarketDep) -> Response:
+async def place_order(
+    body: OrderIn, token: BearerToken, market: MarketDep, request: Request
+) -> Response:
     """Buy products: debit buyer, credit sellers and fee, grant access, in one transaction.
 
     Replaying the same ``idempotency_key`` returns the first order with the original
     status (201), ``replayed: true`` and the header ``Idempotent-Replayed: true``.
     """
     # The token is checked inside the purchase's transaction (one pooled connection, one
-    # worker-thread hop for the whole request instead of one per dependency).
-    order = await run_in_threadpool(
-        market.purchase_with_token, token, body.products, body.idempotency_key
-    )
+    # worker-thread hop for the whole request instead of one per dependency).  At most
+    # DATABAZAAR_PURCHASE_CONCURRENCY purchases of this worker run at once; the others
+    # wait here, holding no connection, lock or thread (many threads holding their
+    # buyers' chain locks while they wait for the GIL made every purchase slower).
+    async with request.app.state.purchase_slots:
+        order = await run_in_threadpool(
+            market.purchase_with_token, token, body.products, body.idempotency_key
+        )
     # The order is already a validated OrderOut: answered as its JSON directly, without
     # FastAPI validating and serialising it a second time (the schema stays documented).
     answer = Response(order.model_dump_json(), status_code=201, media_type="application/json")
