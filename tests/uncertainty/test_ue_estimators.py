@@ -11,7 +11,7 @@ import pytest
 
 from databazaar.core.errors import InvalidInput
 from databazaar.lm.generate import Generation
-from databazaar.uncertainty.crosscheck import METHODS, compare, polygraph_python
+from databazaar.uncertainty.crosscheck import INTERNAL_METHODS, METHODS, compare, polygraph_python
 from databazaar.uncertainty.estimators import (
     ESTIMATORS,
     UEOutputs,
@@ -20,6 +20,7 @@ from databazaar.uncertainty.estimators import (
     get_estimator,
     semantic_classes,
 )
+from databazaar.uncertainty.internals import TOKEN_ESTIMATORS
 
 POOL = [
     "Ana lives in Oslo.",
@@ -136,7 +137,9 @@ def test_bad_input_names_the_method() -> None:
     # all methods are checked before any runs
     with pytest.raises(InvalidInput, match="MSP needs logprobs"):
         estimate_all([no_lp], ["LexicalSimilarity", "MSP"])
-    assert get_estimator("msp").name == "MSP" and len(ESTIMATORS) == len(METHODS)
+    assert get_estimator("msp").name == "MSP"
+    token_level = {c.name for c in TOKEN_ESTIMATORS}
+    assert set(ESTIMATORS) == set(METHODS) | set(INTERNAL_METHODS) | token_level
 
 
 def lm_polygraph_or_skip() -> str:
