@@ -59,12 +59,7 @@ from databazaar.uncertainty import (
 )
 from databazaar.uncertainty.benchmark import merge_duplicates
 from databazaar.uncertainty.crosscheck import compare, polygraph_python
-from databazaar.uncertainty.internals import (
-    TOKEN_ESTIMATORS,
-    add_embeddings,
-    add_ptrue,
-    add_token_ensemble,
-)
+from databazaar.uncertainty.internals import TOKEN_ESTIMATORS, add_model_statistics
 
 OUT = Path(__file__).resolve().parent / "results"
 RUNTIME_MAX = 600.0
@@ -139,23 +134,20 @@ def main() -> None:
     )
     train_items = task_items(args.train_items, split="train", random_state=args.seed)
     train_outputs = generate_outputs(backend, train_items, n_samples=0, max_new_tokens=32)
-    add_embeddings(backend, outputs)
-    add_embeddings(backend, train_outputs)
-    add_ptrue(backend, outputs)
-    methods = list(ESTIMATORS)
     token_level = {cls.name for cls in TOKEN_ESTIMATORS}
     skipped: dict[str, str] = {}
+    members = []
     if member_dir is not None:
-        second = LocalModelBackend(member_dir, num_threads=args.threads)
-        ensemble_scores(outputs, [backend, second])
-        if second.tokenizer.get_vocab() == backend.tokenizer.get_vocab():
-            add_token_ensemble(outputs, [backend, second])
-        else:
+        members = [LocalModelBackend(member_dir, num_threads=args.threads)]
+        if members[0].tokenizer.get_vocab() != backend.tokenizer.get_vocab():
             skipped.update({m: "the members' tokenizers differ" for m in token_level})
     else:
         skipped.update({m: "no second member" for m in ESTIMATORS if m.startswith("Ensemble")})
         skipped.update({m: "no second member" for m in token_level})
-    methods = [m for m in methods if m not in skipped]
+    methods = [m for m in ESTIMATORS if m not in skipped]
+    add_model_statistics(backend, outputs, methods, members=members, train_outputs=train_outputs)
+    if members:
+        ensemble_scores(outputs, [backend, *members])
     gen_seconds = time.perf_counter() - t0
     metrics = list(OFFLINE_METRICS)
     report = run_benchmark(
@@ -278,11 +270,12 @@ def main() -> None:
         "",
     ]
     if diffs:
+        rel_md = cross["method_max_rel_diff"].get("Mahalanobis", float("nan"))
         md += [
             "Largest |ours - LM-Polygraph| per method on these outputs: "
             + ", ".join(f"{m} {v:.1e}" for m, v in diffs.items())
             + f"; PRR over {cross['n_prr_cases']} cases: {cross['prr_max_abs_diff']:.1e}. "
-            f"Mahalanobis relative: {cross['method_max_rel_diff'].get('Mahalanobis', float('nan')):.1e} "
+            f"Mahalanobis relative: {rel_md:.1e} "
             "(LM-Polygraph inverts the covariance in float32). Not in LM-Polygraph 0.7.0's "
             "working estimators (its token-level ensemble calculator is disabled), so not "
             f"cross-checked: {', '.join(cross['not_checked']) or 'none'}.",

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from scipy.special import logsumexp
 from scipy.stats import entropy
+from test_ue_estimators import lm_polygraph_or_skip  # type: ignore[import-not-found]
 
 from databazaar.core.errors import InvalidInput
 from databazaar.lm.generate import Generation, LocalModelBackend
@@ -26,8 +27,6 @@ from databazaar.uncertainty.internals import (
     token_ensemble_measures,
 )
 from databazaar.uncertainty.runner import outputs_from_records
-
-from test_ue_estimators import lm_polygraph_or_skip  # type: ignore[import-not-found]
 
 
 def with_stats(n: int, d: int = 24, seed: int = 0) -> list[UEOutputs]:
@@ -80,8 +79,13 @@ def reference_token_measures(lp: np.ndarray, answer: list[int]) -> dict[str, lis
         for mode, p in (("pe", pe), ("ep", ep)):
             tu = float(entropy(p))
             cross = float(-(av_logs * p).sum())
-            for k, v in (("tu", tu), ("du", du), ("mi", tu - du), ("epkl", cross - du),
-                         ("rmi", cross - tu)):
+            for k, v in (
+                ("tu", tu),
+                ("du", du),
+                ("mi", tu - du),
+                ("epkl", cross - du),
+                ("rmi", cross - tu),
+            ):
                 out.setdefault(f"{mode}_{k}", []).append(v)
         hypo = hypo + lp[:, t, answer[t]]
     return out

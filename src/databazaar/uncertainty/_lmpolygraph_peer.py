@@ -8,8 +8,9 @@ installs there, else ``benchmarks/peers/.venv-lmpolygraph``):
 ``case.json`` holds the statistics LM-Polygraph's estimators read (names as in its stat
 calculators; ``null`` in ``greedy_log_probs`` stands for ``-inf``) and PRR cases
 ``{"ue": [...], "metric": [...]}``, and optionally ``p_true`` and decoder ``embeddings`` /
-``train_embeddings`` (float32, as LM-Polygraph's calculators return them); ``result.json`` gets each estimator's values and each
-case's normalised PRR, computed only by LM-Polygraph's own classes and functions.
+``train_embeddings`` (float32, as LM-Polygraph's calculators return them);
+``result.json`` gets each estimator's values and each case's normalised PRR, computed
+only by LM-Polygraph's own classes and functions.
 """
 
 import json
@@ -93,9 +94,7 @@ def main(src: str, dst: str) -> None:
         }
         md = est.MahalanobisDistanceSeq("decoder")(dict(emb))
         out["estimators"]["Mahalanobis"] = np.asarray(md, dtype=float).tolist()
-        rde = est.RDESeq("decoder")(
-            {k: np.asarray(v, dtype=float) for k, v in emb.items()}
-        )
+        rde = est.RDESeq("decoder")({k: np.asarray(v, dtype=float) for k, v in emb.items()})
         out["estimators"]["RDE"] = np.asarray(rde, dtype=float).tolist()
     json.dump(out, open(dst, "w"))
 

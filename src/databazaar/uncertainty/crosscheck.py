@@ -165,7 +165,9 @@ def compare(
     case["methods"] = list(methods)
     peer = run_peer(case, python)
     if case["embeddings"] is not None:  # both sides see the same float32 embeddings
-        outputs = [replace(o, embedding=e) for o, e in zip(outputs, case["embeddings"], strict=True)]
+        outputs = [
+            replace(o, embedding=e) for o, e in zip(outputs, case["embeddings"], strict=True)
+        ]
         train_outputs = [
             replace(o, embedding=e)
             for o, e in zip(train_outputs or [], case["train_embeddings"] or [], strict=True)

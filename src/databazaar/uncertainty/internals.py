@@ -225,7 +225,9 @@ class _TokenEnsemble(Estimator):
 def _token_class(mode: str, measure: str) -> type[Estimator]:
     name = f"{mode.upper()}T{measure}"
     doc = f"Token-level ensemble {measure} with {mode.upper()} posterior, mean over tokens."
-    return type(name, (_TokenEnsemble,), {"name": name, "_key": f"{mode}_{measure}", "__doc__": doc})
+    return type(
+        name, (_TokenEnsemble,), {"name": name, "_key": f"{mode}_{measure}", "__doc__": doc}
+    )
 
 
 TOKEN_ESTIMATORS: tuple[type[Estimator], ...] = tuple(
@@ -318,9 +320,51 @@ def add_token_ensemble(
         o.token_ensemble = token_ensemble_measures(np.stack(rows), answer)
 
 
-def needs_of(methods: Sequence[str]) -> set[str]:
-    """Which model statistics the named methods read (``embedding``, ``ptrue``,
-    ``token_ensemble``, ``members``)."""
+def add_model_statistics(
+    backend: Any,
+    outputs: Sequence[UEOutputs],
+    methods: Sequence[str],
+    *,
+    members: Sequence[Any] = (),
+    train_outputs: Sequence[UEOutputs] = (),
+    chat: bool = True,
+) -> None:
+    """Compute the statistics the named methods read from the model's internals
+    (embeddings, also of ``train_outputs``; P(True); token-level ensemble measures over
+    ``[backend, *members]``). Checks everything before any work: a statistic needs a local
+    model, and the error names the method that asked for it."""
+    asked = check_model_statistics(backend, methods, members=members)
+    if "embedding" in asked:
+        add_embeddings(backend, outputs, chat=chat)
+        add_embeddings(backend, train_outputs, chat=chat)
+    if "ptrue" in asked:
+        add_ptrue(backend, outputs, chat=chat)
+    if "token_ensemble" in asked:
+        add_token_ensemble(outputs, [backend, *members], chat=chat)
+
+
+def check_model_statistics(
+    backend: Any, methods: Sequence[str], *, members: Sequence[Any] = ()
+) -> dict[str, str]:
+    """Statistic -> the first method that reads it; raises, naming the method, when
+    ``backend`` (and ``members``) cannot give a statistic."""
     from databazaar.uncertainty.estimators import get_estimator
 
-    return {n for m in methods for n in get_estimator(m).needs}
+    asked: dict[str, str] = {}
+    for m in methods:
+        for need in get_estimator(m).needs:
+            asked.setdefault(need, get_estimator(m).name)
+    internal = [n for n in ("embedding", "ptrue", "token_ensemble") if n in asked]
+    for need in internal:
+        if not hasattr(backend, "prompt_ids"):
+            raise InvalidInput(
+                f"{asked[need]} needs {need}: {getattr(backend, 'name', 'the backend')} is not "
+                "a local model (an HTTP API returns no hidden states or next-token distributions)",
+                hint="use a local model folder, or leave this method out",
+            )
+    if "token_ensemble" in asked and not members:
+        raise InvalidInput(
+            f"{asked['token_ensemble']} needs token_ensemble: no ensemble member was given",
+            hint="add --member with a second model folder",
+        )
+    return asked
