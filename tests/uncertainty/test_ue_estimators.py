@@ -215,7 +215,7 @@ def test_nli_relation_reads_the_models_probabilities(tmp_path) -> None:  # type:
         relation=rel,
     )
     assert 1 <= r["NumSemSets"][0] <= 3 and np.isfinite(r["EigValLaplacian"][0])
-    with pytest.raises(InvalidInput, match="no config.json"):
+    with pytest.raises(InvalidInput, match=r"no config\.json"):
         get_relation(f"nli:{tmp_path / 'missing'}")
     cfg.id2label, cfg.label2id = {0: "A", 1: "B", 2: "C"}, {"A": 0, "B": 1, "C": 2}
     BertForSequenceClassification(cfg).save_pretrained(tmp_path / "plain")

@@ -146,6 +146,7 @@ def test_bad_input_names_the_method() -> None:
 @pytest.mark.slow  # uses the session's tiny zoo build
 def test_statistics_from_a_real_model(tiny_zoo) -> None:  # type: ignore[no-untyped-def]
     import torch
+    from transformers import GenerationConfig
 
     model = LocalModelBackend(tiny_zoo.assistant_dir, num_threads=1)
     items = task_items(3, random_state=5)
@@ -157,29 +158,37 @@ def test_statistics_from_a_real_model(tiny_zoo) -> None:  # type: ignore[no-unty
     # tokens, as the hidden states of generate() give them
     o = outs[0]
     prompt = model.prompt_ids([{"role": "user", "content": o.input}])
+    n_new = len(o.output.token_ids)
+    cfg = GenerationConfig(
+        max_new_tokens=n_new,
+        do_sample=False,
+        eos_token_id=model.eos_token_ids,
+        pad_token_id=model.eos_token_ids[0],
+        output_hidden_states=True,
+        output_logits=True,
+        return_dict_in_generate=True,
+    )
     with torch.no_grad():
         res = model.model.generate(
             torch.tensor([prompt]),
             attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
-            max_new_tokens=len(o.output.token_ids),
-            do_sample=False,
-            output_hidden_states=True,
-            return_dict_in_generate=True,
-            pad_token_id=model.eos_token_ids[0],
+            generation_config=cfg,
         )
+    assert res.sequences[0, len(prompt) :].tolist() == o.output.token_ids
     states = [res.hidden_states[0][-1][0]] + [h[-1][0] for h in res.hidden_states[1:]]
-    want = torch.cat(states)[: len(prompt) + len(o.output.token_ids) - 1].mean(0)
+    want = torch.cat(states)[: len(prompt) + n_new - 1].mean(0)
     np.testing.assert_allclose(o.embedding, want.numpy(), rtol=1e-4, atol=1e-5)
     # P(True) is the model's log-probability of "True" after the prompt
     text = PTRUE_PROMPT.format(q=o.input, a=o.output.text)
     lp = model.loglikelihood([{"role": "user", "content": text}], ["True"], add_eos=False)[0]
     assert o.ptrue_logprob == pytest.approx(lp) and lp < 0
-    # one model twice: no disagreement, and total uncertainty is its token entropy
+    # one model twice: no disagreement, and the total uncertainty at each step is the
+    # entropy of the model's next-token distribution during generation
     for out in outs:
         assert max(abs(v) for v in out.token_ensemble["pe_mi"]) < 1e-6
         assert len(out.token_ensemble["ep_tu"]) == len(out.output.token_ids)
-    full = generate_outputs(model, items[:1], n_samples=0, max_new_tokens=10, top_logprobs=512)
-    mte = get_estimator("MeanTokenEntropy").estimate(full)[0]
-    assert get_estimator("PETtu").estimate(outs[:1])[0] == pytest.approx(mte, rel=1e-4)
+    step_logp = torch.log_softmax(torch.stack(res.logits, dim=1)[0].double(), dim=-1)
+    entropies = -(step_logp.exp() * step_logp).sum(-1).numpy()
+    np.testing.assert_allclose(o.token_ensemble["pe_tu"], entropies, rtol=1e-4, atol=1e-5)
     r = estimate_all(outs, ["Mahalanobis", "PTrue", "EPTmi"], train_outputs=outs + outs)
     assert all(np.isfinite(v).all() for v in r.values())
