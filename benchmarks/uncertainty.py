@@ -27,7 +27,10 @@ The assistant is a zoo build with the ``summarizer`` recipe (``SUMMARIZER_MIX`` 
 the default model, most SFT data on the ``summarize`` family), fixed before any report
 run: ``ZooConfig.small()``'s assistant cannot summarise at all (every relevance metric
 sits at its floor) and the default recipe sees only 300 summaries.  Development used
-item seed 99; the report uses a fresh item seed (``--seed``). Judge metrics are
+item seed 99; the report uses a fresh item seed (``--seed``). The one choice made on
+the dev seed: 300 training answers for the density fit, because a micro run (6 items,
+104 training answers) showed the covariance of the 128-wide embeddings is singular with
+fewer training answers than dimensions (Mahalanobis distances ~1e7, meaningless). Judge metrics are
 not run here: no judge model that answers with scores exists offline (the path is tested
 against the local OpenAI-compatible server in tests/uncertainty).
 
@@ -98,7 +101,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=7, help="report seed (dev seed: 99)")
     ap.add_argument("--items", type=int, default=200)
     ap.add_argument(
-        "--train-items", type=int, default=150, help="training items fitting Mahalanobis/RDE"
+        "--train-items", type=int, default=300, help="training items fitting Mahalanobis/RDE"
     )
     ap.add_argument("--samples", type=int, default=8)
     ap.add_argument("--boot", type=int, default=200)
@@ -168,13 +171,21 @@ def main() -> None:
     python = None if args.no_crosscheck else polygraph_python()
     cross: dict[str, Any] = {"skipped": "LM-Polygraph not available or --no-crosscheck"}
     if python is not None:
+        # PRR of every method against three metrics that vary over the items (a constant
+        # metric has no PRR: NaN here, the raw area in LM-Polygraph)
+        varying = [
+            g
+            for g in ("rougeL", "bertscore_minilm", "well_formed", "chrf", "fact_recall")
+            if np.ptp(report.metric_values[g]) > 0
+        ][:3]
         cases = []
         for e in methods:
-            for g in ("rougeL", "bertscore_minilm", "well_formed"):
+            for g in varying:
                 u, m, _ = merge_duplicates(report.uncertainties[e], report.metric_values[g])
                 cases.append((u, m))
         cross = compare(outputs, cases, python, methods=methods, train_outputs=train_outputs)
         cross["n_prr_cases"] = len(cases)
+        cross["prr_case_metrics"] = varying
     cross_seconds = time.perf_counter() - t_x
 
     d = report.to_dict()
