@@ -215,6 +215,23 @@ def test_nli_relation_reads_the_models_probabilities(tmp_path) -> None:  # type:
         relation=rel,
     )
     assert 1 <= r["NumSemSets"][0] <= 3 and np.isfinite(r["EigValLaplacian"][0])
+    # SummaC-ZS with the same model: best entail - contradict over source sentences
+    from databazaar.uncertainty.metrics import MetricData, get_metric, metric_group
+
+    def margin(premise: str, hypothesis: str) -> float:
+        with torch.no_grad():
+            enc = tok(premise, hypothesis, return_tensors="pt")
+            q = torch.softmax(model(**enc).logits, -1)[0].numpy()
+        return float(q[2] - q[0])
+
+    summac = get_metric(f"summac_nli:{tmp_path / 'nli'}")
+    src = ["Jon works as a pilot.", "Ana likes cake."]
+    data = MetricData(outputs=[texts[0] + " " + texts[2], ""], sources=[" ".join(src), "x."])
+    want = np.mean([max(margin(p, h) for p in src) for h in (texts[0], texts[2])])
+    assert summac.score(data).tolist() == pytest.approx([want, 0.0], abs=1e-6)
+    assert metric_group(summac.name) == "consistency"
+    with pytest.raises(InvalidInput, match="needs sources"):
+        summac.score(MetricData(outputs=["x"]))
     with pytest.raises(InvalidInput, match=r"no config\.json"):
         get_relation(f"nli:{tmp_path / 'missing'}")
     cfg.id2label, cfg.label2id = {0: "A", 1: "B", 2: "C"}, {"A": 0, "B": 1, "C": 2}
