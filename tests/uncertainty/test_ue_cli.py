@@ -208,9 +208,25 @@ def test_cli_errors_for_model_internals(tmp_path: Path) -> None:
                 "rougeL",
                 "--methods",
                 method,
+                "--train-data",
+                "tasks:2",
             ]
         )
         assert f"{method} needs {need}" in msg and "not a local model" in msg, msg
+    msg = _bad(
+        [
+            "bench",
+            "--model",
+            url,
+            "--data",
+            str(data),
+            "--metrics",
+            "rougeL",
+            "--methods",
+            "MSP,RDE",
+        ]
+    )
+    assert "RDE needs train_embeddings: give --train-data" in msg
 
 
 def test_bench_with_model_internals(tiny_zoo, tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -151,16 +151,17 @@ def bench_cmd(
     else:
         items = read_items(data)
     check_metric_inputs(items, metric_list, judge_backend)
+    density = [m for m in method_list if "embedding" in get_estimator(m).needs]
+    if density and train_data is None:  # checked before any model is loaded
+        raise InvalidInput(
+            f"{get_estimator(density[0]).name} needs train_embeddings: give --train-data",
+            hint="a JSONL of items or tasks:N from the task suite's training split",
+        )
     backend = open_backend(model, api_model=api_model, api_key=api_key, threads=threads)
     members = [open_backend(d, threads=threads) for d in member or []]
-    asked = check_model_statistics(backend, method_list, members=members)
+    check_model_statistics(backend, method_list, members=members)
     train_items = []
-    if "embedding" in asked:
-        if train_data is None:
-            raise InvalidInput(
-                f"{asked['embedding']} needs train_embeddings: give --train-data",
-                hint="a JSONL of items or tasks:N from the task suite's training split",
-            )
+    if density and train_data is not None:
         train_items = (
             task_items(_count(train_data), split="train", random_state=seed)
             if train_data.startswith("tasks:")
