@@ -210,6 +210,8 @@ def test_cli_errors_for_model_internals(tmp_path: Path) -> None:
                 method,
                 "--train-data",
                 "tasks:2",
+                "--member",
+                url,
             ]
         )
         assert f"{method} needs {need}" in msg and "not a local model" in msg, msg
@@ -253,6 +255,7 @@ def test_bench_with_model_internals(tiny_zoo, tmp_path) -> None:  # type: ignore
     res = runner.invoke(
         app,
         [
+            "uncertainty",
             *args,
             "--methods",
             "Mahalanobis,PTrue,PETmi,MSP",

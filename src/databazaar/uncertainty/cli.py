@@ -157,6 +157,13 @@ def bench_cmd(
             f"{get_estimator(density[0]).name} needs train_embeddings: give --train-data",
             hint="a JSONL of items or tasks:N from the task suite's training split",
         )
+    token_level = [m for m in method_list if "token_ensemble" in get_estimator(m).needs]
+    if token_level and not member:
+        raise InvalidInput(
+            f"{get_estimator(token_level[0]).name} needs token_ensemble: no ensemble member "
+            "was given",
+            hint="add --member with a second model folder",
+        )
     backend = open_backend(model, api_model=api_model, api_key=api_key, threads=threads)
     members = [open_backend(d, threads=threads) for d in member or []]
     check_model_statistics(backend, method_list, members=members)
