@@ -179,3 +179,94 @@ def test_cli_errors_one_line_exit_2(tmp_path: Path) -> None:
     assert "needs a judge model" in _bad(
         ["bench", "--model", str(tmp_path), "--data", str(data), "--metrics", "judges"]
     )
+
+
+def test_cli_errors_for_model_internals(tmp_path: Path) -> None:
+    p = tmp_path / "o.jsonl"
+    p.write_text(json.dumps({"input": "x", "output": "a", "embedding": [0.5, 1.0]}) + "\n")
+    out = tmp_path / "s.jsonl"
+    msg = _bad(["score", str(p), "--out", str(out), "--methods", "Mahalanobis"])
+    assert "Mahalanobis needs train_embeddings: no training outputs" in msg
+    train = tmp_path / "t.jsonl"
+    train.write_text(json.dumps({"input": "y", "output": "b"}) + "\n")
+    msg = _bad(["score", str(p), "--out", str(out), "--methods", "RDE", "--train", str(train)])
+    assert "RDE needs embedding: output 0" in msg
+    assert "PTrue needs ptrue" in _bad(["score", str(p), "--out", str(out), "--methods", "PTrue"])
+    assert not out.exists()
+    data = tmp_path / "d.jsonl"
+    data.write_text(json.dumps({"source": "Ana lives in Oslo.", "reference": "Oslo."}) + "\n")
+    url = "http://127.0.0.1:9/v1"  # never contacted: the check comes first
+    for method, need in (("Mahalanobis", "embedding"), ("PTrue", "ptrue"), ("EPTtu", "token")):
+        msg = _bad(
+            [
+                "bench",
+                "--model",
+                url,
+                "--data",
+                str(data),
+                "--metrics",
+                "rougeL",
+                "--methods",
+                method,
+                "--train-data",
+                "tasks:2",
+                "--member",
+                url,
+            ]
+        )
+        assert f"{method} needs {need}" in msg and "not a local model" in msg, msg
+    msg = _bad(
+        [
+            "bench",
+            "--model",
+            url,
+            "--data",
+            str(data),
+            "--metrics",
+            "rougeL",
+            "--methods",
+            "MSP,RDE",
+        ]
+    )
+    assert "RDE needs train_embeddings: give --train-data" in msg
+
+
+def test_bench_with_model_internals(tiny_zoo, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    model = str(tiny_zoo.assistant_dir)
+    args = [
+        "bench",
+        "--model",
+        model,
+        "--data",
+        "tasks:3",
+        "--metrics",
+        "rougeL,well_formed",
+        "--samples",
+        "2",
+        "--max-tokens",
+        "8",
+        "--boot",
+        "5",
+        "-q",
+    ]
+    msg = _bad([*args, "--methods", "Mahalanobis"])
+    assert "Mahalanobis needs train_embeddings: give --train-data" in msg
+    assert "EPTtu needs token_ensemble: no ensemble member" in _bad([*args, "--methods", "EPTtu"])
+    res = runner.invoke(
+        app,
+        [
+            "uncertainty",
+            *args,
+            "--methods",
+            "Mahalanobis,PTrue,PETmi,MSP",
+            "--train-data",
+            "tasks:6",
+            "--member",
+            model,
+            "--out",
+            str(tmp_path / "rep"),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    rep = json.loads((tmp_path / "rep" / "report.json").read_text())
+    assert set(rep["prr"]) == {"Mahalanobis", "PTrue", "PETmi", "MSP"}

@@ -11,7 +11,7 @@ import pytest
 
 from databazaar.core.errors import InvalidInput
 from databazaar.lm.generate import Generation
-from databazaar.uncertainty.crosscheck import METHODS, compare, polygraph_python
+from databazaar.uncertainty.crosscheck import INTERNAL_METHODS, METHODS, compare, polygraph_python
 from databazaar.uncertainty.estimators import (
     ESTIMATORS,
     UEOutputs,
@@ -20,6 +20,7 @@ from databazaar.uncertainty.estimators import (
     get_estimator,
     semantic_classes,
 )
+from databazaar.uncertainty.internals import TOKEN_ESTIMATORS
 
 POOL = [
     "Ana lives in Oslo.",
@@ -136,7 +137,9 @@ def test_bad_input_names_the_method() -> None:
     # all methods are checked before any runs
     with pytest.raises(InvalidInput, match="MSP needs logprobs"):
         estimate_all([no_lp], ["LexicalSimilarity", "MSP"])
-    assert get_estimator("msp").name == "MSP" and len(ESTIMATORS) == len(METHODS)
+    assert get_estimator("msp").name == "MSP"
+    token_level = {c.name for c in TOKEN_ESTIMATORS}
+    assert set(ESTIMATORS) == set(METHODS) | set(INTERNAL_METHODS) | token_level
 
 
 def lm_polygraph_or_skip() -> str:
@@ -168,3 +171,71 @@ def test_same_numbers_as_lm_polygraph() -> None:
         # so its ensemble numbers carry float32 rounding (~5e-9); ours are float64
         assert d <= (1e-7 if m.startswith("Ensemble") else 1e-9), (m, d)
     assert sum(d <= 1e-9 for d in res["method_max_abs_diff"].values()) >= 10
+
+
+@pytest.mark.slow  # ~10 s quiet (loads MiniLM's tokenizer, saves two small models)
+def test_nli_relation_reads_the_models_probabilities(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A user's NLI cross-encoder (here a randomly initialised tiny BERT with NLI labels,
+    saved to a folder): every ordered pair, the diagonal included, premise first."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from databazaar.core.embeddings import load_sentence_model
+    from databazaar.uncertainty.similarity import get_relation
+
+    tok = load_sentence_model().tokenizer
+    labels = {0: "CONTRADICTION", 1: "NEUTRAL", 2: "ENTAILMENT"}
+    torch.manual_seed(0)
+    cfg = BertConfig(
+        vocab_size=tok.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        num_labels=3,
+        id2label=labels,
+        label2id={v: k for k, v in labels.items()},
+    )
+    model = BertForSequenceClassification(cfg).eval()
+    model.save_pretrained(tmp_path / "nli")
+    tok.save_pretrained(tmp_path / "nli")
+    rel = get_relation(f"nli:{tmp_path / 'nli'}")
+    texts = ["Jon works as a baker.", "Jon works as a pilot.", "Ana likes cake."]
+    entail, contra, is_entail = rel.matrices([texts, texts[:2]])[0]
+    with torch.no_grad():
+        enc = tok(texts[2], texts[0], return_tensors="pt")
+        p = torch.softmax(model(**enc).logits, -1)[0].numpy()
+    assert entail[2, 0] == pytest.approx(p[2], abs=1e-6)
+    assert contra[2, 0] == pytest.approx(p[0], abs=1e-6)
+    assert is_entail[2, 0] == (int(np.argmax(p)) == 2)
+    assert entail.shape == (3, 3) and np.all((entail > 0) & (entail < 1))
+    r = estimate_all(
+        [UEOutputs("q", Generation(text="x"), [sample(t, [-1.0]) for t in texts])],
+        ["NumSemSets", "EigValLaplacian"],
+        relation=rel,
+    )
+    assert 1 <= r["NumSemSets"][0] <= 3 and np.isfinite(r["EigValLaplacian"][0])
+    # SummaC-ZS with the same model: best entail - contradict over source sentences
+    from databazaar.uncertainty.metrics import MetricData, get_metric, metric_group
+
+    def margin(premise: str, hypothesis: str) -> float:
+        with torch.no_grad():
+            enc = tok(premise, hypothesis, return_tensors="pt")
+            q = torch.softmax(model(**enc).logits, -1)[0].numpy()
+        return float(q[2] - q[0])
+
+    summac = get_metric(f"summac_nli:{tmp_path / 'nli'}")
+    src = ["Jon works as a pilot.", "Ana likes cake."]
+    data = MetricData(outputs=[texts[0] + " " + texts[2], ""], sources=[" ".join(src), "x."])
+    want = np.mean([max(margin(p, h) for p in src) for h in (texts[0], texts[2])])
+    assert summac.score(data).tolist() == pytest.approx([want, 0.0], abs=1e-6)
+    assert metric_group(summac.name) == "consistency"
+    with pytest.raises(InvalidInput, match="needs sources"):
+        summac.score(MetricData(outputs=["x"]))
+    with pytest.raises(InvalidInput, match=r"no config\.json"):
+        get_relation(f"nli:{tmp_path / 'missing'}")
+    cfg.id2label, cfg.label2id = {0: "A", 1: "B", 2: "C"}, {"A": 0, "B": 1, "C": 2}
+    BertForSequenceClassification(cfg).save_pretrained(tmp_path / "plain")
+    tok.save_pretrained(tmp_path / "plain")
+    with pytest.raises(InvalidInput, match="without entailment and contradiction"):
+        get_relation(f"nli:{tmp_path / 'plain'}")

@@ -416,6 +416,15 @@ class LocalModelBackend(GenerationBackend):
         ids = [self.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
         return self._generate_ids(ids, params, progress)
 
+    def prompt_ids(self, conversation: Sequence[Mapping[str, Any]] | str) -> list[int]:
+        """Token ids of a plain prompt (with special tokens) or of a conversation rendered
+        by the chat template up to the assistant turn's opening, as :meth:`generate` and
+        :meth:`chat` feed them to the model."""
+        tok = self.tokenizer
+        if isinstance(conversation, str):
+            return list(tok(conversation, add_special_tokens=True)["input_ids"])
+        return list(tok(self.chat_prompt(conversation), add_special_tokens=False)["input_ids"])
+
     def loglikelihood(
         self,
         conversation: Sequence[Mapping[str, Any]] | str,
@@ -436,10 +445,7 @@ class LocalModelBackend(GenerationBackend):
         from databazaar.lm.train import set_threads
 
         tok = self.tokenizer
-        if isinstance(conversation, str):
-            prompt = tok(conversation, add_special_tokens=True)["input_ids"]
-        else:
-            prompt = tok(self.chat_prompt(conversation), add_special_tokens=False)["input_ids"]
+        prompt = self.prompt_ids(conversation)
         if not isinstance(continuations, Sequence) or isinstance(continuations, str):
             raise InvalidInput("continuations must be a list of strings")
         eos = self.eos_token_ids[:1] if add_eos and self.eos_token_ids else []

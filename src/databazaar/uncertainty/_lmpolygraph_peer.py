@@ -7,8 +7,10 @@ installs there, else ``benchmarks/peers/.venv-lmpolygraph``):
 
 ``case.json`` holds the statistics LM-Polygraph's estimators read (names as in its stat
 calculators; ``null`` in ``greedy_log_probs`` stands for ``-inf``) and PRR cases
-``{"ue": [...], "metric": [...]}``; ``result.json`` gets each estimator's values and each
-case's normalised PRR, computed only by LM-Polygraph's own classes and functions.
+``{"ue": [...], "metric": [...]}``, and optionally ``p_true`` and decoder ``embeddings`` /
+``train_embeddings`` (float32, as LM-Polygraph's calculators return them);
+``result.json`` gets each estimator's values and each case's normalised PRR, computed
+only by LM-Polygraph's own classes and functions.
 """
 
 import json
@@ -51,8 +53,7 @@ def main(src: str, dst: str) -> None:
         "semantic_matrix_classes": np.where(np.array(case["is_entail"]), 0, 1),
         "entailment_id": 0,
     }
-    stats.update(EntropyCalculator()(stats, texts=None, model=None))
-    stats.update(SemanticClassesCalculator()(stats, texts=None, model=None))
+    wanted = set(case.get("methods") or [])
     methods = {
         "MSP": est.MaximumSequenceProbability(),
         "Perplexity": est.Perplexity(),
@@ -65,12 +66,36 @@ def main(src: str, dst: str) -> None:
         "Eccentricity": est.Eccentricity(),
         "NumSemSets": est.NumSemSets(),
     }
+    methods = {k: m for k, m in methods.items() if not wanted or k in wanted}
+    if "MeanTokenEntropy" in methods:
+        stats.update(EntropyCalculator()(stats, texts=None, model=None))
+    if methods.keys() & {"SemanticEntropy"}:
+        stats.update(SemanticClassesCalculator()(stats, texts=None, model=None))
     out["estimators"] = {k: np.asarray(m(stats), dtype=float).tolist() for k, m in methods.items()}
-    if all(x is not None for x in case["ensemble_log_probas"]):
+    if all(x is not None for x in case["ensemble_log_probas"]) and (
+        not wanted or any(k.startswith("Ensemble") for k in wanted)
+    ):
         ens = get_seq_level_ue({"log_probas": np.array(case["ensemble_log_probas"])})
         out["estimators"]["EnsembleTU"] = np.asarray(ens["tu"], dtype=float).tolist()
         out["estimators"]["EnsembleRMI"] = np.asarray(ens["rmi"], dtype=float).tolist()
         out["estimators"]["EnsembleRMIabs"] = np.asarray(ens["rmi-abs"], dtype=float).tolist()
+    if case.get("p_true") is not None and (not wanted or "PTrue" in wanted):
+        out["estimators"]["PTrue"] = np.asarray(
+            est.PTrue()({"p_true": np.array(case["p_true"])}), dtype=float
+        ).tolist()
+    if (
+        case.get("embeddings") is not None
+        and case.get("train_embeddings") is not None
+        and (not wanted or wanted & {"Mahalanobis", "RDE"})
+    ):
+        emb = {
+            "embeddings_decoder": np.array(case["embeddings"], dtype=np.float32),
+            "train_embeddings_decoder": np.array(case["train_embeddings"], dtype=np.float32),
+        }
+        md = est.MahalanobisDistanceSeq("decoder")(dict(emb))
+        out["estimators"]["Mahalanobis"] = np.asarray(md, dtype=float).tolist()
+        rde = est.RDESeq("decoder")({k: np.asarray(v, dtype=float) for k, v in emb.items()})
+        out["estimators"]["RDE"] = np.asarray(rde, dtype=float).tolist()
     json.dump(out, open(dst, "w"))
 
 

@@ -44,6 +44,15 @@ def _split(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
+def _count(spec: str) -> int:
+    from databazaar.core.errors import InvalidInput
+
+    try:
+        return int(spec[6:])
+    except ValueError:
+        raise InvalidInput(f"tasks:N needs a number, got {spec!r}") from None
+
+
 @uncertainty_app.command("bench")
 def bench_cmd(
     model: Annotated[str, typer.Option("--model", help="model folder or OpenAI-compatible URL")],
@@ -68,6 +77,13 @@ def bench_cmd(
     member: Annotated[
         Optional[list[str]],  # noqa: UP045
         typer.Option("--member", help="extra ensemble member folder (repeatable)"),
+    ] = None,
+    train_data: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(
+            "--train-data",
+            help="JSONL of items or tasks:N (training split) to fit Mahalanobis and RDE on",
+        ),
     ] = None,
     samples: Annotated[int, typer.Option("--samples", help="sampled answers per item")] = 8,
     temperature: Annotated[float, typer.Option("--temperature", help="sampling temperature")] = 1.0,
@@ -100,6 +116,7 @@ def bench_cmd(
     from databazaar.lm.generate import PromptsAsChat
     from databazaar.lm.openai_client import open_backend
     from databazaar.uncertainty.estimators import get_estimator
+    from databazaar.uncertainty.internals import add_model_statistics, check_model_statistics
     from databazaar.uncertainty.metrics import OFFLINE_METRICS, judge_metric_names
     from databazaar.uncertainty.runner import (
         check_metric_inputs,
@@ -130,15 +147,33 @@ def bench_cmd(
         if judge.startswith(("http://", "https://")):
             judge_backend = PromptsAsChat(judge_backend)
     if data.startswith("tasks:"):
-        try:
-            n = int(data[6:])
-        except ValueError:
-            raise InvalidInput(f"--data tasks:N needs a number, got {data!r}") from None
-        items = task_items(n, random_state=seed)
+        items = task_items(_count(data), random_state=seed)
     else:
         items = read_items(data)
     check_metric_inputs(items, metric_list, judge_backend)
+    density = [m for m in method_list if "embedding" in get_estimator(m).needs]
+    if density and train_data is None:  # checked before any model is loaded
+        raise InvalidInput(
+            f"{get_estimator(density[0]).name} needs train_embeddings: give --train-data",
+            hint="a JSONL of items or tasks:N from the task suite's training split",
+        )
+    token_level = [m for m in method_list if "token_ensemble" in get_estimator(m).needs]
+    if token_level and not member:
+        raise InvalidInput(
+            f"{get_estimator(token_level[0]).name} needs token_ensemble: no ensemble member "
+            "was given",
+            hint="add --member with a second model folder",
+        )
     backend = open_backend(model, api_model=api_model, api_key=api_key, threads=threads)
+    members = [open_backend(d, threads=threads) for d in member or []]
+    check_model_statistics(backend, method_list, members=members)
+    train_items = []
+    if density and train_data is not None:
+        train_items = (
+            task_items(_count(train_data), split="train", random_state=seed)
+            if train_data.startswith("tasks:")
+            else read_items(train_data)
+        )
     t0 = time.perf_counter()
     with progress_bar("generating", 2 * len(items), quiet=quiet) as advance:
         outputs = generate_outputs(
@@ -151,9 +186,23 @@ def bench_cmd(
             random_state=seed,
             progress=advance,
         )
-    if member:
-        members = [backend] + [open_backend(d, threads=threads) for d in member]
-        ensemble_scores(outputs, members, chat=not completions)
+    train_outputs = (
+        generate_outputs(
+            backend, train_items, n_samples=0, max_new_tokens=max_tokens, chat=not completions
+        )
+        if train_items
+        else []
+    )
+    add_model_statistics(
+        backend,
+        outputs,
+        method_list,
+        members=members,
+        train_outputs=train_outputs,
+        chat=not completions,
+    )
+    if members:
+        ensemble_scores(outputs, [backend, *members], chat=not completions)
     gen_seconds = time.perf_counter() - t0
     report = run_benchmark(
         items,
@@ -162,6 +211,7 @@ def bench_cmd(
         metric_list,
         relation=relation,
         judge=judge_backend,
+        train_outputs=train_outputs or None,
         n_boot=boot,
         random_state=seed,
         meta={"model": model, "data": data, "n_samples": samples, "relation": relation},
@@ -179,10 +229,16 @@ def score_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="where to write the scored JSONL")],
     methods: Methods = "MSP,MeanTokenEntropy,LexicalSimilarity",
     relation: Relation = "rougeL",
+    train: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option(
+            "--train", help="JSONL of training outputs with embeddings (Mahalanobis, RDE)"
+        ),
+    ] = None,
 ) -> None:
     """Add uncertainty scores (higher = less certain) to every record of OUTPUTS."""
     from databazaar.uncertainty.runner import score_file
 
-    scores = score_file(outputs, out, _split(methods), relation=relation)
+    scores = score_file(outputs, out, _split(methods), relation=relation, train=train)
     n = len(next(iter(scores.values())))
     typer.echo(f"scored {n} outputs with {', '.join(scores)}; wrote {out}")

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,8 @@ METHODS = (
     "EnsembleRMI",
     "EnsembleRMIabs",
 )
+#: checked when the outputs carry the statistics (P(True); embeddings and training ones)
+INTERNAL_METHODS = ("PTrue", "Mahalanobis", "RDE")
 
 
 def polygraph_python() -> str | None:
@@ -65,9 +68,11 @@ def polygraph_case(
     prr_cases: Sequence[tuple[Sequence[float], Sequence[float]]] = (),
     *,
     relation: str = "rougeL",
+    train_outputs: Sequence[UEOutputs] | None = None,
 ) -> dict[str, Any]:
     """The shared case as JSON-ready statistics (every output needs the same number of
-    samples, top-logprobs and ensemble scores)."""
+    samples, top-logprobs and ensemble scores). Embeddings are rounded to float32 on both
+    sides, as LM-Polygraph's calculators hand them over."""
     n_samples = {len(o.samples) for o in outputs}
     if len(n_samples) != 1:
         raise InvalidInput("every output needs the same number of samples for the cross-check")
@@ -109,7 +114,20 @@ def polygraph_case(
         "contra": [m[1].tolist() for m in mats],
         "is_entail": [m[2].tolist() for m in mats],
         "ensemble_log_probas": [o.member_logprobs for o in outputs],
+        "p_true": (
+            [o.ptrue_logprob for o in outputs]
+            if all(o.ptrue_logprob is not None for o in outputs)
+            else None
+        ),
+        "embeddings": _f32([o.embedding for o in outputs]),
+        "train_embeddings": _f32([o.embedding for o in train_outputs or []]),
     }
+
+
+def _f32(rows: list[Any]) -> list[list[float]] | None:
+    if not rows or any(r is None for r in rows):
+        return None
+    return np.asarray(rows, dtype=np.float32).astype(float).tolist()
 
 
 def run_peer(case: dict[str, Any], python: str, *, timeout: float = 300) -> dict[str, Any]:
@@ -136,19 +154,44 @@ def compare(
     *,
     relation: str = "rougeL",
     methods: Sequence[str] = METHODS,
+    train_outputs: Sequence[UEOutputs] | None = None,
 ) -> dict[str, Any]:
-    """Ours vs LM-Polygraph: max |difference| per method, for PRR, and both sides' values."""
+    """Ours vs LM-Polygraph: max |difference| per method (and relative, for the density
+    methods, whose peer computes in float32), for PRR, and both sides' values. Methods the
+    peer could not compute from the case are listed under ``not_checked``."""
     from databazaar.uncertainty.benchmark import prr
 
-    peer = run_peer(polygraph_case(outputs, prr_cases, relation=relation), python)
-    ours = estimate_all(outputs, methods, relation=relation)
-    diffs = {m: float(np.max(np.abs(np.asarray(peer["estimators"][m]) - ours[m]))) for m in methods}
+    case = polygraph_case(outputs, prr_cases, relation=relation, train_outputs=train_outputs)
+    case["methods"] = list(methods)
+    peer = run_peer(case, python)
+    if case["embeddings"] is not None:  # both sides see the same float32 embeddings
+        outputs = [
+            replace(o, embedding=e) for o, e in zip(outputs, case["embeddings"], strict=True)
+        ]
+        train_outputs = [
+            replace(o, embedding=e)
+            for o, e in zip(train_outputs or [], case["train_embeddings"] or [], strict=True)
+        ]
+    checked = [m for m in methods if m in peer["estimators"]]
+    ours = estimate_all(outputs, checked, relation=relation, train_outputs=train_outputs)
+    diffs = {m: float(np.max(np.abs(np.asarray(peer["estimators"][m]) - ours[m]))) for m in checked}
+    rel = {
+        m: float(
+            np.max(
+                np.abs(np.asarray(peer["estimators"][m]) - ours[m])
+                / np.maximum(np.abs(ours[m]), 1e-12)
+            )
+        )
+        for m in checked
+    }
     our_prr = [prr(u, q) for u, q in prr_cases]
     prr_diff = (
         float(np.max(np.abs(np.array(our_prr) - np.array(peer["prr"])))) if prr_cases else 0.0
     )
     return {
         "method_max_abs_diff": diffs,
+        "method_max_rel_diff": rel,
+        "not_checked": [m for m in methods if m not in checked],
         "prr_max_abs_diff": prr_diff,
         "prr_ours": our_prr,
         "prr_lm_polygraph": peer["prr"],

@@ -37,8 +37,11 @@ ensemble (need the samples' log-likelihoods under each ensemble member)
 
 The relation between samples (for the graph methods and semantic classes) is a
 :class:`~databazaar.uncertainty.similarity.Relation`: ROUGE-L, Jaccard, MiniLM cosine or a
-user's NLI cross-encoder. P(True), Mahalanobis and RDE are not implemented (they need a
-second prompt to the model or its hidden states; see docs/uncertainty.md).
+user's NLI cross-encoder (:class:`~databazaar.uncertainty.similarity.NLIRelation`).
+
+Methods that read the model's internals (``Mahalanobis`` and ``RDE`` on hidden states,
+``PTrue``, the token-level ensemble measures ``PETtu`` ... ``EPTrmi``) live in
+:mod:`~databazaar.uncertainty.internals` and are registered here too.
 """
 
 from __future__ import annotations
@@ -69,14 +72,24 @@ class UEOutputs:
     output: Generation
     samples: list[Generation] = field(default_factory=list)
     member_logprobs: list[list[float]] | None = None
+    #: the answer's hidden-state embedding (``internals.add_embeddings``)
+    embedding: list[float] | None = None
+    #: ``log p("True")`` of the P(True) prompt (``internals.add_ptrue``)
+    ptrue_logprob: float | None = None
+    #: per-step token-level ensemble measures (``internals.add_token_ensemble``)
+    token_ensemble: dict[str, list[float]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d: dict[str, Any] = {
             "input": self.input,
             "output": self.output.to_dict(),
             "samples": [s.to_dict() for s in self.samples],
             "member_logprobs": self.member_logprobs,
         }
+        for key in ("embedding", "ptrue_logprob", "token_ensemble"):
+            if getattr(self, key) is not None:
+                d[key] = getattr(self, key)
+        return d
 
 
 # requirement name -> (test on one UEOutputs, what is missing, how to fix)
@@ -113,6 +126,25 @@ _NEEDS: dict[str, tuple[Callable[[UEOutputs], bool], str, str]] = {
         ),
         "no ensemble scores (member_logprobs: one row per member, one value per sample)",
         "score the samples with every ensemble member (uncertainty.runner.ensemble_scores)",
+    ),
+    "embedding": (
+        lambda o: (
+            o.embedding is not None
+            and len(o.embedding) > 0
+            and bool(np.all(np.isfinite(np.asarray(o.embedding, dtype=float))))
+        ),
+        "the output has no hidden-state embedding",
+        "compute embeddings with a local model (uncertainty.internals.add_embeddings)",
+    ),
+    "ptrue": (
+        lambda o: o.ptrue_logprob is not None and bool(np.isfinite(o.ptrue_logprob)),
+        "the output has no P(True) log-probability (ptrue_logprob)",
+        "ask the model with uncertainty.internals.add_ptrue",
+    ),
+    "token_ensemble": (
+        lambda o: o.token_ensemble is not None and len(o.token_ensemble) > 0,
+        "the output has no token-level ensemble measures (token_ensemble)",
+        "score the answer with every member (uncertainty.internals.add_token_ensemble)",
     ),
 }
 
@@ -403,6 +435,9 @@ ESTIMATORS: dict[str, type[Estimator]] = {
         EnsembleRMIabs,
     )
 }
+from databazaar.uncertainty.internals import INTERNAL_ESTIMATORS  # noqa: E402 (needs the above)
+
+ESTIMATORS.update({cls.name: cls for cls in INTERNAL_ESTIMATORS})
 _RELATIONAL = {"SemanticEntropy", "EigValLaplacian", "Eccentricity", "NumSemSets"}
 
 
@@ -431,9 +466,25 @@ def estimate_all(
     methods: Sequence[str | Estimator],
     *,
     relation: str | Relation | None = None,
+    train_outputs: Sequence[UEOutputs] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Method name -> uncertainties, for every method (all checked before any runs)."""
+    """Method name -> uncertainties, for every method (all checked before any runs).
+
+    Methods fitted on training data (``Mahalanobis``, ``RDE``) are fitted on
+    ``train_outputs`` (with embeddings) unless given already fitted.
+    """
     ests = [get_estimator(m, relation=relation) for m in methods]
     for e in ests:
         check_outputs(outputs, e.name, e.needs)
+        if hasattr(e, "fit") and not e.fitted:  # type: ignore[attr-defined]
+            if train_outputs is None:
+                raise InvalidInput(
+                    f"{e.name} needs train_embeddings: no training outputs were given",
+                    hint="give training outputs with embeddings (train_outputs=..., "
+                    "--train-data) so the density can be fitted",
+                )
+            check_outputs(train_outputs, e.name, ("embedding",))
+    for e in ests:
+        if hasattr(e, "fit") and not e.fitted:  # type: ignore[attr-defined]
+            e.fit(train_outputs)  # type: ignore[attr-defined]
     return {e.name: e.estimate(outputs) for e in ests}

@@ -33,6 +33,11 @@ judges
     with a definition of the aspect, 1-10), ``def_source`` (output and source) and
     ``def_both`` (output, source and reference). The first number in the judge's answer
     in range is the score; anything else is NaN (left out of PRR).
+NLI
+    ``summac_nli:<folder>`` (consistency): SummaC-ZS (Laban et al., 2022) with an NLI
+    cross-encoder the user supplies (the ``nli:<folder>`` relation's model): for each
+    output sentence the best ``p(entail) - p(contradict)`` over source sentences as
+    premises, averaged over the output's sentences (0 for an empty output).
 human
     ``human:<field>``: a label the data carries per item (e.g. TofuEval's consistency).
 """
@@ -356,6 +361,32 @@ class JudgeMetric(Metric):
         return [parse_judge_score(g.text, top) for g in outs]
 
 
+class SummaCNLI(Metric):
+    """SummaC-ZS with a local NLI cross-encoder (``summac_nli:<folder>``)."""
+
+    group, needs = "consistency", ("sources",)
+
+    def __init__(self, folder: str) -> None:
+        from databazaar.uncertainty.similarity import NLIRelation
+
+        self.name = f"summac_nli:{folder}"
+        self.nli = NLIRelation(folder)
+
+    def _score(self, data: MetricData) -> list[float]:
+        out_s = [_sentences(o) for o in data.outputs]
+        src_s = [_sentences(s) or [s] for s in data.sources or []]
+        pairs = [(p, h) for os_, ss in zip(out_s, src_s, strict=True) for h in os_ for p in ss]
+        probs = self.nli.probabilities(pairs)
+        score = probs[:, self.nli.entail_id] - probs[:, self.nli.contra_id]
+        res, k = [], 0
+        for os_, ss in zip(out_s, src_s, strict=True):
+            n = len(os_) * len(ss)
+            block = score[k : k + n].reshape(len(os_), len(ss)) if os_ else np.zeros((0, 1))
+            k += n
+            res.append(float(block.max(axis=1).mean()) if len(os_) else 0.0)
+        return res
+
+
 class HumanLabel(Metric):
     """A human label carried by the data (``labels[field]``), e.g. TofuEval's."""
 
@@ -398,7 +429,7 @@ OFFLINE_METRICS = tuple(_OFFLINE) + tuple(_CLASSES)
 
 def get_metric(name: str, *, judge: Any = None) -> Metric:
     """A metric by name: offline ones, ``judge:<group>:<variant>`` (needs ``judge``, a
-    generation backend) or ``human:<field>``."""
+    generation backend), ``human:<field>`` or ``summac_nli:<folder>`` (an NLI model)."""
     if name in _OFFLINE:
         group, needs, fn = _OFFLINE[name]
         return _PerItem(name, group, needs, fn)
@@ -415,9 +446,12 @@ def get_metric(name: str, *, judge: Any = None) -> Metric:
         return JudgeMetric(parts[1], parts[2], judge)
     if name.startswith("human:") and len(name) > 6:
         return HumanLabel(name[6:])
+    if name.startswith("summac_nli:") and len(name) > 11:
+        return SummaCNLI(name[11:])
     raise InvalidInput(
         f"unknown metric {name!r}",
-        hint=f"choose from {', '.join(OFFLINE_METRICS)}, judge:<group>:<variant>, human:<field>",
+        hint=f"choose from {', '.join(OFFLINE_METRICS)}, judge:<group>:<variant>, "
+        "human:<field>, summac_nli:<folder>",
     )
 
 
@@ -427,6 +461,8 @@ def metric_group(name: str) -> str:
         return name.split(":")[1]
     if name.startswith("human:"):
         return "overall"
+    if name.startswith("summac_nli:"):
+        return "consistency"
     return get_metric(name).group
 
 

@@ -221,6 +221,7 @@ def run_benchmark(
     *,
     relation: str = "rougeL",
     judge: Any = None,
+    train_outputs: Sequence[UEOutputs] | None = None,
     n_boot: int = 200,
     confidence: float = 0.95,
     random_state: int = 0,
@@ -230,6 +231,7 @@ def run_benchmark(
 
     Every method and metric is checked against the outputs and items before any work
     (a missing log-probability or reference fails fast, naming the method or metric).
+    ``train_outputs`` (with embeddings) fit the density methods (Mahalanobis, RDE).
     """
     from databazaar.uncertainty.benchmark import bootstrap_prr, cluster_metrics
     from databazaar.uncertainty.metrics import metric_group, score_metrics
@@ -243,7 +245,7 @@ def run_benchmark(
     check_metric_inputs(items, metrics, judge)
     data = item_metric_data(items, outputs)
     t0 = time.perf_counter()
-    unc = estimate_all(outputs, methods, relation=relation)
+    unc = estimate_all(outputs, methods, relation=relation, train_outputs=train_outputs)
     t1 = time.perf_counter()
     values = score_metrics(metrics, data, judge=judge)
     t2 = time.perf_counter()
@@ -350,9 +352,30 @@ def outputs_from_records(
                 _generation(r["output"], f"{w} output"),
                 [_generation(s, f"{w} sample {j + 1}") for j, s in enumerate(samples)],
                 members,
+                **_statistics(r, w),
             )
         )
     return out
+
+
+def _numbers(x: Any) -> bool:
+    return isinstance(x, list) and all(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in x
+    )
+
+
+def _statistics(r: dict[str, Any], w: str) -> dict[str, Any]:
+    """The optional model statistics of a record (embedding, ptrue_logprob, token_ensemble)."""
+    emb, pt, tok = r.get("embedding"), r.get("ptrue_logprob"), r.get("token_ensemble")
+    if emb is not None and not _numbers(emb):
+        raise InvalidInput(f"{w}: 'embedding' must be a list of numbers")
+    if pt is not None and not _numbers([pt]):
+        raise InvalidInput(f"{w}: 'ptrue_logprob' must be a number")
+    if tok is not None and (
+        not isinstance(tok, dict) or not all(_numbers(v) and v for v in tok.values())
+    ):
+        raise InvalidInput(f"{w}: 'token_ensemble' must map measure names to lists of numbers")
+    return {"embedding": emb, "ptrue_logprob": pt, "token_ensemble": tok}
 
 
 def read_outputs(path: str | Path) -> tuple[list[dict[str, Any]], list[UEOutputs]]:
@@ -377,18 +400,21 @@ def score_file(
     methods: Sequence[str],
     *,
     relation: str = "rougeL",
+    train: str | Path | None = None,
 ) -> dict[str, np.ndarray]:
     """Add ``uncertainty: {method: value}`` to every record of a JSONL of outputs.
 
-    The file is read and every method checked before anything is written; the result goes
-    to ``out`` (which may not be the input file), so the input is never changed.
+    ``train`` is a JSONL of training outputs with embeddings, for Mahalanobis and RDE.
+    The files are read and every method checked before anything is written; the result
+    goes to ``out`` (which may not be the input file), so the input is never changed.
     """
     if Path(out).resolve() == Path(path).resolve():
         raise InvalidInput("the output file must differ from the input file")
     for m in methods:
         get_estimator(m, relation=relation)
     records, outputs = read_outputs(path)
-    unc = estimate_all(outputs, methods, relation=relation)
+    train_outputs = read_outputs(train)[1] if train is not None else None
+    unc = estimate_all(outputs, methods, relation=relation, train_outputs=train_outputs)
     lines = []
     for i, rec in enumerate(records):
         scores = {k: float(v[i]) for k, v in unc.items()}
