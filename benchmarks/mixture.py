@@ -406,11 +406,12 @@ def summarise(
     pairs = {}
     for a, b in (("autoscale", "reused"), ("autoscale", "ddo"), ("ddo", "reused")):
         d = finals[a] - finals[b]
-        pairs[f"{a}-{b}"] = {"mean": float(d.mean()), "ci": list(bootstrap_ci(d, n_boot=n_boot, rng=rng))}
-    per_domain = {
-        k: {
-            d: float(np.mean([r["losses"][-1][d] for r in by_seed(k)])) for d in domains
+        pairs[f"{a}-{b}"] = {
+            "mean": float(d.mean()),
+            "ci": list(bootstrap_ci(d, n_boot=n_boot, rng=rng)),
         }
+    per_domain = {
+        k: {d: float(np.mean([r["losses"][-1][d] for r in by_seed(k)])) for d in domains}
         for k in METHOD_ORDER
     }
     direct = found["ddo"]["weights"]
@@ -428,9 +429,12 @@ def summarise(
         "final_loss_paired_diffs": pairs,
         "final_per_domain_loss": per_domain,
         "weights": {k: found[k]["weights"] for k in METHOD_ORDER},
-        "autoscale_vs_direct_ddo_distance": weight_distances(found["autoscale"]["weights"], direct)["l1"],
+        "autoscale_vs_direct_ddo_distance": weight_distances(found["autoscale"]["weights"], direct)[
+            "l1"
+        ],
         "weight_distances_to_direct_ddo": {
-            k: weight_distances(found[k]["weights"], direct) for k in ("autoscale", "reused", "uniform")
+            k: weight_distances(found[k]["weights"], direct)
+            for k in ("autoscale", "reused", "uniform")
         },
         "method_details": {k: found[k]["details"] for k in METHOD_ORDER},
         "curves": {
@@ -520,7 +524,9 @@ def render_markdown(out: dict[str, Any]) -> str:
             f"| {label} | {float(b):,.0f} | " + " | ".join(f"{w[d]:.3f}" for d in doms) + " |"
         )
     lines.append(
-        f"| DDO optimum (direct) | {T:,.0f} | " + " | ".join(f"{direct[d]:.3f}" for d in doms) + " |"
+        f"| DDO optimum (direct) | {T:,.0f} | "
+        + " | ".join(f"{direct[d]:.3f}" for d in doms)
+        + " |"
     )
     wd = out["weight_distances_to_direct_ddo"]
     lines += [
@@ -530,9 +536,10 @@ def render_markdown(out: dict[str, Any]) -> str:
             f"{k} {wd[k]['l1']:.3f} / {wd[k]['l2']:.3f} / {wd[k]['max']:.3f}"
             for k in ("autoscale", "reused", "uniform")
         )
-        + f". `autoscale_vs_direct_ddo_distance` (L1) = {out['autoscale_vs_direct_ddo_distance']:.3f}.",
+        + ". `autoscale_vs_direct_ddo_distance` (L1) = "
+        + f"{out['autoscale_vs_direct_ddo_distance']:.3f}.",
     ]
-    lines += ["", "Verdict:", ""] + _verdict(out)
+    lines += ["", "Verdict:", "", *_verdict(out)]
     t = out["timings_seconds"]
     la = out.get("load_average", {})
     lines += [
@@ -567,7 +574,8 @@ def _verdict(out: dict[str, Any]) -> list[str]:
         )
     held = a is not None and a <= CLAIM_MAX_FRACTION
     lines.append(
-        f"- The paper's size of effect (at most {100 * CLAIM_MAX_FRACTION:.0f}% of uniform's steps): "
+        "- The paper's size of effect "
+        f"(at most {100 * CLAIM_MAX_FRACTION:.0f}% of uniform's steps): "
         + ("held" if held else "not reached")
         + f" at the point estimate ({_pct(a)})"
         + (
@@ -582,14 +590,22 @@ def _verdict(out: dict[str, Any]) -> list[str]:
     lines.append(
         "- AutoScale vs weights reused from T/2 (final loss, paired): "
         f"{ar['mean']:+.4f} [{ar['ci'][0]:+.4f}, {ar['ci'][1]:+.4f}]: "
-        + ("better (CI below 0)." if better else "worse (CI above 0)." if worse else "no difference resolved (CI contains 0).")
+        + (
+            "better (CI below 0)."
+            if better
+            else "worse (CI above 0)."
+            if worse
+            else "no difference resolved (CI contains 0)."
+        )
     )
     base = ("doremi", "regmix", "dml")
     order = sorted(
         (k for k in METHOD_ORDER if k != "uniform"),
         key=lambda k: out["final_average_loss"][k],
     )
-    beaten = [k for k in base if out["final_average_loss"]["autoscale"] < out["final_average_loss"][k]]
+    beaten = [
+        k for k in base if out["final_average_loss"]["autoscale"] < out["final_average_loss"][k]
+    ]
     lines.append(
         "- AutoScale vs DoReMi, RegMix, Data Mixing Laws (final average loss): lower than "
         + (", ".join(beaten) if beaten else "none of them")
@@ -602,8 +618,8 @@ def _verdict(out: dict[str, Any]) -> list[str]:
     lines.append(
         "- Prediction step: the AutoScale weights are "
         + ("closer to" if closer else "no closer to")
-        + f" the direct DDO optimum at T than the reused T/2 optimum (L1 {wd['autoscale']['l1']:.3f} "
-        f"vs {wd['reused']['l1']:.3f})."
+        + " the direct DDO optimum at T than the reused T/2 optimum "
+        f"(L1 {wd['autoscale']['l1']:.3f} vs {wd['reused']['l1']:.3f})."
     )
     ad = pairs["autoscale-ddo"]
     lines.append(

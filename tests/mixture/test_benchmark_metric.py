@@ -61,10 +61,13 @@ def _result(bench, *, auto_ci_hi: float | None, auto_reused_ci: list[float]):  #
     return {
         "seeds": [0, 1, 2, 3, 4],
         "uniform_final_average_loss": 3.0,
-        "steps_fraction_vs_uniform": dict.fromkeys(methods, 0.9) | {"autoscale": 0.7, "regmix": None},
+        "steps_fraction_vs_uniform": dict.fromkeys(methods, 0.9)
+        | {"autoscale": 0.7, "regmix": None},
         "steps_fraction_ci": {k: [0.8, 1.0] for k in methods} | {"autoscale": [0.6, auto_ci_hi]},
         "per_seed_steps_fraction_vs_uniform": {k: [0.5, None, 1.0, 0.9, 0.8] for k in methods},
-        "final_average_loss": dict(zip(methods, [3.0, 2.99, 3.01, 3.02, 2.97, 2.95, 2.94], strict=True)),
+        "final_average_loss": dict(
+            zip(methods, [3.0, 2.99, 3.01, 3.02, 2.97, 2.95, 2.94], strict=True)
+        ),
         "final_loss_diff_vs_uniform": dict.fromkeys(methods, -0.01),
         "final_loss_diff_vs_uniform_ci": {k: [-0.02, 0.0] for k in methods},
         "final_loss_paired_diffs": {
@@ -81,7 +84,15 @@ def _result(bench, *, auto_ci_hi: float | None, auto_reused_ci: list[float]):  #
             "uniform": {"l1": 0.4, "l2": 0.28, "max": 0.2},
         },
         "method_details": {k: {} for k in methods}
-        | {"autoscale": {"weights_by_budget": {"250": w["uniform"], "500": w["uniform"], "1000": w["autoscale"]}}},
+        | {
+            "autoscale": {
+                "weights_by_budget": {
+                    "250": w["uniform"],
+                    "500": w["uniform"],
+                    "1000": w["autoscale"],
+                }
+            }
+        },
         "setup": {
             "domains": doms,
             "target_budget_tokens": 1000.0,
@@ -104,15 +115,30 @@ def _result(bench, *, auto_ci_hi: float | None, auto_reused_ci: list[float]):  #
 
 def test_report_states_the_verdict_honestly(bench) -> None:  # type: ignore[no-untyped-def]
     text = bench.render_markdown(_result(bench, auto_ci_hi=0.95, auto_reused_ci=[-0.03, -0.01]))
-    assert "HOLDS: AutoScale's predicted weights beat uniform with the CI below 1.0 (70%, CI [60%, 95%])" in text
-    assert "at most 72% of uniform's steps): held at the point estimate (70%); the CI reaches above it" in text
+    assert (
+        "HOLDS: AutoScale's predicted weights beat uniform with the CI below 1.0 "
+        "(70%, CI [60%, 95%])" in text
+    )
+    assert (
+        "at most 72% of uniform's steps): held at the point estimate (70%); the CI reaches above it"
+        in text
+    )
     assert "better (CI below 0)" in text
-    assert "| regmix | RegMix, 16 runs at T/8 | never [80%, 100%] | 50%, never, 100%, 90%, 80% |" in text
-    assert "closer to the direct DDO optimum at T than the reused T/2 optimum (L1 0.100 vs 0.400)" in text
+    assert (
+        "| regmix | RegMix, 16 runs at T/8 | never [80%, 100%] | 50%, never, 100%, 90%, 80% |"
+        in text
+    )
+    assert (
+        "closer to the direct DDO optimum at T than the reused T/2 optimum (L1 0.100 vs 0.400)"
+        in text
+    )
     assert "lower than doremi, regmix, dml" in text
     assert "| AutoScale prediction | 1,000 | 0.650 | 0.350 |" in text
     assert "| DDO optimum (direct) | 1,000 | 0.700 | 0.300 |" in text
     assert "dev seeds [100, 101]" in text and "at start 1.00, 1.00, 1.00" in text
     text = bench.render_markdown(_result(bench, auto_ci_hi=None, auto_reused_ci=[-0.01, 0.02]))
-    assert "FAILS: AutoScale's predicted weights do not beat uniform with the CI below 1.0 (70%, CI [60%, never])" in text
+    assert (
+        "FAILS: AutoScale's predicted weights do not beat uniform with the CI below 1.0 "
+        "(70%, CI [60%, never])" in text
+    )
     assert "no difference resolved (CI contains 0)" in text

@@ -71,7 +71,10 @@ def test_minimum_matches_a_dense_search_of_the_simplex() -> None:
     assert w == pytest.approx(grid[vals.argmin()], abs=0.02)
     # the gradient used by the solver is the derivative of the law
     r0, e = np.array([0.4, 0.3, 0.2, 0.1]), 1e-6
-    num = [(PLANTED[0](r0 + e * np.eye(4)[j]) - PLANTED[0](r0 - e * np.eye(4)[j])) / (2 * e) for j in range(4)]
+    num = [
+        (PLANTED[0](r0 + e * np.eye(4)[j]) - PLANTED[0](r0 - e * np.eye(4)[j])) / (2 * e)
+        for j in range(4)
+    ]
     assert PLANTED[0].gradient(r0) == pytest.approx(num, rel=1e-5)
 
 

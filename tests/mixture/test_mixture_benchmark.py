@@ -34,7 +34,7 @@ def quick(tmp_path_factory):  # type: ignore[no-untyped-def]
 
 @pytest.mark.slow
 def test_quick_benchmark_autoscale_prediction_is_the_scaling_rule(quick) -> None:  # type: ignore[no-untyped-def]
-    bench, res, out = quick
+    _, res, _ = quick
     doms = res["setup"]["domains"]
     T = res["setup"]["target_budget_tokens"]
     assert len(doms) == 4 and res["seeds"] == [0, 1]

@@ -48,6 +48,8 @@ def bootstrap_ci(
     stats = np.array([float(statistic(values[i])) for i in idx])
     if np.any(np.isnan(stats)):
         raise InvalidInput("the bootstrap statistic returned nan")
-    method = "linear" if np.all(np.isfinite(stats)) else "inverted_cdf"
-    lo, hi = np.quantile(stats, [alpha, 1.0 - alpha], method=method)
+    if np.all(np.isfinite(stats)):
+        lo, hi = np.quantile(stats, [alpha, 1.0 - alpha])
+    else:
+        lo, hi = np.quantile(stats, [alpha, 1.0 - alpha], method="inverted_cdf")
     return float(lo), float(hi)

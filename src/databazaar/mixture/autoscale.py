@@ -106,9 +106,7 @@ class AutoScale:
                 raise InvalidInput("both DDO objects must be fitted before AutoScale.from_ddo")
         if list(small.weights_) != list(large.weights_):
             raise InvalidInput("the two DDO fits cover different domains")
-        auto = cls(
-            (small.budget, large.budget), target_budget, proxy=large.proxy, seed=large.seed
-        )
+        auto = cls((small.budget, large.budget), target_budget, proxy=large.proxy, seed=large.seed)
         auto._check()
         auto.ddo_ = [small, large]
         return auto._finish(list(large.weights_))

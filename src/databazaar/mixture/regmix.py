@@ -57,7 +57,8 @@ class RandomMixtureRuns:
             (1 = flat Dirichlet for a uniform prior; larger = closer to the prior).
         prior_weights: centre of the Dirichlet (default uniform).
         min_weight: floor applied to sampled mixtures so every domain keeps a block.
-        proxy, seed, backend, n_jobs, ray_address, progress: as for :class:`~databazaar.mixture.DDO`.
+        proxy, seed, backend, n_jobs, ray_address, progress: as for
+            :class:`~databazaar.mixture.DDO`.
     """
 
     #: fewest runs, as an offset over the number of domains, a subclass can fit on
