@@ -77,8 +77,8 @@ METHOD_ORDER = ("uniform", "doremi", "regmix", "dml", "reused", "autoscale", "dd
 DESCRIPTION = {
     "uniform": "equal weights",
     "doremi": "DoReMi-style Group DRO at T",
-    "regmix": "RegMix, 16 runs at T/8",
-    "dml": "Data Mixing Laws, same 16 runs",
+    "regmix": "RegMix, {runs} runs at T/8",
+    "dml": "Data Mixing Laws, same {runs} runs",
     "reused": "DDO optimum at T/2, reused",
     "autoscale": "AutoScale: DDO at T/4, T/2, predicted for T",
     "ddo": "DDO directly at T",
@@ -497,7 +497,8 @@ def render_markdown(out: dict[str, Any]) -> str:
     for k in METHOD_ORDER:
         pd_ = out["final_per_domain_loss"][k]
         lines.append(
-            f"| {k} | {DESCRIPTION[k]} | {_pct(fr[k])} {_ci_pct(ci[k])} | "
+            f"| {k} | {DESCRIPTION[k].format(runs=setup.get('regmix_runs', 16))} | "
+            f"{_pct(fr[k])} {_ci_pct(ci[k])} | "
             f"{', '.join(_pct(v) for v in ps[k])} | {out['final_average_loss'][k]:.4f} | "
             f"{dd[k]:+.4f} [{dci[k][0]:+.4f}, {dci[k][1]:+.4f}] | "
             + " | ".join(f"{pd_[d]:.3f}" for d in doms)
