@@ -476,13 +476,16 @@ def render_markdown(out: dict[str, Any]) -> str:
         "with 28-38% fewer steps, and beat weights reused from the smaller scale and the "
         "DoReMi, RegMix and Data Mixing Laws baselines.",
         "",
-        f"Target budget T = {T:,.0f} tokens, {setup['epochs']:g} epochs = {setup['steps']} "
+        f"Target budget T = {T:,.0f} tokens, {setup['epochs']:g} epoch(s) = {setup['steps']} "
         f"steps of {setup['train']['batch_size']} x {setup['block_size']} tokens; model "
         f"{model['n_layer']} layers x {model['n_embd']} wide, vocab {setup['vocab_size']}, "
         f"lr {setup['train']['lr']:g}; evaluation every {setup['eval_every']} steps on "
         f"{min(setup['val_blocks_per_domain'].values())} held-out blocks per domain. "
         f"Reported seeds {out['seeds']}; every mixture search used seed {setup['search_seed']}; "
-        f"settings were chosen on dev seeds {setup['dev_seeds']} (none of them reported).",
+        + setup.get(
+            "settings_note",
+            f"settings were chosen on dev seeds {setup['dev_seeds']} (none of them reported).",
+        ),
         "",
         "Steps to reach uniform's final average validation loss "
         f"({out['uniform_final_average_loss']:.4f} nats/token) as a share of uniform's steps, "
