@@ -544,6 +544,8 @@ def render_markdown(out: dict[str, Any]) -> str:
         + f"{out['autoscale_vs_direct_ddo_distance']:.3f}.",
     ]
     lines += ["", "Verdict:", "", *_verdict(out)]
+    if out.get("discussion"):
+        lines += ["", "Why, at this scale:", "", *(f"- {p}" for p in out["discussion"])]
     t = out["timings_seconds"]
     la = out.get("load_average", {})
     lines += [
@@ -611,7 +613,8 @@ def _verdict(out: dict[str, Any]) -> list[str]:
         k for k in base if out["final_average_loss"]["autoscale"] < out["final_average_loss"][k]
     ]
     lines.append(
-        "- AutoScale vs DoReMi, RegMix, Data Mixing Laws (final average loss): lower than "
+        "- AutoScale vs DoReMi, RegMix, Data Mixing Laws (final average loss, point "
+        "estimates; see the CIs above): lower than "
         + (", ".join(beaten) if beaten else "none of them")
         + ". Ranking by final loss: "
         + " < ".join(f"{k} {out['final_average_loss'][k]:.4f}" for k in order)
