@@ -302,8 +302,10 @@ def test_optimize_mixture_dispatches_every_method(mix_data, proxy) -> None:  # t
         data, method="regmix", budget=BUDGET, proxy=proxy, options={"n_runs": 5, "top_k": 3}
     )
     assert rm.method == "regmix" and rm.budget == BUDGET / 8 and len(rm.runs) == 5
-    dml = optimize_mixture(data, method="dml", budget=BUDGET, proxy=proxy, options={"n_runs": 5})
-    assert dml.method == "dml" and dml.budget == BUDGET / 8 and len(dml.runs) == 5
+    dml = optimize_mixture(data, method="dml", budget=BUDGET, proxy=proxy, options={"n_runs": 6})
+    assert dml.method == "dml" and dml.budget == BUDGET / 8 and len(dml.runs) == 6
+    with pytest.raises(InvalidInput, match="n_runs must be at least 6 for 3 domains"):
+        optimize_mixture(data, method="dml", budget=BUDGET, proxy=proxy, options={"n_runs": 5})
     assert proxy_runs_needed("dml", 3) == 16
     with pytest.raises(InvalidInput, match="unknown method"):
         optimize_mixture(data, method="best", budget=BUDGET)

@@ -134,8 +134,8 @@ def test_fit_runs_on_finished_runs_and_its_errors() -> None:
     del bad[3].losses["c"]
     with pytest.raises(InvalidInput, match="lack losses for domain"):
         DataMixingLaws(1000.0).fit_runs(doms, mixes, bad)
-    with pytest.raises(InvalidInput, match="n_runs must be at least 6"):
-        DataMixingLaws(1000.0, n_runs=5).fit_runs(doms, mixes[:5], _runs(doms, mixes[:5], PLANTED))
+    with pytest.raises(InvalidInput, match="n_runs must be at least 7 for 4 domains"):
+        DataMixingLaws(1000.0).fit_runs(doms, mixes[:6], _runs(doms, mixes[:6], PLANTED))
 
 
 def test_dml_trains_its_own_runs_like_regmix(mix_data, proxy) -> None:  # type: ignore[no-untyped-def]

@@ -205,10 +205,15 @@ class DataMixingLaws(RandomMixtureRuns):
     fits one exponential law per validation domain and minimises their mean on the
     simplex (weights ``>= min_weight``, the region the runs covered).
 
+    Needs ``n_runs >= m + 3``: each law has ``m + 1`` free parameters and the
+    leave-one-out check refits it without one run.
+
     Attributes after ``fit``/``fit_runs``: ``weights_``, ``laws_`` (domain ->
     :class:`MixingLaw`), ``mixtures_``, ``losses_`` (``[n_runs, m]`` per-domain losses),
     ``r2_loo_`` (leave-one-out R² of the predicted average loss), ``result_``.
     """
+
+    min_runs_over_domains = 3
 
     def fit(self, data: TokenizedCorpus) -> DataMixingLaws:
         """Train the random mixtures, fit a law per domain and minimise their mean."""
@@ -232,7 +237,7 @@ class DataMixingLaws(RandomMixtureRuns):
             raise InvalidInput(
                 f"mixtures must be [{len(runs)} runs, {len(doms)} domains], got {mixes.shape}"
             )
-        self._check_common(len(doms))
+        self._check_common(len(doms), n_runs=len(runs))
         missing = sorted({d for run in runs for d in doms if d not in run.losses})
         if missing:
             raise InvalidInput(f"proxy runs lack losses for domain(s): {', '.join(missing)}")

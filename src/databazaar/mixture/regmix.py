@@ -91,11 +91,12 @@ class RandomMixtureRuns:
         self.ray_address = ray_address
         self.progress = progress
 
-    def _check_common(self, m: int) -> None:
+    def _check_common(self, m: int, n_runs: int | None = None) -> None:
+        """Validate the shared settings for ``m`` domains (and ``n_runs`` finished runs)."""
         if m < 2:
             raise InvalidInput("a mixture needs at least 2 domains")
         need = m + self.min_runs_over_domains
-        if self.n_runs < need:
+        if (self.n_runs if n_runs is None else n_runs) < need:
             raise InvalidInput(f"n_runs must be at least {need} for {m} domains to fit the model")
         if not self.concentration > 0 or not 0 <= self.min_weight < 1 / m:
             raise InvalidInput("concentration must be positive and min_weight in [0, 1/m)")
