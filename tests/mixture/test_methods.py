@@ -183,6 +183,21 @@ def test_autoscale_end_to_end(mix_data, proxy, tmp_path: Path) -> None:  # type:
     assert auto.result_.method == "autoscale" and len(auto.result_.runs) == 14
     svg = plot_weights_by_budget(auto.result_, tmp_path / "w.svg")
     assert "<svg" in svg.read_text()
+    # the same prediction from the two DDO fits run separately
+    again = AutoScale.from_ddo(auto.ddo_[0], auto.ddo_[1], 4 * BUDGET)
+    assert again.weights_ == pytest.approx(auto.weights_) and again.t_ == pytest.approx(auto.t_)
+    with pytest.raises(InvalidInput, match="at least N2"):
+        AutoScale.from_ddo(auto.ddo_[0], auto.ddo_[1], BUDGET / 2)
+    with pytest.raises(InvalidInput, match="0 < N1 < N2"):
+        AutoScale.from_ddo(auto.ddo_[1], auto.ddo_[0], 4 * BUDGET)
+    with pytest.raises(InvalidInput, match="must be fitted"):
+        AutoScale.from_ddo(auto.ddo_[0], DDO(BUDGET, proxy=proxy), 4 * BUDGET)
+    # the benchmark's figure: measured optima at other budgets drawn as open squares
+    svg2 = plot_weights_by_budget(
+        auto.result_, tmp_path / "w2.svg", measured={4 * BUDGET: auto.ddo_[1].weights_}
+    )
+    text2 = svg2.read_text()
+    assert "DDO measured (squares, dotted)" in text2 and len(text2) > len(svg.read_text())
     report = auto.result_.to_markdown()
     assert "Weights per budget" in report and "AutoScale path" in report
 
@@ -280,13 +295,18 @@ def test_regmix_errors(mix_data, proxy, kwargs, msg) -> None:  # type: ignore[no
 
 def test_optimize_mixture_dispatches_every_method(mix_data, proxy) -> None:  # type: ignore[no-untyped-def]
     data = mix_data[1]
-    assert set(METHODS) == {"uniform", "ddo", "autoscale", "doremi", "regmix"}
+    assert set(METHODS) == {"uniform", "ddo", "autoscale", "doremi", "regmix", "dml"}
     uni = optimize_mixture(data, method="uniform", budget=BUDGET)
     assert uni.weights == uniform_weights(data.domains) and uni.runs == []
     rm = optimize_mixture(
         data, method="regmix", budget=BUDGET, proxy=proxy, options={"n_runs": 5, "top_k": 3}
     )
     assert rm.method == "regmix" and rm.budget == BUDGET / 8 and len(rm.runs) == 5
+    dml = optimize_mixture(data, method="dml", budget=BUDGET, proxy=proxy, options={"n_runs": 6})
+    assert dml.method == "dml" and dml.budget == BUDGET / 8 and len(dml.runs) == 6
+    with pytest.raises(InvalidInput, match="n_runs must be at least 6 for 3 domains"):
+        optimize_mixture(data, method="dml", budget=BUDGET, proxy=proxy, options={"n_runs": 5})
+    assert proxy_runs_needed("dml", 3) == 16
     with pytest.raises(InvalidInput, match="unknown method"):
         optimize_mixture(data, method="best", budget=BUDGET)
     with pytest.raises(InvalidInput, match="budget"):

@@ -24,7 +24,8 @@ LAZY_GROUPS: dict[str, tuple[str, str, str, str | None]] = {
     "mixture": (
         "databazaar.mixture.cli",
         "mixture_app",
-        "Optimise data-mixture weights (DDO, AutoScale, DoReMi, RegMix) and train with them.",
+        "Optimise data-mixture weights (DDO, AutoScale, DoReMi, RegMix, Data Mixing Laws) "
+        "and train with them.",
         "lm",
     ),
     "econ": (

@@ -19,6 +19,7 @@ from databazaar.lm.train import TrainResult, train_lm
 from databazaar.mixture.autoscale import AutoScale
 from databazaar.mixture.ddo import DDO
 from databazaar.mixture.doremi import DoReMi
+from databazaar.mixture.mixing_laws import DataMixingLaws
 from databazaar.mixture.proxy import ProxyConfig
 from databazaar.mixture.regmix import RegMix
 from databazaar.mixture.result import MixtureResult
@@ -26,7 +27,7 @@ from databazaar.mixture.result import MixtureResult
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
-METHODS = ("uniform", "ddo", "autoscale", "doremi", "regmix")
+METHODS = ("uniform", "ddo", "autoscale", "doremi", "regmix", "dml")
 
 
 def prepare_data(
@@ -68,9 +69,8 @@ def uniform_weights(domains: Sequence[str]) -> dict[str, float]:
 def proxy_runs_needed(method: str, n_domains: int, *, n_scale_factors: int = 2) -> int:
     """How many proxy trainings ``method`` runs with default options (for progress bars)."""
     ddo = 1 + n_domains * n_scale_factors
-    return {"uniform": 0, "ddo": ddo, "autoscale": 2 * ddo, "doremi": 2, "regmix": 16}.get(
-        method, 0
-    )
+    runs = {"uniform": 0, "ddo": ddo, "autoscale": 2 * ddo, "doremi": 2, "regmix": 16, "dml": 16}
+    return runs.get(method, 0)
 
 
 def optimize_mixture(
@@ -92,7 +92,9 @@ def optimize_mixture(
     ``ddo`` runs DDO at ``budget``; ``autoscale`` runs DDO at ``budgets`` (default
     ``budget/4`` and ``budget/2``) and predicts for ``budget``; ``doremi`` runs a
     reference and a Group-DRO proxy at ``budget``; ``regmix`` fits a regression over
-    tiny runs at ``budget/8`` by default (``options={'budget': ...}`` overrides).
+    tiny runs at ``budget/8`` by default (``options={'budget': ...}`` overrides);
+    ``dml`` (Data Mixing Laws) fits one exponential law per domain over the same kind of
+    tiny runs at ``budget/8`` (same override).
     ``options`` go to the method's class. Raises :class:`InvalidInput` for an unknown
     method.
     """
@@ -114,7 +116,8 @@ def optimize_mixture(
     if method == "doremi":
         return DoReMi(budget, **common, **opts).fit(data).result_
     small = opts.pop("budget", budget / 8)
-    return RegMix(small, **common, **par, **opts).fit(data).result_
+    cls = RegMix if method == "regmix" else DataMixingLaws
+    return cls(small, **common, **par, **opts).fit(data).result_
 
 
 def train_with_weights(

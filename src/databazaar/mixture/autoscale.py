@@ -93,6 +93,24 @@ class AutoScale:
         ]
         return self._finish(data.domains)
 
+    @classmethod
+    def from_ddo(cls, small: DDO, large: DDO, target_budget: float) -> AutoScale:
+        """AutoScale from two DDO fits already run at budgets ``small.budget < large.budget``.
+
+        Lets a caller run the two DDO searches itself (e.g. in parallel with other work)
+        and still get the same prediction as :meth:`fit`. Raises :class:`InvalidInput` if
+        either DDO is not fitted, the domains differ or the budgets are out of order.
+        """
+        for d in (small, large):
+            if not hasattr(d, "quantities_"):
+                raise InvalidInput("both DDO objects must be fitted before AutoScale.from_ddo")
+        if list(small.weights_) != list(large.weights_):
+            raise InvalidInput("the two DDO fits cover different domains")
+        auto = cls((small.budget, large.budget), target_budget, proxy=large.proxy, seed=large.seed)
+        auto._check()
+        auto.ddo_ = [small, large]
+        return auto._finish(list(large.weights_))
+
     def _finish(self, domains: Sequence[str]) -> AutoScale:
         q1 = np.array([self.ddo_[0].quantities_[d] for d in domains])
         q2 = np.array([self.ddo_[1].quantities_[d] for d in domains])
@@ -145,22 +163,48 @@ class AutoScale:
         return plot_weights_by_budget(self.result_, path)
 
 
-def plot_weights_by_budget(result: MixtureResult, path: str | Path) -> Path:
-    """Draw ``result.details['weights_by_budget']`` as an SVG line chart."""
+def plot_weights_by_budget(
+    result: MixtureResult,
+    path: str | Path,
+    *,
+    measured: Mapping[float, Mapping[str, float]] | None = None,
+    title: str | None = None,
+) -> Path:
+    """Draw ``result.details['weights_by_budget']`` as an SVG line chart.
+
+    Each domain's weight against the budget: the two DDO optima (solid) and the
+    prediction at the target (dashed). ``measured`` adds DDO optima found directly at
+    other budgets (e.g. at the target itself), drawn as open squares joined by a dotted
+    line through every measured budget, so the prediction can be read against them.
+    """
     from databazaar.core.figures import figure, save_svg
 
     by = {float(k): v for k, v in result.details["weights_by_budget"].items()}
     budgets = sorted(by)
-    fig = figure(5.5, 3.5)
+    extra = {float(k): v for k, v in (measured or {}).items()}
+    fig = figure(6.0, 3.8)
     ax = fig.add_subplot(1, 1, 1)
     for i, d in enumerate(result.domains):
         ys = [by[b][d] for b in budgets]
         ax.plot(budgets[:2], ys[:2], "o-", color=f"C{i}", label=d)
         ax.plot(budgets[1:], ys[1:], "o--", color=f"C{i}")
+        if extra:
+            pts = sorted({**{b: by[b] for b in budgets[:2]}, **extra}.items())
+            ax.plot(
+                [b for b, _ in pts],
+                [w[d] for _, w in pts],
+                "s:",
+                color=f"C{i}",
+                mfc="none",
+                ms=7,
+            )
     ax.set_xscale("log")
     ax.set_xlabel("training tokens")
     ax.set_ylabel("domain weight")
-    ax.set_title("AutoScale: DDO at two budgets (solid), prediction (dashed)", fontsize=9)
+    default = "AutoScale: DDO at two budgets (solid), prediction (dashed)"
+    if extra:
+        default += ", DDO measured (squares, dotted)"
+    ax.set_title(title or default, fontsize=8)
     ax.legend(fontsize=7)
     fig.tight_layout()
     return save_svg(fig, path)

@@ -1,6 +1,6 @@
 """``databazaar mixture``: optimise domain weights for a corpus and train with them.
 
-* ``optimize CORPUS_DIR --budget TOKENS [--method ddo|autoscale|doremi|regmix|uniform]``
+* ``optimize CORPUS_DIR --budget TOKENS [--method ddo|autoscale|doremi|regmix|dml|uniform]``
   trains proxies on the corpus, writes the weights as JSON and a markdown report (and an
   SVG of the fits for DDO/AutoScale);
 * ``train CORPUS_DIR --weights WEIGHTS.json --budget TOKENS`` trains a fresh model with
@@ -28,7 +28,10 @@ import typer
 from databazaar.core.cli_options import PasswordOption, UserOption
 
 mixture_app = typer.Typer(
-    help="Optimise data-mixture weights (DDO, AutoScale, DoReMi, RegMix) and train with them.",
+    help=(
+        "Optimise data-mixture weights (DDO, AutoScale, DoReMi, RegMix, Data Mixing Laws) "
+        "and train with them."
+    ),
     no_args_is_help=True,
 )
 
@@ -133,7 +136,7 @@ def optimize(
     budget: BudgetOpt,
     method: Annotated[
         str,
-        typer.Option("--method", "-m", help="ddo, autoscale, doremi, regmix or uniform"),
+        typer.Option("--method", "-m", help="ddo, autoscale, doremi, regmix, dml or uniform"),
     ] = "ddo",
     output: Annotated[Path, typer.Option("--output", "-o", help="weights JSON to write")] = Path(
         "mixture_weights.json"

@@ -13,6 +13,7 @@ or ``"gbm"`` (scikit-learn gradient boosting) are offered here.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -20,31 +21,48 @@ from databazaar.core.errors import InvalidInput
 from databazaar.core.parallel import check_backend
 from databazaar.core.progress import ProgressFn
 from databazaar.lm.data import TokenizedCorpus, check_weights
-from databazaar.mixture.proxy import ProxyConfig, run_proxies
+from databazaar.mixture.proxy import ProxyConfig, ProxyResult, run_proxies
 from databazaar.mixture.result import MixtureResult
 
 REGRESSORS = ("linear", "gbm")
 
 
-class RegMix:
-    """Mixture regression over ``n_runs`` random small-budget runs.
+def sample_mixtures(
+    rng: np.random.Generator,
+    prior: np.ndarray,
+    n: int,
+    *,
+    concentration: float,
+    min_weight: float,
+) -> np.ndarray:
+    """``n`` mixtures from a Dirichlet centred on ``prior``, floored at ``min_weight``.
+
+    The concentration per domain is ``concentration * m * prior_i``; after flooring the
+    rows are renormalised to sum to 1. Shared by RegMix and the Data Mixing Laws baseline
+    (both fit a model of the loss over such random mixtures).
+    """
+    m = len(prior)
+    w = rng.dirichlet(concentration * m * prior, size=n)
+    w = np.maximum(w, min_weight)
+    return w / w.sum(axis=1, keepdims=True)
+
+
+class RandomMixtureRuns:
+    """Proxy runs on ``n_runs`` random mixtures at one budget (the data of RegMix and DML).
 
     Parameters:
-        budget: tokens per proxy run (RegMix uses tiny runs).
+        budget: tokens per proxy run (tiny runs).
         n_runs: number of random mixtures trained.
         concentration: Dirichlet concentration per unit of prior weight times ``m``
             (1 = flat Dirichlet for a uniform prior; larger = closer to the prior).
         prior_weights: centre of the Dirichlet (default uniform).
-        n_candidates, top_k: candidates scored by the regressor and how many best ones
-            are averaged.
-        regressor: ``"gbm"`` (default, gradient-boosted trees standing in for the
-            paper's LightGBM) or ``"linear"`` (which always favours a corner of the
-            simplex, so the top-k average lands near one domain).
         min_weight: floor applied to sampled mixtures so every domain keeps a block.
-
-    Attributes after ``fit``: ``weights_``, ``mixtures_`` (``[n_runs, m]``), ``losses_``,
-    ``model_`` (the fitted regressor), ``r2_loo_`` (leave-one-out R²), ``result_``.
+        proxy, seed, backend, n_jobs, ray_address, progress: as for
+            :class:`~databazaar.mixture.DDO`.
     """
+
+    #: fewest runs, as an offset over the number of domains, a subclass can fit on
+    min_runs_over_domains = 2
 
     def __init__(
         self,
@@ -53,9 +71,6 @@ class RegMix:
         n_runs: int = 16,
         concentration: float = 1.0,
         prior_weights: Mapping[str, float] | Sequence[float] | None = None,
-        n_candidates: int = 100_000,
-        top_k: int = 100,
-        regressor: str = "gbm",
         min_weight: float = 0.02,
         proxy: ProxyConfig | None = None,
         seed: int = 0,
@@ -68,9 +83,6 @@ class RegMix:
         self.n_runs = n_runs
         self.concentration = concentration
         self.prior_weights = prior_weights
-        self.n_candidates = n_candidates
-        self.top_k = top_k
-        self.regressor = regressor
         self.min_weight = min_weight
         self.proxy = proxy or ProxyConfig()
         self.seed = seed
@@ -79,11 +91,77 @@ class RegMix:
         self.ray_address = ray_address
         self.progress = progress
 
+    def _check_common(self, m: int, n_runs: int | None = None) -> None:
+        """Validate the shared settings for ``m`` domains (and ``n_runs`` finished runs)."""
+        if m < 2:
+            raise InvalidInput("a mixture needs at least 2 domains")
+        need = m + self.min_runs_over_domains
+        if (self.n_runs if n_runs is None else n_runs) < need:
+            raise InvalidInput(f"n_runs must be at least {need} for {m} domains to fit the model")
+        if not self.concentration > 0 or not 0 <= self.min_weight < 1 / m:
+            raise InvalidInput("concentration must be positive and min_weight in [0, 1/m)")
+        if not np.isfinite(self.budget) or self.budget <= 0:
+            raise InvalidInput(f"budget must be a positive number of tokens, got {self.budget}")
+        check_backend(self.backend)
+
+    def _prior(self, domains: Sequence[str]) -> np.ndarray:
+        m = len(domains)
+        if self.prior_weights is None:
+            return np.full(m, 1.0 / m)
+        return check_weights(self.prior_weights, domains)
+
     def _sample(self, rng: np.random.Generator, prior: np.ndarray, n: int) -> np.ndarray:
-        m = len(prior)
-        w = rng.dirichlet(self.concentration * m * prior, size=n)
-        w = np.maximum(w, self.min_weight)
-        return w / w.sum(axis=1, keepdims=True)
+        return sample_mixtures(
+            rng, prior, n, concentration=self.concentration, min_weight=self.min_weight
+        )
+
+    def _train_mixtures(
+        self, data: TokenizedCorpus, rng: np.random.Generator, prior: np.ndarray, tag: str
+    ) -> tuple[np.ndarray, list[ProxyResult]]:
+        """Draw ``n_runs`` mixtures and train one proxy on each (all with ``seed``)."""
+        mixes = self._sample(rng, prior, self.n_runs)
+        jobs = [(f"{tag}-{k}", (w * self.budget).tolist()) for k, w in enumerate(mixes)]
+        runs = run_proxies(
+            data,
+            jobs,
+            self.proxy,
+            seed=self.seed,
+            backend=self.backend,
+            n_jobs=self.n_jobs,
+            ray_address=self.ray_address,
+            progress=self.progress,
+        )
+        return mixes, runs
+
+
+class RegMix(RandomMixtureRuns):
+    """Mixture regression over ``n_runs`` random small-budget runs.
+
+    Parameters (besides those of :class:`RandomMixtureRuns`):
+        n_candidates, top_k: candidates scored by the regressor and how many best ones
+            are averaged.
+        regressor: ``"gbm"`` (default, gradient-boosted trees standing in for the
+            paper's LightGBM) or ``"linear"`` (which always favours a corner of the
+            simplex, so the top-k average lands near one domain).
+
+    Attributes after ``fit``: ``weights_``, ``mixtures_`` (``[n_runs, m]``), ``losses_``,
+    ``model_`` (the fitted regressor), ``r2_loo_`` (leave-one-out R²), ``runs_``,
+    ``result_``.
+    """
+
+    def __init__(
+        self,
+        budget: float,
+        *,
+        n_candidates: int = 100_000,
+        top_k: int = 100,
+        regressor: str = "gbm",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(budget, **kwargs)
+        self.n_candidates = n_candidates
+        self.top_k = top_k
+        self.regressor = regressor
 
     def _make_regressor(self):  # type: ignore[no-untyped-def]
         if self.regressor == "linear":
@@ -100,45 +178,20 @@ class RegMix:
         """Train the random mixtures, fit the regressor and pick the predicted best."""
         from sklearn.model_selection import LeaveOneOut, cross_val_predict
 
-        m = len(data.domains)
-        if m < 2:
-            raise InvalidInput("a mixture needs at least 2 domains")
         if self.regressor not in REGRESSORS:
             raise InvalidInput(
                 f"unknown regressor {self.regressor!r}", hint=f"use one of {', '.join(REGRESSORS)}"
             )
-        if self.n_runs < m + 2:
-            raise InvalidInput(f"n_runs must be at least m + 2 = {m + 2} to fit a regression")
-        if not self.concentration > 0 or not 0 <= self.min_weight < 1 / m:
-            raise InvalidInput("concentration must be positive and min_weight in [0, 1/m)")
+        self._check_common(len(data.domains))
         if not 1 <= self.top_k <= self.n_candidates:
             raise InvalidInput("top_k must be between 1 and n_candidates")
-        if not np.isfinite(self.budget) or self.budget <= 0:
-            raise InvalidInput(f"budget must be a positive number of tokens, got {self.budget}")
-        check_backend(self.backend)
-        prior = (
-            np.full(m, 1.0 / m)
-            if self.prior_weights is None
-            else check_weights(self.prior_weights, data.domains)
-        )
+        prior = self._prior(data.domains)
         rng = np.random.default_rng(self.seed)
-        mixes = self._sample(rng, prior, self.n_runs)
-        jobs = [(f"regmix-{k}", (w * self.budget).tolist()) for k, w in enumerate(mixes)]
-        runs = run_proxies(
-            data,
-            jobs,
-            self.proxy,
-            seed=self.seed,
-            backend=self.backend,
-            n_jobs=self.n_jobs,
-            ray_address=self.ray_address,
-            progress=self.progress,
-        )
+        mixes, runs = self._train_mixtures(data, rng, prior, "regmix")
         y = np.array([run.average for run in runs])
         reg = self._make_regressor().fit(mixes, y)
         loo = cross_val_predict(self._make_regressor(), mixes, y, cv=LeaveOneOut())
-        ss_tot = float(np.sum((y - y.mean()) ** 2))
-        r2 = 1.0 - float(np.sum((y - loo) ** 2)) / ss_tot if ss_tot > 0 else float("nan")
+        r2 = r_squared(y, loo)
         cand = self._sample(rng, prior, self.n_candidates)
         pred = reg.predict(cand)
         best = np.argsort(pred)[: self.top_k]
@@ -161,3 +214,12 @@ class RegMix:
             runs=[run.to_dict() for run in runs],
         )
         return self
+
+
+def r_squared(y: np.ndarray, pred: np.ndarray) -> float:
+    """Coefficient of determination of ``pred`` for ``y`` (``nan`` if ``y`` is constant)."""
+    y = np.asarray(y, dtype=float)
+    ss_tot = float(np.sum((y - y.mean()) ** 2))
+    if ss_tot <= 0:
+        return float("nan")
+    return 1.0 - float(np.sum((y - np.asarray(pred, dtype=float)) ** 2)) / ss_tot

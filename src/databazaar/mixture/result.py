@@ -15,7 +15,7 @@ class MixtureResult:
     """Domain weights found by a method at a budget, with everything needed to audit them.
 
     Attributes:
-        method: ``uniform``, ``ddo``, ``autoscale``, ``doremi`` or ``regmix``.
+        method: ``uniform``, ``ddo``, ``autoscale``, ``doremi``, ``regmix`` or ``dml``.
         weights: domain -> weight (non-negative, sums to 1).
         budget: training tokens the weights are meant for.
         details: method-specific fits and diagnostics (JSON-serialisable).

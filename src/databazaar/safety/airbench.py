@@ -34,6 +34,7 @@ import pandas as pd
 
 from databazaar.core.errors import InvalidInput, NotFound
 from databazaar.core.progress import ProgressFn
+from databazaar.core.stats import bootstrap_ci
 from databazaar.safety.judges import (
     AMBIGUOUS,
     COMPLIES,
@@ -110,19 +111,6 @@ def read_prompt_file(
 
 
 # ---------------------------------------------------------------------- aggregation
-def bootstrap_ci(
-    values: np.ndarray, *, n_boot: int = 1000, confidence: float = 0.95, rng: np.random.Generator
-) -> tuple[float, float]:
-    """Percentile-bootstrap interval of the mean of ``values``."""
-    n = len(values)
-    if n == 0:
-        return (float("nan"), float("nan"))
-    means = values[rng.integers(0, n, size=(n_boot, n))].mean(axis=1)
-    alpha = (1.0 - confidence) / 2.0
-    lo, hi = np.quantile(means, [alpha, 1.0 - alpha])
-    return float(lo), float(hi)
-
-
 def aggregate(
     records: pd.DataFrame,
     taxonomy: Taxonomy,
