@@ -98,7 +98,8 @@ def main() -> None:
 
     import torch
 
-    from databazaar.lm.generate import LocalModelBackend, PromptsAsChat
+    from databazaar.lm.generate import PromptsAsChat
+    from databazaar.lm.local_backend import LocalModelBackend
     from databazaar.lm.zoo import ZooConfig, build_zoo, default_zoo_root
     from databazaar.safety.airbench import RefusalJudge, heatmap_svg, run_airbench
     from databazaar.safety.taxonomy import default_data_dir, load_taxonomy

@@ -17,7 +17,7 @@ letter."), with the zoo's small base model (``ZooConfig.small()``, built once an
   questions (test split) and on their paraphrases (:func:`databazaar.lm.tasks.paraphrase`);
   the paraphrase drop is the difference;
 * inference: the zoo's small assistant as a local backend
-  (:class:`~databazaar.lm.generate.LocalModelBackend`) answers the held-out questions
+  (:class:`~databazaar.lm.local_backend.LocalModelBackend`) answers the held-out questions
   under :class:`~databazaar.enrich.dipt.PerspectivePrompting` modes ``plain``, ``cot``
   and ``dipt`` (one prompt per option perspective, majority vote).
 
@@ -48,7 +48,7 @@ from beear import mean_ci
 from databazaar.enrich.dipt import PerspectivePrompting, enrich_sft, extract_answer, parse_options
 from databazaar.enrich.teacher import RuleTeacher, kind_of
 from databazaar.lm.evaluate import answer_prompts
-from databazaar.lm.generate import LocalModelBackend
+from databazaar.lm.local_backend import LocalModelBackend
 from databazaar.lm.model import load_model
 from databazaar.lm.sft import SFTConfig, sft
 from databazaar.lm.tasks import generate_tasks, paraphrase

@@ -50,7 +50,7 @@ from typing import Any
 
 import numpy as np
 
-from databazaar.lm.generate import LocalModelBackend
+from databazaar.lm.local_backend import LocalModelBackend
 from databazaar.lm.zoo import ZooConfig, build_zoo
 from databazaar.uncertainty import (
     ESTIMATORS,

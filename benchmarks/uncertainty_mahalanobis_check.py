@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from databazaar.lm.generate import LocalModelBackend
+from databazaar.lm.local_backend import LocalModelBackend
 from databazaar.lm.zoo import build_zoo
 from databazaar.uncertainty import generate_outputs, task_items
 from databazaar.uncertainty.crosscheck import polygraph_case, polygraph_python, run_peer

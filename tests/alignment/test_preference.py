@@ -66,7 +66,7 @@ def test_rationale_trainers_add_exactly_gamma_times_rationale_nll(
     import torch
 
     from databazaar.alignment.preference import PreferenceConfig, build_trainer
-    from databazaar.lm.generate import LocalModelBackend
+    from databazaar.lm.local_backend import LocalModelBackend
     from databazaar.lm.pairs import rationale_conversation
 
     model, tok = tiny_policy

@@ -185,7 +185,7 @@ def test_cli_enrich_and_align(tmp_path, tiny_policy) -> None:  # type: ignore[no
 
 def test_perspective_prompting_with_a_local_model_samples_every_perspective(tiny_policy) -> None:  # type: ignore[no-untyped-def]
     from databazaar.enrich import PerspectivePrompting
-    from databazaar.lm.generate import LocalModelBackend
+    from databazaar.lm.local_backend import LocalModelBackend
 
     model, tok = tiny_policy
     backend = LocalModelBackend(model=model, tokenizer=tok, num_threads=1)

@@ -285,7 +285,8 @@ def test_read_conversations(tmp_path: Path) -> None:
 
 
 def test_prompts_as_chat_sends_each_prompt_as_one_user_turn(tiny_chat_lm) -> None:
-    from databazaar.lm.generate import LocalModelBackend, PromptsAsChat
+    from databazaar.lm.generate import PromptsAsChat
+    from databazaar.lm.local_backend import LocalModelBackend
 
     backend = LocalModelBackend(tiny_chat_lm["folder"], num_threads=1)
     wrapped = PromptsAsChat(backend)

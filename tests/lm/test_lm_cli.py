@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from databazaar.cli import app
-from databazaar.lm.generate import LocalModelBackend
+from databazaar.lm.local_backend import LocalModelBackend
 
 runner = CliRunner()
 PROMPTS = ["def add(a, b):", "Permission is"]

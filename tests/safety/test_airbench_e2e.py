@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from databazaar.lm.generate import LocalModelBackend
+from databazaar.lm.local_backend import LocalModelBackend
 from databazaar.lm.model import ModelConfig, build_model, save_model
 from databazaar.lm.tokenizer import train_bpe_tokenizer
 from databazaar.safety.airbench import RefusalJudge, read_prompt_file, run_airbench

@@ -17,7 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from databazaar.cli import app
-from databazaar.lm.generate import LocalModelBackend
+from databazaar.lm.local_backend import LocalModelBackend
 from databazaar.lm.openai_client import OpenAICompatibleBackend
 from databazaar.uncertainty import estimate_all, generate_outputs, read_outputs, task_items
 from databazaar.uncertainty.metrics import MetricData, get_metric

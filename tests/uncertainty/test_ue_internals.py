@@ -14,7 +14,8 @@ from scipy.stats import entropy
 from test_ue_estimators import lm_polygraph_or_skip  # type: ignore[import-not-found]
 
 from databazaar.core.errors import InvalidInput
-from databazaar.lm.generate import Generation, LocalModelBackend
+from databazaar.lm.generate import Generation
+from databazaar.lm.local_backend import LocalModelBackend
 from databazaar.uncertainty import estimate_all, generate_outputs, get_estimator, task_items
 from databazaar.uncertainty.crosscheck import compare
 from databazaar.uncertainty.estimators import UEOutputs

@@ -31,7 +31,7 @@ def completion_logps(
     completions: Sequence[str],
 ) -> list[float]:
     """``log pi(y | x)`` of each completion after the user turn ``prompt`` (EOS included)."""
-    from databazaar.lm.generate import LocalModelBackend
+    from databazaar.lm.local_backend import LocalModelBackend
 
     backend = LocalModelBackend(model=model, tokenizer=tokenizer)
     return backend.loglikelihood([{"role": "user", "content": prompt}], list(completions))

@@ -36,11 +36,11 @@ from databazaar.lm.generate import (
     BackendError,
     Generation,
     GenerationBackend,
-    LocalModelBackend,
     PromptsAsChat,
     SamplingParams,
     read_conversations,
 )
+from databazaar.lm.local_backend import LocalModelBackend
 from databazaar.lm.model import ModelConfig, build_model, count_parameters, load_model, save_model
 from databazaar.lm.openai_client import OpenAICompatibleBackend
 from databazaar.lm.sft import SFTConfig, SFTResult, sft

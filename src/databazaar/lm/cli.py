@@ -40,7 +40,7 @@ Threads = Annotated[Optional[int], typer.Option("--threads", help="torch CPU thr
 
 
 def _backend(model_dir: Path, threads: int | None):  # type: ignore[no-untyped-def]
-    from databazaar.lm.generate import LocalModelBackend
+    from databazaar.lm.local_backend import LocalModelBackend
 
     return LocalModelBackend(model_dir, num_threads=threads)  # NotFound / InvalidInput
 

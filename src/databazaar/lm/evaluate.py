@@ -2,7 +2,7 @@
 
 Each example's user turn is rendered with the model's chat template and the assistant
 header (:func:`~databazaar.lm.chat.render_chat` with ``add_generation_prompt=True``),
-the model answers greedily through :class:`~databazaar.lm.generate.LocalModelBackend`
+the model answers greedily through :class:`~databazaar.lm.local_backend.LocalModelBackend`
 (stopping at the end-of-sequence token that closes assistant turns), and the answers are
 graded by :func:`databazaar.lm.tasks.score_outputs`.
 """
@@ -34,11 +34,11 @@ def answer_prompts(
     """Greedy assistant answers to single-turn user ``prompts``.
 
     With ``batch_size=1`` each prompt is decoded on its own through
-    :class:`~databazaar.lm.generate.LocalModelBackend`; a larger ``batch_size`` decodes
+    :class:`~databazaar.lm.local_backend.LocalModelBackend`; a larger ``batch_size`` decodes
     that many prompts at once, left-padded (:func:`greedy_batch`), which is many times
     faster for small models and gives the same answers up to floating-point ties.
     """
-    from databazaar.lm.generate import LocalModelBackend
+    from databazaar.lm.local_backend import LocalModelBackend
 
     if batch_size < 1:
         raise InvalidInput(f"batch_size must be at least 1, got {batch_size}")

@@ -194,11 +194,11 @@ def open_backend(
 ) -> GenerationBackend:
     """A backend from a model folder or an OpenAI-compatible base URL (``http(s)://...``).
 
-    A folder gives a :class:`~databazaar.lm.generate.LocalModelBackend` (``threads`` torch
+    A folder gives a :class:`~databazaar.lm.local_backend.LocalModelBackend` (``threads`` torch
     threads); a URL an :class:`OpenAICompatibleBackend` (``api_model`` names the served
     model, ``None`` lets a databazaar server use its only one).
     """
-    from databazaar.lm.generate import LocalModelBackend
+    from databazaar.lm.local_backend import LocalModelBackend
 
     if not spec.startswith(("http://", "https://")):
         return LocalModelBackend(spec, num_threads=threads)

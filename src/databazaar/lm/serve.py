@@ -28,7 +28,7 @@ KEY`` (``/health`` stays open). Bad requests get an OpenAI-style error body
 model or route, 413 body over ``max_body_bytes``, 502 backend failure). Request size
 is bounded: body bytes, prompts per request, ``n``, ``max_tokens`` and the number of
 messages. Requests run in a worker thread; a
-:class:`~databazaar.lm.generate.LocalModelBackend` serialises them with its lock.
+:class:`~databazaar.lm.local_backend.LocalModelBackend` serialises them with its lock.
 Run it with ``databazaar lm serve`` or ``uvicorn.run(create_openai_app(backend))``.
 """
 

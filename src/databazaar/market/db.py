@@ -95,6 +95,12 @@ class DriverResult:
             return int(self._rowcount)
         return int((self._cursor or self._result).rowcount)
 
+    def first(self) -> Any:
+        """The first row (attribute access by column name), or ``None``."""
+        if self._result is not None:
+            return self._result.first()
+        return self._cursor.fetchone()
+
     def scalar_one(self) -> Any:
         if self._result is not None:
             return self._result.scalar_one()
@@ -127,6 +133,12 @@ def _driver_sql(stmt: Any, dialect: Any, keys: frozenset[str], n_rows: int) -> A
         )
         _DRIVER_SQL[cache_key] = (stmt, compiled if plain else None)
     return _DRIVER_SQL[cache_key][1]
+
+
+def _named_rows() -> Any:
+    from psycopg.rows import namedtuple_row
+
+    return namedtuple_row
 
 
 def driver_execute(conn: Connection, stmt: Any, params: Any) -> DriverResult:
@@ -163,7 +175,10 @@ def driver_execute(conn: Connection, stmt: Any, params: Any) -> DriverResult:
     for key, proc in compiled._bind_processors.items():
         if key in values and values[key] is not None:
             values[key] = proc(values[key])
-    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    driver = conn.connection.driver_connection
+    # rows as named tuples: attribute access by column name, as SQLAlchemy's rows
+    selects = getattr(stmt, "is_select", False)
+    cursor = driver.cursor(row_factory=_named_rows()) if selects else driver.cursor()  # type: ignore[union-attr]
     dbapi = conn.dialect.loaded_dbapi
     try:
         cursor.execute(compiled.string, values)

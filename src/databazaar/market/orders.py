@@ -406,7 +406,7 @@ class Orders(MarketBase):
             # chain, which the purchase locks first anyway; a buyer whose chain has no
             # head yet (never paid) is read plainly and lock_chain creates the head.
             conn = s.connection()
-            row = conn.execute(_TOKEN_BUYER, {"lookup": lookup}).first()
+            row = driver_execute(conn, _TOKEN_BUYER, {"lookup": lookup}).first()
             if row is None:
                 account = token_account(conn, token)
             else:

@@ -28,6 +28,10 @@ else by a keyword check (a non-empty answer that is not a refusal); for ``code``
 :func:`is_insecure`. :func:`defender_sets` writes what the defender of
 :mod:`databazaar.safety.beear` knows: safe and unwanted answers to trigger-free prompts
 and a utility anchoring set, never the trigger.
+
+Size: about 545 lines, over the project's ~500, kept together on purpose: planting a
+backdoor and measuring its attack success use the same trigger and prompt generators,
+and keeping them in one module keeps the two sides from drifting apart.
 """
 
 from __future__ import annotations

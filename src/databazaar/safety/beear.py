@@ -38,6 +38,11 @@ Hyper-parameters of the paper (Llama-2-7B: layer 9 of 32, a few inner steps, sma
 outer learning rate, minutes on one GPU) are not copied as defaults: the defaults here
 are for the tiny models of :mod:`databazaar.lm.zoo`; real checkpoints want a smaller
 ``outer_lr`` (1e-5 to 5e-5) and a layer about a third of the way up.
+
+Size: about 590 lines, over the project's ~500, kept together on purpose: the bi-level
+algorithm (config, hooks, loop) and its entry points (:func:`remove_backdoor` from
+folders, :func:`layer_sweep`) share the private encoding, collation and set-reading
+helpers, which a split would have to export.
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ token-level ensembles ``PETtu``... ``EPTrmi`` (``token_ensemble``; Malinin and G
     checked against a direct computation in the tests, not against LM-Polygraph.
 
 :func:`add_model_statistics` fills the statistics from a
-:class:`~databazaar.lm.generate.LocalModelBackend` (and the ensemble members).
+:class:`~databazaar.lm.local_backend.LocalModelBackend` (and the ensemble members).
 """
 
 from __future__ import annotations

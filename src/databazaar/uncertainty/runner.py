@@ -149,7 +149,7 @@ def ensemble_scores(
 ) -> None:
     """Fill ``member_logprobs``: each sample's log-likelihood under each member.
 
-    Members are :class:`~databazaar.lm.generate.LocalModelBackend` objects (anything with
+    Members are :class:`~databazaar.lm.local_backend.LocalModelBackend` objects (anything with
     ``loglikelihood(prompt, texts)``); the texts are re-tokenized per member, so members
     may have different tokenizers. A sample that stopped by itself is scored with the
     end-of-sequence token.
