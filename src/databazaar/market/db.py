@@ -95,6 +95,12 @@ class DriverResult:
             return int(self._rowcount)
         return int((self._cursor or self._result).rowcount)
 
+    def all(self) -> list[Any]:
+        """Every row (attribute access by column name)."""
+        if self._result is not None:
+            return list(self._result.all())
+        return list(self._cursor.fetchall())
+
     def first(self) -> Any:
         """The first row (attribute access by column name), or ``None``."""
         if self._result is not None:

@@ -29,7 +29,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Row, and_, bindparam, func, insert, select
+from sqlalchemy import Connection, Row, String, and_, any_, bindparam, func, insert, select
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -302,7 +303,7 @@ def order_out(s: Session, order: Order, *, replayed: bool) -> OrderOut:
     )
 
 
-_BASKET = (
+_BASKET_COLUMNS = (
     select(
         Product.id,
         Product.slug,
@@ -327,14 +328,16 @@ _BASKET = (
     )
     .outerjoin(EconBundle, EconBundle.product_id == Product.id)
     .outerjoin(EconDerivative, EconDerivative.product_id == Product.id)
-    .where(Product.slug.in_(bindparam("slugs", expanding=True)))
 )
+_BASKET = _BASKET_COLUMNS.where(Product.slug.in_(bindparam("slugs", expanding=True)))
 
 
 # PostgreSQL: the same query also draws the order's id from the orders' sequence (an
 # uncorrelated scalar subquery, evaluated once), so book_order can send the order with
 # the ledger rows in one round trip instead of inserting it first to learn its id.
-_BASKET_PG = _BASKET.add_columns(
+_BASKET_PG = _BASKET_COLUMNS.where(
+    Product.slug == any_(bindparam("slugs", type_=postgresql.ARRAY(String)))
+).add_columns(  # slugs as one array parameter: the statement runs on the driver's cursor
     select(func.nextval(func.pg_get_serial_sequence(Order.__tablename__, "id"))).scalar_subquery()
 )
 
@@ -457,8 +460,11 @@ class Orders(MarketBase):
         # (and, on PostgreSQL, the new order's id).
         conn = s.connection()
         postgres = conn.dialect.name == "postgresql"
-        query = _BASKET_PG if postgres else _BASKET
-        rows = conn.execute(query, {"buyer": buyer_id, "slugs": slugs}).all()
+        params = {"buyer": buyer_id, "slugs": slugs}
+        if postgres:
+            rows = driver_execute(conn, _BASKET_PG, params).all()
+        else:
+            rows = conn.execute(_BASKET, params).all()
         order_id = int(rows[0][-1]) if postgres and rows else None
         latest: dict[str, Row[Any]] = {}
         for row in rows:  # the newest published version of each product
