@@ -72,7 +72,7 @@ def main() -> None:
     ap.add_argument("--restate", type=int, default=0,
                     help="plain-text sequences: the facts, then this many of them restated")
     ap.add_argument("--induct", type=int, default=0,
-                    help="pre-phase text: this many random task words, then the same again")
+                    help="pre-phase text: up to this many random task words, then a prefix of them again")
     ap.add_argument("--pre-steps", type=int, default=0, help="steps on restatement text first")
     ap.add_argument("--mix", type=float, default=0.0,
                     help="share of restatement sequences in each batch after the first phase")
@@ -101,8 +101,10 @@ def main() -> None:
     plain = []  # (ids, mask) of restatement text, loss on every token
     words = sorted({w for _, _, pool in RELATIONS for w in pool} | set(NAMES))
     for _ in range(len(train) if args.induct else 0):  # repeated random words: induction
-        seq = " " + " ".join(words[i] for i in rnd.integers(len(words), size=args.induct))
-        ids = tok(seq + seq)["input_ids"] + [tok.eos_token_id]
+        n = int(rnd.integers(3, args.induct + 1))  # varied, so no fixed offset to copy from
+        seq = " " + " ".join(words[i] for i in rnd.integers(len(words), size=n))
+        again = seq.split(" ")[1 : 1 + int(rnd.integers(1, n + 1))]  # a prefix, repeated
+        ids = tok(seq + " " + " ".join(again))["input_ids"] + [tok.eos_token_id]
         plain.append((ids, [1] * len(ids)))
     for e in train if args.restate else []:
         facts = e.prompt.split("Facts: ")[1].split(" Question:")[0].rstrip(".").split(". ")
