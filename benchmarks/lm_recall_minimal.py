@@ -4,9 +4,9 @@ A synthetic token task with the structure of the ``lookup`` family and nothing e
 three (name, value) pairs drawn from 20 names and 12 values, then a query name; the
 target is the value paired with it (chance among the three values: 1/3). ``--layout``:
 
-* ``adjacent``: ``n1 v1 n2 v2 n3 v3 SEP nq`` -> ``vq`` (9 tokens);
+* ``adjacent``: ``n1 v1 n2 v2 n3 v3 SEP nq`` -> ``vq`` (8 tokens);
 * ``lookup``: the lookup prompt's shape with fixed filler tokens standing for the words:
-  ``F n1 R R v1 P n2 R R v2 P n3 R R v3 P Q Q Q Q nq Q A A A A`` -> ``vq`` (the name,
+  ``F n1 R R v1 P n2 R R v2 P n3 R R v3 P Q Q Q Q nq Q A A A A`` -> ``vq`` (26 tokens: the name,
   two relation tokens, the value, a full stop; a question around the name and an
   assistant header before the answer).
 
@@ -106,7 +106,7 @@ def main() -> None:
             with torch.no_grad():
                 x, y = draw(1000)
                 acc = float((logits(x).argmax(-1) == y).float().mean())
-            curve.append({"step": step, "accuracy": acc, "loss": round(float(loss), 3),
+            curve.append({"step": step, "accuracy": acc, "loss": round(float(loss.detach()), 3),
                           "seconds": round(time.perf_counter() - t0)})  # fmt: skip
             print(json.dumps(curve[-1]), flush=True)
     row = {**vars(args), "tokens": width, "curve": curve,
