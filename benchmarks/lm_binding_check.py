@@ -69,13 +69,25 @@ def main() -> None:
     ap.add_argument("--eval-every", type=int, default=250)
     ap.add_argument("--eval-seed", type=int, default=99)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--restate", type=int, default=0,
-                    help="plain-text sequences: the facts, then this many of them restated")
-    ap.add_argument("--induct", type=int, default=0,
-                    help="pre-phase text: up to this many random task words, then a prefix of them again")
+    ap.add_argument(
+        "--restate",
+        type=int,
+        default=0,
+        help="plain-text sequences: the facts, then this many of them restated",
+    )
+    ap.add_argument(
+        "--induct",
+        type=int,
+        default=0,
+        help="pre-phase text: up to this many random task words, then a prefix of them again",
+    )
     ap.add_argument("--pre-steps", type=int, default=0, help="steps on restatement text first")
-    ap.add_argument("--mix", type=float, default=0.0,
-                    help="share of restatement sequences in each batch after the first phase")
+    ap.add_argument(
+        "--mix",
+        type=float,
+        default=0.0,
+        help="share of restatement sequences in each batch after the first phase",
+    )
     args = ap.parse_args()
     if args.eval_seed < 99:
         raise SystemExit("dev runs use seed 99 or >= 100")
@@ -129,7 +141,8 @@ def main() -> None:
     gen = torch.Generator().manual_seed(args.seed)
     pad = tok.pad_token_id
     values = {v for _, _, pool in RELATIONS for v in pool}
-    curve, losses = [], []
+    curve: list[dict] = []
+    losses: list[float] = []
 
     def evaluate(step: int) -> dict:
         model.eval()
@@ -146,10 +159,14 @@ def main() -> None:
         last = [o.strip().rstrip(".").split(" ")[-1] if o.strip() else "" for o in outs]
         row = {
             "step": step,
-            "exact": sum(normalize(o) == normalize(ref(e)) for o, e in zip(outs, test)) / 60,
-            "value_correct": sum(w == e.answer for w, e in zip(last, test)) / 60,
+            "exact": sum(normalize(o) == normalize(ref(e)) for o, e in zip(outs, test, strict=True))
+            / 60,
+            "value_correct": sum(w == e.answer for w, e in zip(last, test, strict=True)) / 60,
             "plain_bind": hits / 60,
-            "in_facts": sum(w in values and f" {w}." in e.prompt for w, e in zip(last, test)) / 60,
+            "in_facts": sum(
+                w in values and f" {w}." in e.prompt for w, e in zip(last, test, strict=True)
+            )
+            / 60,
             "loss": round(sum(losses[-100:]) / max(1, len(losses[-100:])), 3),
             "seconds": round(time.perf_counter() - t0),
             "sample": outs[0],
@@ -160,10 +177,12 @@ def main() -> None:
     model.train()
     for step in range(args.pre_steps + args.steps):
         share = 1.0 if step < args.pre_steps else args.mix
-        n_plain = int(round(share * args.batch)) if plain else 0
+        n_plain = round(share * args.batch) if plain else 0
         rows = [plain[i] for i in torch.randint(max(1, len(plain)), (n_plain,), generator=gen)]
-        rows += [(enc[i].input_ids, enc[i].assistant_mask) for i in
-                 torch.randint(len(enc), (args.batch - n_plain,), generator=gen).tolist()]
+        rows += [
+            (enc[i].input_ids, enc[i].assistant_mask)
+            for i in torch.randint(len(enc), (args.batch - n_plain,), generator=gen).tolist()
+        ]
         width = max(len(x) for x, _ in rows)
         ids = torch.full((args.batch, width), pad)
         labels = torch.full((args.batch, width), -100)
@@ -171,7 +190,9 @@ def main() -> None:
         for r, (x, m) in enumerate(rows):
             ids[r, : len(x)] = torch.tensor(x)
             mask[r, : len(x)] = 1
-            labels[r, : len(x)] = torch.tensor([t if k else -100 for t, k in zip(x, m)])
+            labels[r, : len(x)] = torch.tensor(
+                [t if k else -100 for t, k in zip(x, m, strict=True)]
+            )
         loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
         opt.zero_grad()
         loss.backward()
