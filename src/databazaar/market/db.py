@@ -73,7 +73,8 @@ def pipelined(session: Session) -> Iterator[None]:
         raise DBAPIError.instance(None, None, exc, dbapi.Error, dialect=conn.dialect) from exc
 
 
-_DRIVER_SQL: dict[tuple[int, str, frozenset[str]], Any] = {}
+# (statement id, dialect, parameter names, rows) -> (statement kept alive, compiled or None)
+_DRIVER_SQL: dict[tuple[int, str, frozenset[str], int], tuple[Any, Any]] = {}
 
 
 class DriverResult:
