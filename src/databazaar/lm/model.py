@@ -145,16 +145,13 @@ def save_model(
     return out
 
 
-def check_causal_lm(folder: str | Path) -> str:
-    """The ``model_type`` of the config in ``folder`` if it is a causal LM, else an error.
+def read_model_type(folder: str | Path) -> str | None:
+    """The ``model_type`` in ``folder/config.json`` (no weights are read).
 
-    Reads ``config.json`` only (no weights), so a wrong folder fails fast: :class:`NotFound`
-    for a missing folder, :class:`InvalidInput` for no or unreadable config or a model type
-    without a causal-LM head in ``transformers`` (an encoder, a vision model, ...).
+    Raises :class:`NotFound` for a missing folder and :class:`InvalidInput` for a folder
+    without a config or with an unreadable one.
     """
     import json
-
-    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
     path = Path(folder)
     if not path.is_dir():
@@ -166,9 +163,22 @@ def check_causal_lm(folder: str | Path) -> str:
         model_type = json.loads(cfg.read_text(encoding="utf-8")).get("model_type")
     except (ValueError, AttributeError, UnicodeDecodeError) as exc:
         raise InvalidInput(f"{cfg} is not a readable model config: {exc}") from exc
+    return None if model_type is None else str(model_type)
+
+
+def check_causal_lm(folder: str | Path) -> str:
+    """The ``model_type`` of the config in ``folder`` if it is a causal LM, else an error.
+
+    Reads ``config.json`` only (no weights), so a wrong folder fails fast: :class:`NotFound`
+    for a missing folder, :class:`InvalidInput` for no or unreadable config or a model type
+    without a causal-LM head in ``transformers`` (an encoder, a vision model, ...).
+    """
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    model_type = read_model_type(folder)
     if model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
         raise InvalidInput(
-            f"{path} holds a {model_type!r} model, which is not a causal language model",
+            f"{Path(folder)} holds a {model_type!r} model, which is not a causal language model",
             hint="give a decoder-only model folder (GPT-2, Llama, Mistral, ...)",
         )
     return str(model_type)

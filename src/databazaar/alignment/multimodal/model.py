@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from databazaar.core.errors import InvalidInput, NotFound
+from databazaar.core.errors import InvalidInput
 from databazaar.core.progress import ProgressFn
 
 if TYPE_CHECKING:
@@ -254,16 +254,10 @@ def load_multimodal(folder: str | Path) -> tuple[Any, Any]:
     """
     from transformers import AutoProcessor, LlavaForConditionalGeneration
 
+    from databazaar.lm.model import read_model_type
+
     path = Path(folder)
-    if not path.is_dir():
-        raise NotFound(f"model folder not found: {path}")
-    cfg = path / "config.json"
-    if not cfg.is_file():
-        raise InvalidInput(f"{path} holds no model", hint="expected config.json and weights")
-    try:
-        model_type = json.loads(cfg.read_text(encoding="utf-8")).get("model_type")
-    except (ValueError, AttributeError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"{cfg} is not a readable model config: {exc}") from exc
+    model_type = read_model_type(path)
     if model_type != "llava":
         raise InvalidInput(
             f"{path} holds a {model_type!r} model, not a LLaVA vision-language model",
