@@ -81,3 +81,29 @@ def test_a_failing_pipelined_statement_raises_sqlalchemys_error(market) -> None:
                     "VALUES (999999, 1, 'x')"
                 )
             )
+
+
+def test_token_purchase_reads_the_basket_with_the_token(
+    market, seller, buyer, listed, state_of
+) -> None:
+    """The basket read in the token's round trip (one slug, several slugs) sees the
+    buyer's grants: a product bought before is refused, with nothing written."""
+    for slug, price in (("one", 100), ("two", 200), ("three", 300), ("four", 400)):
+        listed(seller, slug, price)
+    market.deposit(buyer.id, 5000)
+    token = market.issue_token(buyer.id).token
+    market.purchase_with_token(token, ["one"], "k-1")  # creates the head (no token read)
+    two = market.purchase_with_token(token, ["two"], "k-2")  # one slug, with the token
+    assert [i.slug for i in two.items] == ["two"] and two.total_minor == 200
+    before = state_of(market)
+    with pytest.raises(Conflict, match="already have access to 'two'"):
+        market.purchase_with_token(token, ["three", "two"], "k-3")
+    with pytest.raises(Conflict, match="already have access to 'one'"):
+        market.purchase_with_token(token, ["one"], "k-4")
+    assert state_of(market) == before
+    both = market.purchase_with_token(token, ["four", "three"], "k-5")  # several slugs
+    assert both.total_minor == 700 and not both.replayed
+    assert sorted(i.slug for i in both.items) == ["four", "three"]
+    assert market.get_account(buyer.id).balance_minor == 5000 - 1000
+    report = market.ledger_report()
+    assert report.ok and report.total_minor == 0, report.problems

@@ -248,7 +248,8 @@ class Order(Base):
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    buyer_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    # looked up through uq_orders_idempotency (buyer_id first): no index of its own
+    buyer_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
     idempotency_key: Mapped[str] = mapped_column(String(128))
     request_hash: Mapped[str] = mapped_column(String(64))
     total_minor: Mapped[int] = mapped_column(BigInteger)
@@ -285,7 +286,8 @@ class Grant(Base):
     __table_args__ = (UniqueConstraint("account_id", "product_id", name="uq_grants_pair"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    # looked up through uq_grants_pair (account_id first): no index of its own
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
     product_id: Mapped[int] = mapped_column(ForeignKey("products.id", ondelete="CASCADE"))
     order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

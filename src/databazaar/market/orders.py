@@ -29,8 +29,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Row, String, and_, any_, bindparam, func, insert, select
-from sqlalchemy.dialects import postgresql
+from sqlalchemy import (
+    Connection,
+    Row,
+    insert,
+    select,
+)
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -38,26 +42,23 @@ from databazaar.core.errors import Conflict, InvalidInput, NotFound
 from databazaar.market import access, ledger
 from databazaar.market import validation as v
 from databazaar.market.accounts import TOKEN_ACCOUNT, token_account, token_row_account
+from databazaar.market.basket import BASKET, checked_slugs, send_basket
 from databazaar.market.common import MarketBase, created
-from databazaar.market.db import Database, driver_execute
-from databazaar.market.econ_models import EconBundle, EconDerivative
+from databazaar.market.db import Database, driver_execute, pipelined
 from databazaar.market.models import (
     Account,
     Grant,
-    Listing,
     Order,
     OrderItem,
     Product,
     ProductVersion,
     Role,
-    VersionStatus,
     utcnow,
 )
 from databazaar.market.schemas import AccountOut, OrderItemOut, OrderOut
 from databazaar.market.screenings import unsellable_reason
 from databazaar.market.settlement import SaleItem, market_fee, settle_sale
 
-MAX_BASKET = 50
 PURCHASE_RETRIES = 5
 
 T = TypeVar("T")
@@ -303,44 +304,6 @@ def order_out(s: Session, order: Order, *, replayed: bool) -> OrderOut:
     )
 
 
-_BASKET_COLUMNS = (
-    select(
-        Product.id,
-        Product.slug,
-        Product.seller_id,
-        Listing.price_minor,
-        Listing.active,
-        ProductVersion.id,
-        ProductVersion.number,
-        select(Grant.id)
-        .where(Grant.account_id == bindparam("buyer"), Grant.product_id == Product.id)
-        .exists(),
-        EconBundle.product_id,
-        EconDerivative.product_id,
-    )
-    .outerjoin(Listing, Listing.product_id == Product.id)
-    .outerjoin(
-        ProductVersion,
-        and_(
-            ProductVersion.product_id == Product.id,
-            ProductVersion.status == VersionStatus.published,
-        ),
-    )
-    .outerjoin(EconBundle, EconBundle.product_id == Product.id)
-    .outerjoin(EconDerivative, EconDerivative.product_id == Product.id)
-)
-_BASKET = _BASKET_COLUMNS.where(Product.slug.in_(bindparam("slugs", expanding=True)))
-
-
-# PostgreSQL: the same query also draws the order's id from the orders' sequence (an
-# uncorrelated scalar subquery, evaluated once), so book_order can send the order with
-# the ledger rows in one round trip instead of inserting it first to learn its id.
-_BASKET_PG = _BASKET_COLUMNS.where(
-    Product.slug == any_(bindparam("slugs", type_=postgresql.ARRAY(String)))
-).add_columns(  # slugs as one array parameter: the statement runs on the driver's cursor
-    select(func.nextval(func.pg_get_serial_sequence(Order.__tablename__, "id"))).scalar_subquery()
-)
-
 _TOKEN_BUYER = ledger.locking_head(TOKEN_ACCOUNT, Account.id)
 
 
@@ -364,15 +327,7 @@ class _PurchaseRequest:
         """Check the buyer's role and the input (:class:`InvalidInput`, :class:`Forbidden`)."""
         access.require_role(Role(account.role), {Role.buyer}, "buy products")
         key = v.check_idempotency_key(idempotency_key)
-        if isinstance(slugs, str) or not isinstance(slugs, Sequence):
-            raise InvalidInput("products must be a list of slugs")
-        clean = [v.check_slug(x) for x in slugs]
-        if not clean:
-            raise InvalidInput("the order has no products")
-        if len(clean) > MAX_BASKET:
-            raise InvalidInput(f"at most {MAX_BASKET} products per order")
-        if len(set(clean)) != len(clean):
-            raise InvalidInput("the order lists a product twice")
+        clean = checked_slugs(slugs)
         return cls(account.id, clean, key, _request_hash(clean))
 
 
@@ -389,7 +344,7 @@ class Orders(MarketBase):
         already granted, and :class:`NotFound` for an unknown slug.
         """
         request = _PurchaseRequest.checked(account, slugs, idempotency_key)
-        return self._purchase(lambda _s: request)
+        return self._purchase(lambda _s: (request, None))
 
     def purchase_with_token(
         self, token: str, slugs: Sequence[str], idempotency_key: str
@@ -403,24 +358,44 @@ class Orders(MarketBase):
         :class:`Unauthorized`, then :class:`Forbidden` for a non-buyer, then bad input.
         """
         lookup, secret = access.split_token(token)  # malformed: refused before any I/O
+        try:  # slugs that pass the input checks can be sent with the token's query
+            ahead: list[str] | None = checked_slugs(slugs)
+        except InvalidInput:
+            ahead = None  # refused below, after the token and the role (in that order)
 
-        def request(s: Session) -> _PurchaseRequest:
+        def request(s: Session) -> tuple[_PurchaseRequest, list[Any] | None]:
             # One statement reads the token's account and locks the account's ledger
             # chain, which the purchase locks first anyway; a buyer whose chain has no
-            # head yet (never paid) is read plainly and lock_chain creates the head.
+            # head yet (never paid) is read plainly and lock_chain creates the head.  On
+            # PostgreSQL the basket query (its buyer named by the token) goes in the same
+            # round trip, with the BEGIN: the database runs it after the lock is granted,
+            # so it sees every earlier order of the buyer, as when it is sent after.  Its
+            # rows are used only if the token turns out valid and its chain head existed.
             conn = s.connection()
-            row = driver_execute(conn, _TOKEN_BUYER, {"lookup": lookup}).first()
+            basket = None
+            if ahead is not None and conn.dialect.name == "postgresql":
+                with pipelined(s):
+                    head = driver_execute(conn, _TOKEN_BUYER, {"lookup": lookup})
+                    basket = send_basket(conn, ahead, lookup=lookup)
+            else:
+                head = driver_execute(conn, _TOKEN_BUYER, {"lookup": lookup})
+            row = head.first()
+            rows = None if basket is None else basket.all()
             if row is None:
                 account = token_account(conn, token)
+                rows = None  # read again once lock_chain holds the new head
             else:
                 account = token_row_account(row, secret)
                 ledger.adopt_head(s, account.id, row.last_seq, row.last_hash)
-            return _PurchaseRequest.checked(account, slugs, idempotency_key)
+            return _PurchaseRequest.checked(account, slugs, idempotency_key), rows
 
         return self._purchase(request)
 
-    def _purchase(self, request_in: Callable[[Session], _PurchaseRequest]) -> OrderOut:
-        """Run a purchase whose checked request ``request_in`` gives inside the transaction."""
+    def _purchase(
+        self, request_in: Callable[[Session], tuple[_PurchaseRequest, list[Any] | None]]
+    ) -> OrderOut:
+        """Run a purchase whose checked request ``request_in`` gives inside the transaction
+        (with the basket query's rows if it already ran them after locking the chain)."""
         req: _PurchaseRequest | None = None
 
         def replay(s: Session) -> OrderOut | None:
@@ -431,7 +406,7 @@ class Orders(MarketBase):
 
         def attempt(s: Session) -> OrderOut:
             nonlocal req
-            req = request_in(s)
+            req, rows = request_in(s)
             # This buyer's purchases queue here (only), so what follows sees every earlier
             # order of the buyer.  A replayed key is looked up only when the basket
             # cannot be sold (a replay's products are granted already, or no longer on
@@ -440,7 +415,7 @@ class Orders(MarketBase):
             # key, which run_booking answers from the first order.
             ledger.lock_chain(s, req.buyer_id)
             try:
-                lines, order_id = self._basket(s, req.buyer_id, req.slugs)
+                lines, order_id = self._basket(s, req.buyer_id, req.slugs, rows)
             except (Conflict, NotFound):
                 done = replay(s)
                 if done is not None:
@@ -454,17 +429,19 @@ class Orders(MarketBase):
         return run_booking(self.db, attempt, replay)
 
     @staticmethod
-    def _basket(s: Session, buyer_id: int, slugs: list[str]) -> tuple[list[SaleLine], int | None]:
+    def _basket(
+        s: Session, buyer_id: int, slugs: list[str], rows: list[Any] | None = None
+    ) -> tuple[list[SaleLine], int | None]:
         # One query: the basket's products with their listings, their published versions,
-        # whether the buyer already has access, whether each is a bundle or a derivative
-        # (and, on PostgreSQL, the new order's id).
+        # the buyer's grant if it already has access, whether each is a bundle or a
+        # derivative (and, on PostgreSQL, the new order's id); ``rows``: its rows when
+        # the caller already ran it.
         conn = s.connection()
         postgres = conn.dialect.name == "postgresql"
-        params = {"buyer": buyer_id, "slugs": slugs}
-        if postgres:
-            rows = driver_execute(conn, _BASKET_PG, params).all()
-        else:
-            rows = conn.execute(_BASKET, params).all()
+        if rows is None and postgres:
+            rows = send_basket(conn, slugs, buyer=buyer_id).all()
+        elif rows is None:
+            rows = list(conn.execute(BASKET, {"buyer": buyer_id, "slugs": slugs}).all())
         order_id = int(rows[0][-1]) if postgres and rows else None
         latest: dict[str, Row[Any]] = {}
         for row in rows:  # the newest published version of each product
