@@ -10,6 +10,11 @@ target is the value paired with it (chance among the three values: 1/3). ``--lay
   two relation tokens, the value, a full stop; a question around the name and an
   assistant header before the answer).
 
+``--gap`` and ``--tail`` set the filler between each name and its value and after the
+asked name separately (defaults: 0/0 for ``adjacent``, 2/5 for ``lookup``), so each
+obstacle can be tested alone. ``--switch S`` is a curriculum: ``adjacent`` for the first
+S steps, then every other batch of the chosen layout.
+
 Two models, trained from scratch with AdamW (betas 0.9/0.95, clip 1.0, constant rate)
 on freshly drawn batches, loss on the answer only: ``own``, a plain pre-norm GPT block
 written here (learned positions, LayerNorm, GELU MLP, PyTorch's default init: unit-normal
@@ -41,6 +46,15 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=64)
     ap.add_argument("--init-std", type=float, default=None)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--gap", type=int, default=None, help="filler tokens between name and value")
+    ap.add_argument("--tail", type=int, default=None, help="filler tokens after the asked name")
+    ap.add_argument(
+        "--switch",
+        type=int,
+        default=0,
+        help="curriculum: train on `adjacent` for this many steps, then on --layout mixed "
+        "half and half with `adjacent`",
+    )
     args = ap.parse_args()
     import torch
     import torch.nn.functional as F
@@ -50,7 +64,13 @@ def main() -> None:
     vocab = N_NAMES + N_VALUES + N_FILL
     fill = [N_NAMES + N_VALUES + i for i in range(N_FILL)]  # SEP/F, R, P, Q, A, spare
 
-    def draw(b: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def draw(b: int, layout: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        layout = layout or args.layout
+        plain = layout == "adjacent"
+        gap = 0 if plain and layout != args.layout else args.gap
+        tail = 0 if plain and layout != args.layout else args.tail
+        gap = (0 if plain else 2) if gap is None else gap
+        tail = (0 if plain else 5) if tail is None else tail
         names = torch.stack([torch.randperm(N_NAMES)[:3] for _ in range(b)])
         values = torch.stack([torch.randperm(N_VALUES)[:3] for _ in range(b)]) + N_NAMES
         k = torch.randint(3, (b,))
@@ -60,23 +80,24 @@ def main() -> None:
         def const(i: int, n: int = 1) -> None:
             cols.extend([torch.full((b,), fill[i])] * n)
 
-        if args.layout == "lookup":
+        if not plain:
             const(0)
         for j in range(3):
             cols.append(names[:, j])
-            if args.layout == "lookup":
-                const(1, 2)
+            if gap:
+                const(1, gap)
             cols.append(values[:, j])
-            if args.layout == "lookup":
+            if not plain:
                 const(2)
-        const(3, 4 if args.layout == "lookup" else 1)
+        const(3, 1 if plain else 4)
         cols.append(asked)
-        if args.layout == "lookup":
+        if tail:
             const(3)
-            const(4, 4)
+            if tail > 1:
+                const(4, tail - 1)
         return torch.stack(cols, 1), target
 
-    width = draw(1)[0].shape[1]
+    width = max(draw(1)[0].shape[1], draw(1, "adjacent")[0].shape[1])
     if args.model == "own":
         model = _own(vocab, args.width, width)
     else:
@@ -96,7 +117,8 @@ def main() -> None:
 
     t0, load, curve = time.perf_counter(), os.getloadavg(), []
     for step in range(1, args.steps + 1):
-        x, y = draw(args.batch)
+        warm = step <= args.switch or (args.switch and step % 2 == 0)
+        x, y = draw(args.batch, "adjacent" if warm else None)
         loss = F.cross_entropy(logits(x), y)
         opt.zero_grad()
         loss.backward()

@@ -117,3 +117,27 @@ def test_bad_arguments() -> None:
         generate_tasks(["arithmetic"], n_per_family=0)
     mix = generate_tasks(n_per_family={"arithmetic": 3, "classify": 2})
     assert [e.family for e in mix] == ["arithmetic"] * 3 + ["classify"] * 2
+
+
+def test_recall_drills_restate_one_fact_with_its_value() -> None:
+    from databazaar.lm.tasks import NAMES, RELATIONS, generate_tasks, recall_drills
+
+    drills = recall_drills(300, random_state=5)
+    assert drills == recall_drills(300, random_state=5)
+    assert drills != recall_drills(300, random_state=6)
+    values = {v for _, _, pool in RELATIONS for v in pool}
+    sizes = set()
+    for d in drills:
+        facts = d.rstrip(".").split(". ")
+        stated, again = facts[:-1], facts[-1]
+        sizes.add(len(stated))
+        pairs = [f.split(" ") for f in stated]
+        assert all(len(p) == 2 and p[0] in NAMES and p[1] in values for p in pairs)
+        assert len({p[0] for p in pairs}) == len(pairs)  # a name once per drill
+        assert again in stated  # the restated fact keeps its value
+    assert sizes == {3, 4}
+    lookup = {e.prompt for e in generate_tasks(["lookup"], n_per_family=50, split="test")}
+    assert not any("Question" in d or d in lookup for d in drills)  # no lookup prompt leaks
+    assert recall_drills(0) == []
+    with pytest.raises(InvalidInput):
+        recall_drills(-1)

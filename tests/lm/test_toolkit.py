@@ -25,7 +25,7 @@ from databazaar.lm import (
     train_bpe_tokenizer,
     train_lm,
 )
-from databazaar.lm.train import batch_order, lr_at
+from databazaar.lm.train import batch_order, lr_at, token_losses
 
 # ------------------------------------------------------------------ tokenizer
 
@@ -161,6 +161,27 @@ def test_training_is_deterministic_under_a_seed(tiny_lm: dict) -> None:
     assert r1.train_loss == r2.train_loss
     r3 = train_lm(_tiny(), blocks, config=TrainConfig(batch_size=4, max_steps=12, seed=8))
     assert r3.train_loss != r1.train_loss
+
+
+def test_loss_mask_trains_only_the_marked_tokens(tiny_lm: dict) -> None:
+    """With a mask the loss is the marked tokens' mean; a bad mask is refused."""
+    blocks = tiny_lm["blocks"][:8]
+    mask = np.zeros_like(blocks)
+    mask[:, -1] = 1  # only each block's last token is a target
+    cfg = TrainConfig(batch_size=8, max_steps=1, lr=1e-9, seed=0, num_threads=1)
+    model = _tiny()
+    expected = float(token_losses(model, torch.from_numpy(blocks))[:, -1].mean())
+    res = train_lm(model, blocks, config=cfg, loss_mask=mask)
+    assert res.train_loss[0] == pytest.approx(expected, rel=1e-5)
+    full = float(token_losses(_tiny(), torch.from_numpy(blocks)).mean())
+    assert full != expected
+    assert train_lm(_tiny(), blocks, config=cfg).train_loss[0] == pytest.approx(full, rel=1e-5)
+    with pytest.raises(InvalidInput, match="loss_mask"):
+        train_lm(_tiny(), blocks, config=cfg, loss_mask=mask[:, :-1])
+    empty = mask.copy()
+    empty[3] = 0  # a row with no target
+    with pytest.raises(InvalidInput, match="loss_mask"):
+        train_lm(_tiny(), blocks, config=cfg, loss_mask=empty)
 
 
 def test_training_evaluates_every_domain_and_calls_progress(tiny_lm: dict) -> None:

@@ -92,3 +92,23 @@ def test_answer_lead_makes_a_lookup_answer_a_copy_of_prompt_tokens() -> None:
     bigger = replace(ZooConfig(), model=replace(ZooConfig().model, init_std=0.1))
     assert bigger.to_dict()["model"]["init_std"] == 0.1
     assert config_hash(bigger) != config_hash(ZooConfig())
+
+
+def test_drill_rows_mark_the_restated_value_only() -> None:
+    """Base-stage drills: one row per drill, EOS-padded, the mask on the restated value."""
+    from databazaar.lm.tasks import recall_drills
+    from databazaar.lm.tokenizer import train_bpe_tokenizer
+    from databazaar.lm.zoo import drill_rows
+
+    cfg = replace(ZooConfig(), recall_drills=40)
+    tok = train_bpe_tokenizer(recall_drills(2000, 3), vocab_size=400)
+    blocks, mask = drill_rows(cfg, tok)
+    assert blocks.shape[0] == 40 and mask.shape == blocks.shape
+    for text, row, m in zip(recall_drills(40, cfg.random_state), blocks, mask, strict=True):
+        value = text.rstrip(".").rsplit(" ", 1)[1]
+        assert tok.decode(row[m == 1]) == " " + value
+        assert tok.decode(row).startswith(text)
+        assert (row[len(tok(text)["input_ids"]) :] == tok.eos_token_id).all()
+    assert "recall_drills" not in ZooConfig().to_dict()  # off: earlier builds keep their hash
+    assert "base_batch_size" not in ZooConfig().to_dict()
+    assert config_hash(cfg) != config_hash(ZooConfig())

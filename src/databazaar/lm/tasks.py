@@ -214,6 +214,33 @@ def _lookup(rng: np.random.Generator) -> TaskExample:
     return TaskExample("lookup", prompt, str(values[k]), "exact", prompt)
 
 
+def recall_drills(n: int, random_state: int = 0) -> list[str]:
+    """``n`` plain-text drills that state facts and then restate one (pretraining text).
+
+    A drill states three or four facts of one relation, each name right before its value,
+    and restates one of them: ``"Ana Oslo. Ben Rome. Cy Lima. Ben Rome."``. Completing the
+    restated name with its value is in-context binding in its simplest form (the name is
+    the last token before the value), which a two-layer transformer learns within about a
+    thousand steps; the ``lookup`` family's prompts (words between name and value, the
+    question several tokens before the answer) are learned from there, but not from
+    scratch (benchmarks/results/lm_lookup_probe.md). Only one fact is restated, so its
+    value cannot be told from which values are still unsaid. The drills hold no
+    questions, so no lookup prompt leaks.
+    """
+    if n < 0:
+        raise InvalidInput(f"n must be >= 0, got {n}")
+    rng = np.random.default_rng(_stable_seed(random_state, "recall_drills"))
+    out: list[str] = []
+    for _ in range(n):
+        k = int(rng.integers(3, 5))
+        names = list(rng.choice(NAMES, size=k, replace=False))
+        pool = RELATIONS[rng.integers(len(RELATIONS))][2]
+        values = list(rng.choice(pool, size=k, replace=False))
+        facts = [f"{a} {v}." for a, v in zip(names, values, strict=True)]
+        out.append(" ".join([*facts, facts[int(rng.integers(k))]]))
+    return out
+
+
 def _strings(rng: np.random.Generator) -> TaskExample:
     w = str(rng.choice(WORDS))
     op = int(rng.integers(3))

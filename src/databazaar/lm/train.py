@@ -206,8 +206,12 @@ def train_lm(
     progress: ProgressFn | None = None,
     on_eval: Callable[[EvalRecord], None] | None = None,
     resume_from: str | Path | None = None,
+    loss_mask: np.ndarray | None = None,
 ) -> TrainResult:
     """Train ``model`` in place on token ``blocks`` (``[n, block_size]`` int array).
+
+    ``loss_mask`` (same shape, 0/1) keeps the loss of the tokens marked 1 only (as
+    prediction targets; the first column is never a target), e.g. the answer of a drill.
 
     Evaluates on ``eval_sets`` (domain -> blocks) every ``eval_every`` steps and at the
     end; calls ``progress(1)`` after every step. With ``checkpoint_dir`` set, saves
@@ -221,6 +225,12 @@ def train_lm(
     blocks = np.asarray(blocks)
     if blocks.ndim != 2 or len(blocks) == 0:
         raise InvalidInput("training blocks must be a non-empty [n, block_size] array")
+    if loss_mask is not None:
+        loss_mask = np.asarray(loss_mask)
+        if loss_mask.shape != blocks.shape or not loss_mask[:, 1:].any(axis=1).all():
+            raise InvalidInput(
+                "loss_mask must have the blocks' shape and mark a target in each row"
+            )
     n_pos = getattr(model.config, "n_positions", None)
     if n_pos is not None and blocks.shape[1] > n_pos:
         raise InvalidInput(f"blocks of {blocks.shape[1]} tokens exceed the model context ({n_pos})")
@@ -239,7 +249,11 @@ def train_lm(
     block_size = blocks.shape[1]
     for step in range(start, steps):
         batch = torch.from_numpy(np.ascontiguousarray(blocks[order[step]]))
-        loss = token_losses(model, batch).mean()
+        if loss_mask is None:
+            loss = token_losses(model, batch).mean()
+        else:
+            mask_t = torch.from_numpy(np.ascontiguousarray(loss_mask[order[step], 1:])).float()
+            loss = (token_losses(model, batch) * mask_t).sum() / mask_t.sum()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if config.grad_clip:

@@ -73,6 +73,13 @@ class ZooConfig:
     n_train_per_family: dict[str, int] = field(default_factory=lambda: dict(TRAIN_MIX))
     base_steps: int = 30
     base_lr: float = 2e-3
+    base_batch_size: int = 16
+    #: with N > 0 the base model is pretrained on N recall drills
+    #: (:func:`~databazaar.lm.tasks.recall_drills`: facts, then one restated, the loss on
+    #: the restated value only) instead of plain task text: in-context binding of a name
+    #: to its value, which the ``lookup`` family needs and which tiny models trained on
+    #: lookup chats alone never reach (benchmarks/results/lm_lookup_probe.md).
+    recall_drills: int = 0
     sft: SFTConfig = field(
         default_factory=lambda: SFTConfig(
             max_steps=3500, lr=1.5e-3, batch_size=32, warmup_ratio=0.05
@@ -109,6 +116,9 @@ class ZooConfig:
         d.pop("num_threads")  # affects speed, not the result
         if not d["answer_lead"]:  # builds from before the field existed keep their hash
             d.pop("answer_lead")
+        for name, default in (("base_batch_size", 16), ("recall_drills", 0)):
+            if d[name] == default:  # likewise
+                d.pop(name)
         if d["model"]["init_std"] is None:  # likewise
             d["model"].pop("init_std")
         return d
@@ -202,6 +212,30 @@ def training_conversations(
     ]
 
 
+def drill_rows(config: ZooConfig, tok: Any) -> tuple[Any, Any]:
+    """The recall drills of ``config`` as padded token rows and their loss masks.
+
+    Each row is one drill (EOS-padded on the right); the mask marks the restated value,
+    the one token the drill trains (as in a supervised answer).
+    """
+    import numpy as np
+
+    from databazaar.lm.tasks import recall_drills
+
+    texts = recall_drills(config.recall_drills, config.random_state)
+    heads = [t[: t.rindex(" ", 0, len(t) - 1)] for t in texts]  # up to the restated value
+    rows = tok(texts, add_special_tokens=False)["input_ids"]
+    starts = [len(h) for h in tok(heads, add_special_tokens=False)["input_ids"]]
+    targets = [(a, len(r) - 1) for a, r in zip(starts, rows, strict=True)]  # not the full stop
+    width = max(len(r) for r in rows) + 1
+    blocks = np.full((len(rows), width), tok.eos_token_id, dtype=np.int64)
+    mask = np.zeros_like(blocks)
+    for i, (r, (a, b)) in enumerate(zip(rows, targets, strict=True)):
+        blocks[i, : len(r)] = r
+        mask[i, a:b] = 1
+    return blocks, mask
+
+
 def _build(
     config: ZooConfig, folder: Path, taxonomy: str | Path | None, progress: ProgressFn | None
 ) -> dict[str, Any]:
@@ -245,18 +279,24 @@ def _build(
     t1 = time.perf_counter()
     base_result: dict[str, Any] = {"steps": 0}
     if config.base_steps:
-        blocks = pack_blocks(plain, tok, min(64, config.model.n_positions))
+        mask = None
+        if config.recall_drills:
+            blocks, mask = drill_rows(config, tok)
+        else:
+            blocks = pack_blocks(plain, tok, min(64, config.model.n_positions))
         res = train_lm(
             model,
             blocks,
             config=TrainConfig(
-                batch_size=16,
+                batch_size=config.base_batch_size,
                 lr=config.base_lr,
                 max_steps=config.base_steps,
                 seed=config.random_state,
                 num_threads=config.num_threads,
+                weight_decay=0.0 if config.recall_drills else TrainConfig.weight_decay,
             ),
             progress=progress,
+            loss_mask=mask,
         )
         base_result = {"steps": res.steps, "final_train_loss": res.train_loss[-1]}
     save_model(model, folder / "base", tok)
