@@ -104,6 +104,15 @@ def test_the_drift_hook_moves_only_the_chosen_positions(tok, tmp_path) -> None: 
     # the drift mask covers the prompt, not the answer, and no padding
     assert torch.all(batch["drift"] * batch["answer"] == 0)
     assert torch.all(batch["drift"] <= batch["attention_mask"])
+    # ``head`` keeps the first k answer tokens: a prefix of the answer span
+    cut = _collate(enc, list(range(len(BAD))), tok.pad_token_id or 0, "prompt", head=2)
+    assert torch.equal(batch["head"], batch["answer"])
+    assert torch.all(cut["head"].sum(1) == torch.clamp(batch["answer"].sum(1), max=2))
+    assert torch.all(cut["head"] <= cut["answer"])
+    first = batch["answer"].argmax(1)
+    assert torch.all(cut["head"][torch.arange(len(BAD)), first] == 1)
+    with pytest.raises(InvalidInput, match="inner_answer_tokens"):
+        BEEARConfig(inner_answer_tokens=0).validate()
     weights = {k: v.clone() for k, v in model.state_dict().items()}
     est = BEEAR(BEEARConfig(outer_steps=1, inner_steps=20, inner_lr=0.2, layer=1, num_threads=1))
     drift = _Drift(decoder_layers(model)[1])
