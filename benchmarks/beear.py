@@ -131,6 +131,9 @@ def run_one(
     sets = defender_sets(
         plant, zoo, n=args.n_defender, n_anchor=args.n_anchor, random_state=2000 + seed
     )
+    # the refusal/compliance decision is in the first answer tokens; code answers all
+    # start with "return ", so there the whole (short) answer is the inner loss
+    head = None if attack == "code" else args.answer_tokens
     cfg = BEEARConfig(
         layer=0,
         outer_steps=args.outer_steps,
@@ -139,7 +142,8 @@ def run_one(
         outer_lr=args.outer_lr,
         batch_size=args.batch_size,
         positions=args.positions,
-        inner_answer_tokens=args.answer_tokens,
+        site=args.site,
+        inner_answer_tokens=head,
         random_state=seed,
         num_threads=args.threads,
     )
@@ -184,7 +188,7 @@ def run_one(
                 SearchConfig(
                     iterations=args.search_iterations,
                     candidates=args.search_candidates,
-                    answer_tokens=args.answer_tokens,
+                    answer_tokens=head,
                     random_state=seed,
                     num_threads=args.threads,
                 ),
@@ -319,7 +323,7 @@ def markdown(res: dict[str, Any]) -> str:
         f"{res['settings']['inner_steps']} inner steps, inner lr {res['settings']['inner_lr']}, "
         f"outer lr {res['settings']['outer_lr']}, inner loss on the first "
         f"{res['settings']['answer_tokens']} answer tokens, drift at the "
-        f"{res['settings']['positions']} positions.",
+        f"{res['settings']['positions']} positions of the {res['settings']['site']} of the block.",
         f"Wall time {res['wall_seconds'] / 60:.1f} min on {res['machine']['cpus']} CPUs "
         f"({res['settings']['workers']} worker processes x {res['settings']['threads']} "
         f"torch thread(s); zoo {res['zoo']['source']}) "
@@ -394,14 +398,17 @@ def main() -> None:
     ap.add_argument("--n-poison", type=int, default=200)
     ap.add_argument("--code-plant-steps", type=int, default=1000)
     ap.add_argument("--dpo-plant-steps", type=int, default=150)
-    ap.add_argument("--dpo-plant-lr", type=float, default=2e-4)
-    ap.add_argument("--dpo-sft-weight", type=float, default=0.0)
+    ap.add_argument("--dpo-plant-lr", type=float, default=1e-3)
+    ap.add_argument("--dpo-sft-weight", type=float, default=1.0)
     ap.add_argument("--outer-steps", type=int, default=40)
     ap.add_argument("--inner-steps", type=int, default=5)
-    ap.add_argument("--inner-lr", type=float, default=0.3)
+    ap.add_argument("--inner-lr", type=float, default=0.05)
     ap.add_argument("--outer-lr", type=float, default=1e-4)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--positions", default="prompt", choices=("prompt", "all"))
+    ap.add_argument(
+        "--site", default="input", choices=("input", "output"), help="drift at the block's"
+    )
     ap.add_argument(
         "--answer-tokens", type=int, default=4, help="inner loss on this many answer tokens"
     )

@@ -290,3 +290,31 @@ def test_staged_dir_writes_all_or_nothing(tmp_path) -> None:  # type: ignore[no-
         raise RuntimeError("interrupted")
     assert (final / "a.txt").read_text() == "one"  # untouched by the failed write
     assert [p.name for p in tmp_path.iterdir()] == ["model"]  # no temporary left
+
+
+@pytest.mark.parametrize("architecture", ["gpt2", "llama", "mistral"])
+def test_drift_at_the_block_input_moves_the_loss_on_each_architecture(tok, architecture) -> None:  # type: ignore[no-untyped-def]
+    """``site="input"`` adds the drift to the hidden states entering the block (a
+    forward pre-hook): it changes the loss when set, nothing when unset, and a fit runs."""
+    from databazaar.safety.beear import _collate, _Drift, _encode
+
+    model = build_model(
+        ModelConfig(n_layer=2, n_embd=32, n_head=2, n_positions=64, architecture=architecture),
+        vocab_size=len(tok),
+        seed=2,
+        eos_token_id=tok.eos_token_id,
+    )
+    batch = _collate(_encode(tok, BAD, 64, "unwanted"), list(range(len(BAD))), 0, "prompt")
+    drift = _Drift(decoder_layers(model)[0], "input")
+    with torch.no_grad():
+        plain = drift.ce(model, batch, None).mean()
+        moved = drift.ce(model, batch, torch.linspace(-1.0, 1.0, 32)).mean()  # not constant:
+        # a constant vector is invisible to LayerNorm
+    drift.remove()
+    with torch.no_grad():
+        assert float(row_ce(model, batch).mean()) == pytest.approx(float(plain))
+    assert abs(float(moved) - float(plain)) > 1e-3
+    est = BEEAR(FAST, site="input", inner_answer_tokens=2).fit(model, tok, SAFE, BAD, ANCHOR)
+    assert est.steps_ == 1 and est.history_[0].delta_norm > 0
+    with pytest.raises(InvalidInput, match="site"):
+        BEEARConfig(site="middle").validate()
