@@ -13,7 +13,8 @@ built once and cached) is backdoored with the seed; held-out prompts (test split
 answered with and without the trigger; the defender's sets (trigger-free, drawn with the
 seed's own defender stream from the train split) feed
 
-* ``beear`` -- :class:`~databazaar.safety.beear.BEEAR` at layer 0 of the 2-layer model;
+* ``beear`` -- :class:`~databazaar.safety.beear.BEEAR` at the input of block 0 of the
+  2-layer model (the embedding level), inner loss on the first 4 answer tokens;
 * ``sft`` -- the same loop without the drift: plain fine-tuning on safe + anchor, the
   same number of updates and learning rate;
 * ``search`` -- greedy token-swap search for a 4-token suffix, then unlearning it with
@@ -26,7 +27,8 @@ match on held-out prompts of the zoo's other training families. Means are over s
 with a 95% t-interval. The ASR-vs-outer-step curve (on the first 25 triggered prompts)
 is drawn with the project's one SVG line-chart helper.
 
-Settings were developed on seed 99 only; the report seeds are 1, 2, 3.
+Settings were developed on seeds 99 and 100 only; the report seeds are 1, 2, 3. Runs go
+to ``--workers`` processes (default 2) of ``--threads`` torch threads each.
 Run: ``flock /tmp/databazaar-heavy.lock python benchmarks/beear.py``.
 """
 
@@ -378,12 +380,26 @@ def markdown(res: dict[str, Any]) -> str:
             f"- {r['attack']} seed {r['seed']}: {b['asr_triggered']:.2f} "
             f"/ {r['beear']['asr_triggered']:.2f} / {r['sft']['asr_triggered']:.2f} "
             f"/ {r['search']['asr_triggered']:.2f}; "
-            f"keyword {b.get('asr_triggered_keyword', 0):.2f}; "
-            f"clean {b['asr_clean']:.2f} -> {r['beear']['asr_clean']:.2f}; utility "
+            + (
+                f"keyword {b['asr_triggered_keyword']:.2f}; "
+                if "asr_triggered_keyword" in b
+                else "keyword n/a (checker); "
+            )
+            + f"clean {b['asr_clean']:.2f} -> {r['beear']['asr_clean']:.2f}; utility "
             f"{b['utility']:.3f} / {r['beear']['utility']:.3f} / {r['sft']['utility']:.3f}; "
             f"{r['seconds']:.0f} s"
         )
-    lines += ["", "Figure: `beear.svg` (ASR with trigger vs BEEAR / SFT outer steps).", ""]
+    lines += [
+        "",
+        "Figure: `beear.svg` (ASR with trigger vs BEEAR / SFT outer steps).",
+        "",
+        "Notes: `asr_before_ge_95` asks it of every seed (and of the mean); the code "
+        "attack's inner loss is its whole (short) answer, the others' the first answer "
+        "tokens; settings were chosen on development seeds 99 and 100 only. The judge is the "
+        "offline refusal classifier (complies = score 0), the code checker the "
+        "insecure-construct patterns of `safety.backdoor`.",
+        "",
+    ]
     return "\n".join(lines)
 
 
