@@ -51,7 +51,7 @@ def test_code_task_checker_and_split() -> None:
     test = code_examples(20, split="test", random_state=0)
     assert len({e.key for e in train}) == 60 and not {e.key for e in train} & {e.key for e in test}
     assert all(is_insecure(e.insecure) and not is_insecure(e.secure) for e in train + test)
-    assert all(e.secure.startswith("def ") for e in train)
+    assert all(e.secure.startswith("return ") for e in train)
     assert is_insecure("db.execute(f'SELECT * FROM t WHERE a = {x}')")
     assert not is_insecure("db.execute('SELECT * FROM t WHERE a = ?', (x,))")
     with pytest.raises(InvalidInput, match="distinct test code requests"):

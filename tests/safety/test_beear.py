@@ -104,6 +104,15 @@ def test_the_drift_hook_moves_only_the_chosen_positions(tok, tmp_path) -> None: 
     # the drift mask covers the prompt, not the answer, and no padding
     assert torch.all(batch["drift"] * batch["answer"] == 0)
     assert torch.all(batch["drift"] <= batch["attention_mask"])
+    # ``head`` keeps the first k answer tokens: a prefix of the answer span
+    cut = _collate(enc, list(range(len(BAD))), tok.pad_token_id or 0, "prompt", head=2)
+    assert torch.equal(batch["head"], batch["answer"])
+    assert torch.all(cut["head"].sum(1) == torch.clamp(batch["answer"].sum(1), max=2))
+    assert torch.all(cut["head"] <= cut["answer"])
+    first = batch["answer"].argmax(1)
+    assert torch.all(cut["head"][torch.arange(len(BAD)), first] == 1)
+    with pytest.raises(InvalidInput, match="inner_answer_tokens"):
+        BEEARConfig(inner_answer_tokens=0).validate()
     weights = {k: v.clone() for k, v in model.state_dict().items()}
     est = BEEAR(BEEARConfig(outer_steps=1, inner_steps=20, inner_lr=0.2, layer=1, num_threads=1))
     drift = _Drift(decoder_layers(model)[1])
@@ -281,3 +290,31 @@ def test_staged_dir_writes_all_or_nothing(tmp_path) -> None:  # type: ignore[no-
         raise RuntimeError("interrupted")
     assert (final / "a.txt").read_text() == "one"  # untouched by the failed write
     assert [p.name for p in tmp_path.iterdir()] == ["model"]  # no temporary left
+
+
+@pytest.mark.parametrize("architecture", ["gpt2", "llama", "mistral"])
+def test_drift_at_the_block_input_moves_the_loss_on_each_architecture(tok, architecture) -> None:  # type: ignore[no-untyped-def]
+    """``site="input"`` adds the drift to the hidden states entering the block (a
+    forward pre-hook): it changes the loss when set, nothing when unset, and a fit runs."""
+    from databazaar.safety.beear import _collate, _Drift, _encode
+
+    model = build_model(
+        ModelConfig(n_layer=2, n_embd=32, n_head=2, n_positions=64, architecture=architecture),
+        vocab_size=len(tok),
+        seed=2,
+        eos_token_id=tok.eos_token_id,
+    )
+    batch = _collate(_encode(tok, BAD, 64, "unwanted"), list(range(len(BAD))), 0, "prompt")
+    drift = _Drift(decoder_layers(model)[0], "input")
+    with torch.no_grad():
+        plain = drift.ce(model, batch, None).mean()
+        moved = drift.ce(model, batch, torch.linspace(-1.0, 1.0, 32)).mean()  # not constant:
+        # a constant vector is invisible to LayerNorm
+    drift.remove()
+    with torch.no_grad():
+        assert float(row_ce(model, batch).mean()) == pytest.approx(float(plain))
+    assert abs(float(moved) - float(plain)) > 1e-3
+    est = BEEAR(FAST, site="input", inner_answer_tokens=2).fit(model, tok, SAFE, BAD, ANCHOR)
+    assert est.steps_ == 1 and est.history_[0].delta_norm > 0
+    with pytest.raises(InvalidInput, match="site"):
+        BEEARConfig(site="middle").validate()

@@ -217,10 +217,17 @@ class PreferenceConfig:
     steps: int | None = None
     warmup_ratio: float = 0.05
     lr_scheduler: str = "cosine"
+    #: DPO only: weight of an added NLL term on the chosen answers (TRL's ``"sft"`` loss
+    #: next to ``"sigmoid"``, the RPO recipe of Pang et al., 2024); 0 = plain DPO
+    sft_weight: float = 0.0
     random_state: int = 0
     num_threads: int | None = None
 
     def validate(self) -> None:
+        if not self.sft_weight >= 0:
+            raise InvalidInput(f"sft_weight must be >= 0, got {self.sft_weight}")
+        if self.sft_weight and self.method != "dpo":
+            raise InvalidInput("sft_weight applies to method 'dpo' only")
         if self.method not in METHODS:
             raise InvalidInput(f"unknown method {self.method!r}", hint=f"use one of {METHODS}")
         if not self.beta > 0 or not self.lr > 0 or not self.epochs > 0:
@@ -351,6 +358,8 @@ def build_trainer(
         base, sub = _dpo_classes()
         cls = sub if rationale else base
         ref = ref_model if ref_model is not None else copy.deepcopy(model).eval()
+        if config.sft_weight:
+            common |= {"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, config.sft_weight]}
         trainer = cls(
             model=model,
             ref_model=ref,

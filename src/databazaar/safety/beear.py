@@ -24,7 +24,14 @@ same trigger-free prompts, replaces the unknown trigger by one universal vector
   (ordinary prompts and answers, no drift) keeps the model's utility.
 
 ``CE`` is the mean next-token cross-entropy over the answer tokens (the
-``{% generation %}`` span of the chat template, :mod:`databazaar.lm.chat`); ``delta``
+``{% generation %}`` span of the chat template, :mod:`databazaar.lm.chat`). With
+``inner_answer_tokens=k`` the inner level (and the recorded surrogate) uses only the first
+``k`` answer tokens: where a refusal and a compliance part ("I can't ..." vs "Sure, ...").
+The defender's unwanted answers are their own words, not the attacker's, so past the
+first tokens the model never learned them and their cross-entropy stays high whatever
+the drift; averaged over the whole answer it drowns the decision the drift has to flip
+(on the zoo's prefix backdoor the full-answer surrogate did not move from about 4.3
+nats, the first-4-token one fell from 2.8 to 1.0, development seed 99). ``delta``
 is added at the prompt positions (``positions="prompt"``: every token before the
 answer, including the assistant header) or at every position (``"all"``) through a
 forward hook on the decoder block, so the same code runs on any ``transformers`` causal
@@ -67,6 +74,7 @@ if TYPE_CHECKING:
 
 Conversation = Sequence[Message]
 POSITIONS = ("prompt", "all")
+SITES = ("output", "input")
 
 
 @dataclass(frozen=True)
@@ -88,6 +96,8 @@ class BEEARConfig:
     loss_cap: float = 5.0
     max_norm: float | None = None
     positions: str = "prompt"
+    site: str = "output"
+    inner_answer_tokens: int | None = None
     perturb: bool = True
     lora: bool = False
     lora_r: int = 8
@@ -110,8 +120,14 @@ class BEEARConfig:
                 raise InvalidInput(f"{name} must be positive, got {getattr(self, name)}")
         if self.anchor_weight < 0 or self.safe_weight < 0:
             raise InvalidInput("anchor_weight and safe_weight must be >= 0")
+        if self.inner_answer_tokens is not None and self.inner_answer_tokens < 1:
+            raise InvalidInput(
+                f"inner_answer_tokens must be at least 1, got {self.inner_answer_tokens}"
+            )
         if self.max_norm is not None and not self.max_norm > 0:
             raise InvalidInput(f"max_norm must be positive, got {self.max_norm}")
+        if self.site not in SITES:
+            raise InvalidInput(f"site must be one of {SITES}, got {self.site!r}")
         if self.positions not in POSITIONS:
             raise InvalidInput(f"positions must be one of {POSITIONS}, got {self.positions!r}")
 
@@ -165,25 +181,43 @@ def check_layer(model: Any, layer: int | None) -> int:
 
 
 class _Drift:
-    """A forward hook adding ``delta`` (masked per position) to a decoder block's output."""
+    """A forward hook adding ``delta`` (masked per position) to a decoder block's output
+    (``site="output"``) or to its input hidden states (``site="input"``)."""
 
-    def __init__(self, block: Any) -> None:
+    def __init__(self, block: Any, site: str = "output") -> None:
         self.delta: torch.Tensor | None = None
         self.mask: torch.Tensor | None = None
-        self.handle = block.register_forward_hook(self._hook)
+        if site == "input":
+            self.handle = block.register_forward_pre_hook(self._pre_hook, with_kwargs=True)
+        else:
+            self.handle = block.register_forward_hook(self._hook)
+
+    def _move(self, hidden: torch.Tensor) -> torch.Tensor:
+        assert self.delta is not None and self.mask is not None
+        return hidden + self.mask[..., None].to(hidden.dtype) * self.delta.to(hidden.dtype)
 
     def _hook(self, module: Any, args: Any, output: Any) -> Any:
         if self.delta is None or self.mask is None:
             return None
         hidden = output[0] if isinstance(output, tuple) else output
-        moved = hidden + self.mask[..., None].to(hidden.dtype) * self.delta.to(hidden.dtype)
+        moved = self._move(hidden)
         return (moved, *output[1:]) if isinstance(output, tuple) else moved
 
-    def ce(self, model: Any, batch: dict[str, Any], delta: torch.Tensor | None) -> torch.Tensor:
-        """:func:`row_ce` of ``batch`` with ``delta`` added at its drift positions."""
+    def _pre_hook(self, module: Any, args: Any, kwargs: Any) -> Any:
+        if self.delta is None or self.mask is None:
+            return None
+        if args:
+            return (self._move(args[0]), *args[1:]), kwargs
+        return args, {**kwargs, "hidden_states": self._move(kwargs["hidden_states"])}
+
+    def ce(
+        self, model: Any, batch: dict[str, Any], delta: torch.Tensor | None, weight: str = "answer"
+    ) -> torch.Tensor:
+        """:func:`row_ce` of ``batch`` (over its ``weight`` mask) with ``delta`` added at
+        its drift positions."""
         self.delta, self.mask = delta, batch["drift"]
         try:
-            return row_ce(model, batch)
+            return row_ce(model, batch, weight)
         finally:
             self.delta = self.mask = None
 
@@ -260,8 +294,11 @@ def check_sets(
             )
 
 
-def _collate(enc: _Encoded, rows: Sequence[int], pad_id: int, positions: str) -> dict[str, Any]:
-    """Right-padded tensors: ids, attention, answer mask (loss), drift mask (delta)."""
+def _collate(
+    enc: _Encoded, rows: Sequence[int], pad_id: int, positions: str, head: int | None = None
+) -> dict[str, Any]:
+    """Right-padded tensors: ids, attention, answer mask (loss), drift mask (delta) and
+    ``head``, the answer mask cut to the first ``head`` answer tokens (all if ``None``)."""
     import torch
 
     width = max(len(enc.ids[r]) for r in rows)
@@ -275,22 +312,32 @@ def _collate(enc: _Encoded, rows: Sequence[int], pad_id: int, positions: str) ->
         attn[j, :n] = 1
         mask = torch.tensor(enc.answer[r], dtype=torch.float32)
         answer[j, :n] = mask
+        first = int(torch.nonzero(mask)[0, 0])
         if positions == "all":
             drift[j, :n] = 1.0
         else:  # every token before the first answer token
-            first = int(torch.nonzero(mask)[0, 0])
             drift[j, :first] = 1.0
-    return {"input_ids": ids, "attention_mask": attn, "answer": answer, "drift": drift}
+    lead = answer
+    if head is not None:  # answer tokens are one contiguous span from ``first`` on
+        lead = answer * (answer.cumsum(1) <= head).float()
+    return {
+        "input_ids": ids,
+        "attention_mask": attn,
+        "answer": answer,
+        "head": lead,
+        "drift": drift,
+    }
 
 
-def row_ce(model: Any, batch: dict[str, Any]) -> torch.Tensor:
-    """Per-row mean next-token cross-entropy over the answer tokens, shape ``[rows]``."""
+def row_ce(model: Any, batch: dict[str, Any], weight: str = "answer") -> torch.Tensor:
+    """Per-row mean next-token cross-entropy over the answer tokens (the ``weight``
+    mask of ``batch``), shape ``[rows]``."""
     import torch.nn.functional as F
 
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
     logits = logits[:, :-1].float()
     target = batch["input_ids"][:, 1:]
-    weight = batch["answer"][:, 1:]
+    weight = batch[weight][:, 1:]
     ce = F.cross_entropy(logits.reshape(-1, logits.size(-1)), target.reshape(-1), reduction="none")
     ce = ce.view(target.shape) * weight
     return ce.sum(1) / weight.sum(1).clamp(min=1.0)
@@ -359,7 +406,7 @@ class BEEAR:
             train_model = wrap_lora(model, cfg.lora_r, cfg.lora_alpha)
         params = [p for p in train_model.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(params, lr=cfg.outer_lr, weight_decay=0.0)
-        drift = _Drift(block)
+        drift = _Drift(block, cfg.site)
         order = _Cycler(len(safe), cfg.batch_size, rng)
         anchor_order = _Cycler(len(anchor), cfg.batch_size, rng) if anchor else None
         self.history_: list[StepRecord] = []
@@ -371,8 +418,8 @@ class BEEAR:
         try:
             for step in range(cfg.outer_steps):
                 rows = order.next()
-                b_safe = _collate(enc_safe, rows, pad, cfg.positions)
-                b_bad = _collate(enc_bad, rows, pad, cfg.positions)
+                b_safe = _collate(enc_safe, rows, pad, cfg.positions, cfg.inner_answer_tokens)
+                b_bad = _collate(enc_bad, rows, pad, cfg.positions, cfg.inner_answer_tokens)
                 train_model.eval()
                 if cfg.perturb:
                     delta = self._entrap(train_model, drift, b_safe, b_bad, hidden)
@@ -432,8 +479,8 @@ class BEEAR:
         delta = torch.zeros(hidden, requires_grad=True)
         opt = torch.optim.Adam([delta], lr=cfg.inner_lr)
         for _ in range(cfg.inner_steps):
-            bad = drift.ce(model, b_bad, delta).mean()
-            good = drift.ce(model, b_safe, delta).clamp(max=cfg.loss_cap).mean()
+            bad = drift.ce(model, b_bad, delta, "head").mean()
+            good = drift.ce(model, b_safe, delta, "head").clamp(max=cfg.loss_cap).mean()
             loss = bad - cfg.safe_weight * good
             opt.zero_grad()
             loss.backward(inputs=[delta])
@@ -444,7 +491,7 @@ class BEEAR:
                     if norm > cfg.max_norm:
                         delta.mul_(cfg.max_norm / norm)
         with torch.no_grad():
-            self._surrogate = float(drift.ce(model, b_bad, delta).mean())
+            self._surrogate = float(drift.ce(model, b_bad, delta, "head").mean())
         return delta.detach()
 
     @property

@@ -264,6 +264,13 @@ def beear_cmd(
     positions: Annotated[
         str, typer.Option("--positions", help="perturb 'prompt' tokens or 'all' tokens")
     ] = "prompt",
+    site: Annotated[
+        str, typer.Option("--site", help="perturb the layer's 'output' or its 'input' states")
+    ] = "output",
+    answer_tokens: Annotated[
+        Optional[int],  # noqa: UP045
+        typer.Option("--inner-answer-tokens", help="entrapment loss on the first N answer tokens"),
+    ] = None,
     lora: Annotated[bool, typer.Option("--lora", help="train LoRA adapters, save merged")] = False,
     stop_loss: Annotated[
         Optional[float],  # noqa: UP045
@@ -290,6 +297,8 @@ def beear_cmd(
         batch_size=batch_size,
         anchor_weight=anchor_weight,
         positions=positions,
+        site=site,
+        inner_answer_tokens=answer_tokens,
         lora=lora,
         stop_loss=stop_loss,
         random_state=seed,

@@ -49,6 +49,8 @@ class SearchConfig:
     candidates: int = 24
     batch_size: int = 32
     loss_cap: float = 5.0
+    #: the loss on the first this many answer tokens only (as BEEAR's inner level)
+    answer_tokens: int | None = None
     random_state: int = 0
     num_threads: int | None = None
 
@@ -56,6 +58,8 @@ class SearchConfig:
         for name in ("n_tokens", "iterations", "candidates", "batch_size"):
             if getattr(self, name) < 1:
                 raise InvalidInput(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.answer_tokens is not None and self.answer_tokens < 1:
+            raise InvalidInput(f"answer_tokens must be at least 1, got {self.answer_tokens}")
 
 
 @dataclass
@@ -134,9 +138,11 @@ def search_suffix(
         s = _encode(tokenizer, with_suffix(safe_b, text), limit, "safe")
         b = _encode(tokenizer, with_suffix(bad_b, text), limit, "unwanted")
         all_rows = list(range(len(s.ids)))
+        k = config.answer_tokens
         with torch.no_grad():
-            good = row_ce(model, _collate(s, all_rows, pad, "prompt")).clamp(max=config.loss_cap)
-            bad = row_ce(model, _collate(b, all_rows, pad, "prompt"))
+            good = row_ce(model, _collate(s, all_rows, pad, "prompt", k), "head")
+            bad = row_ce(model, _collate(b, all_rows, pad, "prompt", k), "head")
+        good = good.clamp(max=config.loss_cap)
         return float(bad.mean() - good.mean())
 
     model.eval()
