@@ -249,11 +249,12 @@ def train_lm(
     block_size = blocks.shape[1]
     for step in range(start, steps):
         batch = torch.from_numpy(np.ascontiguousarray(blocks[order[step]]))
+        losses = token_losses(model, batch)
         if loss_mask is None:
-            loss = token_losses(model, batch).mean()
+            loss = losses.mean()
         else:
-            mask_t = torch.from_numpy(np.ascontiguousarray(loss_mask[order[step], 1:])).float()
-            loss = (token_losses(model, batch) * mask_t).sum() / mask_t.sum()
+            keep = torch.from_numpy(np.ascontiguousarray(loss_mask[order[step], 1:])).float()
+            loss = (losses * keep).sum() / keep.sum()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if config.grad_clip:

@@ -114,10 +114,9 @@ class ZooConfig:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d.pop("num_threads")  # affects speed, not the result
-        if not d["answer_lead"]:  # builds from before the field existed keep their hash
-            d.pop("answer_lead")
-        for name, default in (("base_batch_size", 16), ("recall_drills", 0)):
-            if d[name] == default:  # likewise
+        # fields added later leave the dict at their defaults: earlier builds keep their hash
+        for name, default in (("answer_lead", ""), ("base_batch_size", 16), ("recall_drills", 0)):
+            if d[name] == default:
                 d.pop(name)
         if d["model"]["init_std"] is None:  # likewise
             d["model"].pop("init_std")
