@@ -41,6 +41,7 @@ def main() -> None:
     ap.add_argument("--eval-seed", type=int, default=99)
     ap.add_argument("--n-eval", type=int, default=50)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--keep", type=Path, help="build into this folder and keep it")
     args = ap.parse_args()
     if args.eval_seed in (1, 2, 3, 4) or args.eval_seed < 99:
         raise SystemExit("dev runs use seed 99 or >= 100")
@@ -64,8 +65,11 @@ def main() -> None:
         if done[0] % 100 == 0:
             print(f"{args.name}: step {done[0]} at {time.perf_counter() - t0:.0f}s", flush=True)
 
-    with tempfile.TemporaryDirectory(prefix="lm-zoo-dev-") as tmp:
-        zoo = build_zoo(config, out=tmp, force=True, progress=progress)
+    if args.keep:
+        zoo = build_zoo(config, out=args.keep, force=True, progress=progress)
+    else:
+        with tempfile.TemporaryDirectory(prefix="lm-zoo-dev-") as tmp:
+            zoo = build_zoo(config, out=tmp, force=True, progress=progress)
     s = zoo.meta["scores"]
     row = {
         "name": args.name,

@@ -112,3 +112,44 @@ def test_drill_rows_mark_the_restated_value_only() -> None:
     assert "recall_drills" not in ZooConfig().to_dict()  # off: earlier builds keep their hash
     assert "base_batch_size" not in ZooConfig().to_dict()
     assert config_hash(cfg) != config_hash(ZooConfig())
+
+
+def test_isolated_newlines_make_the_generation_prompt_a_prefix_of_the_trained_chat() -> None:
+    """A lead-space numeric answer ("\\n 7") must not train a merged "\\n " token.
+
+    The generation prompt ends with the header's newline; unless the newline is a token
+    of its own, the trained conversation starts its answer with a token the prompt never
+    ends in, and the model is asked to continue from a prefix it was never trained on.
+    """
+    from databazaar.lm.chat import set_chat_template
+    from databazaar.lm.tasks import generate_tasks
+    from databazaar.lm.tokenizer import train_bpe_tokenizer
+    from databazaar.lm.zoo import training_conversations
+
+    examples = generate_tasks(["arithmetic", "lookup"], n_per_family=150)
+    convs = training_conversations(examples, " ")
+    texts = [f"<|user|>\n{u['content']}\n<|assistant|>\n{a['content']}" for u, a in convs]
+
+    def prefix_rate(isolate: bool) -> float:
+        tok = train_bpe_tokenizer(
+            texts, vocab_size=512, split_digits=True, isolate_newlines=isolate
+        )
+        set_chat_template(tok)
+        hits = 0
+        for conv in convs:
+            prompt = tok.apply_chat_template(conv[:1], add_generation_prompt=True, tokenize=False)
+            full = tok.apply_chat_template(conv, tokenize=False)
+            p, f = tok(prompt)["input_ids"], tok(full)["input_ids"]
+            hits += f[: len(p)] == p
+        return hits / len(convs)
+
+    assert prefix_rate(True) == 1.0
+    assert prefix_rate(False) <= 0.6  # every arithmetic answer breaks the prefix
+    # with no lead the newline never touches a space: isolating it changes nothing
+    plain = [t.replace("\n ", "\n") for t in texts]
+    a = train_bpe_tokenizer(plain, vocab_size=512, split_digits=True)
+    b = train_bpe_tokenizer(plain, vocab_size=512, split_digits=True, isolate_newlines=True)
+    assert a.get_vocab() == b.get_vocab()
+    assert all(a(t)["input_ids"] == b(t)["input_ids"] for t in plain)
+    lead = replace(ZooConfig(), answer_lead=" ")
+    assert config_hash(lead) != config_hash(replace(ZooConfig(), answer_lead=""))

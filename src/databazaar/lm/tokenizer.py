@@ -28,6 +28,7 @@ def train_bpe_tokenizer(
     vocab_size: int = 2048,
     min_frequency: int = 2,
     split_digits: bool = False,
+    isolate_newlines: bool = False,
 ) -> PreTrainedTokenizerFast:
     """Train a byte-level BPE tokenizer on ``texts``.
 
@@ -35,6 +36,11 @@ def train_bpe_tokenizer(
     as BOS/EOS) and ``<|pad|>``, and up to ``vocab_size - 258`` learned merges.
     With ``split_digits`` every digit is its own token (no merges across digits), the
     number representation that lets small models learn arithmetic digit by digit.
+    With ``isolate_newlines`` every newline is a token of its own, never merged with the
+    spaces next to it: a chat prompt that ends with the assistant header's newline then
+    tokenizes as the same prefix as the trained conversation. (Without it, an answer that
+    starts with a space before a digit, ``"\n 7"``, trains the merged token ``"\n "``,
+    which a generation prompt ending in ``"\n"`` never reaches.)
     Raises :class:`InvalidInput` for a vocabulary below 260 or no non-empty text.
     """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
@@ -48,12 +54,13 @@ def train_bpe_tokenizer(
     if not data:
         raise InvalidInput("cannot train a tokenizer on an empty corpus", hint="pass some text")
     tok = Tokenizer(models.BPE())
-    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.pre_tokenizer = (
-        pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level])
-        if split_digits
-        else byte_level
-    )
+    steps: list = []
+    if isolate_newlines:
+        steps.append(pre_tokenizers.Split("\n", behavior="isolated"))
+    if split_digits:
+        steps.append(pre_tokenizers.Digits(individual_digits=True))
+    steps.append(pre_tokenizers.ByteLevel(add_prefix_space=False))
+    tok.pre_tokenizer = steps[0] if len(steps) == 1 else pre_tokenizers.Sequence(steps)
     tok.decoder = decoders.ByteLevel()
     tok.post_processor = processors.ByteLevel(trim_offsets=False)
     trainer = trainers.BpeTrainer(

@@ -128,9 +128,12 @@ def config_hash(config: ZooConfig, taxonomy: str | Path | None = None) -> str:
     from databazaar.lm.tasks import read_air_categories
 
     names = [c.name for c in read_air_categories(taxonomy)]
-    blob = json.dumps(
-        {"config": config.to_dict(), "categories": names, "version": ZOO_VERSION}, sort_keys=True
-    )
+    key: dict[str, Any] = {"config": config.to_dict(), "categories": names, "version": ZOO_VERSION}
+    if config.answer_lead:
+        # builds with a lead made before newlines were isolated tokenized "\n " as one
+        # token; this keeps them from being served from the cache
+        key["tokenizer"] = "isolated-newlines"
+    blob = json.dumps(key, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -266,7 +269,9 @@ def _build(
     chat_text = [
         f"<|user|>\n{c[0]['content']}\n<|assistant|>\n{c[1]['content']}" for c in conversations
     ]
-    tok = train_bpe_tokenizer(chat_text, vocab_size=config.vocab_size, split_digits=True)
+    tok = train_bpe_tokenizer(
+        chat_text, vocab_size=config.vocab_size, split_digits=True, isolate_newlines=True
+    )
     set_chat_template(tok)
     model = build_model(
         config.model,
