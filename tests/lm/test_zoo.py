@@ -153,3 +153,24 @@ def test_isolated_newlines_make_the_generation_prompt_a_prefix_of_the_trained_ch
     assert all(a(t)["input_ids"] == b(t)["input_ids"] for t in plain)
     lead = replace(ZooConfig(), answer_lead=" ")
     assert config_hash(lead) != config_hash(replace(ZooConfig(), answer_lead=""))
+
+
+def test_chat_rows_mask_the_answers_and_the_bridge_field_keeps_old_hashes() -> None:
+    """Bridge-stage rows: the chat as SFT renders it, the mask on answer + EOS only."""
+    from databazaar.lm.chat import set_chat_template
+    from databazaar.lm.tasks import generate_tasks
+    from databazaar.lm.tokenizer import train_bpe_tokenizer
+    from databazaar.lm.zoo import chat_rows, training_conversations
+
+    convs = training_conversations(generate_tasks(["lookup", "arithmetic"], n_per_family=30), " ")
+    texts = [f"<|user|>\n{u['content']}\n<|assistant|>\n{a['content']}" for u, a in convs]
+    tok = train_bpe_tokenizer(texts, vocab_size=400, split_digits=True, isolate_newlines=True)
+    set_chat_template(tok)
+    blocks, mask = chat_rows(tok, convs)
+    assert blocks.shape == mask.shape and blocks.shape[0] == len(convs)
+    for (user, answer), row, m in zip(convs, blocks, mask, strict=True):
+        assert tok.decode(row[m == 1]) == answer["content"] + tok.eos_token
+        assert user["content"] in tok.decode(row[m == 0])
+    assert "bridge_steps" not in ZooConfig().to_dict()
+    cfg = replace(ZooConfig(), recall_drills=10, bridge_steps=5)
+    assert config_hash(cfg) != config_hash(replace(cfg, bridge_steps=0))

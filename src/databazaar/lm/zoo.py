@@ -80,6 +80,11 @@ class ZooConfig:
     #: to its value, which the ``lookup`` family needs and which tiny models trained on
     #: lookup chats alone never reach (benchmarks/results/lm_lookup_probe.md).
     recall_drills: int = 0
+    #: with N > 0 (and drills) the base stage goes on for N more steps on the drills mixed
+    #: one to one with the ``lookup`` family's training chats (chat template, loss on the
+    #: answer): a curriculum from adjacent binding to the lookup layout, which the drills
+    #: alone reach only partly and SFT on all families at once does not reach.
+    bridge_steps: int = 0
     sft: SFTConfig = field(
         default_factory=lambda: SFTConfig(
             max_steps=3500, lr=1.5e-3, batch_size=32, warmup_ratio=0.05
@@ -115,7 +120,8 @@ class ZooConfig:
         d = asdict(self)
         d.pop("num_threads")  # affects speed, not the result
         # fields added later leave the dict at their defaults: earlier builds keep their hash
-        for name, default in (("answer_lead", ""), ("base_batch_size", 16), ("recall_drills", 0)):
+        later = (("answer_lead", ""), ("base_batch_size", 16), ("recall_drills", 0))
+        for name, default in (*later, ("bridge_steps", 0)):
             if d[name] == default:
                 d.pop(name)
         if d["model"]["init_std"] is None:  # likewise
@@ -238,6 +244,40 @@ def drill_rows(config: ZooConfig, tok: Any) -> tuple[Any, Any]:
     return blocks, mask
 
 
+def chat_rows(tok: Any, conversations: Sequence[list[dict[str, str]]]) -> tuple[Any, Any]:
+    """Chats rendered with ``tok``'s chat template as padded rows and assistant masks.
+
+    The mask marks the tokens inside the template's ``{% generation %}`` spans (answers
+    and their EOS), the tokens supervised fine-tuning trains.
+    """
+    import numpy as np
+
+    out = tok.apply_chat_template(
+        list(conversations), tokenize=True, return_dict=True, return_assistant_tokens_mask=True
+    )
+    rows, masks = out["input_ids"], out["assistant_masks"]
+    width = max(len(r) for r in rows) + 1
+    blocks = np.full((len(rows), width), tok.eos_token_id, dtype=np.int64)
+    mask = np.zeros_like(blocks)
+    for i, (r, m) in enumerate(zip(rows, masks, strict=True)):
+        blocks[i, : len(r)] = r
+        mask[i, : len(m)] = m
+    return blocks, mask
+
+
+def _stack_rows(*parts: tuple[Any, Any]) -> tuple[Any, Any]:
+    """Row sets of different widths as one EOS-padded block array and mask."""
+    import numpy as np
+
+    width = max(b.shape[1] for b, _ in parts)
+    pad = int(parts[0][0][0, -1])  # every row set ends in EOS padding
+    blocks = np.concatenate(
+        [np.pad(b, ((0, 0), (0, width - b.shape[1])), constant_values=pad) for b, _ in parts]
+    )
+    mask = np.concatenate([np.pad(m, ((0, 0), (0, width - m.shape[1]))) for _, m in parts])
+    return blocks, mask
+
+
 def _build(
     config: ZooConfig, folder: Path, taxonomy: str | Path | None, progress: ProgressFn | None
 ) -> dict[str, Any]:
@@ -303,6 +343,29 @@ def _build(
             loss_mask=mask,
         )
         base_result = {"steps": res.steps, "final_train_loss": res.train_loss[-1]}
+        if config.recall_drills and config.bridge_steps:
+            lookup = [c for c, e in zip(conversations, train, strict=True) if e.family == "lookup"]
+            drills = (blocks, mask)
+            chats = chat_rows(tok, lookup)
+            # one to one: as many drill rows as lookup chats
+            blocks, mask = _stack_rows((drills[0][: len(lookup)], drills[1][: len(lookup)]), chats)
+            res = train_lm(
+                model,
+                blocks,
+                config=TrainConfig(
+                    batch_size=config.base_batch_size,
+                    lr=config.base_lr,
+                    max_steps=config.bridge_steps,
+                    seed=config.random_state + 1,
+                    num_threads=config.num_threads,
+                    weight_decay=0.0,
+                    min_lr_ratio=1.0,
+                ),
+                progress=progress,
+                loss_mask=mask,
+            )
+            base_result["bridge_steps"] = res.steps
+            base_result["bridge_final_train_loss"] = res.train_loss[-1]
     save_model(model, folder / "base", tok)
     timings["base"] = time.perf_counter() - t1
     t2 = time.perf_counter()
