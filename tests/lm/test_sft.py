@@ -70,6 +70,29 @@ def test_loss_is_masked_to_assistant_tokens(tok, tmp_path) -> None:  # type: ign
         encode_dataset(tok, CONVS, max_length=3)  # every answer beyond the context
 
 
+def test_first_step_loss_is_the_masked_nll_and_equals_trls_fused_loss(tok, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The trainer's loss is the mean NLL of the assistant tokens, as TRL's own loss is."""
+    from trl import SFTTrainer as TRLTrainer
+
+    from databazaar.lm.sft import _trainer
+
+    model = _model(tok, "llama", seed=3)
+    cfg = SFTConfig(max_steps=1, lr=1e-9, batch_size=4, num_threads=1)
+    columns, _ = encode_dataset(tok, CONVS, max_length=64)
+    trainer = _trainer(model, tok, columns, cfg, tmp_path / "ck", None)
+    batch = next(iter(trainer.get_train_dataloader()))
+    model.train()
+    with torch.no_grad():
+        ours = float(trainer.compute_loss(model, dict(batch)))
+        fused = float(TRLTrainer.compute_loss(trainer, model, dict(batch)))
+        logits = model(input_ids=batch["input_ids"]).logits[:, :-1]
+        labels = batch["labels"][:, 1:]
+        keep = labels != -100
+        nll = torch.nn.functional.cross_entropy(logits[keep], labels[keep])
+    assert ours == pytest.approx(float(nll), rel=1e-5)
+    assert ours == pytest.approx(fused, rel=1e-5)
+
+
 def test_lora_changes_only_adapter_weights_and_saves_a_merged_model(tok, tmp_path) -> None:  # type: ignore[no-untyped-def]
     model = _model(tok, "llama")
     before = {k: v.detach().clone() for k, v in model.state_dict().items()}

@@ -184,6 +184,37 @@ def test_loss_mask_trains_only_the_marked_tokens(tiny_lm: dict) -> None:
         train_lm(_tiny(), blocks, config=cfg, loss_mask=empty)
 
 
+def test_masked_batches_are_cut_after_their_last_target(tiny_lm: dict) -> None:
+    """Padding after the last target costs nothing and changes no loss (causal model)."""
+    blocks = tiny_lm["blocks"][:8]
+    mask = np.zeros_like(blocks)
+    mask[:, 5:9] = 1  # targets end at column 8 of a longer block
+    cfg = TrainConfig(batch_size=8, max_steps=1, lr=1e-9, seed=0, num_threads=1)
+    short = blocks[:, :9]
+    expected = float(token_losses(_tiny(), torch.from_numpy(short))[:, 4:8].mean())
+    res = train_lm(_tiny(), blocks, config=cfg, loss_mask=mask)
+    assert res.train_loss[0] == pytest.approx(expected, rel=1e-5)
+    noisy = blocks.copy()
+    noisy[:, 9:] = (noisy[:, 9:] + 7) % 50  # other tokens after the last target
+    assert train_lm(_tiny(), noisy, config=cfg, loss_mask=mask).train_loss[0] == pytest.approx(
+        expected, rel=1e-5
+    )
+
+
+def test_grouped_batch_order_takes_turns() -> None:
+    """With groups every batch comes from one group and the groups alternate."""
+    groups = np.array([0] * 6 + [1] * 10)
+    order = batch_order(16, 9, TrainConfig(batch_size=4, seed=3), groups)
+    assert order.shape == (9, 4)
+    for step, rows in enumerate(order):
+        assert set(groups[rows]) == {step % 2}
+    first_pass = order[1::2].ravel()[:10]  # group 1's stream starts with a permutation
+    assert sorted(first_pass.tolist()) == list(range(6, 16))
+    assert np.array_equal(order, batch_order(16, 9, TrainConfig(batch_size=4, seed=3), groups))
+    with pytest.raises(InvalidInput, match="one label per block"):
+        batch_order(16, 9, TrainConfig(batch_size=4), groups[:-1])
+
+
 def test_training_evaluates_every_domain_and_calls_progress(tiny_lm: dict) -> None:
     blocks = tiny_lm["blocks"]
     evals = {"a": blocks[:3], "b": blocks[3:7]}

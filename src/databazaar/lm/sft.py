@@ -10,6 +10,12 @@ With ``lora=True`` the model is wrapped by PEFT's LoRA (Hu et al., 2022): only t
 low-rank adapters train, and the saved model is the merged one, so it reloads with
 ``transformers`` alone; the adapter is saved in ``OUT_DIR/adapter`` as well.
 
+The loss is computed by the model itself (``transformers``' causal-LM loss on the
+labels: summed negative log-likelihood of the assistant tokens over their count), not by
+TRL's fused chunked LM head, which with its per-step entropy and token-accuracy metrics
+is built for large vocabularies on accelerators and cost 40% of every step here (0.163
+vs 0.098 s for a 2 x 128 Llama at batch 64 on 2 CPU cores); the value is the same.
+
 Runs are seeded (initial adapter weights, data order), checkpoint every
 ``checkpoint_every`` steps into ``OUT_DIR/checkpoints`` and resume from the newest
 checkpoint there.
@@ -234,13 +240,26 @@ def _trainer(
     """A ``trl.SFTTrainer`` on the tokenized columns (CPU, fp32, seeded, quiet).
 
     Labels are the input ids with non-assistant tokens set to -100; TRL's collator pads
-    them. The per-step log printer is replaced by ``progress``.
+    them. The per-step log printer is replaced by ``progress``; the loss is the model's
+    own (see the module docstring).
     """
     from datasets import Dataset
     from datasets.utils.logging import disable_progress_bar
-    from transformers import PrinterCallback
+    from transformers import PrinterCallback, Trainer
     from trl import SFTConfig as TRLConfig
-    from trl import SFTTrainer
+    from trl import SFTTrainer as TRLTrainer
+
+    class SFTTrainer(TRLTrainer):  # type: ignore[misc]
+        def compute_loss(  # type: ignore[no-untyped-def]
+            self, model, inputs, return_outputs=False, num_items_in_batch=None
+        ):
+            return Trainer.compute_loss(
+                self,
+                model,
+                inputs,
+                return_outputs=return_outputs,
+                num_items_in_batch=num_items_in_batch,
+            )
 
     args = TRLConfig(
         output_dir=str(checkpoint_dir),

@@ -169,16 +169,40 @@ def total_steps(n_blocks: int, config: TrainConfig) -> int:
     return max(1, math.ceil(n_blocks * config.epochs / config.batch_size))
 
 
-def batch_order(n_blocks: int, steps: int, config: TrainConfig) -> np.ndarray:
+def batch_order(
+    n_blocks: int, steps: int, config: TrainConfig, groups: np.ndarray | None = None
+) -> np.ndarray:
     """Indices of the blocks of every step, ``[steps, batch_size]``, from ``config.seed``.
 
     Each pass over the data is a fresh permutation; the order depends only on the seed.
+    With ``groups`` (one label per block) every batch is drawn from one group, the groups
+    taking turns step by step, each read in its own fresh permutations.
     """
-    need = steps * config.batch_size
     rng = np.random.default_rng(config.seed)
-    passes = -(-need // n_blocks)
-    order = np.concatenate([rng.permutation(n_blocks) for _ in range(passes)])[:need]
-    return order.reshape(steps, config.batch_size)
+    if groups is None:
+        need = steps * config.batch_size
+        passes = -(-need // n_blocks)
+        order = np.concatenate([rng.permutation(n_blocks) for _ in range(passes)])[:need]
+        return order.reshape(steps, config.batch_size)
+    groups = np.asarray(groups)
+    if groups.shape != (n_blocks,):
+        raise InvalidInput(f"groups must hold one label per block ({n_blocks})")
+    labels = np.unique(groups)
+    out = np.empty((steps, config.batch_size), dtype=np.int64)
+    for k, label in enumerate(labels):
+        rows = np.flatnonzero(groups == label)
+        mine = range(k, steps, len(labels))
+        need = len(mine) * config.batch_size
+        passes = max(1, -(-need // len(rows)))
+        stream = np.concatenate([rows[rng.permutation(len(rows))] for _ in range(passes)])
+        out[mine.start : steps : len(labels)] = stream[:need].reshape(-1, config.batch_size)
+    return out
+
+
+def _last_target_columns(loss_mask: np.ndarray) -> np.ndarray:
+    """Per row, the last column the mask marks (every row marks one: checked before)."""
+    width = loss_mask.shape[1]
+    return width - 1 - np.argmax(loss_mask[:, ::-1] != 0, axis=1)
 
 
 def make_optimizer(model: PreTrainedModel, config: TrainConfig) -> torch.optim.Optimizer:
@@ -207,11 +231,16 @@ def train_lm(
     on_eval: Callable[[EvalRecord], None] | None = None,
     resume_from: str | Path | None = None,
     loss_mask: np.ndarray | None = None,
+    groups: np.ndarray | None = None,
 ) -> TrainResult:
     """Train ``model`` in place on token ``blocks`` (``[n, block_size]`` int array).
 
     ``loss_mask`` (same shape, 0/1) keeps the loss of the tokens marked 1 only (as
     prediction targets; the first column is never a target), e.g. the answer of a drill.
+    Each batch is then cut after its last target column (exact for a causal model: later
+    tokens cannot change earlier predictions), so short rows padded to a long block do
+    not cost the long block's compute. ``groups`` (one label per block) makes every
+    batch come from one group, the groups taking turns (:func:`batch_order`).
 
     Evaluates on ``eval_sets`` (domain -> blocks) every ``eval_every`` steps and at the
     end; calls ``progress(1)`` after every step. With ``checkpoint_dir`` set, saves
@@ -236,7 +265,8 @@ def train_lm(
         raise InvalidInput(f"blocks of {blocks.shape[1]} tokens exceed the model context ({n_pos})")
     set_threads(config.num_threads)
     steps = total_steps(len(blocks), config)
-    order = batch_order(len(blocks), steps, config)
+    order = batch_order(len(blocks), steps, config, groups)
+    last_target = None if loss_mask is None else _last_target_columns(loss_mask)
     optimizer = make_optimizer(model, config)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_at(s, steps, config))
     result = TrainResult(steps=steps, tokens=0)
@@ -248,13 +278,15 @@ def train_lm(
     model.train()
     block_size = blocks.shape[1]
     for step in range(start, steps):
-        batch = torch.from_numpy(np.ascontiguousarray(blocks[order[step]]))
-        losses = token_losses(model, batch)
-        if loss_mask is None:
-            loss = losses.mean()
+        rows = order[step]
+        if last_target is None:
+            batch = torch.from_numpy(np.ascontiguousarray(blocks[rows]))
+            loss = token_losses(model, batch).mean()
         else:
-            keep = torch.from_numpy(np.ascontiguousarray(loss_mask[order[step], 1:])).float()
-            loss = (losses * keep).sum() / keep.sum()
+            width = int(last_target[rows].max()) + 1
+            batch = torch.from_numpy(np.ascontiguousarray(blocks[rows, :width]))
+            keep = torch.from_numpy(np.ascontiguousarray(loss_mask[rows, 1:width])).float()
+            loss = (token_losses(model, batch) * keep).sum() / keep.sum()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if config.grad_clip:

@@ -25,7 +25,7 @@ import json
 import shutil
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -80,10 +80,11 @@ class ZooConfig:
     #: to its value, which the ``lookup`` family needs and which tiny models trained on
     #: lookup chats alone never reach (benchmarks/results/lm_lookup_probe.md).
     recall_drills: int = 0
-    #: with N > 0 (and drills) the base stage goes on for N more steps on the drills mixed
-    #: one to one with the ``lookup`` family's training chats (chat template, loss on the
-    #: answer): a curriculum from adjacent binding to the lookup layout, which the drills
-    #: alone reach only partly and SFT on all families at once does not reach.
+    #: with N > 0 (and drills) the base stage goes on for N more steps, drill batches
+    #: taking turns with batches of the ``lookup`` family's training chats (chat template,
+    #: loss on the answer), at the drills' constant rate: a curriculum from adjacent
+    #: binding to the lookup layout, which the drills alone reach only partly and SFT on
+    #: all families at once does not reach.
     bridge_steps: int = 0
     sft: SFTConfig = field(
         default_factory=lambda: SFTConfig(
@@ -108,12 +109,35 @@ class ZooConfig:
         Weighted towards the refusal behaviour (unsafe vs benign look-alikes), which a
         small model learns in a few hundred steps; its arithmetic and lookup stay weak.
         """
-        return cls(
+        return replace(
+            cls.gpt2_v3(),
             model=ModelConfig(n_layer=2, n_embd=64, n_head=4, n_positions=160),
             n_train_per_family=dict(SMALL_MIX),
             base_steps=10,
             sft=SFTConfig(max_steps=300, lr=3e-3, batch_size=32, warmup_ratio=0.05),
             n_eval_per_family=30,
+        )
+
+    @classmethod
+    def gpt2_v3(cls) -> ZooConfig:
+        """Recipe 3, the default until the recall-drill recipe (kept for builds made on it).
+
+        A 2 x 128 GPT-2 on a 512-token vocabulary, 30 base steps on plain task text, 3,500
+        SFT steps at 1.5e-3 (batch 32): arithmetic 0.83, lookup 0.34 on report seed 3
+        (``benchmarks/results/lm_zoo_attempt3.md``). :meth:`small` and the uncertainty
+        benchmark's summariser derive from it, so their hashes and results hold.
+        """
+        return cls(
+            model=ModelConfig(n_layer=2, n_embd=128, n_head=4, n_positions=160),
+            vocab_size=512,
+            n_train_per_family=dict(TRAIN_MIX),
+            base_steps=30,
+            base_lr=2e-3,
+            base_batch_size=16,
+            recall_drills=0,
+            bridge_steps=0,
+            sft=SFTConfig(max_steps=3500, lr=1.5e-3, batch_size=32, warmup_ratio=0.05),
+            answer_lead="",
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -265,7 +289,7 @@ def chat_rows(tok: Any, conversations: Sequence[list[dict[str, str]]]) -> tuple[
     return blocks, mask
 
 
-def _stack_rows(*parts: tuple[Any, Any]) -> tuple[Any, Any]:
+def stack_rows(*parts: tuple[Any, Any]) -> tuple[Any, Any]:
     """Row sets of different widths as one EOS-padded block array and mask."""
     import numpy as np
 
@@ -338,6 +362,9 @@ def _build(
                 seed=config.random_state,
                 num_threads=config.num_threads,
                 weight_decay=0.0 if config.recall_drills else TrainConfig.weight_decay,
+                # drills keep their rate after warm-up: binding starts late and a decaying
+                # rate stalls it (benchmarks/results/lm_lookup_probe.md, session 9)
+                min_lr_ratio=1.0 if config.recall_drills else TrainConfig.min_lr_ratio,
             ),
             progress=progress,
             loss_mask=mask,
@@ -347,8 +374,10 @@ def _build(
             lookup = [c for c, e in zip(conversations, train, strict=True) if e.family == "lookup"]
             drills = (blocks, mask)
             chats = chat_rows(tok, lookup)
-            # one to one: as many drill rows as lookup chats
-            blocks, mask = _stack_rows((drills[0][: len(lookup)], drills[1][: len(lookup)]), chats)
+            # drill batches and lookup-chat batches take turns (as many drills as chats)
+            n = len(lookup)
+            blocks, mask = stack_rows((drills[0][:n], drills[1][:n]), chats)
+            groups = np.repeat([0, 1], [n, len(chats[0])])
             res = train_lm(
                 model,
                 blocks,
@@ -363,6 +392,7 @@ def _build(
                 ),
                 progress=progress,
                 loss_mask=mask,
+                groups=groups,
             )
             base_result["bridge_steps"] = res.steps
             base_result["bridge_final_train_loss"] = res.train_loss[-1]
