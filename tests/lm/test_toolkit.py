@@ -111,10 +111,26 @@ def test_init_std_sets_the_weight_scale(arch: str) -> None:
     assert attn_std(0.1) == pytest.approx(0.1, rel=0.1)
 
 
+@pytest.mark.parametrize("arch", ["gpt2", "llama", "mistral"])
+def test_intermediate_size_sets_the_mlp_width(arch: str) -> None:
+    """``intermediate_size`` is the MLP's hidden width; None keeps 4 x n_embd."""
+
+    def mlp_width(size: int | None) -> int:
+        cfg = ModelConfig(n_embd=64, architecture=arch, intermediate_size=size)
+        m = build_model(cfg, vocab_size=50)
+        if arch == "gpt2":
+            return int(m.transformer.h[0].mlp.c_fc.weight.shape[1])
+        return int(m.model.layers[0].mlp.up_proj.weight.shape[0])
+
+    assert mlp_width(None) == 256
+    assert mlp_width(176) == 176
+
+
 @pytest.mark.parametrize(
     ("cfg", "msg"),
     [
         (ModelConfig(n_layer=0), "n_layer"),
+        (ModelConfig(intermediate_size=0), "intermediate_size"),
         (ModelConfig(n_embd=30, n_head=4), "divisible"),
         (ModelConfig(dropout=1.0), "dropout"),
         (ModelConfig(init_std=0.0), "init_std"),

@@ -86,12 +86,13 @@ def test_answer_lead_makes_a_lookup_answer_a_copy_of_prompt_tokens() -> None:
     ]
     assert copyable(" ") == 1.0
     assert copyable("") < 0.2
-    assert "answer_lead" not in ZooConfig().to_dict()  # off: the hash of earlier builds holds
-    assert ZooConfig(answer_lead=" ").to_dict()["answer_lead"] == " "
-    assert "init_std" not in ZooConfig().to_dict()["model"]  # likewise for the init scale
-    bigger = replace(ZooConfig(), model=replace(ZooConfig().model, init_std=0.1))
+    v3 = ZooConfig.gpt2_v3()
+    assert "answer_lead" not in v3.to_dict()  # off: the hash of earlier builds holds
+    assert replace(v3, answer_lead=" ").to_dict()["answer_lead"] == " "
+    assert "init_std" not in v3.to_dict()["model"]  # likewise for the init scale
+    bigger = replace(v3, model=replace(v3.model, init_std=0.1))
     assert bigger.to_dict()["model"]["init_std"] == 0.1
-    assert config_hash(bigger) != config_hash(ZooConfig())
+    assert config_hash(bigger) != config_hash(v3)
 
 
 def test_drill_rows_mark_the_restated_value_only() -> None:
@@ -109,9 +110,9 @@ def test_drill_rows_mark_the_restated_value_only() -> None:
         assert tok.decode(row[m == 1]) == " " + value
         assert tok.decode(row).startswith(text)
         assert (row[len(tok(text)["input_ids"]) :] == tok.eos_token_id).all()
-    assert "recall_drills" not in ZooConfig().to_dict()  # off: earlier builds keep their hash
-    assert "base_batch_size" not in ZooConfig().to_dict()
-    assert config_hash(cfg) != config_hash(ZooConfig())
+    assert "recall_drills" not in ZooConfig.gpt2_v3().to_dict()  # earlier builds keep their hash
+    assert "base_batch_size" not in ZooConfig.gpt2_v3().to_dict()
+    assert config_hash(cfg) != config_hash(replace(cfg, recall_drills=0))
 
 
 def test_isolated_newlines_make_the_generation_prompt_a_prefix_of_the_trained_chat() -> None:
@@ -171,6 +172,17 @@ def test_chat_rows_mask_the_answers_and_the_bridge_field_keeps_old_hashes() -> N
     for (user, answer), row, m in zip(convs, blocks, mask, strict=True):
         assert tok.decode(row[m == 1]) == answer["content"] + tok.eos_token
         assert user["content"] in tok.decode(row[m == 0])
-    assert "bridge_steps" not in ZooConfig().to_dict()
+    assert "bridge_steps" not in ZooConfig.gpt2_v3().to_dict()
     cfg = replace(ZooConfig(), recall_drills=10, bridge_steps=5)
     assert config_hash(cfg) != config_hash(replace(cfg, bridge_steps=0))
+
+
+def test_earlier_recipes_keep_their_hashes() -> None:
+    """Recipe 3 and the test suite's small recipe hash as before the recall-drill default,
+    so their cached builds (and the results reported on them) stay valid."""
+    assert config_hash(ZooConfig.gpt2_v3()) == "c1e976ea6bde6b16"
+    assert config_hash(ZooConfig.small()) == "5bb324b996464f6a"
+    assert ZooConfig.small().total_steps == 10 + 300
+    drilled = replace(ZooConfig.gpt2_v3(), recall_drills=5, base_steps=7, bridge_steps=3)
+    assert drilled.total_steps == 7 + 3 + 3500
+    assert replace(drilled, recall_drills=0).total_steps == 7 + 3500  # no drills, no bridge

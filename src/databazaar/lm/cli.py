@@ -375,8 +375,7 @@ def zoo_build_cmd(
 
     config = ZooConfig.small() if small else ZooConfig()
     config = replace(config, num_threads=threads)
-    total = config.base_steps + (config.sft.max_steps or 0)
-    with progress_bar("building zoo", total or None, quiet=quiet) as advance:
+    with progress_bar("building zoo", config.total_steps or None, quiet=quiet) as advance:
         zoo = build_zoo(config, out=out, taxonomy=taxonomy, force=force, progress=advance)
     typer.echo(f"base:      {zoo.base_dir}")
     typer.echo(f"assistant: {zoo.assistant_dir}")

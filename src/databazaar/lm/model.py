@@ -44,6 +44,10 @@ class ModelConfig:
     dropout: float = 0.0
     architecture: str = "gpt2"
     init_std: float | None = None
+    #: width of the MLP's hidden layer; ``None`` is ``4 * n_embd`` (GPT-2's). Llama's own
+    #: recipe uses about ``8/3 * n_embd`` for its three-matrix SwiGLU MLP, the same
+    #: parameters as GPT-2's two-matrix ``4 * n_embd`` MLP.
+    intermediate_size: int | None = None
 
     def validate(self) -> None:
         """Raise :class:`InvalidInput` for impossible sizes."""
@@ -56,6 +60,8 @@ class ModelConfig:
             )
         if not 0.0 <= self.dropout < 1.0:
             raise InvalidInput(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.intermediate_size is not None and self.intermediate_size < 1:
+            raise InvalidInput(f"intermediate_size must be at least 1, got {self.intermediate_size}")
         if self.init_std is not None and not self.init_std > 0:
             raise InvalidInput(f"init_std must be positive, got {self.init_std}")
         if self.architecture not in ARCHITECTURES:
@@ -80,6 +86,7 @@ def build_model(
         raise InvalidInput(f"vocab_size must be at least 2, got {vocab_size}")
     eos = eos_token_id if eos_token_id is not None else 0
     init = {} if config.init_std is None else {"initializer_range": config.init_std}
+    mlp = config.intermediate_size or 4 * config.n_embd
     if config.architecture == "gpt2":
         model_cls = transformers.GPT2LMHeadModel
         hf = transformers.GPT2Config(
@@ -91,6 +98,7 @@ def build_model(
             resid_pdrop=config.dropout,
             embd_pdrop=config.dropout,
             attn_pdrop=config.dropout,
+            n_inner=mlp,
             bos_token_id=eos,
             eos_token_id=eos,
             **init,
@@ -102,7 +110,7 @@ def build_model(
         hf = getattr(transformers, f"{name}Config")(
             vocab_size=vocab_size,
             hidden_size=config.n_embd,
-            intermediate_size=4 * config.n_embd,
+            intermediate_size=mlp,
             num_hidden_layers=config.n_layer,
             num_attention_heads=config.n_head,
             num_key_value_heads=config.n_head,

@@ -140,6 +140,12 @@ class ZooConfig:
             answer_lead="",
         )
 
+    @property
+    def total_steps(self) -> int:
+        """Optimizer steps of a build (base, bridge and SFT), for progress bars."""
+        bridge = self.bridge_steps if self.recall_drills and self.base_steps else 0
+        return self.base_steps + bridge + (self.sft.max_steps or 0)
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d.pop("num_threads")  # affects speed, not the result
@@ -148,8 +154,9 @@ class ZooConfig:
         for name, default in (*later, ("bridge_steps", 0)):
             if d[name] == default:
                 d.pop(name)
-        if d["model"]["init_std"] is None:  # likewise
-            d["model"].pop("init_std")
+        for name in ("init_std", "intermediate_size"):  # likewise
+            if d["model"][name] is None:
+                d["model"].pop(name)
         return d
 
 
