@@ -124,7 +124,7 @@ class ZooConfig:
 
         A 2 x 128 GPT-2 on a 512-token vocabulary, 30 base steps on plain task text, 3,500
         SFT steps at 1.5e-3 (batch 32): arithmetic 0.83, lookup 0.34 on report seed 3
-        (``benchmarks/results/lm_zoo_attempt3.md``). :meth:`small` and the uncertainty
+        (``benchmarks/results/lm_zoo.md``). :meth:`small` and the uncertainty
         benchmark's summariser derive from it, so their hashes and results hold.
         """
         return cls(
