@@ -61,7 +61,9 @@ class ModelConfig:
         if not 0.0 <= self.dropout < 1.0:
             raise InvalidInput(f"dropout must be in [0, 1), got {self.dropout}")
         if self.intermediate_size is not None and self.intermediate_size < 1:
-            raise InvalidInput(f"intermediate_size must be at least 1, got {self.intermediate_size}")
+            raise InvalidInput(
+                f"intermediate_size must be at least 1, got {self.intermediate_size}"
+            )
         if self.init_std is not None and not self.init_std > 0:
             raise InvalidInput(f"init_std must be positive, got {self.init_std}")
         if self.architecture not in ARCHITECTURES:
