@@ -21,12 +21,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from databazaar.lm.chat import set_chat_template
 from databazaar.lm.model import build_model
 from databazaar.lm.tasks import generate_tasks, recall_drills
-from databazaar.lm.tokenizer import train_bpe_tokenizer
 from databazaar.lm.train import EvalRecord, TrainConfig, train_lm
-from databazaar.lm.zoo import ZooConfig, chat_rows, drill_rows, stack_rows, training_conversations
+from databazaar.lm.zoo import (
+    ZooConfig,
+    chat_rows,
+    drill_rows,
+    stack_rows,
+    training_conversations,
+    zoo_tokenizer,
+)
 
 DEV_SEED = 99
 
@@ -56,9 +61,7 @@ def main() -> None:
     )
     train = generate_tasks(n_per_family=cfg.n_train_per_family, split="train", random_state=a.seed)
     convs = training_conversations(train, " ")
-    texts = [f"<|user|>\n{u['content']}\n<|assistant|>\n{v['content']}" for u, v in convs]
-    tok = train_bpe_tokenizer(texts, vocab_size=1024, split_digits=True, isolate_newlines=True)
-    set_chat_template(tok)
+    tok = zoo_tokenizer(convs, cfg.vocab_size)
     shape = replace(
         cfg.model, architecture=a.arch, n_embd=a.width, n_layer=a.layers, n_head=a.heads
     )
@@ -130,7 +133,7 @@ def main() -> None:
     chats = chat_rows(tok, lookup)
     n_drills = round(len(lookup) * a.drill_share / (1 - a.drill_share))
     parts = [(db[:n_drills], dm[:n_drills]), chats] if n_drills else [chats]
-    run(*stack_rows(*parts), a.bridge_steps, a.bridge_lr, 1.0, "bridge")
+    run(*stack_rows(tok.eos_token_id, *parts), a.bridge_steps, a.bridge_lr, 1.0, "bridge")
 
 
 if __name__ == "__main__":

@@ -35,6 +35,8 @@ from databazaar.lm.model import ModelConfig
 from databazaar.lm.sft import SFTConfig
 
 if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerFast
+
     from databazaar.lm.tasks import TaskExample
 
 ZOO_VERSION = 1
@@ -150,8 +152,12 @@ class ZooConfig:
         d = asdict(self)
         d.pop("num_threads")  # affects speed, not the result
         # fields added later leave the dict at their defaults: earlier builds keep their hash
-        later = (("answer_lead", ""), ("base_batch_size", 16), ("recall_drills", 0))
-        for name, default in (*later, ("bridge_steps", 0)):
+        for name, default in (
+            ("answer_lead", ""),
+            ("base_batch_size", 16),
+            ("recall_drills", 0),
+            ("bridge_steps", 0),
+        ):
             if d[name] == default:
                 d.pop(name)
         for name in ("init_std", "intermediate_size"):  # likewise
@@ -257,22 +263,17 @@ def drill_rows(config: ZooConfig, tok: Any) -> tuple[Any, Any]:
     Each row is one drill (EOS-padded on the right); the mask marks the restated value,
     the one token the drill trains (as in a supervised answer).
     """
-    import numpy as np
-
     from databazaar.lm.tasks import recall_drills
 
     texts = recall_drills(config.recall_drills, config.random_state)
     heads = [t[: t.rindex(" ", 0, len(t) - 1)] for t in texts]  # up to the restated value
     rows = tok(texts, add_special_tokens=False)["input_ids"]
     starts = [len(h) for h in tok(heads, add_special_tokens=False)["input_ids"]]
-    targets = [(a, len(r) - 1) for a, r in zip(starts, rows, strict=True)]  # not the full stop
-    width = max(len(r) for r in rows) + 1
-    blocks = np.full((len(rows), width), tok.eos_token_id, dtype=np.int64)
-    mask = np.zeros_like(blocks)
-    for i, (r, (a, b)) in enumerate(zip(rows, targets, strict=True)):
-        blocks[i, : len(r)] = r
-        mask[i, a:b] = 1
-    return blocks, mask
+    # the target runs from the restated value to the full stop (not included)
+    masks = [
+        [int(a <= j < len(r) - 1) for j in range(len(r))] for a, r in zip(starts, rows, strict=True)
+    ]
+    return pad_rows(rows, masks, tok.eos_token_id)
 
 
 def chat_rows(tok: Any, conversations: Sequence[list[dict[str, str]]]) -> tuple[Any, Any]:
@@ -281,14 +282,21 @@ def chat_rows(tok: Any, conversations: Sequence[list[dict[str, str]]]) -> tuple[
     The mask marks the tokens inside the template's ``{% generation %}`` spans (answers
     and their EOS), the tokens supervised fine-tuning trains.
     """
-    import numpy as np
-
     out = tok.apply_chat_template(
         list(conversations), tokenize=True, return_dict=True, return_assistant_tokens_mask=True
     )
-    rows, masks = out["input_ids"], out["assistant_masks"]
+    return pad_rows(out["input_ids"], out["assistant_masks"], tok.eos_token_id)
+
+
+def pad_rows(
+    rows: Sequence[Sequence[int]], masks: Sequence[Sequence[int]], pad: int
+) -> tuple[Any, Any]:
+    """Token rows and their loss masks as ``[n, longest + 1]`` arrays padded with ``pad``
+    (mask 0), so every row ends in at least one pad token (its EOS)."""
+    import numpy as np
+
     width = max(len(r) for r in rows) + 1
-    blocks = np.full((len(rows), width), tok.eos_token_id, dtype=np.int64)
+    blocks = np.full((len(rows), width), pad, dtype=np.int64)
     mask = np.zeros_like(blocks)
     for i, (r, m) in enumerate(zip(rows, masks, strict=True)):
         blocks[i, : len(r)] = r
@@ -296,12 +304,11 @@ def chat_rows(tok: Any, conversations: Sequence[list[dict[str, str]]]) -> tuple[
     return blocks, mask
 
 
-def stack_rows(*parts: tuple[Any, Any]) -> tuple[Any, Any]:
-    """Row sets of different widths as one EOS-padded block array and mask."""
+def stack_rows(pad: int, *parts: tuple[Any, Any]) -> tuple[Any, Any]:
+    """Row sets of different widths as one block array and mask, padded with ``pad``."""
     import numpy as np
 
     width = max(b.shape[1] for b, _ in parts)
-    pad = int(parts[0][0][0, -1])  # every row set ends in EOS padding
     blocks = np.concatenate(
         [np.pad(b, ((0, 0), (0, width - b.shape[1])), constant_values=pad) for b, _ in parts]
     )
@@ -309,18 +316,32 @@ def stack_rows(*parts: tuple[Any, Any]) -> tuple[Any, Any]:
     return blocks, mask
 
 
+def zoo_tokenizer(
+    conversations: Sequence[list[dict[str, str]]], vocab_size: int
+) -> PreTrainedTokenizerFast:
+    """The zoo's tokenizer: byte-level BPE trained on the chats as the template renders
+    them, single-digit tokens, newlines as tokens of their own, the chat template set."""
+    from databazaar.lm.chat import set_chat_template
+    from databazaar.lm.tokenizer import train_bpe_tokenizer
+
+    texts = [f"<|user|>\n{u['content']}\n<|assistant|>\n{a['content']}" for u, a in conversations]
+    tok = train_bpe_tokenizer(
+        texts, vocab_size=vocab_size, split_digits=True, isolate_newlines=True
+    )
+    set_chat_template(tok)
+    return tok
+
+
 def _build(
     config: ZooConfig, folder: Path, taxonomy: str | Path | None, progress: ProgressFn | None
 ) -> dict[str, Any]:
     import numpy as np
 
-    from databazaar.lm.chat import set_chat_template
     from databazaar.lm.data import pack_blocks
     from databazaar.lm.evaluate import evaluate_tasks
     from databazaar.lm.model import build_model, count_parameters, save_model
     from databazaar.lm.sft import sft
     from databazaar.lm.tasks import TRAIN_FAMILIES, generate_tasks
-    from databazaar.lm.tokenizer import train_bpe_tokenizer
     from databazaar.lm.train import TrainConfig, set_threads, train_lm
 
     if config.base_steps < 0:
@@ -337,13 +358,7 @@ def _build(
     train = [train[i] for i in order]
     plain = [f"{e.prompt} {e.answer}" for e in train if e.family in BASE_FAMILIES]
     conversations = training_conversations(train, config.answer_lead)
-    chat_text = [
-        f"<|user|>\n{c[0]['content']}\n<|assistant|>\n{c[1]['content']}" for c in conversations
-    ]
-    tok = train_bpe_tokenizer(
-        chat_text, vocab_size=config.vocab_size, split_digits=True, isolate_newlines=True
-    )
-    set_chat_template(tok)
+    tok = zoo_tokenizer(conversations, config.vocab_size)
     model = build_model(
         config.model,
         vocab_size=len(tok),
@@ -359,43 +374,31 @@ def _build(
             blocks, mask = drill_rows(config, tok)
         else:
             blocks = pack_blocks(plain, tok, min(64, config.model.n_positions))
-        res = train_lm(
-            model,
-            blocks,
-            config=TrainConfig(
-                batch_size=config.base_batch_size,
-                lr=config.base_lr,
-                max_steps=config.base_steps,
-                seed=config.random_state,
-                num_threads=config.num_threads,
-                weight_decay=0.0 if config.recall_drills else TrainConfig.weight_decay,
-                # drills keep their rate after warm-up: binding starts late and a decaying
-                # rate stalls it (benchmarks/results/lm_lookup_probe.md, session 9)
-                min_lr_ratio=1.0 if config.recall_drills else TrainConfig.min_lr_ratio,
-            ),
-            progress=progress,
-            loss_mask=mask,
+        base_cfg = TrainConfig(
+            batch_size=config.base_batch_size,
+            lr=config.base_lr,
+            max_steps=config.base_steps,
+            seed=config.random_state,
+            num_threads=config.num_threads,
+            weight_decay=0.0 if config.recall_drills else TrainConfig.weight_decay,
+            # drills keep their rate after warm-up: binding starts late and a decaying
+            # rate stalls it (benchmarks/results/lm_lookup_probe.md, session 9)
+            min_lr_ratio=1.0 if config.recall_drills else TrainConfig.min_lr_ratio,
         )
+        res = train_lm(model, blocks, config=base_cfg, progress=progress, loss_mask=mask)
         base_result = {"steps": res.steps, "final_train_loss": res.train_loss[-1]}
         if config.recall_drills and config.bridge_steps:
             lookup = [c for c, e in zip(conversations, train, strict=True) if e.family == "lookup"]
-            drills = (blocks, mask)
-            chats = chat_rows(tok, lookup)
             # drill batches and lookup-chat batches take turns (as many drills as chats)
-            n = len(lookup)
-            blocks, mask = stack_rows((drills[0][:n], drills[1][:n]), chats)
-            groups = np.repeat([0, 1], [n, len(chats[0])])
+            drills = (blocks[: len(lookup)], mask[: len(lookup)])
+            blocks, mask = stack_rows(tok.eos_token_id, drills, chat_rows(tok, lookup))
+            groups = np.repeat([0, 1], [len(drills[0]), len(blocks) - len(drills[0])])
             res = train_lm(
                 model,
                 blocks,
-                config=TrainConfig(
-                    batch_size=config.base_batch_size,
-                    lr=config.base_lr,
-                    max_steps=config.bridge_steps,
-                    seed=config.random_state + 1,
-                    num_threads=config.num_threads,
-                    weight_decay=0.0,
-                    min_lr_ratio=1.0,
+                # the drill stage's settings (no decay, constant rate), its own steps and seed
+                config=replace(
+                    base_cfg, max_steps=config.bridge_steps, seed=config.random_state + 1
                 ),
                 progress=progress,
                 loss_mask=mask,
