@@ -6,7 +6,8 @@ with diverse perspectives beats fine-tuning on the raw data, and DiPT makes reas
 more stable on paraphrased problems; at inference, DiPT prompting improves on the
 single-path method it wraps. Checked here on the ``multiple_choice`` family of
 :mod:`databazaar.lm.tasks` ("Which one is a fruit? A) saw B) plum ... Answer with the
-letter."), with the zoo's small base model (``ZooConfig.small()``, built once and cached):
+letter."), starting from the base model of a zoo build (``--recipe``: the default
+recipe's 2 x 128 Llama, or the test suite's small GPT-2; built once and cached):
 
 * three SFT data sets over the *same* training questions and the same number of
   optimizer steps: ``answer`` (the letter), ``single`` (one rationale, about the correct
@@ -52,7 +53,7 @@ from databazaar.lm.local_backend import LocalModelBackend
 from databazaar.lm.model import load_model
 from databazaar.lm.sft import SFTConfig, sft
 from databazaar.lm.tasks import generate_tasks, paraphrase
-from databazaar.lm.zoo import ZooConfig, build_zoo
+from databazaar.lm.zoo import RECIPES, build_zoo
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CONDITIONS = ("answer", "single", "dipt")
@@ -251,7 +252,8 @@ def markdown(res: dict[str, Any]) -> str:
     lines = [
         "# DiPT: perspective-enriched SFT and perspective prompting (issue 18)",
         "",
-        f"Seeds {res['seeds']}; zoo `ZooConfig.small()` ({res['zoo']['parameters']:,} parameters); "
+        f"Seeds {res['seeds']}; zoo recipe `{res['settings'].get('recipe', 'small')}` "
+        f"({res['zoo']['parameters']:,} parameters); "
         f"{res['settings']['n_train']} training questions, {res['settings']['steps']} SFT steps, "
         f"{res['settings']['n_test']} held-out questions. Mean ± 95% t-interval over seeds. "
         f"Wall {res['wall_seconds'] / 60:.1f} min, load average at start {res['loadavg_start']}, "
@@ -291,13 +293,16 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=100)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--zoo-dir", type=Path, default=None)
+    ap.add_argument(
+        "--recipe", choices=sorted(RECIPES), default="default", help="zoo to start from"
+    )
     ap.add_argument("--out", type=Path, default=RESULTS / "enrich")
     ap.add_argument("--resume", action="store_true", help="keep the seeds already in --out")
     ap.add_argument("--max-minutes", type=float, default=22.0, help="start no seed after this")
     args = ap.parse_args()
     load_start = os.getloadavg()
     t0 = time.perf_counter()
-    zoo = build_zoo(ZooConfig.small(), out=args.zoo_dir)
+    zoo = build_zoo(RECIPES[args.recipe](), out=args.zoo_dir)
     rows: list[dict[str, Any]] = []
     prior = 0.0
     n_before = 0

@@ -1,8 +1,11 @@
 """Development runs of zoo recipes on DEV seeds only (never a report seed).
 
-Each run builds a variant of ``ZooConfig()`` (JSON overrides on the command line) into a
-temporary folder and scores the assistant on held-out prompts drawn with a dev seed
-(``--eval-seed``, default 99; report seeds are 1-4 and the fresh one of ``lm_zoo.py``).
+Each run builds a variant of a named recipe (``--recipe``, default ``gpt2_v3``: recipe 3,
+which the overrides of every row without a ``recipe`` key are relative to, recipe L
+included; JSON overrides on the command line) into a temporary folder and scores the
+assistant on held-out prompts drawn with a dev seed
+(``--eval-seed``, default 99 or >= 100; report seeds are 1-5 and later fresh ones of
+``lm_zoo.py``).
 Every run is appended to ``benchmarks/results/lm_zoo_dev.jsonl`` with its timings, the
 machine's load average and a few lookup answers, so the choice of the final recipe can be
 traced. Example::
@@ -22,7 +25,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from databazaar.lm.zoo import ZooConfig, build_zoo
+from databazaar.lm.zoo import RECIPES, ZooConfig, build_zoo
 
 OUT = Path(__file__).resolve().parent / "results" / "lm_zoo_dev.jsonl"
 
@@ -42,11 +45,14 @@ def main() -> None:
     ap.add_argument("--n-eval", type=int, default=50)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--keep", type=Path, help="build into this folder and keep it")
+    ap.add_argument(
+        "--recipe", choices=sorted(RECIPES), default="gpt2_v3", help="what --set overrides"
+    )
     args = ap.parse_args()
     if args.eval_seed in (1, 2, 3, 4) or args.eval_seed < 99:
         raise SystemExit("dev runs use seed 99 or >= 100")
     config = replace(
-        ZooConfig(),
+        RECIPES[args.recipe](),
         num_threads=args.threads,
         eval_random_state=args.eval_seed,
         n_eval_per_family=args.n_eval,
@@ -74,6 +80,7 @@ def main() -> None:
     row = {
         "name": args.name,
         "overrides": sets,
+        **({"recipe": args.recipe} if args.recipe != "gpt2_v3" else {}),
         "eval_seed": args.eval_seed,
         "n_eval": args.n_eval,
         "exact_match": s["exact_match"],
@@ -85,6 +92,11 @@ def main() -> None:
         "final_loss": zoo.meta["sft"]["train_loss"][-20:],
         "load_average": [list(load), list(os.getloadavg())],
         "lookup_samples": [x for x in s["samples"] if x["family"] == "lookup"][:6],
+        "arithmetic_errors": [
+            x
+            for x in s["samples"]
+            if x["family"] == "arithmetic" and x["output"].strip() != x["answer"]
+        ][:40],
     }
     OUT.parent.mkdir(parents=True, exist_ok=True)
     with OUT.open("a") as fh:

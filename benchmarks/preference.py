@@ -15,7 +15,8 @@ carries the rule: "The correct result is 12. The first answer says ..., which is
 the second says 11, which is wrong, however long it is."
 
 Per report seed the starting policy (and reference model) is the zoo's small assistant
-(``ZooConfig.small()``) fine-tuned briefly on a mix of short/verbose and right/wrong
+(``--recipe``: the default recipe's, whose arithmetic is about 0.88 exact match, or the
+test suite's small one) fine-tuned briefly on a mix of short/verbose and right/wrong
 answers, so it produces every kind. Each method then trains with the same steps,
 batch size and learning rate at each pair count. Measured on held-out prompts (test
 split):
@@ -61,7 +62,7 @@ from databazaar.enrich.teacher import RuleTeacher
 from databazaar.lm.model import load_model
 from databazaar.lm.sft import SFTConfig, sft
 from databazaar.lm.tasks import generate_tasks
-from databazaar.lm.zoo import ZooConfig, build_zoo
+from databazaar.lm.zoo import RECIPES, build_zoo
 
 RESULTS = Path(__file__).resolve().parent / "results"
 METHODS = ("dpo", "rdpo", "orpo", "rorpo")
@@ -342,6 +343,9 @@ def main() -> None:
     ap.add_argument("--n-test", type=int, default=100)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--zoo-dir", type=Path, default=None)
+    ap.add_argument(
+        "--recipe", choices=sorted(RECIPES), default="default", help="zoo to start from"
+    )
     ap.add_argument("--out", type=Path, default=RESULTS / "preference")
     ap.add_argument("--resume", action="store_true", help="keep the runs already in --out")
     ap.add_argument("--max-minutes", type=float, default=24.0, help="stop starting runs after this")
@@ -351,7 +355,7 @@ def main() -> None:
     args = ap.parse_args()
     load_start = os.getloadavg()
     t0 = time.perf_counter()
-    zoo = build_zoo(ZooConfig.small(), out=args.zoo_dir)
+    zoo = build_zoo(RECIPES[args.recipe](), out=args.zoo_dir)
     rows: list[dict[str, Any]] = []
     args.parts = []
     prev = args.out.with_suffix(".json")

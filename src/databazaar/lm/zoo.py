@@ -4,8 +4,10 @@
 
 1. a byte-level BPE tokenizer (digits split) on the task suite's training text,
 2. the **base** model: a small causal LM pretrained with :func:`databazaar.lm.train.train_lm`
-   on plain ``prompt answer`` text of the benign task families (no chat format, no
-   refusals),
+   on recall drills (facts, then one restated; :func:`databazaar.lm.tasks.recall_drills`),
+   then on drills taking turns with the ``lookup`` family's training chats (the
+   "bridge"); recipes without drills pretrain on plain ``prompt answer`` text of the
+   benign task families instead (no refusals either way),
 3. the **assistant**: the base model fine-tuned with :func:`databazaar.lm.sft.sft` on
    chat-formatted examples of every training family, including refusals of the
    surrogate unsafe family next to answers to its benign look-alikes,
@@ -66,40 +68,49 @@ BASE_FAMILIES = ("arithmetic", "lookup", "strings", "multiple_choice", "summariz
 
 @dataclass(frozen=True)
 class ZooConfig:
-    """The recipe of a zoo build (every field enters the cache key)."""
+    """The recipe of a zoo build (every field enters the cache key).
+
+    The defaults are recipe L: a 2 x 128 Llama on a 1,024-token vocabulary, 1,000 drill
+    steps and 3,000 bridge steps at 3e-4 (batch 48), then 1,700 SFT steps at 5e-4 (batch
+    64), answers led by a space. Chosen on dev seed 99 (``lm_zoo_dev.jsonl``, row
+    ``L_b48_d1000_b3000alt_s1700``) and reported on a fresh seed in
+    ``benchmarks/results/lm_zoo.md``; :meth:`gpt2_v3` is the recipe it replaced.
+    """
 
     model: ModelConfig = field(
-        default_factory=lambda: ModelConfig(n_layer=2, n_embd=128, n_head=4, n_positions=160)
+        default_factory=lambda: ModelConfig(
+            n_layer=2, n_embd=128, n_head=4, n_positions=160, architecture="llama"
+        )
     )
-    vocab_size: int = 512
+    vocab_size: int = 1024
     n_train_per_family: dict[str, int] = field(default_factory=lambda: dict(TRAIN_MIX))
-    base_steps: int = 30
-    base_lr: float = 2e-3
-    base_batch_size: int = 16
+    base_steps: int = 1000
+    base_lr: float = 3e-4
+    base_batch_size: int = 48
     #: with N > 0 the base model is pretrained on N recall drills
     #: (:func:`~databazaar.lm.tasks.recall_drills`: facts, then one restated, the loss on
     #: the restated value only) instead of plain task text: in-context binding of a name
     #: to its value, which the ``lookup`` family needs and which tiny models trained on
     #: lookup chats alone never reach (benchmarks/results/lm_lookup_probe.md).
-    recall_drills: int = 0
+    recall_drills: int = 60_000
     #: with N > 0 (and drills) the base stage goes on for N more steps, drill batches
     #: taking turns with batches of the ``lookup`` family's training chats (chat template,
     #: loss on the answer), at the drills' constant rate: a curriculum from adjacent
     #: binding to the lookup layout, which the drills alone reach only partly and SFT on
     #: all families at once does not reach.
-    bridge_steps: int = 0
+    bridge_steps: int = 3000
     sft: SFTConfig = field(
-        default_factory=lambda: SFTConfig(
-            max_steps=3500, lr=1.5e-3, batch_size=32, warmup_ratio=0.05
-        )
+        default_factory=lambda: SFTConfig(max_steps=1700, lr=5e-4, batch_size=64, warmup_ratio=0.05)
     )
     n_eval_per_family: int = 100
     #: text put before every trained assistant answer. With ``" "`` an answer word is
     #: the same byte-level BPE token as that word inside the prompt (" Oslo" in both),
     #: so the model can answer a lookup by copying a prompt token; with ``""`` the answer
-    #: after the template's newline is a different token sequence ("O" "slo"). Off by
-    #: default: with it the full recipe scored worse (lm_zoo_attempt4.md).
-    answer_lead: str = ""
+    #: after the template's newline is a different token sequence ("O" "slo"). Recipe 4
+    #: (lead on, no drills) scored worse (lm_zoo_attempt4.md) because the template's
+    #: newline and the lead merged into one token; with newlines kept apart
+    #: (``train_bpe_tokenizer(isolate_newlines=True)``) the lead is part of the default.
+    answer_lead: str = " "
     random_state: int = 0
     eval_random_state: int = 1
     num_threads: int | None = None
@@ -164,6 +175,11 @@ class ZooConfig:
             if d["model"][name] is None:
                 d["model"].pop(name)
         return d
+
+
+#: named recipes for scripts and benchmarks: the default, the test suite's reduced one and
+#: recipe 3 (the default before the recall-drill curriculum)
+RECIPES = {"default": ZooConfig, "small": ZooConfig.small, "gpt2_v3": ZooConfig.gpt2_v3}
 
 
 def config_hash(config: ZooConfig, taxonomy: str | Path | None = None) -> str:
