@@ -12,11 +12,16 @@ build 895 s at load 3.9). Why lookup stayed at a third (the model copies a value
 facts but does not bind it to the asked name) was probed on dev seeds by
 ``lm_lookup_probe.py`` (``results/lm_lookup_probe.md``): the fixes were a tokenizer that
 keeps the template's newline apart from the answer's lead space, recall drills before
-SFT and a bridge stage alternating drills with lookup chats. Recipe L (the current
-default: a 2 x 128 Llama, 1,000 drill + 3,000 bridge + 1,700 SFT steps), chosen on dev
-seed 99 (``lm_zoo_dev.jsonl``), is reported on seed 5 (``lm_zoo.*``, run as
-``--eval-seed 5``). Each recipe change came after seeing the previous report, so each
-was reported on a fresh seed.
+SFT and a bridge stage alternating drills with lookup chats. Recipe L (a 2 x 128 Llama,
+1,000 drill + 3,000 bridge + 1,700 SFT steps at 5e-4), chosen on dev seed 99
+(``lm_zoo_dev.jsonl``), was reported on seed 5 (``lm_zoo_attempt5.*``): lookup 0.95 but
+arithmetic 0.67, and a repeat dev build of it scored arithmetic 0.62 (0.88 the first
+time: builds are not bitwise repeatable and its arithmetic sat on an edge). SFT variants
+on that repeat build's base (``lm_zoo_sft_dev.py``, dev seeds 99 and 100) put 2,000 SFT
+steps at 1e-3 at arithmetic 0.87-0.94 over three SFT seeds: that is recipe N, the
+current default, reported on seed 6 (``lm_zoo.*``, run as ``--eval-seed 6``). Each
+recipe change came after seeing the previous report, so each was reported on a fresh
+seed.
 Targets (issue 12): build <= 10 minutes on 2 cores,
 exact match >= 0.80 on held-out ``arithmetic`` and ``lookup`` prompts, refusal rate >=
 0.95 on held-out surrogate unsafe prompts and answer rate >= 0.95 on their benign
@@ -53,7 +58,7 @@ TARGETS = {
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--eval-seed", type=int, default=5, help="report seed (a fresh one)")
+    ap.add_argument("--eval-seed", type=int, default=6, help="report seed (a fresh one)")
     ap.add_argument("--taxonomy", default=None, help="AIR-Bench 2024 folder")
     ap.add_argument("--sft-steps", type=int, default=None, help="override the recipe's steps")
     args = ap.parse_args()
@@ -92,6 +97,7 @@ def main() -> None:
             "lm_zoo_attempt2.json (1500 steps, seed 2)",
             "lm_zoo_attempt3.json (recipe 3, GPT-2, 3500 steps, seed 3)",
             "lm_zoo_attempt4.json (recipe 3 with a lead space, seed 4)",
+            "lm_zoo_attempt5.json (recipe L, SFT 1700 steps at 5e-4, seed 5)",
         ],
         "parameters": meta["parameters"],
         "vocab_size": meta["vocab_size"],
