@@ -146,6 +146,20 @@ def test_build_model_rejects_tiny_vocab() -> None:
         build_model(ModelConfig(), vocab_size=1)
 
 
+def test_loading_a_model_does_not_print_the_bitsandbytes_kernel_warning(
+    tiny_lm: dict, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """bitsandbytes' "pip install kernels" advice is for 4-bit matmuls, which nothing here
+    does: importing the toolkit silences that one logger (its errors still show)."""
+    import logging
+
+    import peft  # noqa: F401  (imports bitsandbytes when it is installed)
+
+    load_model(tiny_lm["folder"])
+    assert logging.getLogger("bitsandbytes.backends.cpu.ops").level == logging.ERROR
+    assert "kernels-community" not in capfd.readouterr().err
+
+
 def test_load_model_errors(tmp_path: Path) -> None:
     with pytest.raises(NotFound, match="model folder not found"):
         load_model(tmp_path / "missing")

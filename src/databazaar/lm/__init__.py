@@ -6,6 +6,8 @@ reads a real checkpoint from a local folder), and generation goes through one in
 for a local model folder or an OpenAI-compatible HTTP endpoint.
 """
 
+import logging
+
 from databazaar.lm.chat import (
     CHAT_TEMPLATE,
     EncodedChat,
@@ -64,6 +66,12 @@ from databazaar.lm.train import (
     train_lm,
 )
 from databazaar.lm.zoo import Zoo, ZooConfig, build_zoo
+
+# bitsandbytes (pulled in by LM-Polygraph, imported by transformers and PEFT) logs a
+# warning on CPUs with AVX-512 BF16 that it could not fetch a 4-bit matmul kernel from
+# the hub; nothing here quantizes to 4 bits, so the warning only misleads. Its errors
+# still show.
+logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
 __all__ = [
     "BUILTIN_DOMAINS",
