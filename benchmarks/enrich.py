@@ -207,7 +207,7 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
         },
         {
             "claim": "DiPT prompting at inference beats plain prompting (local backend: the "
-            "zoo's small assistant)",
+            "zoo's assistant)",
             "held": held(inf_plain),
             "evidence": f"accuracy dipt - plain: {inf_plain['mean']:+.3f} "
             f"± {inf_plain['ci95']:.3f}",
@@ -219,18 +219,16 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
         },
     ]
     chance = 0.25  # four options
-    near = [
-        c
-        for c in CONDITIONS
-        if abs(cells["sft"][c]["accuracy"]["mean"] - chance)
-        <= max(0.05, cells["sft"][c]["accuracy"]["ci95"])
-    ]
+    at_chance = {
+        c: sum(abs(r["sft"][c]["accuracy"] - chance) <= 0.1 for r in rows) for c in CONDITIONS
+    }
+    para = {c: cells["sft"][c]["paraphrase_accuracy"]["mean"] for c in CONDITIONS}
     reading = (
-        f"Every SFT condition is within its interval (or 0.05) of chance ({chance}): the small "
-        "model did not learn the task at this budget in any format, so this run neither "
-        "supports nor refutes the paper's claims; a larger model or budget is needed."
-        if len(near) == len(CONDITIONS)
-        else f"Conditions near chance ({chance}): {', '.join(near) or 'none'}."
+        "Seeds whose held-out accuracy is within 0.10 of chance (0.25): "
+        + ", ".join(f"{c} {at_chance[c]} of {len(rows)}" for c in CONDITIONS)
+        + ". A paraphrase drop is only comparable between models that learned the task: "
+        "a model at chance has nothing to lose. Accuracy on the paraphrased questions "
+        "themselves: " + ", ".join(f"{c} {para[c]:.3f}" for c in CONDITIONS) + "."
     )
     return {
         "cells": cells,
