@@ -281,19 +281,20 @@ def summarise(rows: list[dict[str, Any]], seeds: list[int]) -> dict[str, Any]:
         return float(np.mean(v)) if v else float("nan")
 
     ref_len = float(np.mean([r["reference_mean_length"] for r in rows])) if rows else 0.0
+    ref_em = float(np.mean([r["reference_exact_match"] for r in rows])) if rows else 0.0
     reading = (
         "Averaged over pair counts and seeds, per method: reward accuracy on normal held-out "
         "pairs (80% with the verbose answer chosen) / on trap pairs (verbose answer "
-        "rejected) / mean answer length in words: "
+        "rejected) / mean answer length in words / exact match of greedy answers: "
         + "; ".join(
             f"{m} {avg(m, 'reward_accuracy'):.2f} / {avg(m, 'trap_reward_accuracy'):.2f} / "
-            f"{avg(m, 'mean_length'):.1f}"
+            f"{avg(m, 'mean_length'):.1f} / {avg(m, 'exact_match'):.2f}"
             for m in METHODS
             if any(r["method"] == m for r in rows)
         )
-        + f" (starting policy: {ref_len:.1f} words). Trap accuracy near 0 means a method "
-        "ranks by the length cue, not by correctness; exact match stays near 0 for all, so "
-        "the tiny policy never learned the arithmetic itself."
+        + f" (starting policy: {ref_len:.1f} words, exact match {ref_em:.2f}). Trap accuracy "
+        "near 0 means a method ranks by the length cue, near 1 that it ranks by "
+        "correctness whatever the length."
         if rows
         else ""
     )
