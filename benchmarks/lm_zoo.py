@@ -15,8 +15,9 @@ keeps the template's newline apart from the answer's lead space, recall drills b
 SFT and a bridge stage alternating drills with lookup chats. Recipe L (a 2 x 128 Llama,
 1,000 drill + 3,000 bridge + 1,700 SFT steps at 5e-4), chosen on dev seed 99
 (``lm_zoo_dev.jsonl``), was reported on seed 5 (``lm_zoo_attempt5.*``): lookup 0.95 but
-arithmetic 0.67, and a repeat dev build of it scored arithmetic 0.62 (0.88 the first
-time: builds are not bitwise repeatable and its arithmetic sat on an edge). SFT variants
+arithmetic 0.67, and a repeat dev build of it on 1 thread scored arithmetic 0.62 (0.88
+the first time, on another machine: a build repeats exactly only at the same thread count
+on the same CPU, and this recipe's arithmetic sat on an edge). SFT variants
 on that repeat build's base (``lm_zoo_sft_dev.py``, dev seeds 99 and 100) put 2,000 SFT
 steps at 1e-3 at arithmetic 0.87-0.94 over three SFT seeds: that is recipe N, the
 current default, reported on seed 6 (``lm_zoo.*``, run as ``--eval-seed 6``). Each
