@@ -134,8 +134,9 @@ def run_one(
         plant, zoo, n=args.n_defender, n_anchor=args.n_anchor, random_state=2000 + seed
     )
     # the refusal/compliance decision is in the first answer tokens; code answers all
-    # start with "return ", so there the whole (short) answer is the inner loss
-    head = None if attack == "code" else args.answer_tokens
+    # start with "return ", so there the whole (short) answer is the inner loss, unless
+    # the inner window starts where the safe and unwanted answers part (--skip-shared)
+    head = None if attack == "code" and not args.skip_shared else args.answer_tokens
     cfg = BEEARConfig(
         layer=0,
         outer_steps=args.outer_steps,
@@ -146,6 +147,7 @@ def run_one(
         positions=args.positions,
         site=args.site,
         inner_answer_tokens=head,
+        inner_skip_shared=args.skip_shared,
         random_state=seed,
         num_threads=args.threads,
     )
@@ -427,6 +429,11 @@ def main() -> None:
     )
     ap.add_argument(
         "--answer-tokens", type=int, default=4, help="inner loss on this many answer tokens"
+    )
+    ap.add_argument(
+        "--skip-shared",
+        action="store_true",
+        help="inner window from where safe and unwanted answers part (all attacks)",
     )
     ap.add_argument("--search-iterations", type=int, default=8)
     ap.add_argument("--search-candidates", type=int, default=16)

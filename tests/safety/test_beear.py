@@ -318,3 +318,44 @@ def test_drift_at_the_block_input_moves_the_loss_on_each_architecture(tok, archi
     assert est.steps_ == 1 and est.history_[0].delta_norm > 0
     with pytest.raises(InvalidInput, match="site"):
         BEEARConfig(site="middle").validate()
+
+
+def test_inner_window_can_start_where_safe_and_unwanted_answers_part(tok) -> None:  # type: ignore[no-untyped-def]
+    """Answers that open alike ("Sure, here is ..." vs "Sure, here is a plan."): with
+    ``inner_skip_shared`` the inner window starts at the first token that differs; pairs
+    that differ from the first token keep the window at the answer's start."""
+    from databazaar.safety.beear import _collate, _encode, shared_answer_prefix
+
+    alike = [
+        [conv[0], {"role": "assistant", "content": "Sure, here is nothing."}] for conv in BAD[:2]
+    ]
+    enc_bad = _encode(tok, BAD[:2], None, "unwanted")
+    enc_alike = _encode(tok, alike, None, "safe")
+    enc_refuse = _encode(tok, SAFE[:2], None, "safe")
+    shared = shared_answer_prefix(enc_alike, enc_bad)
+    comply = tok(COMPLY, add_special_tokens=False)["input_ids"]
+    nothing = tok("Sure, here is nothing.", add_special_tokens=False)["input_ids"]
+    n = next(i for i, (a, b) in enumerate(zip(comply, nothing, strict=False)) if a != b)
+    assert n >= 2 and shared == [n, n]
+    assert shared_answer_prefix(enc_refuse, enc_bad) == [0, 0]
+    plain = _collate(enc_bad, [0, 1], 0, "prompt", head=2)
+    moved = _collate(enc_bad, [0, 1], 0, "prompt", head=2, skip=shared)
+    for batch, start in ((plain, 0), (moved, n)):
+        for j in range(2):
+            ids = batch["input_ids"][j][batch["head"][j] == 1].tolist()
+            assert ids == comply[start : start + 2]
+    assert torch.equal(moved["answer"], plain["answer"])  # the outer loss is unchanged
+    # identical answers (content + EOS) skip all but their last token, which stays scored
+    same = _encode(tok, BAD[:1], None, "safe")
+    assert shared_answer_prefix(same, _encode(tok, BAD[:1], None, "unwanted")) == [len(comply)]
+    fit = BEEAR(
+        BEEARConfig(**{**FAST.to_dict(), "inner_skip_shared": True, "inner_answer_tokens": 2})
+    )
+    model = build_model(
+        ModelConfig(n_layer=2, n_embd=32, n_head=2, n_positions=64),
+        vocab_size=len(tok),
+        seed=0,
+        eos_token_id=tok.eos_token_id,
+    )
+    fit.fit(model, tok, alike * 2, BAD[:2] * 2)
+    assert fit.steps_ == 1 and fit.surrogate_[0] > 0

@@ -31,7 +31,11 @@ The defender's unwanted answers are their own words, not the attacker's, so past
 first tokens the model never learned them and their cross-entropy stays high whatever
 the drift; averaged over the whole answer it drowns the decision the drift has to flip
 (on the zoo's prefix backdoor the full-answer surrogate did not move from about 4.3
-nats, the first-4-token one fell from 2.8 to 1.0, development seed 99). ``delta``
+nats, the first-4-token one fell from 2.8 to 1.0, development seed 99). With
+``inner_skip_shared=True`` the window starts after the answer tokens the safe and the
+unwanted answer of a pair share (:func:`shared_answer_prefix`: code that begins
+``return`` either way), where the two first differ; pairs that differ from the first
+token are unchanged. ``delta``
 is added at the prompt positions (``positions="prompt"``: every token before the
 answer, including the assistant header) or at every position (``"all"``) through a
 forward hook on the decoder block, so the same code runs on any ``transformers`` causal
@@ -46,7 +50,7 @@ outer learning rate, minutes on one GPU) are not copied as defaults: the default
 are for the tiny models of :mod:`databazaar.lm.zoo`; real checkpoints want a smaller
 ``outer_lr`` (1e-5 to 5e-5) and a layer about a third of the way up.
 
-Size: about 590 lines, over the project's ~500, kept together on purpose: the bi-level
+Size: about 680 lines, over the project's ~500, kept together on purpose: the bi-level
 algorithm (config, hooks, loop) and its entry points (:func:`remove_backdoor` from
 folders, :func:`layer_sweep`) share the private encoding, collation and set-reading
 helpers, which a split would have to export.
@@ -98,6 +102,7 @@ class BEEARConfig:
     positions: str = "prompt"
     site: str = "output"
     inner_answer_tokens: int | None = None
+    inner_skip_shared: bool = False
     perturb: bool = True
     lora: bool = False
     lora_r: int = 8
@@ -295,10 +300,16 @@ def check_sets(
 
 
 def _collate(
-    enc: _Encoded, rows: Sequence[int], pad_id: int, positions: str, head: int | None = None
+    enc: _Encoded,
+    rows: Sequence[int],
+    pad_id: int,
+    positions: str,
+    head: int | None = None,
+    skip: Sequence[int] | None = None,
 ) -> dict[str, Any]:
     """Right-padded tensors: ids, attention, answer mask (loss), drift mask (delta) and
-    ``head``, the answer mask cut to the first ``head`` answer tokens (all if ``None``)."""
+    ``head``, the answer mask cut to the first ``head`` answer tokens (all if ``None``)
+    after the first ``skip[j]`` answer tokens of row ``j`` (none if ``None``)."""
     import torch
 
     width = max(len(enc.ids[r]) for r in rows)
@@ -318,8 +329,13 @@ def _collate(
         else:  # every token before the first answer token
             drift[j, :first] = 1.0
     lead = answer
-    if head is not None:  # answer tokens are one contiguous span from ``first`` on
-        lead = answer * (answer.cumsum(1) <= head).float()
+    if head is not None or skip is not None:  # answer tokens: one span from ``first`` on
+        rank = answer.cumsum(1)  # 1, 2, ... along the answer
+        start = torch.tensor(list(skip) if skip is not None else [0] * len(rows))[:, None]
+        keep = rank > start
+        if head is not None:
+            keep &= rank <= start + head
+        lead = answer * keep.float()
     return {
         "input_ids": ids,
         "attention_mask": attn,
@@ -327,6 +343,26 @@ def _collate(
         "head": lead,
         "drift": drift,
     }
+
+
+def shared_answer_prefix(safe: _Encoded, unwanted: _Encoded) -> list[int]:
+    """Per pair, how many leading answer tokens the safe and the unwanted answer share,
+    at most one less than the shorter answer (so each keeps a token to score).
+
+    Where both answers open alike (code that starts ``return`` either way), the first
+    answer tokens carry no preference and the inner level should look past them.
+    """
+    out = []
+    for ids_s, m_s, ids_u, m_u in zip(
+        safe.ids, safe.answer, unwanted.ids, unwanted.answer, strict=True
+    ):
+        a = [t for t, m in zip(ids_s, m_s, strict=True) if m]
+        b = [t for t, m in zip(ids_u, m_u, strict=True) if m]
+        n = 0
+        while n < min(len(a), len(b)) - 1 and a[n] == b[n]:
+            n += 1
+        out.append(n)
+    return out
 
 
 def row_ce(model: Any, batch: dict[str, Any], weight: str = "answer") -> torch.Tensor:
@@ -392,6 +428,7 @@ class BEEAR:
         enc_safe = _encode(tokenizer, safe, limit, "safe")
         enc_bad = _encode(tokenizer, unwanted, limit, "unwanted")
         enc_anchor = _encode(tokenizer, anchor, limit, "anchor") if anchor else None
+        shared = shared_answer_prefix(enc_safe, enc_bad) if cfg.inner_skip_shared else None
         pad = tokenizer.pad_token_id
         pad = pad if pad is not None else (tokenizer.eos_token_id or 0)
         set_threads(cfg.num_threads)
@@ -418,8 +455,9 @@ class BEEAR:
         try:
             for step in range(cfg.outer_steps):
                 rows = order.next()
-                b_safe = _collate(enc_safe, rows, pad, cfg.positions, cfg.inner_answer_tokens)
-                b_bad = _collate(enc_bad, rows, pad, cfg.positions, cfg.inner_answer_tokens)
+                skip = [shared[r] for r in rows] if shared is not None else None
+                b_safe = _collate(enc_safe, rows, pad, cfg.positions, cfg.inner_answer_tokens, skip)
+                b_bad = _collate(enc_bad, rows, pad, cfg.positions, cfg.inner_answer_tokens, skip)
                 train_model.eval()
                 if cfg.perturb:
                     delta = self._entrap(train_model, drift, b_safe, b_bad, hidden)
