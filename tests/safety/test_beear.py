@@ -255,12 +255,12 @@ def test_cli_runs_and_reports_errors_in_one_line(tok, tmp_path) -> None:  # type
         files[name] = str(write_chat_jsonl(convs, tmp_path / f"{name}.jsonl"))
     base = ["safety", "beear", str(src), "--safe", files["safe"], "--unwanted", files["unwanted"]]
     base += ["--anchor", files["anchor"]]
-    ok = runner.invoke(
-        app, [*base, "-o", str(tmp_path / "out"), "--outer-steps", "2", "--inner-steps", "1", "-q"]
-    )
+    fast = ["--outer-steps", "2", "--inner-steps", "1", "--skip-shared", "-q"]
+    ok = runner.invoke(app, [*base, "-o", str(tmp_path / "out"), *fast])
     assert ok.exit_code == 0, ok.output
     assert "layer 0, 2 outer steps" in ok.output and "saved to" in ok.output
-    assert json.loads((tmp_path / "out" / "beear_result.json").read_text())["steps"] == 2
+    result = json.loads((tmp_path / "out" / "beear_result.json").read_text())
+    assert result["steps"] == 2 and result["config"]["inner_skip_shared"] is True
     short = tmp_path / "short.jsonl"
     write_chat_jsonl(BAD[:3], short)
     empty = tmp_path / "empty.jsonl"

@@ -271,6 +271,12 @@ def beear_cmd(
         Optional[int],  # noqa: UP045
         typer.Option("--inner-answer-tokens", help="entrapment loss on the first N answer tokens"),
     ] = None,
+    skip_shared: Annotated[
+        bool,
+        typer.Option(
+            "--skip-shared", help="entrapment window from where safe and unwanted answers part"
+        ),
+    ] = False,
     lora: Annotated[bool, typer.Option("--lora", help="train LoRA adapters, save merged")] = False,
     stop_loss: Annotated[
         Optional[float],  # noqa: UP045
@@ -299,6 +305,7 @@ def beear_cmd(
         positions=positions,
         site=site,
         inner_answer_tokens=answer_tokens,
+        inner_skip_shared=skip_shared,
         lora=lora,
         stop_loss=stop_loss,
         random_state=seed,
