@@ -150,6 +150,7 @@ def run_one(
         inner_steps=args.inner_steps,
         inner_lr=args.inner_lr,
         outer_lr=args.outer_lr,
+        outer_schedule=args.outer_schedule,
         batch_size=args.batch_size,
         positions=args.positions,
         site=args.site,
@@ -435,6 +436,7 @@ def main() -> None:
     ap.add_argument("--inner-steps", type=int, default=5)
     ap.add_argument("--inner-lr", type=float, default=0.05)
     ap.add_argument("--outer-lr", type=float, default=5e-4)
+    ap.add_argument("--outer-schedule", default="constant", choices=("constant", "cosine"))
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--positions", default="prompt", choices=("prompt", "all"))
     ap.add_argument(

@@ -5,6 +5,7 @@ every bad input (the input model folder is hashed before and after)."""
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from pathlib import Path
 
@@ -157,6 +158,31 @@ def test_bounded_drift_lora_early_stop_and_plain_sft(tok) -> None:  # type: igno
     assert ticks == [1, 1, 1] and seen == [1, 2, 3]
 
 
+def test_cosine_schedule_shrinks_the_last_updates(tok) -> None:  # type: ignore[no-untyped-def]
+    """Adam's step is about lr per weight, so the weights move by the schedule's factor."""
+
+    def moves(schedule: str) -> list[float]:
+        model = build_model(
+            ModelConfig(n_layer=2, n_embd=32, n_head=2, n_positions=64, architecture="gpt2"),
+            vocab_size=len(tok),
+            seed=0,
+            eos_token_id=tok.eos_token_id,
+        )
+        snaps = [torch.cat([p.detach().flatten().clone() for p in model.parameters()])]
+
+        def keep(step: int, m) -> None:  # type: ignore[no-untyped-def]
+            snaps.append(torch.cat([p.detach().flatten().clone() for p in m.parameters()]))
+
+        cfg = BEEARConfig(outer_steps=4, inner_steps=1, outer_schedule=schedule, num_threads=1)
+        BEEAR(cfg).fit(model, tok, SAFE, BAD, ANCHOR, callback=keep)
+        return [float((b - a).norm()) for a, b in itertools.pairwise(snaps)]
+
+    cosine, constant = moves("cosine"), moves("constant")
+    # factors 1, 0.85, 0.5, 0.15 of outer_lr
+    assert cosine[-1] / cosine[0] < 0.3 and constant[-1] / constant[0] > 0.5
+    assert cosine[0] == pytest.approx(constant[0])
+
+
 def test_layer_sweep_and_default_layer(tok) -> None:  # type: ignore[no-untyped-def]
     model = build_model(
         ModelConfig(n_layer=3, n_embd=32, n_head=2, n_positions=64),
@@ -270,6 +296,7 @@ def test_cli_runs_and_reports_errors_in_one_line(tok, tmp_path) -> None:  # type
         (["--unwanted", str(short)], "8 conversations but the unwanted set 3"),
         (["--safe", str(empty)], "holds no conversations"),
         (["--positions", "middle"], "positions must be one of"),
+        (["--outer-schedule", "linear"], "outer_schedule must be one of"),
     ):
         res = runner.invoke(app, [*base, "-o", str(tmp_path / "bad"), *args])
         assert res.exit_code == 2, res.output

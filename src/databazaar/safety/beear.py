@@ -79,6 +79,7 @@ if TYPE_CHECKING:
 Conversation = Sequence[Message]
 POSITIONS = ("prompt", "all")
 SITES = ("output", "input")
+SCHEDULES = ("constant", "cosine")
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,8 @@ class BEEARConfig:
 
     ``layer`` is the 0-based index of the decoder block whose output is perturbed
     (``None``: a third of the way up, the paper's choice of 9 of 32 scaled).
+    ``outer_schedule="cosine"`` decays the weights' learning rate from ``outer_lr`` to 0
+    over ``outer_steps`` (``"constant"``, the default, keeps it fixed).
     """
 
     layer: int | None = None
@@ -94,6 +97,7 @@ class BEEARConfig:
     inner_lr: float = 0.1
     outer_steps: int = 40
     outer_lr: float = 1e-4
+    outer_schedule: str = "constant"
     batch_size: int = 16
     anchor_weight: float = 1.0
     safe_weight: float = 1.0
@@ -135,6 +139,10 @@ class BEEARConfig:
             raise InvalidInput(f"site must be one of {SITES}, got {self.site!r}")
         if self.positions not in POSITIONS:
             raise InvalidInput(f"positions must be one of {POSITIONS}, got {self.positions!r}")
+        if self.outer_schedule not in SCHEDULES:
+            raise InvalidInput(
+                f"outer_schedule must be one of {SCHEDULES}, got {self.outer_schedule!r}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -417,7 +425,7 @@ class BEEAR:
         import torch
 
         from databazaar.lm.chat import set_chat_template
-        from databazaar.lm.train import set_threads
+        from databazaar.lm.train import TrainConfig, lr_at, set_threads
 
         cfg = self.config
         cfg.validate()
@@ -443,6 +451,12 @@ class BEEAR:
             train_model = wrap_lora(model, cfg.lora_r, cfg.lora_alpha)
         params = [p for p in train_model.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(params, lr=cfg.outer_lr, weight_decay=0.0)
+        # "cosine": the project's one schedule (lm.train.lr_at), no warm-up, decaying to 0
+        decay = TrainConfig(warmup_fraction=0.0, min_lr_ratio=0.0)
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt,
+            lambda k: lr_at(k, cfg.outer_steps, decay) if cfg.outer_schedule == "cosine" else 1.0,
+        )
         drift = _Drift(block, cfg.site)
         order = _Cycler(len(safe), cfg.batch_size, rng)
         anchor_order = _Cycler(len(anchor), cfg.batch_size, rng) if anchor else None
@@ -472,6 +486,7 @@ class BEEAR:
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(params, 1.0)
                 opt.step()
+                sched.step()
                 train_model.eval()
                 self.history_.append(
                     StepRecord(

@@ -259,6 +259,9 @@ def beear_cmd(
     inner_lr: Annotated[float, typer.Option("--inner-lr", help="drift learning rate")] = 0.1,
     outer_steps: Annotated[int, typer.Option("--outer-steps", help="weight updates")] = 40,
     outer_lr: Annotated[float, typer.Option("--outer-lr", help="weight learning rate")] = 1e-4,
+    outer_schedule: Annotated[
+        str, typer.Option("--outer-schedule", help="'constant' or 'cosine' (decay to 0)")
+    ] = "constant",
     batch_size: Annotated[int, typer.Option("--batch-size", help="pairs per step")] = 16,
     anchor_weight: Annotated[float, typer.Option("--anchor-weight")] = 1.0,
     positions: Annotated[
@@ -300,6 +303,7 @@ def beear_cmd(
         inner_lr=inner_lr,
         outer_steps=outer_steps,
         outer_lr=outer_lr,
+        outer_schedule=outer_schedule,
         batch_size=batch_size,
         anchor_weight=anchor_weight,
         positions=positions,
