@@ -156,6 +156,8 @@ def run_one(
         site=args.site,
         inner_answer_tokens=head,
         inner_skip_shared=args.skip_shared,
+        inner_warm_start=args.warm_start,
+        anchor_weight=args.anchor_weight,
         random_state=seed,
         num_threads=args.threads,
     )
@@ -451,6 +453,13 @@ def main() -> None:
         default=True,
         help="inner window from where safe and unwanted answers part (all attacks)",
     )
+    ap.add_argument(
+        "--warm-start",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="each inner level starts from the previous drift",
+    )
+    ap.add_argument("--anchor-weight", type=float, default=1.0)
     ap.add_argument("--search-iterations", type=int, default=8)
     ap.add_argument("--search-candidates", type=int, default=16)
     ap.add_argument("--n-eval", type=int, default=100)

@@ -183,6 +183,27 @@ def test_cosine_schedule_shrinks_the_last_updates(tok) -> None:  # type: ignore[
     assert cosine[0] == pytest.approx(constant[0])
 
 
+def test_warm_start_keeps_growing_the_drift(tok) -> None:  # type: ignore[no-untyped-def]
+    """One Adam step moves each of the 32 coordinates by inner_lr: a fresh drift has norm
+    0.1 * sqrt(32) every outer step; a warm-started one builds on the last."""
+
+    def norms(warm: bool) -> list[float]:
+        model = build_model(
+            ModelConfig(n_layer=2, n_embd=32, n_head=2, n_positions=64, architecture="llama"),
+            vocab_size=len(tok),
+            seed=0,
+            eos_token_id=tok.eos_token_id,
+        )
+        cfg = BEEARConfig(
+            outer_steps=4, inner_steps=1, inner_lr=0.1, inner_warm_start=warm, num_threads=1
+        )
+        return [h.delta_norm for h in BEEAR(cfg).fit(model, tok, SAFE, BAD, ANCHOR).history_]
+
+    fresh, warm = norms(False), norms(True)
+    assert fresh == pytest.approx([0.1 * 32**0.5] * 4, rel=1e-3)
+    assert warm[0] == pytest.approx(fresh[0]) and warm[-1] > 1.5 * fresh[-1]
+
+
 def test_layer_sweep_and_default_layer(tok) -> None:  # type: ignore[no-untyped-def]
     model = build_model(
         ModelConfig(n_layer=3, n_embd=32, n_head=2, n_positions=64),
@@ -281,12 +302,13 @@ def test_cli_runs_and_reports_errors_in_one_line(tok, tmp_path) -> None:  # type
         files[name] = str(write_chat_jsonl(convs, tmp_path / f"{name}.jsonl"))
     base = ["safety", "beear", str(src), "--safe", files["safe"], "--unwanted", files["unwanted"]]
     base += ["--anchor", files["anchor"]]
-    fast = ["--outer-steps", "2", "--inner-steps", "1", "--skip-shared", "-q"]
+    fast = ["--outer-steps", "2", "--inner-steps", "1", "--skip-shared", "--warm-start", "-q"]
     ok = runner.invoke(app, [*base, "-o", str(tmp_path / "out"), *fast])
     assert ok.exit_code == 0, ok.output
     assert "layer 0, 2 outer steps" in ok.output and "saved to" in ok.output
     result = json.loads((tmp_path / "out" / "beear_result.json").read_text())
     assert result["steps"] == 2 and result["config"]["inner_skip_shared"] is True
+    assert result["config"]["inner_warm_start"] is True
     short = tmp_path / "short.jsonl"
     write_chat_jsonl(BAD[:3], short)
     empty = tmp_path / "empty.jsonl"

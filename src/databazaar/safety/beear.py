@@ -90,6 +90,9 @@ class BEEARConfig:
     (``None``: a third of the way up, the paper's choice of 9 of 32 scaled).
     ``outer_schedule="cosine"`` decays the weights' learning rate from ``outer_lr`` to 0
     over ``outer_steps`` (``"constant"``, the default, keeps it fixed).
+    ``inner_warm_start=True`` starts each inner level from the previous outer step's
+    ``delta*`` instead of zero (the drift keeps tracking the model as it changes, as in
+    "free" adversarial training); the default restarts from zero, as the paper does.
     """
 
     layer: int | None = None
@@ -107,6 +110,7 @@ class BEEARConfig:
     site: str = "output"
     inner_answer_tokens: int | None = None
     inner_skip_shared: bool = False
+    inner_warm_start: bool = False
     perturb: bool = True
     lora: bool = False
     lora_r: int = 8
@@ -474,7 +478,8 @@ class BEEAR:
                 b_bad = _collate(enc_bad, rows, pad, cfg.positions, cfg.inner_answer_tokens, skip)
                 train_model.eval()
                 if cfg.perturb:
-                    delta = self._entrap(train_model, drift, b_safe, b_bad, hidden)
+                    start = delta if cfg.inner_warm_start else torch.zeros(hidden)
+                    delta = self._entrap(train_model, drift, b_safe, b_bad, start)
                 train_model.train()
                 safe_ce = drift.ce(train_model, b_safe, delta if cfg.perturb else None).mean()
                 anchor_ce = torch.zeros(())
@@ -520,16 +525,21 @@ class BEEAR:
         return self
 
     def _entrap(
-        self, model: Any, drift: _Drift, b_safe: dict[str, Any], b_bad: dict[str, Any], hidden: int
+        self,
+        model: Any,
+        drift: _Drift,
+        b_safe: dict[str, Any],
+        b_bad: dict[str, Any],
+        start: torch.Tensor,
     ) -> torch.Tensor:
-        """The inner level: ``inner_steps`` Adam steps on ``delta`` from zero (model frozen).
+        """The inner level: ``inner_steps`` Adam steps on ``delta`` from ``start`` (model frozen).
 
         Sets ``self._surrogate`` to ``CE(unwanted | delta*)`` after the last step.
         """
         import torch
 
         cfg = self.config
-        delta = torch.zeros(hidden, requires_grad=True)
+        delta = start.detach().clone().requires_grad_(True)
         opt = torch.optim.Adam([delta], lr=cfg.inner_lr)
         for _ in range(cfg.inner_steps):
             bad = drift.ce(model, b_bad, delta, "head").mean()

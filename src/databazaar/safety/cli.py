@@ -280,6 +280,9 @@ def beear_cmd(
             "--skip-shared", help="entrapment window from where safe and unwanted answers part"
         ),
     ] = False,
+    warm_start: Annotated[
+        bool, typer.Option("--warm-start", help="each inner level starts from the last drift")
+    ] = False,
     lora: Annotated[bool, typer.Option("--lora", help="train LoRA adapters, save merged")] = False,
     stop_loss: Annotated[
         Optional[float],  # noqa: UP045
@@ -310,6 +313,7 @@ def beear_cmd(
         site=site,
         inner_answer_tokens=answer_tokens,
         inner_skip_shared=skip_shared,
+        inner_warm_start=warm_start,
         lora=lora,
         stop_loss=stop_loss,
         random_state=seed,
