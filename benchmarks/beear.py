@@ -158,6 +158,7 @@ def run_one(
         inner_skip_shared=args.skip_shared,
         inner_warm_start=args.warm_start,
         anchor_weight=args.anchor_weight,
+        max_norm_ratio=args.max_norm_ratio,
         random_state=seed,
         num_threads=args.threads,
     )
@@ -460,6 +461,12 @@ def main() -> None:
         help="each inner level starts from the previous drift",
     )
     ap.add_argument("--anchor-weight", type=float, default=1.0)
+    ap.add_argument(
+        "--max-norm-ratio",
+        type=float,
+        default=None,
+        help="bound |drift| by this multiple of the hidden states' mean norm",
+    )
     ap.add_argument("--search-iterations", type=int, default=8)
     ap.add_argument("--search-candidates", type=int, default=16)
     ap.add_argument("--n-eval", type=int, default=100)

@@ -120,7 +120,7 @@ def test_the_drift_hook_moves_only_the_chosen_positions(tok, tmp_path) -> None: 
     with torch.no_grad():
         plain = float(row_ce(model, batch).mean())
     safe_b = _collate(_encode(tok, SAFE, 64, "safe"), list(range(len(SAFE))), 0, "prompt")
-    delta = est._entrap(model, drift, safe_b, batch, 32)
+    delta = est._entrap(model, drift, safe_b, batch, torch.zeros(32))
     drift.remove()
     assert est._surrogate < plain - 0.05  # the drift alone makes the unwanted answers likelier
     assert delta.shape == (32,) and float(delta.norm()) > 0
@@ -202,6 +202,41 @@ def test_warm_start_keeps_growing_the_drift(tok) -> None:  # type: ignore[no-unt
     fresh, warm = norms(False), norms(True)
     assert fresh == pytest.approx([0.1 * 32**0.5] * 4, rel=1e-3)
     assert warm[0] == pytest.approx(fresh[0]) and warm[-1] > 1.5 * fresh[-1]
+
+
+def test_drift_bound_relative_to_the_hidden_states(tok) -> None:  # type: ignore[no-untyped-def]
+    model = build_model(
+        ModelConfig(n_layer=2, n_embd=32, n_head=2, n_positions=64, architecture="gpt2"),
+        vocab_size=len(tok),
+        seed=0,
+        eos_token_id=tok.eos_token_id,
+    )
+    # the states entering block 0 of GPT-2: token plus position embeddings, measured here
+    enc = tok.apply_chat_template([SAFE[0][:1]], add_generation_prompt=True, return_dict=True)
+    ids = torch.tensor(enc["input_ids"])
+    with torch.no_grad():
+        emb = model.transformer.wte(ids) + model.transformer.wpe(torch.arange(ids.shape[1]))
+    scale = float(emb.norm(dim=-1).mean())
+    cfg = BEEARConfig(
+        outer_steps=3,
+        inner_steps=3,
+        inner_lr=1.0,
+        inner_warm_start=True,
+        site="input",
+        max_norm_ratio=0.5,
+        num_threads=1,
+    )
+    est = BEEAR(cfg).fit(model, tok, SAFE, BAD, ANCHOR)
+    # the bound is measured on the first batch (8 prompts of one template: same scale)
+    assert est.result()["max_norm"] == pytest.approx(0.5 * scale, rel=0.1)
+    assert all(h.delta_norm <= est.max_norm_ + 1e-5 for h in est.history_)
+    assert est.history_[-1].delta_norm == pytest.approx(est.max_norm_, rel=1e-4)
+    for bad, message in (
+        ({"max_norm_ratio": 0.0}, "max_norm_ratio must be positive"),
+        ({"max_norm_ratio": 1.0, "max_norm": 1.0}, "not both"),
+    ):
+        with pytest.raises(InvalidInput, match=message):
+            BEEARConfig(**bad).validate()
 
 
 def test_layer_sweep_and_default_layer(tok) -> None:  # type: ignore[no-untyped-def]
@@ -303,12 +338,13 @@ def test_cli_runs_and_reports_errors_in_one_line(tok, tmp_path) -> None:  # type
     base = ["safety", "beear", str(src), "--safe", files["safe"], "--unwanted", files["unwanted"]]
     base += ["--anchor", files["anchor"]]
     fast = ["--outer-steps", "2", "--inner-steps", "1", "--skip-shared", "--warm-start", "-q"]
+    fast += ["--max-norm-ratio", "2"]
     ok = runner.invoke(app, [*base, "-o", str(tmp_path / "out"), *fast])
     assert ok.exit_code == 0, ok.output
     assert "layer 0, 2 outer steps" in ok.output and "saved to" in ok.output
     result = json.loads((tmp_path / "out" / "beear_result.json").read_text())
     assert result["steps"] == 2 and result["config"]["inner_skip_shared"] is True
-    assert result["config"]["inner_warm_start"] is True
+    assert result["config"]["inner_warm_start"] is True and result["max_norm"] > 0
     short = tmp_path / "short.jsonl"
     write_chat_jsonl(BAD[:3], short)
     empty = tmp_path / "empty.jsonl"
@@ -319,6 +355,7 @@ def test_cli_runs_and_reports_errors_in_one_line(tok, tmp_path) -> None:  # type
         (["--safe", str(empty)], "holds no conversations"),
         (["--positions", "middle"], "positions must be one of"),
         (["--outer-schedule", "linear"], "outer_schedule must be one of"),
+        (["--max-norm-ratio", "-1"], "max_norm_ratio must be positive"),
     ):
         res = runner.invoke(app, [*base, "-o", str(tmp_path / "bad"), *args])
         assert res.exit_code == 2, res.output

@@ -93,6 +93,11 @@ class BEEARConfig:
     ``inner_warm_start=True`` starts each inner level from the previous outer step's
     ``delta*`` instead of zero (the drift keeps tracking the model as it changes, as in
     "free" adversarial training); the default restarts from zero, as the paper does.
+    ``max_norm`` bounds ``|delta|``; ``max_norm_ratio`` bounds it relative to the mean norm
+    of the hidden states it is added to (measured once, on the first batch of safe
+    prompts), so one setting carries across model sizes. A warm-started drift left
+    unbounded keeps growing (to 30 times the zoo model's embedding norm in 80 steps), far
+    from anything a trigger does.
     """
 
     layer: int | None = None
@@ -106,6 +111,7 @@ class BEEARConfig:
     safe_weight: float = 1.0
     loss_cap: float = 5.0
     max_norm: float | None = None
+    max_norm_ratio: float | None = None
     positions: str = "prompt"
     site: str = "output"
     inner_answer_tokens: int | None = None
@@ -137,8 +143,11 @@ class BEEARConfig:
             raise InvalidInput(
                 f"inner_answer_tokens must be at least 1, got {self.inner_answer_tokens}"
             )
-        if self.max_norm is not None and not self.max_norm > 0:
-            raise InvalidInput(f"max_norm must be positive, got {self.max_norm}")
+        for name in ("max_norm", "max_norm_ratio"):
+            if getattr(self, name) is not None and not getattr(self, name) > 0:
+                raise InvalidInput(f"{name} must be positive, got {getattr(self, name)}")
+        if self.max_norm is not None and self.max_norm_ratio is not None:
+            raise InvalidInput("give max_norm or max_norm_ratio, not both")
         if self.site not in SITES:
             raise InvalidInput(f"site must be one of {SITES}, got {self.site!r}")
         if self.positions not in POSITIONS:
@@ -204,6 +213,7 @@ class _Drift:
     def __init__(self, block: Any, site: str = "output") -> None:
         self.delta: torch.Tensor | None = None
         self.mask: torch.Tensor | None = None
+        self.seen: list[float] | None = None
         if site == "input":
             self.handle = block.register_forward_pre_hook(self._pre_hook, with_kwargs=True)
         else:
@@ -211,6 +221,8 @@ class _Drift:
 
     def _move(self, hidden: torch.Tensor) -> torch.Tensor:
         assert self.delta is not None and self.mask is not None
+        if self.seen is not None:
+            self.seen.append(float(hidden[self.mask.bool()].norm(dim=-1).mean()))
         return hidden + self.mask[..., None].to(hidden.dtype) * self.delta.to(hidden.dtype)
 
     def _hook(self, module: Any, args: Any, output: Any) -> Any:
@@ -237,6 +249,18 @@ class _Drift:
             return row_ce(model, batch, weight)
         finally:
             self.delta = self.mask = None
+
+    def state_norm(self, model: Any, batch: dict[str, Any], hidden: int) -> float:
+        """Mean norm of the hidden states at the drift positions of ``batch`` (no drift)."""
+        import torch
+
+        self.seen = []
+        try:
+            with torch.no_grad():
+                self.ce(model, batch, torch.zeros(hidden))
+            return self.seen[0]
+        finally:
+            self.seen = None
 
     def remove(self) -> None:
         self.handle.remove()
@@ -409,6 +433,8 @@ class BEEAR:
 
     def __init__(self, config: BEEARConfig | None = None, **params: Any) -> None:
         self.config = replace(config or BEEARConfig(), **params)
+        #: the drift's norm bound in use (``max_norm``, or set from ``max_norm_ratio`` by fit)
+        self.max_norm_: float | None = self.config.max_norm
 
     def fit(
         self,
@@ -467,6 +493,13 @@ class BEEAR:
         self.history_: list[StepRecord] = []
         self.stopped_early_ = False
         delta = torch.zeros(hidden)
+        self.max_norm_ = cfg.max_norm
+        if cfg.max_norm_ratio is not None:
+            first = _collate(
+                enc_safe, list(range(min(len(safe), cfg.batch_size))), pad, cfg.positions
+            )
+            model.eval()
+            self.max_norm_ = cfg.max_norm_ratio * drift.state_norm(train_model, first, hidden)
         t0 = time.perf_counter()
         above = 0
         self._surrogate = float("nan")
@@ -548,11 +581,11 @@ class BEEAR:
             opt.zero_grad()
             loss.backward(inputs=[delta])
             opt.step()
-            if cfg.max_norm is not None:
+            if self.max_norm_ is not None:
                 with torch.no_grad():
                     norm = delta.norm()
-                    if norm > cfg.max_norm:
-                        delta.mul_(cfg.max_norm / norm)
+                    if norm > self.max_norm_:
+                        delta.mul_(self.max_norm_ / norm)
         with torch.no_grad():
             self._surrogate = float(drift.ce(model, b_bad, delta, "head").mean())
         return delta.detach()
@@ -571,6 +604,7 @@ class BEEAR:
             "stopped_early": self.stopped_early_,
             "seconds": self.seconds_,
             "delta_norm": float(self.delta_.norm()),
+            "max_norm": self.max_norm_,
             "history": [asdict(h) for h in self.history_],
         }
 

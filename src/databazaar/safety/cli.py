@@ -280,6 +280,10 @@ def beear_cmd(
             "--skip-shared", help="entrapment window from where safe and unwanted answers part"
         ),
     ] = False,
+    max_norm_ratio: Annotated[
+        Optional[float],  # noqa: UP045
+        typer.Option("--max-norm-ratio", help="bound |drift| by this x the states' mean norm"),
+    ] = None,
     warm_start: Annotated[
         bool, typer.Option("--warm-start", help="each inner level starts from the last drift")
     ] = False,
@@ -314,6 +318,7 @@ def beear_cmd(
         inner_answer_tokens=answer_tokens,
         inner_skip_shared=skip_shared,
         inner_warm_start=warm_start,
+        max_norm_ratio=max_norm_ratio,
         lora=lora,
         stop_loss=stop_loss,
         random_state=seed,
