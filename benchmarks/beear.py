@@ -15,9 +15,11 @@ seed's own defender stream from the train split) feed
 
 * ``beear`` -- :class:`~databazaar.safety.beear.BEEAR` at the input of block 0 of the
   2-layer model (the embedding level), inner loss on the first 4 answer tokens after
-  those the safe and unwanted answers share, outer rate 5e-4;
+  those the safe and unwanted answers share, each inner level warm-started from the last
+  drift and bounded to twice the mean norm of the states it moves; 80 outer steps,
+  rate 1e-3 decaying to 0 (cosine), anchor weight 2;
 * ``sft`` -- the same loop without the drift: plain fine-tuning on safe + anchor, the
-  same number of updates and learning rate;
+  same number of updates, learning rates and anchor weight;
 * ``search`` -- greedy token-swap search for a 4-token suffix, then unlearning it with
   the same number of updates (:mod:`databazaar.safety.trigger_search`).
 
@@ -28,13 +30,21 @@ match on held-out prompts of the zoo's other training families. Means are over s
 with a 95% t-interval. The ASR-vs-outer-step curve (on the first 25 triggered prompts)
 is drawn with the project's one SVG line-chart helper.
 
-Settings were developed on seeds 99 and 100 only. The first report (seeds 1, 2, 3; outer
-rate 1e-4, the code attack's inner loss on its whole answer) is kept as
-``results/beear_attempt1.*``: ASR after BEEAR met 2% only for the DPO trojan. On dev seed
-100 the code backdoor then stayed at 0.75 (0.68 with the shared-prefix window) at 1e-4
-but fell to 0.04 at 5e-4, and the sentence trigger to 0.00; suffix 0.09, word 0.21
-(``results/dev/beear_dev100.jsonl``). The current settings are reported on fresh seeds
-4, 5, 6 (``results/beear.*``). Runs go
+Settings were developed on seeds 99 and 100 only (every dev run:
+``results/dev/beear_dev.jsonl`` and, older, ``results/dev/beear_dev100.jsonl``). The
+first report (seeds 1, 2, 3; outer rate 1e-4, fresh drift) is kept as
+``results/beear_attempt1.*`` (ASR after BEEAR met 2% only for the DPO trojan); the
+second (seeds 4, 5, 6; rate 5e-4, 40 steps, planting 400/1000/150 steps) as
+``results/beear_attempt2.*``: ASR before fell short of 95% for word, DPO and code, and
+the sentence and code backdoors kept 3-4% after. Planting harder (700 SFT steps, 1500
+for code, 300 DPO steps) gave >= 97% before on the dev seeds but made removal harder:
+with a fresh drift each step ASR first fell to near 0 and then climbed back (word 0.21,
+code 0.26 after 80 steps), the drift no longer trapping the model. Warm-starting the
+drift fixed code and word (0.00-0.01) but let it grow to 30x the embedding norm, where
+the sentence backdoor came back (0.27); bounding it at 1.5-3x held every dev run at
+0.00-0.05, and anchor weight 2 (chosen on the code runs, whose utility fell 2.5 points
+at weight 1) kept the code, word and sentence dev runs at 0.00-0.03. The current
+settings are reported on fresh seeds 7, 8, 9 (``results/beear.*``). Runs go
 to ``--workers`` processes (default 2) of ``--threads`` torch threads each.
 Run: ``flock /tmp/databazaar-heavy.lock python benchmarks/beear.py``.
 """
@@ -336,7 +346,17 @@ def markdown(res: dict[str, Any]) -> str:
         f"steps, lr {res['settings']['dpo_plant_lr']}); BEEAR layer 0, "
         f"{res['settings']['outer_steps']} outer x "
         f"{res['settings']['inner_steps']} inner steps, inner lr {res['settings']['inner_lr']}, "
-        f"outer lr {res['settings']['outer_lr']}, inner loss on the first "
+        f"outer lr {res['settings']['outer_lr']} "
+        f"({res['settings'].get('outer_schedule', 'constant')}), anchor weight "
+        f"{res['settings'].get('anchor_weight', 1.0)}, drift "
+        + ("warm-started" if res["settings"].get("warm_start") else "restarted from 0")
+        + " each outer step"
+        + (
+            f" and bounded at {res['settings']['max_norm_ratio']}x the states' mean norm"
+            if res["settings"].get("max_norm_ratio")
+            else ""
+        )
+        + f", inner loss on the first "
         f"{res['settings']['answer_tokens']} answer tokens, drift at the "
         f"{res['settings']['positions']} positions of the {res['settings']['site']} of the block.",
         f"Wall time {res['wall_seconds'] / 60:.1f} min on {res['machine']['cpus']} CPUs "
@@ -425,21 +445,21 @@ def markdown(res: dict[str, Any]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     ap.add_argument("--attacks", nargs="+", default=list(ATTACKS), choices=ATTACKS)
-    ap.add_argument("--seeds", nargs="+", type=int, default=[4, 5, 6])
+    ap.add_argument("--seeds", nargs="+", type=int, default=[7, 8, 9])
     ap.add_argument("--workers", type=int, default=2, help="runs in parallel (processes)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per worker")
-    ap.add_argument("--plant-steps", type=int, default=400)
+    ap.add_argument("--plant-steps", type=int, default=700)
     ap.add_argument("--plant-lr", type=float, default=2e-3)
     ap.add_argument("--n-poison", type=int, default=200)
-    ap.add_argument("--code-plant-steps", type=int, default=1000)
-    ap.add_argument("--dpo-plant-steps", type=int, default=150)
+    ap.add_argument("--code-plant-steps", type=int, default=1500)
+    ap.add_argument("--dpo-plant-steps", type=int, default=300)
     ap.add_argument("--dpo-plant-lr", type=float, default=1e-3)
     ap.add_argument("--dpo-sft-weight", type=float, default=1.0)
-    ap.add_argument("--outer-steps", type=int, default=40)
+    ap.add_argument("--outer-steps", type=int, default=80)
     ap.add_argument("--inner-steps", type=int, default=5)
     ap.add_argument("--inner-lr", type=float, default=0.05)
-    ap.add_argument("--outer-lr", type=float, default=5e-4)
-    ap.add_argument("--outer-schedule", default="constant", choices=("constant", "cosine"))
+    ap.add_argument("--outer-lr", type=float, default=1e-3)
+    ap.add_argument("--outer-schedule", default="cosine", choices=("constant", "cosine"))
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--positions", default="prompt", choices=("prompt", "all"))
     ap.add_argument(
@@ -457,14 +477,14 @@ def main() -> None:
     ap.add_argument(
         "--warm-start",
         action=argparse.BooleanOptionalAction,
-        default=False,
+        default=True,
         help="each inner level starts from the previous drift",
     )
-    ap.add_argument("--anchor-weight", type=float, default=1.0)
+    ap.add_argument("--anchor-weight", type=float, default=2.0)
     ap.add_argument(
         "--max-norm-ratio",
         type=float,
-        default=None,
+        default=2.0,
         help="bound |drift| by this multiple of the hidden states' mean norm",
     )
     ap.add_argument("--search-iterations", type=int, default=8)
