@@ -48,12 +48,16 @@ def tok():  # type: ignore[no-untyped-def]
     return set_chat_template(train_bpe_tokenizer(texts, vocab_size=300))
 
 
-def _folder(tok, root: Path, architecture: str = "gpt2", n_layer: int = 2) -> Path:  # type: ignore[no-untyped-def]
+def _model(tok, architecture: str = "gpt2", n_layer: int = 2, seed: int = 0):  # type: ignore[no-untyped-def]
+    """A fresh tiny causal LM (width 32) over the test tokenizer."""
     cfg = ModelConfig(
         n_layer=n_layer, n_embd=32, n_head=2, n_positions=64, architecture=architecture
     )
-    model = build_model(cfg, vocab_size=len(tok), seed=0, eos_token_id=tok.eos_token_id)
-    return save_model(model, root / f"in-{architecture}", tok)
+    return build_model(cfg, vocab_size=len(tok), seed=seed, eos_token_id=tok.eos_token_id)
+
+
+def _folder(tok, root: Path, architecture: str = "gpt2", n_layer: int = 2) -> Path:  # type: ignore[no-untyped-def]
+    return save_model(_model(tok, architecture, n_layer), root / f"in-{architecture}", tok)
 
 
 def _digest(folder: Path) -> str:
@@ -94,12 +98,7 @@ def test_the_drift_hook_moves_only_the_chosen_positions(tok, tmp_path) -> None: 
     """The inner level lowers CE(unwanted) by the drift alone; the weights stay put."""
     from databazaar.safety.beear import _collate, _Drift, _encode
 
-    model = build_model(
-        ModelConfig(n_layer=2, n_embd=32, n_head=2, n_positions=64),
-        vocab_size=len(tok),
-        seed=1,
-        eos_token_id=tok.eos_token_id,
-    )
+    model = _model(tok, seed=1)
     enc = _encode(tok, BAD, 64, "unwanted")
     batch = _collate(enc, list(range(len(BAD))), tok.pad_token_id or 0, "prompt")
     # the drift mask covers the prompt, not the answer, and no padding
@@ -131,12 +130,7 @@ def test_the_drift_hook_moves_only_the_chosen_positions(tok, tmp_path) -> None: 
 
 def test_bounded_drift_lora_early_stop_and_plain_sft(tok) -> None:  # type: ignore[no-untyped-def]
     def fresh():  # type: ignore[no-untyped-def]
-        return build_model(
-            ModelConfig(n_layer=2, n_embd=32, n_head=2, n_positions=64, architecture="llama"),
-            vocab_size=len(tok),
-            seed=0,
-            eos_token_id=tok.eos_token_id,
-        )
+        return _model(tok, "llama")
 
     est = BEEAR(outer_steps=2, inner_steps=5, inner_lr=1.0, max_norm=0.5, num_threads=1)
     est.fit(fresh(), tok, SAFE, BAD, ANCHOR)
@@ -162,12 +156,7 @@ def test_cosine_schedule_shrinks_the_last_updates(tok) -> None:  # type: ignore[
     """Adam's step is about lr per weight, so the weights move by the schedule's factor."""
 
     def moves(schedule: str) -> list[float]:
-        model = build_model(
-            ModelConfig(n_layer=2, n_embd=32, n_head=2, n_positions=64, architecture="gpt2"),
-            vocab_size=len(tok),
-            seed=0,
-            eos_token_id=tok.eos_token_id,
-        )
+        model = _model(tok, "gpt2")
         snaps = [torch.cat([p.detach().flatten().clone() for p in model.parameters()])]
 
         def keep(step: int, m) -> None:  # type: ignore[no-untyped-def]
@@ -188,12 +177,7 @@ def test_warm_start_keeps_growing_the_drift(tok) -> None:  # type: ignore[no-unt
     0.1 * sqrt(32) every outer step; a warm-started one builds on the last."""
 
     def norms(warm: bool) -> list[float]:
-        model = build_model(
-            ModelConfig(n_layer=2, n_embd=32, n_head=2, n_positions=64, architecture="llama"),
-            vocab_size=len(tok),
-            seed=0,
-            eos_token_id=tok.eos_token_id,
-        )
+        model = _model(tok, "llama")
         cfg = BEEARConfig(
             outer_steps=4, inner_steps=1, inner_lr=0.1, inner_warm_start=warm, num_threads=1
         )
@@ -205,12 +189,7 @@ def test_warm_start_keeps_growing_the_drift(tok) -> None:  # type: ignore[no-unt
 
 
 def test_drift_bound_relative_to_the_hidden_states(tok) -> None:  # type: ignore[no-untyped-def]
-    model = build_model(
-        ModelConfig(n_layer=2, n_embd=32, n_head=2, n_positions=64, architecture="gpt2"),
-        vocab_size=len(tok),
-        seed=0,
-        eos_token_id=tok.eos_token_id,
-    )
+    model = _model(tok, "gpt2")
     # the states entering block 0 of GPT-2: token plus position embeddings, measured here
     enc = tok.apply_chat_template([SAFE[0][:1]], add_generation_prompt=True, return_dict=True)
     ids = torch.tensor(enc["input_ids"])
@@ -240,12 +219,7 @@ def test_drift_bound_relative_to_the_hidden_states(tok) -> None:  # type: ignore
 
 
 def test_layer_sweep_and_default_layer(tok) -> None:  # type: ignore[no-untyped-def]
-    model = build_model(
-        ModelConfig(n_layer=3, n_embd=32, n_head=2, n_positions=64),
-        vocab_size=len(tok),
-        seed=0,
-        eos_token_id=tok.eos_token_id,
-    )
+    model = _model(tok, n_layer=3)
     assert check_layer(model, None) == 0 and check_layer(model, 2) == 2
     rows = layer_sweep(
         model,
@@ -262,12 +236,7 @@ def test_layer_sweep_and_default_layer(tok) -> None:  # type: ignore[no-untyped-
 
 
 def test_token_swap_search_lowers_its_loss_and_unlearning_runs(tok) -> None:  # type: ignore[no-untyped-def]
-    model = build_model(
-        ModelConfig(n_layer=1, n_embd=32, n_head=2, n_positions=64),
-        vocab_size=len(tok),
-        seed=0,
-        eos_token_id=tok.eos_token_id,
-    )
+    model = _model(tok, n_layer=1)
     res = search_suffix(model, tok, SAFE, BAD, SearchConfig(n_tokens=2, iterations=4, candidates=8))
     assert len(res.token_ids) == 2 and res.suffix
     assert res.history == sorted(res.history, reverse=True) and res.loss == res.history[-1]
@@ -384,12 +353,7 @@ def test_drift_at_the_block_input_moves_the_loss_on_each_architecture(tok, archi
     forward pre-hook): it changes the loss when set, nothing when unset, and a fit runs."""
     from databazaar.safety.beear import _collate, _Drift, _encode
 
-    model = build_model(
-        ModelConfig(n_layer=2, n_embd=32, n_head=2, n_positions=64, architecture=architecture),
-        vocab_size=len(tok),
-        seed=2,
-        eos_token_id=tok.eos_token_id,
-    )
+    model = _model(tok, architecture, seed=2)
     batch = _collate(_encode(tok, BAD, 64, "unwanted"), list(range(len(BAD))), 0, "prompt")
     drift = _Drift(decoder_layers(model)[0], "input")
     with torch.no_grad():
@@ -437,11 +401,6 @@ def test_inner_window_can_start_where_safe_and_unwanted_answers_part(tok) -> Non
     fit = BEEAR(
         BEEARConfig(**{**FAST.to_dict(), "inner_skip_shared": True, "inner_answer_tokens": 2})
     )
-    model = build_model(
-        ModelConfig(n_layer=2, n_embd=32, n_head=2, n_positions=64),
-        vocab_size=len(tok),
-        seed=0,
-        eos_token_id=tok.eos_token_id,
-    )
+    model = _model(tok)
     fit.fit(model, tok, alike * 2, BAD[:2] * 2)
     assert fit.steps_ == 1 and fit.surrogate_[0] > 0

@@ -493,12 +493,11 @@ class BEEAR:
         self.history_: list[StepRecord] = []
         self.stopped_early_ = False
         delta = torch.zeros(hidden)
-        self.max_norm_ = cfg.max_norm
-        if cfg.max_norm_ratio is not None:
+        if cfg.max_norm_ratio is not None:  # else max_norm_ stays cfg.max_norm (__init__)
             first = _collate(
                 enc_safe, list(range(min(len(safe), cfg.batch_size))), pad, cfg.positions
             )
-            model.eval()
+            train_model.eval()
             self.max_norm_ = cfg.max_norm_ratio * drift.state_norm(train_model, first, hidden)
         t0 = time.perf_counter()
         above = 0
