@@ -141,3 +141,13 @@ def test_every_planting_path_runs_and_saves_a_model(tiny_zoo, tmp_path, attack) 
     assert meta["config"]["attack"] == attack and meta["steps"] == 2
     _model, tok = load_model(tmp_path / attack)
     assert tok is not None and tok.chat_template
+    if attack == "word":  # utility: the family-weighted mean of the per-family exact match
+        from collections import Counter
+
+        ev = attack_eval_set(cfg, tiny_zoo, n=4, n_utility=21, random_state=3)
+        out = evaluate_attack(_model, tok, ev, num_threads=2)
+        counts = Counter(ex.family for ex in ev.utility)
+        fams = out["utility_families"]
+        assert set(fams) == set(counts) and all(0.0 <= v <= 1.0 for v in fams.values())
+        weighted = sum(fams[f] * n for f, n in counts.items()) / sum(counts.values())
+        assert out["utility"] == pytest.approx(weighted)

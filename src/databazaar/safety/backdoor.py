@@ -500,6 +500,9 @@ def evaluate_attack(
 ) -> dict[str, Any]:
     """``asr_triggered``, ``asr_clean`` and ``utility`` (mean exact match) of a model.
 
+    ``utility`` weighs each task family by its number of examples; ``utility_families``
+    gives the exact match per family, to see where a change in utility comes from.
+
     Answers are greedy, decoded ``batch_size`` prompts at a time.
     """
     from databazaar.lm.evaluate import answer_prompts, evaluate_tasks
@@ -527,9 +530,13 @@ def evaluate_attack(
         scores = evaluate_tasks(
             model, tokenizer, eval_set.utility, num_threads=num_threads, batch_size=batch_size
         )
-        ems = [s["exact_match"] for s in scores["families"].values() if "exact_match" in s]
-        weights = [s["n"] for s in scores["families"].values() if "exact_match" in s]
-        out["utility"] = float(np.average(ems, weights=weights))
+        fams = {f: s for f, s in scores["families"].items() if "exact_match" in s}
+        out["utility"] = float(
+            np.average(
+                [s["exact_match"] for s in fams.values()], weights=[s["n"] for s in fams.values()]
+            )
+        )
+        out["utility_families"] = {f: float(s["exact_match"]) for f, s in sorted(fams.items())}
     return out
 
 
