@@ -294,8 +294,21 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
             <= ACCEPT["utility_drop_max"],
             "beats_sft": s["asr_after"] < s["asr_after_sft"],
         }
+        s["utility_families"] = family_utility(rs)
         out[attack] = s
     return out
+
+
+def family_utility(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Per task family: mean exact match over the rows (seeds) before / BEEAR / SFT."""
+    fams = rows[0]["before"].get("utility_families", {})
+    return {
+        f: {
+            sub: float(np.mean([r[sub]["utility_families"][f] for r in rows]))
+            for sub in ("before", "beear", "sft")
+        }
+        for f in fams
+    }
 
 
 def curve(rows: list[dict[str, Any]]) -> dict[str, dict[str, list[float]]]:
@@ -384,6 +397,26 @@ def markdown(res: dict[str, Any]) -> str:
             f"| {s['utility_after_search']:.3f} "
             f"| {s['utility_drop']['mean']:+.3f} ± {s['utility_drop']['ci95']:.3f} |"
         )
+    fams = next(iter(res["triggers"].values()), {}).get("utility_families", {})
+    if fams:
+        attacks = list(res["triggers"])
+        lines += [
+            "",
+            "Utility per task family (exact match before -> after BEEAR, mean over seeds; "
+            "`utility` weighs the families by their number of prompts):",
+            "",
+            "| family | " + " | ".join(attacks) + " |",
+            "|---|" + "---|" * len(attacks),
+        ]
+        for f in fams:
+            cells = [res["triggers"][a]["utility_families"].get(f) for a in attacks]
+            lines.append(
+                f"| {f} | "
+                + " | ".join(
+                    f"{c['before']:.3f} -> {c['beear']:.3f}" if c else "n/a" for c in cells
+                )
+                + " |"
+            )
     lines += ["", "Acceptance per attack (issue 16):", ""]
     names = list(next(iter(res["triggers"].values()))["checks"]) if res["triggers"] else []
     lines.append("| attack | " + " | ".join(names) + " |")

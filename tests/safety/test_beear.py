@@ -218,6 +218,48 @@ def test_drift_bound_relative_to_the_hidden_states(tok) -> None:  # type: ignore
             BEEARConfig(**bad).validate()
 
 
+def test_kl_anchor_keeps_the_models_own_distributions(tok) -> None:  # type: ignore[no-untyped-def]
+    """``anchor_loss="kl"``: the reference is the model before training (KL 0 at the first
+    step, full fine-tuning or LoRA), and the anchor conversations' next-token
+    distributions move less than under the CE anchor at the same settings."""
+    from databazaar.safety.beear import _collate, _encode, row_kl
+
+    batch = _collate(_encode(tok, ANCHOR, 64, "anchor"), list(range(8)), 0, "prompt")
+    original = _model(tok, "llama", seed=3)
+    with torch.no_grad():
+        ref_logits = original(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+        ).logits
+
+    def drift_from_original(loss: str, lora: bool = False) -> tuple[BEEAR, float]:
+        cfg = BEEARConfig(
+            outer_steps=6,
+            inner_steps=1,
+            outer_lr=2e-2 if lora else 5e-3,
+            anchor_weight=2.0,
+            anchor_loss=loss,
+            lora=lora,
+            lora_r=4,
+            num_threads=1,
+        )
+        est = BEEAR(cfg).fit(_model(tok, "llama", seed=3), tok, SAFE, BAD, ANCHOR)
+        with torch.no_grad():
+            kl = row_kl(est.model_, lambda b: ref_logits, batch).mean()
+        return est, float(kl)
+
+    kl_est, kl_moved = drift_from_original("kl")
+    ce_est, ce_moved = drift_from_original("ce")
+    assert kl_est.history_[0].anchor_ce == pytest.approx(0.0, abs=1e-6)
+    assert ce_est.history_[0].anchor_ce > 1.0  # CE of answers a random model never saw
+    assert kl_est.history_[-1].anchor_ce > 0.0  # the model moved; the reference did not
+    assert 0.0 <= kl_moved < 0.5 * ce_moved
+    lora_est, lora_moved = drift_from_original("kl", lora=True)
+    assert lora_est.history_[0].anchor_ce == pytest.approx(0.0, abs=1e-6)
+    assert lora_est.history_[-1].anchor_ce > 0.0 and lora_moved > 0.0
+    with pytest.raises(InvalidInput, match="anchor_loss must be one of"):
+        BEEARConfig(anchor_loss="mse").validate()
+
+
 def test_layer_sweep_and_default_layer(tok) -> None:  # type: ignore[no-untyped-def]
     model = _model(tok, n_layer=3)
     assert check_layer(model, None) == 0 and check_layer(model, 2) == 2
@@ -307,13 +349,14 @@ def test_cli_runs_and_reports_errors_in_one_line(tok, tmp_path) -> None:  # type
     base = ["safety", "beear", str(src), "--safe", files["safe"], "--unwanted", files["unwanted"]]
     base += ["--anchor", files["anchor"]]
     fast = ["--outer-steps", "2", "--inner-steps", "1", "--skip-shared", "--warm-start", "-q"]
-    fast += ["--max-norm-ratio", "2"]
+    fast += ["--max-norm-ratio", "2", "--anchor-loss", "kl"]
     ok = runner.invoke(app, [*base, "-o", str(tmp_path / "out"), *fast])
     assert ok.exit_code == 0, ok.output
     assert "layer 0, 2 outer steps" in ok.output and "saved to" in ok.output
     result = json.loads((tmp_path / "out" / "beear_result.json").read_text())
     assert result["steps"] == 2 and result["config"]["inner_skip_shared"] is True
     assert result["config"]["inner_warm_start"] is True and result["max_norm"] > 0
+    assert result["config"]["anchor_loss"] == "kl"
     short = tmp_path / "short.jsonl"
     write_chat_jsonl(BAD[:3], short)
     empty = tmp_path / "empty.jsonl"
@@ -325,6 +368,7 @@ def test_cli_runs_and_reports_errors_in_one_line(tok, tmp_path) -> None:  # type
         (["--positions", "middle"], "positions must be one of"),
         (["--outer-schedule", "linear"], "outer_schedule must be one of"),
         (["--max-norm-ratio", "-1"], "max_norm_ratio must be positive"),
+        (["--anchor-loss", "mse"], "anchor_loss must be one of"),
     ):
         res = runner.invoke(app, [*base, "-o", str(tmp_path / "bad"), *args])
         assert res.exit_code == 2, res.output

@@ -21,7 +21,9 @@ same trigger-free prompts, replaces the unknown trigger by one universal vector
       min_theta  CE(safe | x, delta*) + w_a * CE(anchor)
 
   the safe answers must win even under the drift, while the performance-anchoring set
-  (ordinary prompts and answers, no drift) keeps the model's utility.
+  (ordinary prompts and answers, no drift) keeps the model's utility. With
+  ``anchor_loss="kl"`` the anchor term is ``KL(p_before || p_theta)`` over the anchor
+  answers' tokens instead: the model keeps its own behaviour there (:func:`row_kl`).
 
 ``CE`` is the mean next-token cross-entropy over the answer tokens (the
 ``{% generation %}`` span of the chat template, :mod:`databazaar.lm.chat`). With
@@ -50,7 +52,7 @@ outer learning rate, minutes on one GPU) are not copied as defaults: the default
 are for the tiny models of :mod:`databazaar.lm.zoo`; real checkpoints want a smaller
 ``outer_lr`` (1e-5 to 5e-5) and a layer about a third of the way up.
 
-Size: about 680 lines, over the project's ~500, kept together on purpose: the bi-level
+Size: about 790 lines, over the project's ~500, kept together on purpose: the bi-level
 algorithm (config, hooks, loop) and its entry points (:func:`remove_backdoor` from
 folders, :func:`layer_sweep`) share the private encoding, collation and set-reading
 helpers, which a split would have to export.
@@ -80,6 +82,7 @@ Conversation = Sequence[Message]
 POSITIONS = ("prompt", "all")
 SITES = ("output", "input")
 SCHEDULES = ("constant", "cosine")
+ANCHOR_LOSSES = ("ce", "kl")
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,12 @@ class BEEARConfig:
     prompts), so one setting carries across model sizes. A warm-started drift left
     unbounded keeps growing (to 30 times the zoo model's embedding norm in 80 steps), far
     from anything a trigger does.
+    ``anchor_loss="ce"`` (the paper's) fits the anchor set's answers; ``"kl"`` instead keeps
+    the model's own next-token distributions on the anchor conversations, ``KL(p_before ||
+    p_theta)`` over their answer tokens (the reference is a frozen copy of the model, or the
+    base model under LoRA): it anchors the model's behaviour, right or wrong, not the
+    answers, so a weak model's fragile decisions (a near-chance label choice) are not
+    re-learned from a handful of anchor examples.
     """
 
     layer: int | None = None
@@ -108,6 +117,7 @@ class BEEARConfig:
     outer_schedule: str = "constant"
     batch_size: int = 16
     anchor_weight: float = 1.0
+    anchor_loss: str = "ce"
     safe_weight: float = 1.0
     loss_cap: float = 5.0
     max_norm: float | None = None
@@ -152,6 +162,10 @@ class BEEARConfig:
             raise InvalidInput(f"site must be one of {SITES}, got {self.site!r}")
         if self.positions not in POSITIONS:
             raise InvalidInput(f"positions must be one of {POSITIONS}, got {self.positions!r}")
+        if self.anchor_loss not in ANCHOR_LOSSES:
+            raise InvalidInput(
+                f"anchor_loss must be one of {ANCHOR_LOSSES}, got {self.anchor_loss!r}"
+            )
         if self.outer_schedule not in SCHEDULES:
             raise InvalidInput(
                 f"outer_schedule must be one of {SCHEDULES}, got {self.outer_schedule!r}"
@@ -415,6 +429,37 @@ def row_ce(model: Any, batch: dict[str, Any], weight: str = "answer") -> torch.T
     return ce.sum(1) / weight.sum(1).clamp(min=1.0)
 
 
+def row_kl(model: Any, reference: Any, batch: dict[str, Any]) -> torch.Tensor:
+    """Per-row mean ``KL(reference || model)`` of the next-token distributions over the
+    answer tokens of ``batch``, shape ``[rows]``; ``reference`` returns logits, no grad."""
+    import torch
+
+    with torch.no_grad():
+        ref = reference(batch)[:, :-1].float().log_softmax(-1)
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    logp = logits[:, :-1].float().log_softmax(-1)
+    kl = (ref.exp() * (ref - logp)).sum(-1) * batch["answer"][:, 1:]
+    return kl.sum(1) / batch["answer"][:, 1:].sum(1).clamp(min=1.0)
+
+
+def _reference(model: Any, lora: bool) -> Callable[[dict[str, Any]], torch.Tensor]:
+    """Logits of the model as it was before training: the base model with the LoRA
+    adapters switched off, or a frozen copy (twice the weights in memory)."""
+
+    def forward(m: Any, batch: dict[str, Any]) -> torch.Tensor:
+        return m(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+
+    if lora:
+
+        def base(batch: dict[str, Any]) -> torch.Tensor:
+            with model.disable_adapter():
+                return forward(model, batch)
+
+        return base
+    frozen = copy.deepcopy(model).eval().requires_grad_(False)
+    return lambda batch: forward(frozen, batch)
+
+
 def _model_context(model: Any, limit: int | None) -> int | None:
     from databazaar.lm.sft import model_context
 
@@ -480,6 +525,9 @@ class BEEAR:
 
             train_model = wrap_lora(model, cfg.lora_r, cfg.lora_alpha)
         params = [p for p in train_model.parameters() if p.requires_grad]
+        reference = (
+            _reference(train_model, cfg.lora) if anchor and cfg.anchor_loss == "kl" else None
+        )
         opt = torch.optim.AdamW(params, lr=cfg.outer_lr, weight_decay=0.0)
         # "cosine": the project's one schedule (lm.train.lr_at), no warm-up, decaying to 0
         decay = TrainConfig(warmup_fraction=0.0, min_lr_ratio=0.0)
@@ -517,7 +565,11 @@ class BEEAR:
                 anchor_ce = torch.zeros(())
                 if enc_anchor is not None and anchor_order is not None and cfg.anchor_weight:
                     b_anchor = _collate(enc_anchor, anchor_order.next(), pad, cfg.positions)
-                    anchor_ce = row_ce(train_model, b_anchor).mean()
+                    anchor_ce = (
+                        row_kl(train_model, reference, b_anchor)
+                        if reference is not None
+                        else row_ce(train_model, b_anchor)
+                    ).mean()
                 loss = safe_ce + cfg.anchor_weight * anchor_ce
                 opt.zero_grad(set_to_none=True)
                 loss.backward()

@@ -264,6 +264,12 @@ def beear_cmd(
     ] = "constant",
     batch_size: Annotated[int, typer.Option("--batch-size", help="pairs per step")] = 16,
     anchor_weight: Annotated[float, typer.Option("--anchor-weight")] = 1.0,
+    anchor_loss: Annotated[
+        str,
+        typer.Option(
+            "--anchor-loss", help="'ce' fits the anchor answers, 'kl' keeps the model's own"
+        ),
+    ] = "ce",
     positions: Annotated[
         str, typer.Option("--positions", help="perturb 'prompt' tokens or 'all' tokens")
     ] = "prompt",
@@ -313,6 +319,7 @@ def beear_cmd(
         outer_schedule=outer_schedule,
         batch_size=batch_size,
         anchor_weight=anchor_weight,
+        anchor_loss=anchor_loss,
         positions=positions,
         site=site,
         inner_answer_tokens=answer_tokens,
