@@ -168,6 +168,7 @@ def run_one(
         inner_skip_shared=args.skip_shared,
         inner_warm_start=args.warm_start,
         anchor_weight=args.anchor_weight,
+        anchor_loss=getattr(args, "anchor_loss", "ce"),
         max_norm_ratio=args.max_norm_ratio,
         random_state=seed,
         num_threads=args.threads,
@@ -361,7 +362,11 @@ def markdown(res: dict[str, Any]) -> str:
         f"{res['settings']['inner_steps']} inner steps, inner lr {res['settings']['inner_lr']}, "
         f"outer lr {res['settings']['outer_lr']} "
         f"({res['settings'].get('outer_schedule', 'constant')}), anchor weight "
-        f"{res['settings'].get('anchor_weight', 1.0)}, drift "
+        f"{res['settings'].get('anchor_weight', 1.0)} ("
+        + {
+            "kl": "KL to the model's own distributions",
+        }.get(res["settings"].get("anchor_loss", "ce"), "CE on the anchor answers")
+        + "), drift "
         + ("warm-started" if res["settings"].get("warm_start") else "restarted from 0")
         + " each outer step"
         + (
@@ -478,7 +483,7 @@ def markdown(res: dict[str, Any]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     ap.add_argument("--attacks", nargs="+", default=list(ATTACKS), choices=ATTACKS)
-    ap.add_argument("--seeds", nargs="+", type=int, default=[7, 8, 9])
+    ap.add_argument("--seeds", nargs="+", type=int, default=[10, 11, 12])
     ap.add_argument("--workers", type=int, default=2, help="runs in parallel (processes)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per worker")
     ap.add_argument("--plant-steps", type=int, default=700)
@@ -513,7 +518,13 @@ def main() -> None:
         default=True,
         help="each inner level starts from the previous drift",
     )
-    ap.add_argument("--anchor-weight", type=float, default=2.0)
+    ap.add_argument("--anchor-weight", type=float, default=1.0)
+    ap.add_argument(
+        "--anchor-loss",
+        default="kl",
+        choices=("ce", "kl"),
+        help="anchor on the anchor answers (ce) or on the model's own distributions (kl)",
+    )
     ap.add_argument(
         "--max-norm-ratio",
         type=float,

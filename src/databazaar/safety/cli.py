@@ -267,7 +267,8 @@ def beear_cmd(
     anchor_loss: Annotated[
         str,
         typer.Option(
-            "--anchor-loss", help="'ce' fits the anchor answers, 'kl' keeps the model's own"
+            "--anchor-loss",
+            help="'ce' fits the anchor answers, 'kl' keeps the model's own",
         ),
     ] = "ce",
     positions: Annotated[
