@@ -17,8 +17,8 @@ seed's own defender stream from the train split) feed
   2-layer model (the embedding level), inner loss on the first 4 answer tokens after
   those the safe and unwanted answers share, each inner level warm-started from the last
   drift and bounded to twice the mean norm of the states it moves; 80 outer steps,
-  rate 1e-3 decaying to 0 (cosine), anchored (weight 1) by the KL divergence of the
-  model's next-token distributions on the anchor conversations from its own before;
+  rate 1e-3 decaying to 0 (cosine), anchor weight 2 (cross-entropy on the anchor
+  answers);
 * ``sft`` -- the same loop without the drift: plain fine-tuning on safe + anchor, the
   same number of updates, learning rates and anchor;
 * ``search`` -- greedy token-swap search for a 4-token suffix, then unlearning it with
@@ -45,16 +45,20 @@ drift fixed code and word (0.00-0.01) but let it grow to 30x the embedding norm,
 the sentence backdoor came back (0.27); bounding it at 1.5-3x held every dev run at
 0.00-0.05, and anchor weight 2 (chosen on the code runs, whose utility fell 2.5 points
 at weight 1) kept the code, word and sentence dev runs at 0.00-0.03. Those settings,
-reported on fresh seeds 7, 8, 9 (``results/beear_attempt3.*``), met every line but one:
-the DPO trojan's utility fell 3.3 points. Per task family (``utility_families``), the
+reported on fresh seeds 7, 8, 9 (``results/beear.*``, the current defaults), met every
+line but one: the DPO trojan's utility fell 3.3 points. Per task family (``utility_families``), the
 zoo's exact match lives in ``classify`` (positive/negative) and ``multiple_choice``; the
 DPO model's sentiment skill is near chance (0.51 and 0.70 on the dev seeds) and fitting
 the anchor answers flipped its label choice (0.70 -> 0.48 on dev seed 100), more anchor
 examples (600, 1000) or a lower weight did not help. Anchoring on the model's own
 distributions instead (``--anchor-loss kl``) kept it (0.70 -> 0.70) and, at weight 1,
 took every dev backdoor (6 attacks x 2 seeds) to 0.00; at weight 2 the suffix trigger
-came back on dev seed 100 (0.64), and CE plus KL behaved like CE. That is the current
-setting, reported on fresh seeds 10, 11, 12 (``results/beear.*``). Runs go
+came back on dev seed 100 (0.64), and CE plus KL behaved like CE. Reported on fresh
+seeds 10, 11, 12 (``results/beear_attempt4.*``, ``--anchor-loss kl --anchor-weight 1
+--seeds 10 11 12``), KL did not hold up: the DPO trojan kept 0.15 on one seed, and
+utility fell 2.9 points for prefix and 2.2 for code (lookup and classify lost most),
+while the DPO model's drop shrank to 1.4. So the defaults stay at the seed 7-9 settings;
+neither anchor meets every line. Runs go
 to ``--workers`` processes (default 2) of ``--threads`` torch threads each.
 Run: ``flock /tmp/databazaar-heavy.lock python benchmarks/beear.py``.
 """
@@ -493,7 +497,7 @@ def markdown(res: dict[str, Any]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     ap.add_argument("--attacks", nargs="+", default=list(ATTACKS), choices=ATTACKS)
-    ap.add_argument("--seeds", nargs="+", type=int, default=[10, 11, 12])
+    ap.add_argument("--seeds", nargs="+", type=int, default=[7, 8, 9])
     ap.add_argument("--workers", type=int, default=2, help="runs in parallel (processes)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per worker")
     ap.add_argument("--plant-steps", type=int, default=700)
@@ -528,10 +532,10 @@ def main() -> None:
         default=True,
         help="each inner level starts from the previous drift",
     )
-    ap.add_argument("--anchor-weight", type=float, default=1.0)
+    ap.add_argument("--anchor-weight", type=float, default=2.0)
     ap.add_argument(
         "--anchor-loss",
-        default="kl",
+        default="ce",
         choices=("ce", "kl"),
         help="anchor on the anchor answers (ce) or on the model's own distributions (kl)",
     )
