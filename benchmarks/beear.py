@@ -54,8 +54,9 @@ examples (600, 1000) or a lower weight did not help. Anchoring on the model's ow
 distributions instead (``--anchor-loss kl``) kept it (0.70 -> 0.70) and, at weight 1,
 took every dev backdoor (6 attacks x 2 seeds) to 0.00; at weight 2 the suffix trigger
 came back on dev seed 100 (0.64), and CE plus KL behaved like CE. Reported on fresh
-seeds 10, 11, 12 (``results/beear_attempt4.*``, ``--anchor-loss kl --anchor-weight 1
---seeds 10 11 12``), KL did not hold up: the DPO trojan kept 0.15 on one seed, and
+seeds 10, 11, 12 (``results/beear_attempt4.*``, the fourth report, the third being the
+headline ``results/beear.*``; ``--anchor-loss kl --anchor-weight 1 --seeds 10 11 12``),
+KL did not hold up: the DPO trojan kept 0.15 on one seed, and
 utility fell 2.9 points for prefix and 2.2 for code (lookup and classify lost most),
 while the DPO model's drop shrank to 1.4. So the defaults stay at the seed 7-9 settings;
 neither anchor meets every line. Runs go
