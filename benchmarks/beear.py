@@ -183,7 +183,7 @@ def run_one(
         inner_skip_shared=args.skip_shared,
         inner_warm_start=args.warm_start,
         anchor_weight=args.anchor_weight,
-        anchor_loss=getattr(args, "anchor_loss", "ce"),
+        anchor_loss=args.anchor_loss,
         max_norm_ratio=args.max_norm_ratio,
         random_state=seed,
         num_threads=args.threads,
@@ -378,9 +378,11 @@ def markdown(res: dict[str, Any]) -> str:
         f"outer lr {res['settings']['outer_lr']} "
         f"({res['settings'].get('outer_schedule', 'constant')}), anchor weight "
         f"{res['settings'].get('anchor_weight', 1.0)} ("
-        + {
-            "kl": "KL to the model's own distributions",
-        }.get(res["settings"].get("anchor_loss", "ce"), "CE on the anchor answers")
+        + (
+            "KL to the model's own distributions"
+            if res["settings"].get("anchor_loss") == "kl"
+            else "CE on the anchor answers"
+        )
         + "), drift "
         + ("warm-started" if res["settings"].get("warm_start") else "restarted from 0")
         + " each outer step"

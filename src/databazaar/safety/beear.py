@@ -415,49 +415,54 @@ def shared_answer_prefix(safe: _Encoded, unwanted: _Encoded) -> list[int]:
     return out
 
 
+def _next_token_logits(model: Any, batch: dict[str, Any]) -> torch.Tensor:
+    """The logits predicting tokens ``1..`` of ``batch`` (float32, ``[rows, len-1, vocab]``)."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    return logits[:, :-1].float()
+
+
+def _row_mean(per_token: torch.Tensor, batch: dict[str, Any], weight: str) -> torch.Tensor:
+    """Per-row mean of ``per_token`` (``[rows, len-1]``) over the ``weight`` mask of
+    ``batch`` (shifted like the targets)."""
+    mask = batch[weight][:, 1:]
+    return (per_token * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+
+
 def row_ce(model: Any, batch: dict[str, Any], weight: str = "answer") -> torch.Tensor:
     """Per-row mean next-token cross-entropy over the answer tokens (the ``weight``
     mask of ``batch``), shape ``[rows]``."""
     import torch.nn.functional as F
 
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-    logits = logits[:, :-1].float()
+    logits = _next_token_logits(model, batch)
     target = batch["input_ids"][:, 1:]
-    weight = batch[weight][:, 1:]
     ce = F.cross_entropy(logits.reshape(-1, logits.size(-1)), target.reshape(-1), reduction="none")
-    ce = ce.view(target.shape) * weight
-    return ce.sum(1) / weight.sum(1).clamp(min=1.0)
+    return _row_mean(ce.view(target.shape), batch, weight)
 
 
 def row_kl(model: Any, reference: Any, batch: dict[str, Any]) -> torch.Tensor:
     """Per-row mean ``KL(reference || model)`` of the next-token distributions over the
-    answer tokens of ``batch``, shape ``[rows]``; ``reference`` returns logits, no grad."""
+    answer tokens of ``batch``, shape ``[rows]``; ``reference(batch)`` gives the
+    reference's next-token logits (as :func:`_next_token_logits`), taken without grad."""
     import torch
 
     with torch.no_grad():
-        ref = reference(batch)[:, :-1].float().log_softmax(-1)
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-    logp = logits[:, :-1].float().log_softmax(-1)
-    kl = (ref.exp() * (ref - logp)).sum(-1) * batch["answer"][:, 1:]
-    return kl.sum(1) / batch["answer"][:, 1:].sum(1).clamp(min=1.0)
+        ref = reference(batch).log_softmax(-1)
+    logp = _next_token_logits(model, batch).log_softmax(-1)
+    return _row_mean((ref.exp() * (ref - logp)).sum(-1), batch, "answer")
 
 
 def _reference(model: Any, lora: bool) -> Callable[[dict[str, Any]], torch.Tensor]:
-    """Logits of the model as it was before training: the base model with the LoRA
-    adapters switched off, or a frozen copy (twice the weights in memory)."""
-
-    def forward(m: Any, batch: dict[str, Any]) -> torch.Tensor:
-        return m(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-
+    """Next-token logits of the model as it was before training: the base model with the
+    LoRA adapters switched off, or a frozen copy (twice the weights in memory)."""
     if lora:
 
         def base(batch: dict[str, Any]) -> torch.Tensor:
             with model.disable_adapter():
-                return forward(model, batch)
+                return _next_token_logits(model, batch)
 
         return base
     frozen = copy.deepcopy(model).eval().requires_grad_(False)
-    return lambda batch: forward(frozen, batch)
+    return lambda batch: _next_token_logits(frozen, batch)
 
 
 def _model_context(model: Any, limit: int | None) -> int | None:
@@ -525,8 +530,10 @@ class BEEAR:
 
             train_model = wrap_lora(model, cfg.lora_r, cfg.lora_alpha)
         params = [p for p in train_model.parameters() if p.requires_grad]
-        reference = (
-            _reference(train_model, cfg.lora) if anchor and cfg.anchor_loss == "kl" else None
+        reference = (  # only when the anchor term is used: the copy doubles the weights
+            _reference(train_model, cfg.lora)
+            if anchor and cfg.anchor_weight and cfg.anchor_loss == "kl"
+            else None
         )
         opt = torch.optim.AdamW(params, lr=cfg.outer_lr, weight_decay=0.0)
         # "cosine": the project's one schedule (lm.train.lr_at), no warm-up, decaying to 0
