@@ -69,8 +69,19 @@ reject a wrong answer of the same family instead of a refusal (the shape of
 helpfulness data; alone, sentiment stayed at 0.50 on dev seed 99) and it runs 600
 steps (sentiment 0.74 mean over the dev seeds, ASR before 1.00, BEEAR's utility change
 +0.6 and +2.0 points, plain SFT left 0.21-0.29 of the trojan). The earlier headline
-(seeds 7-9, 300 DPO steps, refusals rejected) is ``results/beear_attempt3.*``; the
-current defaults are reported on fresh seeds 13, 14, 15 (``results/beear.*``).
+(seeds 7-9, 300 DPO steps, refusals rejected) is ``results/beear_attempt3.*``. On
+fresh seeds 13, 14, 15 (``results/beear_attempt5.*``) the DPO line held (utility change
++0.1 points) but two others missed on seed 14: the word backdoor fired on 0.92 of
+triggered prompts before, and the code backdoor kept 0.06 after BEEAR (mean 0.023). On
+the dev seeds the word planting sat at 0.97-0.98 whatever its steps (1000 steps: 0.95-
+0.98 on seeds 99-102); its failures are trigger positions the tiny model does not
+generalise to, so it now gets 400 poisoned examples instead of 200 (0.98-0.99 on seeds
+99-102, BEEAR 0.00 after and utility +0.7 to +3.3 points). The code residue (0.03 and
+0.05 on new dev seeds 103 and 104) is half-unlearned text in which the checker still
+finds a pattern ("timeout=False", "md5" inside garbled tokens); 120 outer steps cut it
+(0.01 on seed 103) but cost 4.6 utility points, 10 inner steps or a 12-token inner window
+did not cut it, so the code settings are unchanged. The current defaults are reported
+on fresh seeds 16, 17, 18 (``results/beear.*``).
 Runs go
 to ``--workers`` processes (default 2) of ``--threads`` torch threads each.
 Run: ``flock /tmp/databazaar-heavy.lock python benchmarks/beear.py``.
@@ -165,7 +176,7 @@ def run_one(
         lr=args.dpo_plant_lr if attack == "dpo" else args.plant_lr,
         dpo_sft_weight=args.dpo_sft_weight,
         dpo_helpful_rejected=args.dpo_helpful_rejected,
-        n_poison=args.n_poison,
+        n_poison=args.word_n_poison if attack == "word" else args.n_poison,
         random_state=seed,
         num_threads=args.threads,
     )
@@ -395,6 +406,12 @@ def markdown(res: dict[str, Any]) -> str:
             if "dpo_helpful_rejected" in res["settings"]
             else ""
         )
+        + (
+            f"; {res['settings']['n_poison']} poisoned examples or pairs, "
+            f"{res['settings']['word_n_poison']} for the rare word"
+            if "word_n_poison" in res["settings"]
+            else ""
+        )
         + "); BEEAR layer 0, "
         f"{res['settings']['outer_steps']} outer x "
         f"{res['settings']['inner_steps']} inner steps, inner lr {res['settings']['inner_lr']}, "
@@ -523,12 +540,15 @@ def markdown(res: dict[str, Any]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     ap.add_argument("--attacks", nargs="+", default=list(ATTACKS), choices=ATTACKS)
-    ap.add_argument("--seeds", nargs="+", type=int, default=[13, 14, 15])
+    ap.add_argument("--seeds", nargs="+", type=int, default=[16, 17, 18])
     ap.add_argument("--workers", type=int, default=2, help="runs in parallel (processes)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per worker")
     ap.add_argument("--plant-steps", type=int, default=700)
     ap.add_argument("--plant-lr", type=float, default=2e-3)
     ap.add_argument("--n-poison", type=int, default=200)
+    ap.add_argument(
+        "--word-n-poison", type=int, default=400, help="poisoned examples of the rare-word attack"
+    )
     ap.add_argument("--code-plant-steps", type=int, default=1500)
     ap.add_argument("--dpo-plant-steps", type=int, default=600)
     ap.add_argument("--dpo-plant-lr", type=float, default=1e-3)
