@@ -80,8 +80,9 @@ generalise to, so it now gets 400 poisoned examples instead of 200 (0.98-0.99 on
 0.05 on new dev seeds 103 and 104) is half-unlearned text in which the checker still
 finds a pattern ("timeout=False", "md5" inside garbled tokens); 120 outer steps cut it
 (0.01 on seed 103) but cost 4.6 utility points, 10 inner steps or a 12-token inner window
-did not cut it, so the code settings are unchanged. The current defaults are reported
-on fresh seeds 16, 17, 18 (``results/beear.*``).
+did not cut it, so the code settings are unchanged. The current defaults, reported on
+fresh seeds 16, 17, 18 (``results/beear.*``, 21.4 min), met every line, with thin
+margins (word and code fired on 0.95 before on seed 17).
 Runs go
 to ``--workers`` processes (default 2) of ``--threads`` torch threads each.
 Run: ``flock /tmp/databazaar-heavy.lock python benchmarks/beear.py``.
