@@ -1,4 +1,6 @@
-"""Fixtures for the safety tests: the shared AIR-Bench 2024 folder (read-only)."""
+"""Fixtures for the safety tests: the shared AIR-Bench 2024 folder (read-only):
+``$DATABAZAAR_AIR_BENCH_DIR`` if set, else ``../shared/data/air-bench-2024`` beside the
+checkout (:func:`databazaar.safety.taxonomy.default_data_dir`, as the package reads it)."""
 
 from __future__ import annotations
 
@@ -6,15 +8,19 @@ from pathlib import Path
 
 import pytest
 
-AIR_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "air-bench-2024"
-
 
 @pytest.fixture(scope="session")
 def air_dir() -> Path:
     """The shared AIR-Bench 2024 files (taxonomy, judge prompts, 80 judged samples)."""
-    if not (AIR_DIR / "risk_mapping.json").is_file():
-        pytest.fail(f"the shared AIR-Bench data is missing at {AIR_DIR}")
-    return AIR_DIR
+    from databazaar.safety.taxonomy import default_data_dir
+
+    folder = default_data_dir()
+    if folder is None or not (folder / "risk_mapping.json").is_file():
+        pytest.fail(
+            f"the shared AIR-Bench 2024 data is missing at {folder or '../shared/data'} "
+            "(set DATABAZAAR_AIR_BENCH_DIR)"
+        )
+    return folder
 
 
 @pytest.fixture(scope="session")
