@@ -169,7 +169,26 @@ def tiny_zoo(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
 
 # ------------------------------------------------------------------ AIR screener
 @pytest.fixture(scope="session")
-def air_screener(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Any:
+def air_dir() -> Path:
+    """The shared AIR-Bench 2024 files (taxonomy, judge prompts, 80 judged samples):
+    ``$DATABAZAAR_AIR_BENCH_DIR`` if set, else ``../shared/data/air-bench-2024`` beside the
+    checkout (:func:`databazaar.safety.taxonomy.default_data_dir`, as the package reads it);
+    the tests that need them fail without them."""
+    from databazaar.safety.taxonomy import default_data_dir
+
+    folder = default_data_dir()
+    if folder is None or not (folder / "risk_mapping.json").is_file():
+        pytest.fail(
+            f"the shared AIR-Bench 2024 data is missing at {folder or '../shared/data'} "
+            "(set DATABAZAAR_AIR_BENCH_DIR)"
+        )
+    return folder
+
+
+@pytest.fixture(scope="session")
+def air_screener(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, air_dir: Path
+) -> Any:
     """``(taxonomy, screener)``: the MiniLM AIR 2024 screener, trained once and cached.
 
     The taxonomy is read from the shared AIR-Bench folder (the tests fail without it);
@@ -178,18 +197,15 @@ def air_screener(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     (``.pytest_cache/d/databazaar-screener``), so later sessions reuse it.
     """
     from databazaar.safety.screen import cached_screener
-    from databazaar.safety.taxonomy import default_data_dir, load_taxonomy
+    from databazaar.safety.taxonomy import load_taxonomy
 
-    folder = default_data_dir()
-    if folder is None or not (folder / "risk_mapping.json").is_file():
-        pytest.fail("the shared AIR-Bench 2024 data is missing (set DATABAZAAR_AIR_BENCH_DIR)")
     root = os.environ.get("DATABAZAAR_TEST_SCREENER_DIR")
     cache = getattr(request.config, "cache", None)  # absent under -p no:cacheprovider
     if not root and cache is not None:
         root = str(cache.mkdir("databazaar-screener"))
     if not root:
         root = str(tmp_path_factory.getbasetemp().parent / "databazaar-screener")
-    taxonomy = load_taxonomy(folder)
+    taxonomy = load_taxonomy(air_dir)
     return taxonomy, cached_screener(taxonomy, cache_dir=Path(root))
 
 
