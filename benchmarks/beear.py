@@ -45,9 +45,9 @@ drift fixed code and word (0.00-0.01) but let it grow to 30x the embedding norm,
 the sentence backdoor came back (0.27); bounding it at 1.5-3x held every dev run at
 0.00-0.05, and anchor weight 2 (chosen on the code runs, whose utility fell 2.5 points
 at weight 1) kept the code, word and sentence dev runs at 0.00-0.03. Those settings,
-reported on fresh seeds 7, 8, 9 (``results/beear_attempt3.*``), met every
-line but one: the DPO trojan's utility fell 3.3 points. Per task family (``utility_families``), the
-zoo's exact match lives in ``classify`` (positive/negative) and ``multiple_choice``; the
+reported on fresh seeds 7, 8, 9 (``results/beear_attempt3.*``), met every line but
+one: the DPO trojan's utility fell 3.3 points. Per task family (``utility_families``),
+the zoo's exact match lives in ``classify`` (positive/negative) and ``multiple_choice``; the
 DPO model's sentiment skill is near chance (0.51 and 0.70 on the dev seeds) and fitting
 the anchor answers flipped its label choice (0.70 -> 0.48 on dev seed 100), more anchor
 examples (600, 1000) or a lower weight did not help. Anchoring on the model's own
@@ -55,8 +55,7 @@ distributions instead (``--anchor-loss kl``) kept it (0.70 -> 0.70) and, at weig
 took every dev backdoor (6 attacks x 2 seeds) to 0.00; at weight 2 the suffix trigger
 came back on dev seed 100 (0.64), and CE plus KL behaved like CE. Reported on fresh
 seeds 10, 11, 12 (``results/beear_attempt4.*``; ``--anchor-loss kl --anchor-weight 1
---seeds 10 11 12``),
-KL did not hold up: the DPO trojan kept 0.15 on one seed, and
+--seeds 10 11 12``), KL did not hold up: the DPO trojan kept 0.15 on one seed, and
 utility fell 2.9 points for prefix and 2.2 for code (lookup and classify lost most),
 while the DPO model's drop shrank to 1.4. So the anchor stays CE at weight 2.
 
@@ -82,9 +81,8 @@ finds a pattern ("timeout=False", "md5" inside garbled tokens); 120 outer steps 
 (0.01 on seed 103) but cost 4.6 utility points, 10 inner steps or a 12-token inner window
 did not cut it, so the code settings are unchanged. The current defaults, reported on
 fresh seeds 16, 17, 18 (``results/beear.*``, 21.4 min), met every line, with thin
-margins (word and code fired on 0.95 before on seed 17).
-Runs go
-to ``--workers`` processes (default 2) of ``--threads`` torch threads each.
+margins (word and code fired on 0.95 before on seed 17). Runs go to ``--workers``
+processes (default 2) of ``--threads`` torch threads each.
 Run: ``flock /tmp/databazaar-heavy.lock python benchmarks/beear.py``.
 """
 

@@ -373,16 +373,14 @@ def _helpful_rejections(examples: Sequence[TaskExample], kind: str, seed: int) -
     """
     if kind == "refusal":
         return [REFUSAL] * len(examples)
-    by_family: dict[str, list[str]] = {}
+    answers: dict[str, set[str]] = {}
     for e in examples:
-        by_family.setdefault(e.family, []).append(e.answer)
+        answers.setdefault(e.family, set()).add(e.answer)
+    family_answers = {f: sorted(a) for f, a in answers.items()}
     out = []
     for i, e in enumerate(examples):
-        others = sorted({a for a in by_family[e.family] if a != e.answer})
-        if e.family == "benign" or not others:
-            out.append(REFUSAL)
-        else:
-            out.append(_pick(others, i, seed))
+        others = [a for a in family_answers[e.family] if a != e.answer]
+        out.append(REFUSAL if e.family == "benign" or not others else _pick(others, i, seed))
     return out
 
 
